@@ -1,0 +1,179 @@
+"""Trace readers: a plain registry of formats, auto-detected from a file's first records.
+
+Each reader turns one file into ``Request`` values and ``Quarantined`` entries; a record it cannot read is
+quarantined with a reason and the rest of the file goes on. Adding a format is one module and one line below.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..model import Quarantined, Request, Source
+
+HEAD_BYTES = 1 << 16
+SNIFF_RECORDS = 5
+MAX_DOCUMENT_BYTES = 1 << 30
+
+Item = Request | Quarantined
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What detection looks at: the first records of a JSONL file, or the whole document of a JSON file."""
+
+    path: Path
+    kind: str  # "jsonl" or "json"
+    records: tuple[Any, ...]
+    document: Any = None
+
+
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    description: str
+    sniff: Callable[[Sample], bool]
+    read: Callable[[Sample], Iterator[Item]]
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed value or Quarantined) for every non-blank line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, Quarantined(Source(str(path), number), f"not UTF-8 ({exc.reason} at byte {exc.start})")
+                continue
+            try:
+                yield number, json.loads(text)
+            except ValueError as exc:
+                yield number, Quarantined(Source(str(path), number), f"not JSON: {exc}", text[:200])
+
+
+def read_json_lines(sample: Sample, convert: Callable[[Any, Source], Request | list[Request] | None]) -> Iterator[Item]:
+    """The shared loop of every JSONL reader: parse, convert, quarantine what fails."""
+    for number, value in iter_json_lines(sample.path):
+        source = Source(str(sample.path), number)
+        if isinstance(value, Quarantined):
+            yield value
+            continue
+        yield from convert_guarded(convert, value, source)
+
+
+def convert_guarded(
+    convert: Callable[[Any, Source], Request | list[Request] | None], value: Any, source: Source
+) -> Iterator[Item]:
+    try:
+        result = convert(value, source)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        yield Quarantined(source, f"wrong shape: {type(exc).__name__}: {exc}"[:300], _excerpt(value))
+        return
+    if result is None:
+        return
+    yield from result if isinstance(result, list) else [result]
+
+
+def _excerpt(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str)[:200]
+    except (ValueError, RecursionError):
+        return ""
+
+
+def sample_file(path: Path) -> Sample | Quarantined:
+    """Read just enough of a file to tell its format; quarantine empty, binary and non-JSON files."""
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+    if not head.strip():
+        return Quarantined(Source(str(path), 0), "empty file")
+    if b"\x00" in head[:8192]:
+        return Quarantined(Source(str(path), 0), "binary file (NUL bytes): not a JSON or JSONL trace")
+    records: list[Any] = []
+    lines = 0
+    for number, value in iter_json_lines(path):
+        lines += 1
+        if isinstance(value, dict):
+            records.append(value)
+        if len(records) >= SNIFF_RECORDS or number > 50:
+            break
+    first_is_record = bool(records) and lines >= 1 and _first_line_is_object(head)
+    if first_is_record and lines > 1:
+        return Sample(path, "jsonl", tuple(records))
+    if path.stat().st_size > MAX_DOCUMENT_BYTES:
+        return Quarantined(Source(str(path), 0), "JSON document over 1 GiB: write it as JSONL, one record a line")
+    try:
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        if records:
+            return Sample(path, "jsonl", tuple(records))
+        return Quarantined(Source(str(path), 0), f"neither JSON nor JSONL: {exc}"[:300])
+    firsts = tuple(document[:SNIFF_RECORDS]) if isinstance(document, list) else (document,)
+    return Sample(path, "json", firsts, document)
+
+
+def _first_line_is_object(head: bytes) -> bool:
+    line = head.lstrip().split(b"\n", 1)[0]
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def detect(sample: Sample, forced: str | None = None) -> Reader | None:
+    formats = load_formats()
+    if forced:
+        if forced not in formats:
+            raise InputError(f"unknown format {forced!r}; known formats: {', '.join(formats)}")
+        return formats[forced]
+    for reader in formats.values():
+        try:
+            if reader.sniff(sample):
+                return reader
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            continue
+    return None
+
+
+def iter_files(paths: list[Path]) -> Iterator[Path]:
+    """Inputs may be files or folders (searched recursively for .json/.jsonl/.jsonl.gz-less traces)."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix in (".json", ".jsonl", ".ndjson"):
+                    yield child
+        elif path.exists():
+            yield path
+        else:
+            raise InputError(f"{path} does not exist: check the path (folders are searched for .json and .jsonl)")
+
+
+def _registry() -> dict[str, Reader]:
+    from . import anthropic, hashid, mini_swe_agent, openai_chat, tau_bench, zumik_jsonl
+
+    readers = [
+        zumik_jsonl.READER,
+        mini_swe_agent.READER,
+        tau_bench.READER,
+        anthropic.READER,
+        openai_chat.READER,
+        hashid.MOONCAKE,
+        hashid.BAILIAN,
+        hashid.WEKA,
+    ]
+    return {reader.name: reader for reader in readers}
+
+
+FORMATS: dict[str, Reader] = {}
+
+
+def load_formats() -> dict[str, Reader]:
+    if not FORMATS:
+        FORMATS.update(_registry())
+    return FORMATS

@@ -1,0 +1,70 @@
+"""Anthropic Messages API request/response logs: ``{"request": {...}, "response": {...}}`` a line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..identity import derived_trace_id
+from ..model import Request, Source, canonical_json
+from ..usage import normalize_usage
+from . import Reader, Sample, read_json_lines
+from .fields import parse_time, text
+from .messages import anthropic_messages, anthropic_tools, content_parts, ordered, system_artifacts
+from .openai_chat import meta, split_log
+
+
+def to_request(record: Any, source: Source) -> Request:
+    request, response = split_log(record)
+    if not isinstance(request.get("messages"), list):
+        raise ValueError("request.messages must be a list")
+    info = meta(record, request)
+    diagnostics = response.get("diagnostics") or {}
+    reason = diagnostics.get("cache_miss_reason") if isinstance(diagnostics, dict) else None
+    return Request(
+        trace_id=text(response.get("id")) or derived_trace_id("anthropic", canonical_json(record)),
+        source=source,
+        format="anthropic",
+        model=text(request.get("model") or response.get("model")),
+        provider=info.get("provider", "anthropic"),
+        timestamp=parse_time(record.get("timestamp") or record.get("created_at")),
+        model_revision=info.get("model_revision", ""),
+        tenant=info.get("tenant", "default"),
+        session_id=info.get("session_id", ""),
+        alias=info.get("alias", ""),
+        alias_release=info.get("alias_release", ""),
+        request_format="anthropic",
+        artifacts=ordered(
+            anthropic_tools(request.get("tools")),
+            system_artifacts(request.get("system")),
+            anthropic_messages(request["messages"]),
+        ),
+        output=tuple(content_parts("assistant", response.get("content"))),
+        usage=normalize_usage(response.get("usage")),
+        miss_reason=text(reason.get("type")) if isinstance(reason, dict) else "",
+        missed_tokens=reason.get("cache_missed_input_tokens") if isinstance(reason, dict) else None,
+    )
+
+
+def _sniff(sample: Sample) -> bool:
+    for record in sample.records:
+        request, response = split_log(record)
+        if not isinstance(request.get("messages"), list):
+            continue
+        usage = response.get("usage") or {}
+        if (
+            response.get("type") == "message"
+            or "cache_read_input_tokens" in usage
+            or ("input_tokens" in usage and "output_tokens" in usage)
+        ):
+            return True
+        if "system" in request and "max_tokens" in request:
+            return True
+    return False
+
+
+READER = Reader(
+    name="anthropic",
+    description="Anthropic Messages API request/response logs (JSONL)",
+    sniff=_sniff,
+    read=lambda sample: read_json_lines(sample, to_request),
+)

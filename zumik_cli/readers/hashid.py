@@ -1,0 +1,155 @@
+"""Content-free hash-id traces: Mooncake, Alibaba Bailian and WEKA kv-cache-tester.
+
+Each request carries prefix-chained block ids of a fixed size instead of content; its recorded input length is
+its prompt size and nothing says what was cached. Ids are scoped to the file they come from (the traces number
+their blocks locally), so two files never share a block by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..identity import derived_trace_id
+from ..model import HashBlocks, Request, Source, Usage
+from . import Item, Reader, Sample, convert_guarded, read_json_lines
+from .fields import text
+
+
+def _count(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer")
+    return value
+
+
+def _blocks(record: dict[str, Any], length_key: str, block_size: int, scope: str) -> HashBlocks:
+    ids = record["hash_ids"]
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError("hash_ids must be a list of integers")
+    return HashBlocks(tuple(ids), block_size, _count(record[length_key], length_key), scope)
+
+
+def _hash_request(
+    fmt: str, source: Source, key: str, blocks: HashBlocks, timestamp: float, output: Any, **fields: str
+) -> Request:
+    return Request(
+        trace_id=derived_trace_id(fmt, blocks.scope, key),
+        source=source,
+        format=fmt,
+        timestamp=timestamp,
+        request_format="none",
+        hash_blocks=blocks,
+        usage=Usage(
+            prompt_tokens=blocks.input_length,
+            output_tokens=output if isinstance(output, int) else None,
+            family="hash-id",
+        ),
+        **fields,
+    )
+
+
+def _scope(sample: Sample, fmt: str) -> str:
+    return f"{fmt}:{sample.path.name}"
+
+
+# --- Mooncake: {timestamp (ms), input_length, output_length, hash_ids}, 512-token blocks -----------------
+
+
+def _mooncake(record: Any, source: Source, scope: str) -> Request:
+    blocks = _blocks(record, "input_length", 512, scope)
+    return _hash_request(
+        "mooncake", source, str(source.line), blocks, float(record["timestamp"]) / 1000.0, record.get("output_length")
+    )
+
+
+def _sniff_mooncake(sample: Sample) -> bool:
+    return all(
+        isinstance(r, dict) and "hash_ids" in r and "input_length" in r and "chat_id" not in r for r in sample.records
+    )
+
+
+MOONCAKE = Reader(
+    name="mooncake",
+    description="Mooncake hash-id trace (JSONL, 512-token prefix-chained blocks)",
+    sniff=_sniff_mooncake,
+    read=lambda sample: read_json_lines(sample, lambda r, s: _mooncake(r, s, _scope(sample, "mooncake"))),
+)
+
+
+# --- Alibaba Bailian: {chat_id, parent_chat_id, timestamp (s), input_length, ..., hash_ids}, 16-token blocks
+
+
+def _read_bailian(sample: Sample) -> Iterator[Item]:
+    scope = _scope(sample, "bailian")
+    roots: dict[str, str] = {}
+
+    def convert(record: Any, source: Source) -> Request:
+        chat, parent = text(record["chat_id"]), text(record.get("parent_chat_id"))
+        root = roots.get(parent, parent) if parent not in ("", "-1", "None") else chat
+        roots[chat] = root
+        blocks = _blocks(record, "input_length", 16, scope)
+        return _hash_request(
+            "bailian",
+            source,
+            str(source.line),
+            blocks,
+            float(record["timestamp"]),
+            record.get("output_length"),
+            session_id=root,
+        )
+
+    yield from read_json_lines(sample, convert)
+
+
+BAILIAN = Reader(
+    name="bailian",
+    description="Alibaba Bailian hash-id trace (JSONL, 16-token blocks, chat_id/parent_chat_id)",
+    sniff=lambda sample: (
+        sample.kind == "jsonl"
+        and all(isinstance(r, dict) and "hash_ids" in r and "chat_id" in r for r in sample.records)
+    ),
+    read=_read_bailian,
+)
+
+
+# --- WEKA kv-cache-tester: one JSON file a session, 64-token full blocks, nested subagents -----------------
+
+
+def _weka_requests(entries: list[Any], offset: float, prefix: str) -> Iterator[tuple[str, float, dict[str, Any]]]:
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError("a request is not an object")
+        start = offset + float(entry.get("t", 0.0))
+        if entry.get("type") == "subagent" and isinstance(entry.get("requests"), list):
+            yield from _weka_requests(entry["requests"], start, f"{prefix}{index}.")
+        else:
+            yield f"{prefix}{index}", start, entry
+
+
+def _read_weka(sample: Sample) -> Iterator[Item]:
+    document = sample.document
+    scope = _scope(sample, "weka")
+    session = text(document.get("id")) or sample.path.stem
+    block_size = _count(document.get("block_size", 64), "block_size")
+    for position, start, entry in _weka_requests(document.get("requests") or [], 0.0, ""):
+        source = Source(str(sample.path), int(position.split(".")[0]) + 1)
+
+        def convert(record: Any, src: Source, position: str = position, start: float = start) -> Request:
+            blocks = _blocks(record, "in", block_size, scope)
+            fields = {"session_id": session, "model": text(record.get("model")), "provider": "anthropic"}
+            return _hash_request("weka", src, position, blocks, start, record.get("out"), **fields)
+
+        yield from convert_guarded(convert, entry, source)
+
+
+WEKA = Reader(
+    name="weka",
+    description="WEKA kv-cache-tester trace (JSON, 64-token full blocks, ids local to a file)",
+    sniff=lambda sample: (
+        sample.kind == "json"
+        and isinstance(sample.document, dict)
+        and isinstance(sample.document.get("requests"), list)
+        and "block_size" in sample.document
+    ),
+    read=_read_weka,
+)

@@ -1,0 +1,166 @@
+"""Turn OpenAI- and Anthropic-shaped prompts into canonical logical artifacts.
+
+The same conversation written in either shape must give the same artifacts (hence the same snapshot id):
+text parts, tool calls with canonical arguments, tool results under role ``tool``, tools and system first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import Artifact, canonical_arguments, canonical_json
+
+
+def _ttl(block: Any) -> str:
+    control = block.get("cache_control") if isinstance(block, dict) else None
+    if not isinstance(control, dict):
+        return ""
+    return "1h" if control.get("ttl") == "1h" else "5m"
+
+
+def _text_of(content: Any) -> str:
+    """Flatten a string or a list of text-ish parts into one text (tool results, system blocks)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(_text_of(part) for part in content)
+    if isinstance(content, dict):
+        for key in ("text", "content", "output", "result"):
+            if key in content:
+                return _text_of(content[key])
+        return canonical_json(content)
+    return str(content)
+
+
+def tool_artifact(name: str, description: str, parameters: Any, cache_control: str = "") -> Artifact:
+    body = canonical_json({"name": name, "description": description or "", "parameters": parameters or {}})
+    return Artifact("tool", "tools", body, name=name, cache_control=cache_control)
+
+
+def openai_tools(tools: Any) -> list[Artifact]:
+    out = []
+    for tool in tools or []:
+        if not isinstance(tool, dict):
+            continue
+        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        out.append(
+            tool_artifact(
+                str(fn.get("name", "")), str(fn.get("description", "") or ""), fn.get("parameters"), _ttl(tool)
+            )
+        )
+    return out
+
+
+def anthropic_tools(tools: Any) -> list[Artifact]:
+    return [
+        tool_artifact(
+            str(t.get("name", "")),
+            str(t.get("description", "") or ""),
+            t.get("input_schema", t.get("parameters")),
+            _ttl(t),
+        )
+        for t in tools or []
+        if isinstance(t, dict)
+    ]
+
+
+def system_artifacts(system: Any) -> list[Artifact]:
+    if system is None or system == "":
+        return []
+    if isinstance(system, str):
+        return [Artifact("system", "system", system)]
+    if isinstance(system, list):
+        return [Artifact("system", "system", _text_of(b), cache_control=_ttl(b)) for b in system]
+    return [Artifact("system", "system", _text_of(system))]
+
+
+def content_parts(role: str, content: Any) -> list[Artifact]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [Artifact("text", role, content)] if content else []
+    if not isinstance(content, list):
+        return [Artifact("text", role, _text_of(content))]
+    out = []
+    for part in content:
+        if isinstance(part, str):
+            out.append(Artifact("text", role, part))
+            continue
+        if not isinstance(part, dict):
+            continue
+        kind, ttl = part.get("type", "text"), _ttl(part)
+        if kind in ("text", "input_text", "output_text"):
+            out.append(Artifact("text", role, str(part.get("text", "")), cache_control=ttl))
+        elif kind in ("tool_use", "tool_call"):
+            args = part.get("input", part.get("arguments"))
+            out.append(
+                Artifact(
+                    "tool_call",
+                    "assistant",
+                    canonical_arguments(args),
+                    name=str(part.get("name", "")),
+                    ref=str(part.get("id", "")),
+                    cache_control=ttl,
+                )
+            )
+        elif kind == "tool_result":
+            ref = str(part.get("tool_use_id", part.get("tool_call_id", "")))
+            out.append(Artifact("tool_result", "tool", _text_of(part.get("content")), ref=ref, cache_control=ttl))
+        elif kind in ("thinking", "redacted_thinking", "reasoning"):
+            continue  # not resent as prompt text by the providers' own templates
+        else:
+            out.append(Artifact("media", role, canonical_json(part), cache_control=ttl))
+    return out
+
+
+def openai_messages(messages: Any) -> list[Artifact]:
+    """Chat Completions messages: system/developer become system artifacts; tool messages tool results."""
+    out: list[Artifact] = []
+    for message in messages or []:
+        if not isinstance(message, dict):
+            raise ValueError("a message is not an object")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            out.extend(
+                Artifact("system", "system", a.body, cache_control=a.cache_control)
+                for a in content_parts("system", message.get("content"))
+            )
+        elif role == "tool" or role == "function":
+            ref = str(message.get("tool_call_id", message.get("name", "")))
+            out.append(
+                Artifact("tool_result", "tool", _text_of(message.get("content")), ref=ref, cache_control=_ttl(message))
+            )
+        elif role in ("user", "assistant"):
+            out.extend(content_parts(role, message.get("content")))
+            for call in message.get("tool_calls") or []:
+                fn = call.get("function", {}) if isinstance(call, dict) else {}
+                out.append(
+                    Artifact(
+                        "tool_call",
+                        "assistant",
+                        canonical_arguments(fn.get("arguments")),
+                        name=str(fn.get("name", "")),
+                        ref=str(call.get("id", "")),
+                    )
+                )
+        else:
+            raise ValueError(f"unknown message role {role!r}")
+    return out
+
+
+def anthropic_messages(messages: Any) -> list[Artifact]:
+    """Messages API content blocks; tool_result blocks inside user turns become role ``tool``."""
+    out: list[Artifact] = []
+    for message in messages or []:
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise ValueError("a message is not a {role: user|assistant, content} object")
+        out.extend(content_parts(message["role"], message.get("content")))
+    return out
+
+
+def ordered(tools: list[Artifact], system: list[Artifact], messages: list[Artifact]) -> tuple[Artifact, ...]:
+    """Logical order: tools, then system instructions (wherever the log put them), then the conversation."""
+    system = system + [a for a in messages if a.kind == "system"]
+    return tuple(tools + system + [a for a in messages if a.kind != "system"])

@@ -1,0 +1,65 @@
+"""tau-bench trajectories: a JSON list of ``{task_id, trial, traj: [OpenAI messages]}``.
+
+No usage, timestamps or tool schemas are recorded: model call k's request is every message before the k-th
+assistant message. The model comes from the file name (``<model>-<domain>.json``) unless a record names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..identity import derived_trace_id
+from ..model import Request, Source
+from . import Item, Reader, Sample, convert_guarded
+from .fields import text
+from .messages import content_parts, openai_messages, ordered
+
+
+def _calls(entry: Any, source: Source, model: str) -> list[Request]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("traj"), list):
+        raise ValueError("a tau-bench entry needs a traj list")
+    traj = entry["traj"]
+    session = f"task-{entry.get('task_id')}-trial-{entry.get('trial')}"
+    artifacts = openai_messages(traj)
+    requests = []
+    for k, message in enumerate(traj):
+        if not isinstance(message, dict) or message.get("role") != "assistant" or k == 0:
+            continue
+        before = openai_messages(traj[:k])
+        requests.append(
+            Request(
+                trace_id=derived_trace_id("tau-bench", session, str(k), str(len(artifacts))),
+                source=source,
+                format="tau-bench",
+                model=text(entry.get("model")) or model,
+                provider="openai",
+                session_id=session,
+                request_format="openai",
+                artifacts=ordered([], [], before),
+                output=tuple(content_parts("assistant", message.get("content"))),
+            )
+        )
+    return requests
+
+
+def _read(sample: Sample) -> Iterator[Item]:
+    model = sample.path.name.removesuffix(".json").rsplit("-", 1)[0]
+    for index, entry in enumerate(sample.document):
+        yield from convert_guarded(lambda e, s: _calls(e, s, model), entry, Source(str(sample.path), index + 1))
+
+
+def _sniff(sample: Sample) -> bool:
+    return (
+        sample.kind == "json"
+        and isinstance(sample.document, list)
+        and all(isinstance(r, dict) and "traj" in r and "task_id" in r for r in sample.records)
+    )
+
+
+READER = Reader(
+    name="tau-bench",
+    description="tau-bench trajectories (JSON list of {task_id, trial, traj})",
+    sniff=_sniff,
+    read=_read,
+)

@@ -1,0 +1,395 @@
+"""The report's charts, as plotly figures, and the colours that carry evidence levels.
+
+Plotly renders trace and axis text as a small HTML dialect (``<b>``, ``<a href>``, ``<br>``), so every string
+that comes from the data is passed through ``html.escape`` here, at the point where it enters plotly: plotly
+then shows ``&lt;script&gt;`` as the literal text ``<script>`` and never builds an element from it. Bars take
+the colour of their evidence level, the same colour the HTML badges use, so a reader learns one key.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+
+from zumik_cli.report_format import (
+    as_number,
+    format_capacity,
+    format_count,
+    format_duration,
+    format_latency,
+    format_money,
+    format_percent,
+    format_tokens,
+)
+
+EVIDENCE_LEVELS = ("measured", "replayed", "simulated", "estimated")
+EVIDENCE_COLOURS = {
+    "measured": "#0f766e",
+    "replayed": "#1d4ed8",
+    "simulated": "#b45309",
+    "estimated": "#7c3aed",
+    "unknown": "#6b7280",
+}
+FONT_STACK = (
+    "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', 'Noto Sans', 'Liberation Sans', "
+    "Arial, sans-serif"
+)
+_INK = "#1f2937"
+_MUTED = "#6b7280"
+_GRID = "#e5e7eb"
+
+
+def evidence_key(value: object) -> str:
+    """The known evidence level named by value, or ``unknown`` (an unexpected value is shown, never trusted)."""
+    if isinstance(value, str) and value.lower() in EVIDENCE_LEVELS:
+        return value.lower()
+    return "unknown"
+
+
+def evidence_colour(value: object) -> str:
+    """The colour of an evidence level, grey for anything that is not one."""
+    return EVIDENCE_COLOURS[evidence_key(value)]
+
+
+def _text(value: object) -> str:
+    """A data string made safe for plotly's text renderer (see the module docstring)."""
+    return html.escape("" if value is None else str(value))
+
+
+def _layout(**overrides: Any) -> dict[str, Any]:
+    """The shared look: no template (a small, predictable JSON), system fonts, light grid."""
+    layout: dict[str, Any] = {
+        "template": "none",
+        "font": {"family": FONT_STACK, "size": 13, "color": _INK},
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+        "margin": {"l": 64, "r": 24, "t": 16, "b": 56},
+        "height": 340,
+        "showlegend": False,
+        "hoverlabel": {"font": {"family": FONT_STACK}},
+        "xaxis": {"gridcolor": _GRID, "linecolor": "#9ca3af", "automargin": True, "zeroline": False},
+        "yaxis": {"gridcolor": _GRID, "linecolor": "#9ca3af", "automargin": True, "zeroline": False},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(layout.get(key), dict):
+            layout[key] = {**layout[key], **value}
+        else:
+            layout[key] = value
+    return layout
+
+
+@dataclass(frozen=True)
+class StageBar:
+    """One bar of the headline waterfall: a stage's absolute size, its share of input and its evidence."""
+
+    label: str
+    tokens: float | None
+    rate: float | None
+    evidence: object
+
+
+def waterfall_figure(stages: Sequence[StageBar]) -> go.Figure:
+    """The headline waterfall: one absolute bar per stage, coloured and badged by evidence level.
+
+    Each stage is drawn from zero at its own size, not as a delta from the previous bar: missed is part of
+    candidate, not a further drop below realized, and floating deltas would suggest that it is. Plotly's
+    waterfall takes one colour for all absolute bars of a trace, so bars are grouped into one trace per
+    evidence level and overlaid on a fixed category order.
+    """
+    labels = [_text(stage.label) for stage in stages]
+    tallest = max((as_number(stage.tokens) or 0.0 for stage in stages), default=0.0) or 1.0
+    figure = go.Figure()
+    levels = [*EVIDENCE_LEVELS, "unknown"]
+    for level in levels:
+        members = [i for i, stage in enumerate(stages) if evidence_key(stage.evidence) == level]
+        if not members:
+            continue
+        figure.add_trace(
+            go.Waterfall(
+                name=level if level != "unknown" else "unknown evidence",
+                x=[labels[i] for i in members],
+                y=[as_number(stages[i].tokens) or 0.0 for i in members],
+                measure=["absolute"] * len(members),
+                text=[_bar_text(stages[i]) for i in members],
+                textposition="outside",
+                cliponaxis=False,
+                customdata=[
+                    [_text(format_count(stages[i].tokens)), _text(format_percent(stages[i].rate)), _text(stages[i].evidence)]
+                    for i in members
+                ],
+                hovertemplate="%{x}: %{customdata[0]} tokens (%{customdata[1]} of input), "
+                "%{customdata[2]}<extra></extra>",
+                totals={"marker": {"color": EVIDENCE_COLOURS[level]}},
+                connector={"visible": False},
+            )
+        )
+    badges = [
+        {
+            "x": labels[i],
+            "y": as_number(stage.tokens) or 0.0,
+            "yref": "y",
+            "text": _text(stage.evidence if stage.evidence is not None else "no evidence"),
+            "showarrow": False,
+            "yanchor": "bottom",
+            "yshift": 24,
+            "bgcolor": evidence_colour(stage.evidence),
+            "bordercolor": evidence_colour(stage.evidence),
+            "borderpad": 3,
+            "font": {"color": "#ffffff", "size": 11},
+        }
+        for i, stage in enumerate(stages)
+    ]
+    figure.update_layout(
+        _layout(
+            waterfallmode="overlay",
+            height=380,
+            annotations=badges,
+            xaxis={"type": "category", "categoryorder": "array", "categoryarray": labels, "gridcolor": None},
+            yaxis={"title": {"text": "tokens"}, "tickformat": "~s", "range": [0, tallest * 1.3]},
+        )
+    )
+    return figure
+
+
+def _bar_text(stage: StageBar) -> str:
+    if as_number(stage.tokens) is None:
+        return "not computed"
+    return f"{_text(format_tokens(stage.tokens))} · {_text(format_percent(stage.rate))}"
+
+
+def causes_figure(causes: Sequence[Mapping[str, Any]], total_tokens: object) -> go.Figure:
+    """Loss causes as horizontal bars, largest first, each in its evidence colour."""
+    ranked = sorted(causes, key=lambda cause: -(as_number(cause.get("tokens")) or 0.0))
+    total = as_number(total_tokens)
+    labels = _unique([_text(cause.get("label") or cause.get("cause")) for cause in ranked])
+    shares = [
+        _text(format_percent((as_number(cause.get("tokens")) or 0.0) / total)) if total else "n/a" for cause in ranked
+    ]
+    figure = go.Figure(
+        go.Bar(
+            orientation="h",
+            y=labels,
+            x=[as_number(cause.get("tokens")) or 0.0 for cause in ranked],
+            marker={"color": [evidence_colour(cause.get("evidence")) for cause in ranked]},
+            text=[f"{_text(format_tokens(cause.get('tokens')))} · {share}" for cause, share in zip(ranked, shares)],
+            textposition="outside",
+            cliponaxis=False,
+            customdata=[
+                [_text(cause.get("stage")), _text(format_count(cause.get("tokens"))), _text(cause.get("evidence"))]
+                for cause in ranked
+            ],
+            hovertemplate="%{y} (%{customdata[0]}): %{customdata[1]} tokens, %{customdata[2]}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        _layout(
+            height=max(220, 44 * len(ranked) + 80),
+            margin={"r": 96},
+            yaxis={"type": "category", "autorange": "reversed", "gridcolor": None},
+            xaxis={"title": {"text": "tokens lost"}, "tickformat": "~s", "rangemode": "tozero"},
+        )
+    )
+    return figure
+
+
+def _unique(labels: Sequence[str]) -> list[str]:
+    """Labels made distinct, because plotly merges bars that share a category name."""
+    seen: dict[str, int] = {}
+    result = []
+    for label in labels:
+        count = seen.get(label, 0)
+        seen[label] = count + 1
+        result.append(label if count == 0 else f"{label} ({count + 1})")
+    return result
+
+
+def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.Figure | None:
+    """Candidate reuse against KV-cache capacity on a log axis; an unbounded cache is the dashed ceiling.
+
+    Returns None when the curve has no bounded point, since a log axis of nothing is not a chart.
+    """
+    bounded = sorted(
+        (point for point in curve if as_number(point.get("capacity_tokens")) is not None),
+        key=lambda point: as_number(point.get("capacity_tokens")) or 0.0,
+    )
+    bounded = [point for point in bounded if (as_number(point.get("capacity_tokens")) or 0.0) > 0]
+    if not bounded:
+        return None
+    colour = evidence_colour(evidence)
+    figure = go.Figure(
+        go.Scatter(
+            x=[as_number(point.get("capacity_tokens")) for point in bounded],
+            y=[as_number(point.get("rate")) for point in bounded],
+            mode="lines+markers",
+            line={"color": colour, "width": 2.5},
+            marker={"size": 8, "color": colour},
+            customdata=[[_text(format_capacity(point.get("capacity_tokens"))), _text(format_percent(point.get("rate")))]
+                        for point in bounded],
+            hovertemplate="capacity %{customdata[0]} tokens: %{customdata[1]} of input<extra></extra>",
+        )
+    )
+    annotations = []
+    shapes = []
+    ceiling = next((point for point in curve if point.get("capacity_tokens") is None), None)
+    ceiling_rate = as_number(ceiling.get("rate")) if ceiling is not None else None
+    if ceiling_rate is not None:
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "yref": "y",
+                "y0": ceiling_rate,
+                "y1": ceiling_rate,
+                "line": {"color": _MUTED, "width": 1.5, "dash": "dash"},
+            }
+        )
+        annotations.append(
+            {
+                "xref": "paper",
+                "x": 0,
+                "xanchor": "left",
+                "yref": "y",
+                "y": ceiling_rate,
+                "yanchor": "bottom",
+                "text": f"unbounded cache: {_text(format_percent(ceiling_rate))}",
+                "showarrow": False,
+                "font": {"color": _MUTED, "size": 12},
+            }
+        )
+    highest = max([as_number(point.get("rate")) or 0.0 for point in bounded] + [ceiling_rate or 0.0])
+    figure.update_layout(
+        _layout(
+            shapes=shapes,
+            annotations=annotations,
+            xaxis={"type": "log", "title": {"text": "KV-cache capacity (tokens, log scale)"}, "exponentformat": "SI"},
+            yaxis={"title": {"text": "candidate reuse (share of input)"}, "tickformat": ".0%",
+                   "range": [0, max(highest * 1.15, 0.05)]},
+        )
+    )
+    return figure
+
+
+def ttl_figure(points: Sequence[Mapping[str, Any]], evidence: object) -> go.Figure | None:
+    """Candidate reuse for each cache TTL, shortest first and "no expiry" last; None when there are none."""
+    if not points:
+        return None
+    ordered = sorted(
+        points,
+        key=lambda point: (point.get("ttl_seconds") is None, as_number(point.get("ttl_seconds")) or 0.0),
+    )
+    labels = _unique([_text(format_duration(point.get("ttl_seconds"))) for point in ordered])
+    rates = [as_number(point.get("rate")) for point in ordered]
+    figure = go.Figure(
+        go.Bar(
+            x=labels,
+            y=[rate or 0.0 for rate in rates],
+            marker={"color": evidence_colour(evidence)},
+            text=[_text(format_percent(rate)) for rate in rates],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="TTL %{x}: %{text} of input<extra></extra>",
+        )
+    )
+    highest = max((rate or 0.0 for rate in rates), default=0.0)
+    figure.update_layout(
+        _layout(
+            xaxis={"type": "category", "title": {"text": "cache TTL"}, "gridcolor": None},
+            yaxis={"title": {"text": "candidate reuse (share of input)"}, "tickformat": ".0%",
+                   "range": [0, max(highest * 1.2, 0.05)]},
+        )
+    )
+    return figure
+
+
+def policy_figure(policies: Sequence[Mapping[str, Any]], currency: object) -> go.Figure:
+    """Each simulated policy as a point of cost against realized reuse: down and to the right is better."""
+    figure = go.Figure(
+        go.Scatter(
+            x=[as_number(row.get("cost")) for row in policies],
+            y=[as_number(row.get("realized_rate")) for row in policies],
+            mode="markers+text",
+            text=[_text(row.get("policy")) for row in policies],
+            textposition="top center",
+            marker={"size": 13, "color": [evidence_colour(row.get("evidence")) for row in policies],
+                    "line": {"color": "#ffffff", "width": 1}},
+            customdata=[
+                [_text(format_money(row.get("cost"), currency)), _text(format_percent(row.get("realized_rate"))),
+                 _text(format_latency(row.get("latency_ms"))), _text(row.get("evidence"))]
+                for row in policies
+            ],
+            hovertemplate="%{text}: %{customdata[0]}, reuse %{customdata[1]}, latency %{customdata[2]}, "
+            "%{customdata[3]}<extra></extra>",
+            cliponaxis=False,
+        )
+    )
+    symbol = format_money(0, currency).replace("0.00", "")
+    figure.update_layout(
+        _layout(
+            margin={"t": 32, "r": 48},
+            xaxis={"title": {"text": "cost"}, "tickprefix": _text(symbol), "rangemode": "tozero"},
+            yaxis={"title": {"text": "realized reuse (share of input)"}, "tickformat": ".0%", "rangemode": "tozero"},
+        )
+    )
+    return figure
+
+
+def replay_figure(replays: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Predicted against measured cached tokens per replayed request; points on the diagonal agree."""
+    predicted = [as_number(row.get("predicted_tokens")) for row in replays]
+    measured = [as_number(row.get("measured_tokens")) for row in replays]
+    reach = max([value or 0.0 for value in predicted + measured] + [1.0])
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[0, reach],
+            y=[0, reach],
+            mode="lines",
+            line={"color": _MUTED, "dash": "dash", "width": 1},
+            hoverinfo="skip",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=predicted,
+            y=measured,
+            mode="markers",
+            marker={"size": 8, "color": EVIDENCE_COLOURS["replayed"], "opacity": 0.75},
+            customdata=[
+                [_text(row.get("trace_id")), _text(format_count(row.get("predicted_tokens"))),
+                 _text(format_count(row.get("measured_tokens")))]
+                for row in replays
+            ],
+            hovertemplate="%{customdata[0]}: predicted %{customdata[1]}, measured %{customdata[2]}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        _layout(
+            xaxis={"title": {"text": "predicted cached tokens (simulated)"}, "tickformat": "~s",
+                   "range": [0, reach * 1.05]},
+            yaxis={"title": {"text": "measured cached tokens (replayed)"}, "tickformat": "~s",
+                   "range": [0, reach * 1.05]},
+        )
+    )
+    return figure
+
+
+__all__ = [
+    "EVIDENCE_COLOURS",
+    "EVIDENCE_LEVELS",
+    "FONT_STACK",
+    "StageBar",
+    "capacity_figure",
+    "causes_figure",
+    "evidence_colour",
+    "evidence_key",
+    "policy_figure",
+    "replay_figure",
+    "ttl_figure",
+    "waterfall_figure",
+]

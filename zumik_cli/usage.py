@@ -1,0 +1,119 @@
+"""Normalise the usage objects of every provider family into one ``Usage``.
+
+Invariant: ``prompt_tokens`` is the whole prompt, cache reads and writes included, in every family; a cache
+field the log did not carry stays ``None`` (unknown), never zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import Usage
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _sum_known(*values: int | None) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def normalize_usage(usage: Any) -> Usage:
+    """Detect the family from the keys present and return the normalised usage."""
+    if not isinstance(usage, dict) or not usage:
+        return Usage()
+    if (
+        "cache_read_input_tokens" in usage
+        or "cache_creation_input_tokens" in usage
+        or (
+            "input_tokens" in usage
+            and "input_tokens_details" not in usage
+            and "prompt_tokens" not in usage
+            and "output_tokens" in usage
+            and "total_tokens" not in usage
+        )
+    ):
+        return _anthropic(usage)
+    if "input_tokens_details" in usage or ("input_tokens" in usage and "total_tokens" in usage):
+        return Usage(
+            prompt_tokens=_int(usage.get("input_tokens")),
+            cached_tokens=_int(_get(usage, "input_tokens_details", "cached_tokens")),
+            output_tokens=_int(usage.get("output_tokens")),
+            family="openai-responses",
+        )
+    if "promptTokenCount" in usage:
+        return Usage(
+            prompt_tokens=_int(usage.get("promptTokenCount")),
+            cached_tokens=_int(usage.get("cachedContentTokenCount")),
+            output_tokens=_int(usage.get("candidatesTokenCount")),
+            family="gemini",
+        )
+    if "inputTokens" in usage:
+        read, write = _int(usage.get("cacheReadInputTokens")), _int(usage.get("cacheWriteInputTokens"))
+        base = _int(usage.get("inputTokens"))
+        return Usage(
+            prompt_tokens=_sum_known(base, read, write) if base is not None else None,
+            cached_tokens=read,
+            cache_write_tokens=write,
+            output_tokens=_int(usage.get("outputTokens")),
+            family="bedrock-converse",
+        )
+    if "prompt_cache_hit_tokens" in usage:
+        hit, miss = _int(usage.get("prompt_cache_hit_tokens")), _int(usage.get("prompt_cache_miss_tokens"))
+        prompt = _int(usage.get("prompt_tokens"))
+        return Usage(
+            prompt_tokens=prompt if prompt is not None else _sum_known(hit, miss),
+            cached_tokens=hit,
+            output_tokens=_int(usage.get("completion_tokens")),
+            family="deepseek",
+        )
+    if "prompt_tokens" in usage:
+        details = usage.get("prompt_tokens_details")
+        write = _int(usage.get("cache_write_tokens")) or _int(usage.get("cache_creation_tokens"))
+        if write is None and isinstance(details, dict):
+            write = _int(details.get("cache_write_tokens"))
+        return Usage(
+            prompt_tokens=_int(usage.get("prompt_tokens")),
+            cached_tokens=_int(details.get("cached_tokens")) if isinstance(details, dict) else None,
+            cache_write_tokens=write,
+            output_tokens=_int(usage.get("completion_tokens")),
+            family="openai",
+        )
+    return Usage()
+
+
+def _anthropic(usage: dict[str, Any]) -> Usage:
+    base = _int(usage.get("input_tokens"))
+    read = _int(usage.get("cache_read_input_tokens"))
+    write = _int(usage.get("cache_creation_input_tokens"))
+    if write is None:
+        split = usage.get("cache_creation")
+        if isinstance(split, dict):
+            write = _sum_known(
+                _int(split.get("ephemeral_5m_input_tokens")), _int(split.get("ephemeral_1h_input_tokens"))
+            )
+    return Usage(
+        prompt_tokens=_sum_known(base, read, write) if base is not None else None,
+        cached_tokens=read,
+        cache_write_tokens=write,
+        output_tokens=_int(usage.get("output_tokens")),
+        family="anthropic",
+    )
