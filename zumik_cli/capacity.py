@@ -152,7 +152,8 @@ def capacity_curve(
 
     A capacity in tokens holds ``capacity // unit_size_tokens`` units (whole units only: a block-granular
     cache cannot keep part of a block). ``None`` is an unbounded cache: every leading unit seen before is a
-    hit. Returns ``(capacity, hit_tokens)`` pairs in the order given.
+    hit. Returns ``(capacity, hit_tokens)`` pairs in the order given. The reference figures count capacity in
+    decimal tokens (1M = 1,000,000 tokens = 1,953 blocks of 512; 1,048,576 does not reproduce them).
     """
     if unit_size_tokens <= 0:
         raise ValueError(f"unit_size_tokens must be positive, got {unit_size_tokens}")

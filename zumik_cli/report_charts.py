@@ -35,8 +35,7 @@ EVIDENCE_COLOURS = {
     "unknown": "#6b7280",
 }
 FONT_STACK = (
-    "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', 'Noto Sans', 'Liberation Sans', "
-    "Arial, sans-serif"
+    "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', 'Noto Sans', 'Liberation Sans', Arial, sans-serif"
 )
 _INK = "#1f2937"
 _MUTED = "#6b7280"
@@ -118,7 +117,11 @@ def waterfall_figure(stages: Sequence[StageBar]) -> go.Figure:
                 textposition="outside",
                 cliponaxis=False,
                 customdata=[
-                    [_text(format_count(stages[i].tokens)), _text(format_percent(stages[i].rate)), _text(stages[i].evidence)]
+                    [
+                        _text(format_count(stages[i].tokens)),
+                        _text(format_percent(stages[i].rate)),
+                        _text(stages[i].evidence),
+                    ]
                     for i in members
                 ],
                 hovertemplate="%{x}: %{customdata[0]} tokens (%{customdata[1]} of input), "
@@ -175,7 +178,10 @@ def causes_figure(causes: Sequence[Mapping[str, Any]], total_tokens: object) -> 
             y=labels,
             x=[as_number(cause.get("tokens")) or 0.0 for cause in ranked],
             marker={"color": [evidence_colour(cause.get("evidence")) for cause in ranked]},
-            text=[f"{_text(format_tokens(cause.get('tokens')))} · {share}" for cause, share in zip(ranked, shares)],
+            text=[
+                f"{_text(format_tokens(cause.get('tokens')))} · {share}"
+                for cause, share in zip(ranked, shares, strict=True)
+            ],
             textposition="outside",
             cliponaxis=False,
             customdata=[
@@ -227,8 +233,10 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.
             mode="lines+markers",
             line={"color": colour, "width": 2.5},
             marker={"size": 8, "color": colour},
-            customdata=[[_text(format_capacity(point.get("capacity_tokens"))), _text(format_percent(point.get("rate")))]
-                        for point in bounded],
+            customdata=[
+                [_text(format_capacity(point.get("capacity_tokens"))), _text(format_percent(point.get("rate")))]
+                for point in bounded
+            ],
             hovertemplate="capacity %{customdata[0]} tokens: %{customdata[1]} of input<extra></extra>",
         )
     )
@@ -267,9 +275,17 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.
         _layout(
             shapes=shapes,
             annotations=annotations,
-            xaxis={"type": "log", "title": {"text": "KV-cache capacity (tokens, log scale)"}, "exponentformat": "SI"},
-            yaxis={"title": {"text": "candidate reuse (share of input)"}, "tickformat": ".0%",
-                   "range": [0, max(highest * 1.15, 0.05)]},
+            xaxis={
+                "type": "log",
+                "title": {"text": "KV-cache capacity (tokens, log scale)"},
+                "exponentformat": "SI",
+                "dtick": 1,
+            },
+            yaxis={
+                "title": {"text": "candidate reuse (share of input)"},
+                "tickformat": ".0%",
+                "range": [0, max(highest * 1.15, 0.05)],
+            },
         )
     )
     return figure
@@ -300,8 +316,11 @@ def ttl_figure(points: Sequence[Mapping[str, Any]], evidence: object) -> go.Figu
     figure.update_layout(
         _layout(
             xaxis={"type": "category", "title": {"text": "cache TTL"}, "gridcolor": None},
-            yaxis={"title": {"text": "candidate reuse (share of input)"}, "tickformat": ".0%",
-                   "range": [0, max(highest * 1.2, 0.05)]},
+            yaxis={
+                "title": {"text": "candidate reuse (share of input)"},
+                "tickformat": ".0%",
+                "range": [0, max(highest * 1.2, 0.05)],
+            },
         )
     )
     return figure
@@ -315,12 +334,19 @@ def policy_figure(policies: Sequence[Mapping[str, Any]], currency: object) -> go
             y=[as_number(row.get("realized_rate")) for row in policies],
             mode="markers+text",
             text=[_text(row.get("policy")) for row in policies],
-            textposition="top center",
-            marker={"size": 13, "color": [evidence_colour(row.get("evidence")) for row in policies],
-                    "line": {"color": "#ffffff", "width": 1}},
+            textposition=_alternating(policies),
+            marker={
+                "size": 13,
+                "color": [evidence_colour(row.get("evidence")) for row in policies],
+                "line": {"color": "#ffffff", "width": 1},
+            },
             customdata=[
-                [_text(format_money(row.get("cost"), currency)), _text(format_percent(row.get("realized_rate"))),
-                 _text(format_latency(row.get("latency_ms"))), _text(row.get("evidence"))]
+                [
+                    _text(format_money(row.get("cost"), currency)),
+                    _text(format_percent(row.get("realized_rate"))),
+                    _text(format_latency(row.get("latency_ms"))),
+                    _text(row.get("evidence")),
+                ]
                 for row in policies
             ],
             hovertemplate="%{text}: %{customdata[0]}, reuse %{customdata[1]}, latency %{customdata[2]}, "
@@ -332,11 +358,20 @@ def policy_figure(policies: Sequence[Mapping[str, Any]], currency: object) -> go
     figure.update_layout(
         _layout(
             margin={"t": 32, "r": 48},
-            xaxis={"title": {"text": "cost"}, "tickprefix": _text(symbol), "rangemode": "tozero"},
-            yaxis={"title": {"text": "realized reuse (share of input)"}, "tickformat": ".0%", "rangemode": "tozero"},
+            xaxis={"title": {"text": "cost"}, "tickprefix": _text(symbol)},
+            yaxis={"title": {"text": "realized reuse (share of input)"}, "tickformat": ".0%"},
         )
     )
     return figure
+
+
+def _alternating(policies: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Label positions that alternate above and below along the cost axis, so neighbours do not collide."""
+    order = sorted(range(len(policies)), key=lambda i: as_number(policies[i].get("cost")) or 0.0)
+    positions = [""] * len(policies)
+    for rank, index in enumerate(order):
+        positions[index] = "top center" if rank % 2 == 0 else "bottom center"
+    return positions
 
 
 def replay_figure(replays: Sequence[Mapping[str, Any]]) -> go.Figure:
@@ -361,8 +396,11 @@ def replay_figure(replays: Sequence[Mapping[str, Any]]) -> go.Figure:
             mode="markers",
             marker={"size": 8, "color": EVIDENCE_COLOURS["replayed"], "opacity": 0.75},
             customdata=[
-                [_text(row.get("trace_id")), _text(format_count(row.get("predicted_tokens"))),
-                 _text(format_count(row.get("measured_tokens")))]
+                [
+                    _text(row.get("trace_id")),
+                    _text(format_count(row.get("predicted_tokens"))),
+                    _text(format_count(row.get("measured_tokens"))),
+                ]
                 for row in replays
             ],
             hovertemplate="%{customdata[0]}: predicted %{customdata[1]}, measured %{customdata[2]}<extra></extra>",
@@ -370,10 +408,16 @@ def replay_figure(replays: Sequence[Mapping[str, Any]]) -> go.Figure:
     )
     figure.update_layout(
         _layout(
-            xaxis={"title": {"text": "predicted cached tokens (simulated)"}, "tickformat": "~s",
-                   "range": [0, reach * 1.05]},
-            yaxis={"title": {"text": "measured cached tokens (replayed)"}, "tickformat": "~s",
-                   "range": [0, reach * 1.05]},
+            xaxis={
+                "title": {"text": "predicted cached tokens (simulated)"},
+                "tickformat": "~s",
+                "range": [0, reach * 1.05],
+            },
+            yaxis={
+                "title": {"text": "measured cached tokens (replayed)"},
+                "tickformat": "~s",
+                "range": [0, reach * 1.05],
+            },
         )
     )
     return figure

@@ -1,0 +1,277 @@
+"""zumik's command line: each command parses options, calls one core function and renders the result.
+
+stdout carries data (tables, ``--json``); stderr carries talk (progress, warnings, errors). Every
+``ZumikError`` becomes a one-line ``Error: ...`` and its exit code here, in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from . import __version__, terminal
+from .errors import ZumikError
+
+app = typer.Typer(
+    help="Measure how much of your LLM agents' input could be reused as prefix (KV) cache, how much the "
+    "provider's rules allowed, how much was reused, and why the rest was missed.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder (Parquet + manifest.json).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]
+
+
+def handles_errors(func: F) -> F:
+    """Turn zumik's own errors into one line on stderr and a meaningful exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ZumikError as exc:
+            err.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
+    bar = Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Show zumik's version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"zumik {__version__}")
+        raise typer.Exit()
+
+
+
+@app.command()
+@handles_errors
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or folders.", exists=False)],
+    data: DataOpt = Path("data/zumik"),
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format (see `zumik formats`).")] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer for every request: tiktoken:NAME or hf:/path/tokenizer.json.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read traces into a dataset: normalise, identify, tokenize unique blocks once, quarantine bad records."""
+    from .ingest import ingest as run_ingest
+
+    bar, update = progress_bar("ingest")
+    with bar:
+        summary = run_ingest(paths, data, format=format, tokenizer=tokenizer, progress=update)
+    if as_json:
+        print_json(summary.to_json())
+    else:
+        terminal.ingest_summary(out, summary)
+    terminal.ingest_warnings(err, summary)
+
+
+@app.command()
+@handles_errors
+def formats(as_json: JsonOpt = False) -> None:
+    """List the trace formats zumik reads, in the order auto-detection tries them."""
+    from .readers import load_formats
+
+    rows = [{"name": r.name, "description": r.description} for r in load_formats().values()]
+    if as_json:
+        print_json(rows)
+    else:
+        terminal.simple_table(out, "Formats", rows)
+
+
+def _options(
+    rules: str | None, ttl: str | None, capacity_tokens: int | None, by: list[str] | None,
+    rules_file: list[Path] | None,
+) -> Any:
+    from .waterfall import WaterfallOptions
+
+    ttl_seconds, ttl_none = None, False
+    if ttl is not None:
+        if ttl.lower() in ("none", "inf", "off"):
+            ttl_none = True
+        else:
+            try:
+                ttl_seconds = float(ttl)
+            except ValueError:
+                raise ZumikError(f"--ttl takes seconds or 'none', not {ttl!r}") from None
+    return WaterfallOptions(
+        rules=rules, ttl_seconds=ttl_seconds, ttl_none=ttl_none, capacity_tokens=capacity_tokens,
+        by=tuple(by or ()), rules_files=tuple(str(p) for p in rules_file or ()),
+    )
+
+
+RulesOpt = Annotated[str | None, typer.Option("--rules", help="Force one rules pack for every request (see `zumik rules`).")]
+TtlOpt = Annotated[str | None, typer.Option("--ttl", help="Override the packs' TTL: seconds, or 'none'.")]
+CapOpt = Annotated[int | None, typer.Option("--capacity-tokens", help="LRU cache capacity in tokens.")]
+ByOpt = Annotated[
+    list[str] | None,
+    typer.Option("--by", help="Break down by model, alias, release, tenant, session, day (repeatable)."),
+]
+RulesFileOpt = Annotated[list[Path] | None, typer.Option("--rules-file", help="Add a rules pack file of your own.")]
+
+
+@app.command()
+@handles_errors
+def waterfall(
+    data: DataOpt = Path("data/zumik"),
+    by: ByOpt = None,
+    rules: RulesOpt = None,
+    ttl: TtlOpt = None,
+    capacity_tokens: CapOpt = None,
+    rules_file: RulesFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute the reuse waterfall (total, eligible, candidate, realized, missed) with causes and money."""
+    from .dataset import Dataset
+    from .waterfall import compute_waterfall
+
+    result = compute_waterfall(Dataset(data), _options(rules, ttl, capacity_tokens, by, rules_file))
+    if as_json:
+        print_json(result.summary)
+    else:
+        terminal.waterfall(out, result.summary)
+
+
+@app.command()
+@handles_errors
+def diagnose(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or folders.")],
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Dataset folder (default: data/<name of the first input>).")
+    ] = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format.")] = None,
+    rules: RulesOpt = None,
+    ttl: TtlOpt = None,
+    capacity_tokens: CapOpt = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", "-o", help="HTML report path (default: reports/<name>.html).")
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest traces, compute the waterfall and write the HTML report: the main job, in one go."""
+    from .dataset import Dataset
+    from .ingest import ingest as run_ingest
+    from .waterfall import compute_waterfall
+
+    name = paths[0].name.split(".")[0] or "traces"
+    data = data or Path("data") / name
+    bar, update = progress_bar("ingest")
+    with bar:
+        summary = run_ingest(paths, data, format=format, progress=update)
+    terminal.ingest_warnings(err, summary)
+    options = _options(rules, ttl, capacity_tokens, ["model", "alias", "release", "tenant", "session"], None)
+    result = compute_waterfall(Dataset(data), options)
+    report_path = None
+    if not no_report:
+        from .report import write_dataset_report
+
+        report_path = write_dataset_report(Dataset(data), result.summary, report or Path("reports") / f"{name}.html")
+    if as_json:
+        print_json({**result.summary, "ingest": summary.to_json(), "report": str(report_path) if report_path else None})
+    else:
+        terminal.waterfall(out, result.summary)
+        if report_path:
+            err.print(f"Report: {report_path}")
+
+
+@app.command()
+@handles_errors
+def report(
+    data: DataOpt = Path("data/zumik"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML file.")] = Path(
+        "reports/zumik.html"
+    ),
+    rules: RulesOpt = None,
+    ttl: TtlOpt = None,
+    capacity_tokens: CapOpt = None,
+    generated_at: Annotated[
+        str | None, typer.Option(help="Fixed generation time to print (for reproducible files).")
+    ] = None,
+    include_text: Annotated[bool, typer.Option(help="Include prompt text excerpts (off by default).")] = False,
+) -> None:
+    """Write the self-contained HTML report of a dataset (one file, no network needed to open it)."""
+    from .dataset import Dataset
+    from .report import write_dataset_report
+    from .waterfall import compute_waterfall
+
+    dataset = Dataset(data)
+    options = _options(rules, ttl, capacity_tokens, ["model", "alias", "release", "tenant", "session"], None)
+    result = compute_waterfall(dataset, options)
+    path = write_dataset_report(dataset, result.summary, output, generated_at=generated_at,
+                                include_text=include_text)
+    out.print(str(path))
+
+
+@app.command("rules")
+@handles_errors
+def rules_list(
+    rules_file: RulesFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the rules packs loaded (shipped ones, ZUMIK_RULES_PATH folders and --rules-file)."""
+    from .rules import load_packs
+
+    packs = [p.describe() for p in load_packs(tuple(str(f) for f in rules_file or ())).values()]
+    if as_json:
+        print_json(packs)
+    else:
+        terminal.rules(out, packs)
+
+
+@app.command()
+@handles_errors
+def synth(
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")] = Path(
+        "sample_traces/agents.jsonl"
+    ),
+    sessions: Annotated[int, typer.Option(help="Number of agent sessions.")] = 40,
+    tenants: Annotated[int, typer.Option(help="Number of tenants.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate realistic agent traffic in zumik JSONL (deterministic for a seed)."""
+    from .synth import SynthConfig, write_jsonl
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    summary = write_jsonl(SynthConfig(seed=seed, sessions=sessions, tenants=tenants), output)
+    if as_json:
+        print_json({"path": str(output), **summary.__dict__})
+    else:
+        err.print(f"Wrote {summary.requests} requests in {summary.sessions} sessions to {output}")
+

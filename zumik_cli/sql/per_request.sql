@@ -1,0 +1,72 @@
+-- One row per request: every waterfall stage in the request's own token units, the rule that cut each stage,
+-- and what the provider reported. Inputs: req, levels, partial, bp_hits, cap_hits (temp tables).
+CREATE OR REPLACE TEMP TABLE per_request AS
+WITH joined AS (
+    SELECT r.*,
+           coalesce(l.t_fam, 0) + coalesce(p.p_fam, 0) AS e0,
+           coalesce(l.t_tgt, 0) + coalesce(p.p_tgt, 0) AS t0,
+           coalesce(l.t_kvc, 0) + coalesce(p.p_kvc, 0) AS k0,
+           coalesce(l.t_warm, 0) + coalesce(p.p_warm, 0) AS w0,
+           coalesce(l.t_ttl_300, 0) AS ttl300_0,
+           coalesce(l.t_ttl_3600, 0) AS ttl3600_0,
+           bp.t_bp,
+           cap.t_cap
+    FROM req r
+    LEFT JOIN levels l USING (rid)
+    LEFT JOIN partial p USING (rid)
+    LEFT JOIN bp_hits bp USING (rid)
+    LEFT JOIN cap_hits cap USING (rid)
+), chained AS (
+    -- each stage can only keep what the stage before it kept
+    SELECT *,
+           least(e0, counted) AS e1,
+           least(t0, e0, counted) AS t1,
+           least(k0, t0, e0, counted) AS k1,
+           least(w0, k0, t0, e0, counted) AS w1
+    FROM joined
+), ruled AS (
+    SELECT *,
+           CASE WHEN w1 < min_tokens THEN 0 ELSE w1 END AS m1
+    FROM chained
+), granular AS (
+    SELECT *,
+           CASE gran_kind
+               WHEN 'blocks' THEN
+                   (least(m1, CASE WHEN recompute_last THEN greatest(counted - 1, 0) ELSE counted END)
+                    // block_size) * block_size
+               WHEN 'increments' THEN
+                   CASE WHEN m1 >= inc_first THEN inc_first + ((m1 - inc_first) // inc_step) * inc_step ELSE 0 END
+               WHEN 'breakpoints' THEN least(m1, coalesce(t_bp, 0))
+               ELSE m1
+           END AS g1
+    FROM ruled
+), capped AS (
+    SELECT *, CASE WHEN t_cap IS NULL THEN g1 ELSE least(g1, t_cap) END AS c1 FROM granular
+)
+SELECT rid, trace_id, ord, ts, model, provider, tenant, session_id, alias, alias_release, family, kvc, pack,
+       tokenizer_exact, hashid, counted, reported, cached, writes, miss_reason, write_ttl,
+       coalesce(reported, counted) AS total,
+       -- counted figures are scaled to the reported total when a proxy tokenizer counted them
+       CASE WHEN reported IS NOT NULL AND NOT tokenizer_exact AND NOT hashid AND counted > 0
+            THEN reported::DOUBLE / counted ELSE 1.0 END AS scale,
+       (reported IS NOT NULL AND NOT tokenizer_exact AND NOT hashid) AS scaled,
+       e1, t1, k1, w1, m1, g1, c1, ttl300_0, ttl3600_0
+FROM capped;
+
+CREATE OR REPLACE TEMP TABLE stages AS
+SELECT *,
+       least(round(e1 * scale)::BIGINT, total) AS eligible,
+       least(round(t1 * scale)::BIGINT, total) AS same_target,
+       least(round(k1 * scale)::BIGINT, total) AS same_key,
+       least(round(w1 * scale)::BIGINT, total) AS warm,
+       least(round(m1 * scale)::BIGINT, total) AS above_minimum,
+       least(round(g1 * scale)::BIGINT, total) AS granular,
+       least(round(c1 * scale)::BIGINT, total) AS candidate,
+       least(round(least(ttl300_0, k1) * scale)::BIGINT, total) AS candidate_ttl_300,
+       least(round(least(ttl3600_0, k1) * scale)::BIGINT, total) AS candidate_ttl_3600,
+       cached AS realized,
+       CASE WHEN cached IS NULL THEN NULL
+            ELSE greatest(least(round(c1 * scale)::BIGINT, total) - cached, 0) END AS missed,
+       CASE WHEN cached IS NULL THEN 0
+            ELSE greatest(cached - least(round(c1 * scale)::BIGINT, total), 0) END AS over_realized
+FROM per_request;

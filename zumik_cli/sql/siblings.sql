@@ -1,0 +1,24 @@
+-- The first block each request does NOT share at a level, and the earlier blocks that follow the same parent
+-- chain at that level (its "siblings"): the shared prefix may go on for some tokens inside that block.
+-- Only the most recent siblings (by first use) are compared, at most $max_siblings per request and level.
+WITH nxt AS (
+    SELECT l.rid, lv.level, u.block_id, u.parent, u.ord, u.ts, u.family, u.target, u.kvc, u.ttl
+    FROM levels l
+    CROSS JOIN (VALUES ('fam'), ('tgt'), ('kvc'), ('warm')) AS lv(level)
+    JOIN units u ON u.rid = l.rid AND u.pos = CASE lv.level WHEN 'fam' THEN l.n_fam WHEN 'tgt' THEN l.n_tgt
+                                                             WHEN 'kvc' THEN l.n_kvc ELSE l.n_warm END
+    WHERE u.family NOT LIKE 'hashid:%'
+), pairs AS (
+    SELECT n.rid, n.level, n.block_id AS a, s.block_id AS b, max(s.ord) AS last_ord
+    FROM nxt n JOIN units s ON s.parent = n.parent AND s.family = n.family AND s.ord < n.ord
+                             AND s.block_id <> n.block_id
+    WHERE n.level = 'fam'
+       OR (n.level = 'tgt' AND s.target = n.target)
+       OR (n.level = 'kvc' AND s.kvc = n.kvc)
+       OR (n.level = 'warm' AND s.kvc = n.kvc AND (n.ttl IS NULL OR n.ts IS NULL OR s.ts IS NULL
+                                                   OR n.ts - s.ts <= n.ttl))
+    GROUP BY ALL
+)
+SELECT rid, level, a, b FROM (
+    SELECT *, row_number() OVER (PARTITION BY rid, level ORDER BY last_ord DESC) AS k FROM pairs
+) WHERE k <= $max_siblings

@@ -1,0 +1,127 @@
+"""Terminal rendering with rich: the waterfall table with evidence badges, causes, money and footnotes.
+
+Only the CLI imports this module; it turns core results (plain dicts and dataclasses) into text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+EVIDENCE_STYLE = {"measured": "bold green", "replayed": "bold cyan", "simulated": "bold yellow",
+                  "estimated": "bold magenta"}
+
+
+def tokens(value: int | None) -> str:
+    if value is None:
+        return "unknown"
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{suffix}"
+    return str(value)
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def badge(evidence: str) -> str:
+    return f"[{EVIDENCE_STYLE.get(evidence, 'bold')}]{evidence}[/]"
+
+
+def ingest_summary(console: Console, summary: Any) -> None:
+    table = Table(title=f"Ingested into {summary.dataset}", show_header=False)
+    table.add_row("requests", f"{summary.requests:,}")
+    table.add_row("quarantined", f"{summary.quarantined:,}")
+    table.add_row("duplicates skipped", f"{summary.duplicates_skipped:,}")
+    table.add_row("formats", ", ".join(f"{k}: {v:,}" for k, v in summary.formats.items()) or "-")
+    table.add_row("prompt tokens reported", f"{summary.prompt_tokens_reported:,}")
+    table.add_row("cached tokens reported", f"{summary.cached_tokens_reported:,}")
+    table.add_row("unique blocks tokenized", f"{summary.unique_blocks:,}")
+    console.print(table)
+
+
+def ingest_warnings(console: Console, summary: Any) -> None:
+    if summary.quarantined:
+        console.print(f"[yellow]{summary.quarantined} record(s) quarantined[/] with reasons in "
+                      f"{summary.dataset}/quarantine/ (see `zumik quarantine`)")
+    for path in summary.inputs_skipped:
+        console.print(f"[dim]{path} was already ingested: skipped[/]")
+    for note in summary.notes:
+        console.print(f"[dim]note: {note}; counts marked estimated[/]")
+
+
+def simple_table(console: Console, title: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=title)
+    for column in rows[0] if rows else []:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+def waterfall(console: Console, summary: dict[str, Any]) -> None:
+    table = Table(title=f"Reuse waterfall — {summary['requests']:,} requests")
+    table.add_column("stage")
+    table.add_column("tokens", justify="right")
+    table.add_column("share of input", justify="right")
+    table.add_column("request-weighted", justify="right")
+    table.add_column("evidence")
+    weighted = summary.get("request_weighted", {})
+    for key, label in (("total_input_tokens", "Total input"), ("eligible", "Eligible"), ("candidate", "Candidate"),
+                       ("realized", "Realized"), ("missed", "Missed")):
+        stage = summary[key]
+        table.add_row(label, tokens(stage["tokens"]), percent(stage["rate"]),
+                      percent(weighted.get(key)) if key in weighted else "", badge(stage["evidence"]))
+    console.print(table)
+    over = summary["over_realized"]
+    if over["requests"]:
+        console.print(f"Over-realized: {over['requests']} requests, {tokens(over['tokens'])} tokens above "
+                      f"candidate ({over['explanation']})", highlight=False)
+    causes = [c for c in summary["causes"] if c["tokens"]]
+    if causes:
+        cause_table = Table(title="Where reuse was lost")
+        for column in ("stage", "cause", "tokens", "requests", "evidence"):
+            cause_table.add_column(column, justify="right" if column in ("tokens", "requests") else "left")
+        for cause in sorted(causes, key=lambda c: -c["tokens"]):
+            cause_table.add_row(cause["stage"], cause["label"], tokens(cause["tokens"]), str(cause["requests"]),
+                                badge(cause["evidence"]))
+        console.print(cause_table)
+    money = summary["money"]
+    if money["without_cache"]:
+        console.print(
+            f"Money ({money['currency']}, list prices as of {money['prices_as_of']}, {badge(money['evidence'])}): "
+            f"billed ${money['billed']:,.2f}, without cache ${money['without_cache']:,.2f}, "
+            f"realized savings ${money['realized_savings']:,.2f}, missed savings ${money['missed_savings']:,.2f}"
+        )
+    for name, rows in summary.get("breakdowns", {}).items():
+        if not rows or name == "session":
+            continue
+        table = Table(title=f"By {name}")
+        for column in ("key", "requests", "total", "eligible", "candidate", "realized", "missed"):
+            table.add_column(column, justify="left" if column == "key" else "right")
+        for row in rows[:10]:
+            table.add_row(str(row["key"] or "-"), str(row["requests"]), *(tokens(row[c]) for c in
+                          ("total", "eligible", "candidate", "realized", "missed")))
+        console.print(table)
+    for note in summary.get("cannot_compute", []):
+        console.print(f"[yellow]{note['row']}:[/] {note['reason']}", highlight=False)
+    console.print("[dim]Definitions: " + " ".join(
+        f"{k.replace('_', ' ')}: {v}" for k, v in summary["definitions"].items()
+        if k in ("eligible", "candidate", "realized", "missed")) + "[/]", highlight=False)
+    console.print("[dim]Rules: " + ", ".join(f"{r['name']} {r['version']} ({r['effective_from']})"
+                                             for r in summary["rules"]) + "[/]", highlight=False)
+
+
+def rules(console: Console, packs: list[dict[str, Any]]) -> None:
+    table = Table(title="Rules packs")
+    for column in ("name", "version", "effective from", "TTL s", "minimum", "granularity", "source"):
+        table.add_column(column)
+    for pack in packs:
+        gran = pack["granularity"]
+        detail = gran.get("kind", "") + (f" {gran['block_size']}" if "block_size" in gran else "")
+        table.add_row(pack["name"], pack["version"], pack["effective_from"], str(pack["ttl_seconds"] or "none"),
+                      str(pack["minimum_tokens"]), detail, pack["source"])
+    console.print(table)
