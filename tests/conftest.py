@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from zumik_cli.report import ReportInputs
 
 REPORT_GENERATED_AT = "2026-06-12T09:30:00Z"
 
@@ -33,7 +37,7 @@ def _breakdown_rows(prefix: str, count: int, scale: int) -> list[dict[str, Any]]
 
 
 def report_waterfall_dict() -> dict[str, Any]:
-    """A realistic waterfall of a coding-agent fleet on two providers, shaped as docs/waterfall-json.md says."""
+    """A realistic waterfall of a coding-agent fleet on two providers, shaped as the JSON doc says."""
     total, eligible, candidate, realized = 48_213_907, 40_017_543, 34_231_874, 25_071_231
     over_tokens = 12_400
     missed = candidate - realized + over_tokens
@@ -223,7 +227,10 @@ def report_waterfall_dict() -> dict[str, Any]:
             "session": _breakdown_rows("ses_7f3a", 45, 700_000),
         },
         "cannot_compute": [
-            {"row": "eligible", "reason": "212 usage-only records (no content to compare): left out of eligible"},
+            {
+                "row": "eligible",
+                "reason": "212 usage-only records (no content to compare): left out of eligible",
+            },
         ],
         "rules": [
             {
@@ -373,9 +380,9 @@ def hostile_payloads() -> tuple[str, str]:
 
 
 @pytest.fixture
-def hostile_report_inputs() -> Any:
-    """Report inputs in which every string of every field carries a script and an attribute-breaking payload."""
-    from zumik_cli.report import ReportInputs
+def hostile_report_inputs() -> ReportInputs:
+    """Report inputs in which every string of every field carries both attack payloads."""
+    from zumik_cli.report import ReportInputs  # here, so that tests of other modules need not load plotly
 
     return ReportInputs(
         waterfall=hostile(report_waterfall_dict()),
@@ -387,3 +394,21 @@ def hostile_report_inputs() -> Any:
         include_text=True,
         samples=hostile([{"trace_id": "req_0001", "text": "system: you are a coding agent"}]),
     )
+
+
+# --- traces: hand-written fixtures and the real traces beside the checkout ---------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def real_data_path() -> Path:
+    """``../shared/data/real`` beside the checkout: CI has it, a contributor's machine may not."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    path = real_data_path()
+    if not path.is_dir():
+        pytest.skip(f"real traces not found at {path} (CI puts shared/data/real beside the checkout)")
+    return path

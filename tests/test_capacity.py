@@ -1,4 +1,5 @@
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,11 @@ from zumik_cli.capacity import (
     _stack_depths_kernel,
     capacity_curve,
     lru_prefix_depths,
+    lru_prefix_token_depths,
+    request_hits,
     simulate_lru,
+    simulate_lru_tokens,
+    token_capacity_curve,
 )
 
 MOONCAKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "mooncake_fast25"
@@ -241,6 +246,226 @@ def test_the_compiled_pass_gives_what_the_plain_python_one_gives(work, order):
     offsets, ids, _ = work
     dense = np.unique(ids, return_inverse=True)[1].ravel().astype(np.int64)
 
-    plain = _stack_depths_kernel(offsets.astype(np.int64), dense, int(dense.max(initial=-1)) + 1, order == "vllm")
+    tree = np.zeros(len(ids) + 1, dtype=np.int32)
+
+    plain = _stack_depths_kernel(offsets.astype(np.int64), dense, int(dense.max(initial=-1)) + 1, order == "vllm", tree)
 
     assert lru_prefix_depths(offsets, ids, order=order).tolist() == plain.tolist()
+
+
+# --- Token-weighted depths: units of different sizes in a cache counted in tokens ---------------------------
+
+D, E = 404, 505
+
+
+def test_token_depths_add_the_sizes_of_the_units_touched_since_the_last_touch():
+    offsets, ids, tokens = workload([[A, B], [A, B], [C], [A]], [[10, 20], [10, 20], [5], [10]])
+
+    depths = lru_prefix_token_depths(offsets, ids, tokens)
+
+    # A again: its own 10, then B (20) and C (5) touched since; B's 20 alone would fit, but A leads.
+    assert depths.tolist() == [FIRST_ACCESS, FIRST_ACCESS, 30, 30, FIRST_ACCESS, 35]
+    assert token_capacity_curve(offsets, ids, tokens, [29, 30, 34, 35, None]) == [
+        (29, 0),
+        (30, 30),
+        (34, 30),
+        (35, 40),
+        (None, 40),
+    ]
+    assert request_hits(offsets, ids, tokens, 34).tolist() == [0, 30, 0, 0]
+
+
+def test_a_large_unit_pushes_out_several_small_ones_and_a_unit_larger_than_the_cache_evicts_itself():
+    offsets, ids, tokens = workload(
+        [[A, B, C], [D], [A, B, C], [E], [E]], [[10, 10, 10], [25], [10, 10, 10], [99], [99]]
+    )
+
+    for capacity in [0, 30, 34, 35, 54, 55, 98, 99, None]:
+        expected = simulate_lru_tokens(offsets, ids, tokens, capacity).tolist()
+        assert request_hits(offsets, ids, tokens, capacity).tolist() == expected
+    # At 54 tokens D (25) pushes out A, so the second A, B, C misses; E (99) pushes out all four at 99 tokens
+    # and, below that, itself too.
+    assert simulate_lru_tokens(offsets, ids, tokens, 54).tolist() == [0, 0, 0, 0, 0]
+    assert simulate_lru_tokens(offsets, ids, tokens, 55).tolist() == [0, 0, 30, 0, 0]
+    assert simulate_lru_tokens(offsets, ids, tokens, 98).tolist() == [0, 0, 30, 0, 0]
+    assert simulate_lru_tokens(offsets, ids, tokens, 99).tolist() == [0, 0, 30, 0, 99]
+
+
+def test_the_vllm_order_keeps_the_head_of_a_request_that_overflows_a_token_cache():
+    offsets, ids, tokens = workload([[A, B, C], [A, B, C]], [[3, 4, 5], [3, 4, 5]])
+
+    assert request_hits(offsets, ids, tokens, 11, order="request").tolist() == [0, 0]
+    assert request_hits(offsets, ids, tokens, 11, order="vllm").tolist() == [0, 7]
+    assert simulate_lru_tokens(offsets, ids, tokens, 11, order="vllm").tolist() == [0, 7]
+
+
+def test_a_unit_whose_size_changes_is_refused_because_the_depths_would_no_longer_match_the_cache():
+    # C = 10: A (5) then B (6) evicts A; were B to shrink to 1 token, A's depth 5 + 1 would say A is held.
+    offsets, ids, tokens = workload([[A], [B], [B], [A]], [[5], [6], [1], [5]])
+
+    for call in (
+        lambda: lru_prefix_token_depths(offsets, ids, tokens),
+        lambda: token_capacity_curve(offsets, ids, tokens, [10]),
+        lambda: request_hits(offsets, ids, tokens, 10),
+        lambda: simulate_lru_tokens(offsets, ids, tokens, 10),
+    ):
+        with pytest.raises(ValueError, match=f"unit {B} has 1 tokens at access 2 but 6"):
+            call()
+
+
+def test_token_forms_refuse_negative_sizes_and_capacities_and_unknown_orders():
+    offsets, ids, tokens = workload([[A]], [[-1]])
+    with pytest.raises(ValueError, match="non-negative"):
+        lru_prefix_token_depths(offsets, ids, tokens)
+
+    offsets, ids, tokens = workload([[A]], [[1]])
+    with pytest.raises(ValueError, match="non-negative"):
+        token_capacity_curve(offsets, ids, tokens, [-1])
+    with pytest.raises(ValueError, match="non-negative"):
+        request_hits(offsets, ids, tokens, -1)
+    with pytest.raises(ValueError, match="non-negative"):
+        simulate_lru_tokens(offsets, ids, tokens, -1)
+    with pytest.raises(ValueError, match="unknown order"):
+        lru_prefix_token_depths(offsets, ids, tokens, order="fifo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one entry per unit id"):
+        lru_prefix_token_depths(offsets, ids, np.array([1, 2]))
+
+
+def test_an_empty_workload_hits_no_tokens():
+    offsets, ids, tokens = workload([])
+
+    assert lru_prefix_token_depths(offsets, ids, tokens).size == 0
+    assert token_capacity_curve(offsets, ids, tokens, [10, None]) == [(10, 0), (None, 0)]
+    assert request_hits(offsets, ids, tokens, None).size == 0
+    assert simulate_lru_tokens(offsets, ids, tokens, 10).size == 0
+
+
+def replay_evicting_after_each_touch(offsets, ids, tokens, capacity, order):
+    """The token LRU policy in its plainest form, written apart from the library's replay.
+
+    Evicts after every touch, not after every request: the same cache at each request boundary.
+    """
+    cache: OrderedDict[int, int] = OrderedDict()
+    hits = []
+    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+        hit = 0
+        for j in range(start, end):
+            if ids[j] not in cache:
+                break
+            hit += int(tokens[j])
+        hits.append(hit)
+        touched = range(end - 1, start - 1, -1) if order == "vllm" else range(start, end)
+        for j in touched:
+            cache[int(ids[j])] = int(tokens[j])
+            cache.move_to_end(int(ids[j]))
+            while capacity is not None and sum(cache.values()) > capacity:
+                cache.popitem(last=False)
+    return hits
+
+
+@st.composite
+def sized_workloads(draw, sizes=st.one_of(st.just(0), st.integers(1, 512))):
+    """A workload whose units each have one size of their own, drawn apart from the unit ids."""
+    offsets, ids, _ = draw(workloads)
+    units = sorted(set(ids.tolist()))
+    size_of = dict(zip(units, draw(st.lists(sizes, min_size=len(units), max_size=len(units))), strict=True))
+    return offsets, ids, np.array([size_of[u] for u in ids.tolist()], dtype=np.int64)
+
+
+def capacities_where_hits_can_change(offsets, ids, tokens, order) -> list[int | None]:
+    """Every capacity at which some request's hits could step, and the one below: checking these checks all.
+
+    Per request, the one-pass hits and the replayed hits are non-decreasing step functions of the capacity;
+    the one-pass function steps only at its depths d. Where the two first differ, they already differ at the
+    step below it (d - 1), at the step itself, or past the last step (the total size: all that is ever held).
+    """
+    depths = lru_prefix_token_depths(offsets, ids, tokens, order=order)
+    finite = {int(d) for d in depths.tolist() if d != FIRST_ACCESS}
+    total = sum(dict(zip(ids.tolist(), tokens.tolist(), strict=True)).values())
+    return sorted({0, total, total + 1} | finite | {d - 1 for d in finite if d > 0}) + [None]
+
+
+@settings(deadline=None)
+@given(sized_workloads(), orders)
+def test_token_depths_equal_direct_simulation_per_request_at_every_capacity(work, order):
+    offsets, ids, tokens = work
+    capacities = capacities_where_hits_can_change(offsets, ids, tokens, order)
+
+    curve = token_capacity_curve(offsets, ids, tokens, capacities, order=order)
+
+    for (capacity, hits), in_one_pass in zip(curve, capacities, strict=True):
+        assert capacity == in_one_pass
+        replayed = simulate_lru_tokens(offsets, ids, tokens, capacity, order=order)
+        assert request_hits(offsets, ids, tokens, capacity, order=order).tolist() == replayed.tolist()
+        assert replayed.tolist() == replay_evicting_after_each_touch(offsets, ids, tokens, capacity, order)
+        assert hits == int(replayed.sum())
+
+
+@settings(deadline=None)
+@given(st.integers(1, 600), st.data(), orders)
+def test_with_one_size_for_every_unit_the_token_curve_is_the_unit_curve_at_whole_units(size, data, order):
+    offsets, ids, _ = data.draw(workloads)
+    tokens = np.full_like(ids, size)
+    capacities = data.draw(st.lists(st.integers(0, size * (len(ids) + 2)), max_size=8)) + [
+        k * size + extra for k in range(len(ids) + 2) for extra in (-1, 0) if k * size + extra >= 0
+    ]
+
+    curve = token_capacity_curve(offsets, ids, tokens, capacities, order=order)
+
+    whole_units = capacity_curve(offsets, ids, tokens, [c // size * size for c in capacities], size, order=order)
+    assert [hits for _, hits in curve] == [hits for _, hits in whole_units]
+    assert [c for c, _ in curve] == capacities
+    unit_depths = lru_prefix_depths(offsets, ids, order=order)
+    token_depths = lru_prefix_token_depths(offsets, ids, tokens, order=order)
+    assert token_depths.tolist() == np.where(unit_depths == FIRST_ACCESS, FIRST_ACCESS, unit_depths * size).tolist()
+
+
+@settings(deadline=None)
+@given(sized_workloads(), orders, st.lists(st.integers(0, 5_000), max_size=10))
+def test_token_hits_never_fall_as_the_cache_grows_and_never_exceed_the_input(work, order, capacities):
+    offsets, ids, tokens = work
+    ascending = [*sorted(capacities), None]
+
+    hits = [h for _, h in token_capacity_curve(offsets, ids, tokens, ascending, order=order)]
+    per_request = [request_hits(offsets, ids, tokens, c, order=order) for c in ascending]
+
+    assert hits == sorted(hits)
+    assert hits[-1] <= int(tokens.sum())
+    assert all((smaller <= larger).all() for smaller, larger in zip(per_request, per_request[1:], strict=False))
+    assert [int(r.sum()) for r in per_request] == hits
+
+
+@settings(deadline=None)
+@given(sized_workloads(), orders)
+def test_an_unbounded_token_cache_hits_what_an_unbounded_unit_cache_hits(work, order):
+    offsets, ids, tokens = work
+
+    assert token_capacity_curve(offsets, ids, tokens, [None], order=order) == capacity_curve(
+        offsets, ids, tokens, [None], 1, order=order
+    )
+
+
+@settings(deadline=None, max_examples=30)
+@given(sized_workloads(), orders)
+def test_the_compiled_token_pass_gives_what_the_plain_python_one_gives(work, order):
+    offsets, ids, tokens = work
+    uniques, first, dense = np.unique(ids, return_index=True, return_inverse=True)
+    tree = np.zeros(len(ids) + 1, dtype=np.int64)
+
+    plain = _stack_depths_kernel(
+        offsets.astype(np.int64), dense.ravel().astype(np.int64), len(uniques), order == "vllm", tree, tokens[first]
+    )
+
+    assert lru_prefix_token_depths(offsets, ids, tokens, order=order).tolist() == plain.tolist()
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("order", ["request", "vllm"])
+def test_mooncake_token_depths_agree_with_direct_simulation(mooncake, order):
+    # The real sizes: every block 512 tokens but each request's last, which is shorter and a unit of its own.
+    offsets, ids, tokens, _ = mooncake
+    capacities = [0, 511, 1_000_000, 3_000_000, 10_000_000, None]
+
+    curve = token_capacity_curve(offsets, ids, tokens, capacities, order=order)
+
+    assert curve == [(c, int(simulate_lru_tokens(offsets, ids, tokens, c, order=order).sum())) for c in capacities]

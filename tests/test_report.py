@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,10 @@ def full_inputs(
         policies=report_policies,
         replays=report_replays,
     )
+
+
+def sha256_base64(text: str) -> str:
+    return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
 def own_markup(document: str) -> str:
@@ -172,9 +177,7 @@ def test_the_content_security_policy_forbids_fetches_and_names_each_script_by_ha
     assert directives["connect-src"] == "'none'"
     executable = re.findall(r"<script>(.*?)</script>", document, re.S)
     assert len(executable) == 2
-    expected = {
-        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'" for script in executable
-    }
+    expected = {f"'sha256-{sha256_base64(script)}'" for script in executable}
     assert set(directives["script-src"].split()) == expected
 
 
@@ -206,7 +209,17 @@ def test_every_hostile_string_is_shown_escaped_and_never_as_markup(
 
 @pytest.mark.parametrize(
     "where",
-    ["title", "generated_at", "model", "tenant", "session", "cause label", "input path", "rules source", "evidence"],
+    [
+        "title",
+        "generated_at",
+        "model",
+        "tenant",
+        "session",
+        "cause label",
+        "input path",
+        "rules source",
+        "evidence",
+    ],
 )
 def test_a_hostile_string_in_any_single_field_is_escaped(
     inputs: ReportInputs, hostile_payloads: tuple[str, str], where: str
@@ -274,7 +287,7 @@ def test_chart_text_is_html_escaped_before_plotly_sees_it(hostile_report_inputs:
 def test_prompt_text_appears_only_when_asked_for(inputs: ReportInputs) -> None:
     samples = [{"trace_id": "req_0001", "text": "SECRET-PROMPT: refactor the billing module"}]
     without = ReportInputs(inputs.waterfall, inputs.manifest, GENERATED_AT, "t", samples=samples)
-    with_text = ReportInputs(inputs.waterfall, inputs.manifest, GENERATED_AT, "t", include_text=True, samples=samples)
+    with_text = replace(without, include_text=True)
     assert "SECRET-PROMPT" not in render_report(without)
     rendered = render_report(with_text)
     assert "SECRET-PROMPT: refactor the billing module" in rendered
@@ -434,7 +447,15 @@ def test_methodology_lists_definitions_rules_versions_and_input_digests(
     markup = own_markup(render_report(inputs))
     methodology = markup[markup.index('id="methodology"') :]
     assert "The longest token-exact prefix each request shares with any earlier request." in methodology
-    for text in ("anthropic", "2026.06", "2025-08-01", "openai", "2026.05", "Dataset written by", "zumik 0.1.0"):
+    for text in (
+        "anthropic",
+        "2026.06",
+        "2025-08-01",
+        "openai",
+        "2026.05",
+        "Dataset written by",
+        "zumik 0.1.0",
+    ):
         assert text in methodology
     assert GENERATED_AT in methodology
     for entry in report_manifest["inputs"]:
@@ -502,7 +523,8 @@ def test_format_money_shows_the_currency(value: object, currency: str, expected:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(0.412, "41.2%"), (1.0, "100.0%"), (0.0, "0.0%"), (0.0002, "<0.1%"), (None, "n/a")]
+    ("value", "expected"),
+    [(0.412, "41.2%"), (1.0, "100.0%"), (0.0, "0.0%"), (0.0002, "<0.1%"), (None, "n/a")],
 )
 def test_format_percent_does_not_round_a_small_share_to_zero(value: object, expected: str) -> None:
     assert format_percent(value) == expected
@@ -514,7 +536,8 @@ def test_format_percent_does_not_round_a_small_share_to_zero(value: object, expe
         (30, "30 s"),
         (300, "5 min"),
         (3600, "1 h"),
-        (5400, "1.5 h"),
+        (5400, "90 min"),
+        (5000, "1.4 h"),
         (86_400, "1 day"),
         (172_800, "2 days"),
         (None, "no expiry"),

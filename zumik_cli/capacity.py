@@ -10,6 +10,22 @@ evicting the least recently used unit while the cache is over capacity. Under th
 present in a cache of K units iff its LRU stack depth is at most K (Mattson et al., 1970), so one pass of
 stack depths gives the hit for every capacity. ``simulate_lru`` replays one capacity directly, to check that
 pass and to model an engine whose eviction order differs (``order="vllm"``).
+
+Units of different sizes (content blocks of different token lengths) use the token-weighted form. Give each
+unit u a fixed size s(u) >= 0 and let its token depth be D(u) = s(u) + the sizes of the distinct units touched
+since u's last touch. A cache of C tokens that, after each request, evicts its least recently used unit while
+the held total exceeds C, holds exactly the units with D(u) <= C. Proof: D never falls from the most to the
+least recent unit, so that set is a recency suffix. Suppose the cache is that set before a request. A touch
+moves a unit to the front and adds its size to the D of every unit it passes, so no unit outside the set can
+enter it and the touched units are all held; the units held but no longer in the set are older than every
+unit in it, and while one of them, v, is held, everything touched after v is held too (v was touched in this
+request, or was in the set and so was everything newer), so the total is at least D(v) > C and eviction goes
+on; once they are gone the total is D of the oldest unit left, <= C, and it stops. Evicting after each touch
+instead reaches the same set at each request boundary, the only time hits are looked up. The fixed size
+matters: with C = 10, touching A (5) then B (6) evicts A, and if B then shrank to 1 token, D(A) = 6 <= 10
+while A is gone; so the token-weighted functions refuse a unit whose size differs between accesses.
+``lru_prefix_token_depths`` gives these depths (a Fenwick tree holding each unit's size at its last touch
+time, where the unit form holds a 1) and ``simulate_lru_tokens`` replays the policy to check them.
 """
 
 from __future__ import annotations
@@ -36,20 +52,27 @@ _TOUCHED_IN_REVERSE = {"request": False, "vllm": True}
 """How each order of ``simulate_lru`` retires a request, as a touch order the stack-depth pass can follow."""
 
 _MAX_ACCESSES = 2**31
-"""The Fenwick tree counts in int32 (half the memory traffic of int64, about 1.5x faster at 10^7 accesses)."""
+"""The unit-count Fenwick tree counts in int32 (half the memory traffic of int64, about 1.5x faster at 10^7)."""
 
 
 def _stack_depths_kernel(
-    offsets: IntArray, dense_ids: npt.NDArray[np.integer], n_units: int, reverse: bool
+    offsets: IntArray,
+    dense_ids: npt.NDArray[np.integer],
+    n_units: int,
+    reverse: bool,
+    tree: npt.NDArray[np.integer],
+    unit_sizes: IntArray | None = None,
 ) -> IntArray:
-    # A Fenwick tree over touch times holds a 1 at each unit's last touch, so the distinct units touched since
-    # a unit's last touch is a suffix count. Compiled by numba when available; the same code runs as Python.
+    # A Fenwick tree over touch times holds each unit's size (1 when unit_sizes is None) at its last touch, so
+    # a unit's depth, its own size plus those of the distinct units touched since, is the held total less the
+    # sum before that touch. The caller passes the zeroed tree (n_access + 1 long): int32 is enough to count
+    # units, token sums need int64. numba prunes the `unit_sizes is None` branches, so counting units costs
+    # what it did before sizes existed. Compiled by numba when available; the same code runs as Python.
     n_access = dense_ids.shape[0]
-    tree = np.zeros(n_access + 1, dtype=np.int32)
     last = np.full(n_units, -1, dtype=np.int64)
     depths = np.empty(n_access, dtype=np.int64)
     sentinel = np.int64(FIRST_ACCESS)
-    distinct = 0
+    held = np.int64(0)
     now = 0
     for r in range(offsets.shape[0] - 1):
         start = offsets[r]
@@ -60,28 +83,29 @@ def _stack_depths_kernel(
             if seen_at < 0:
                 depth = sentinel
             else:
-                up_to = np.int64(0)
-                i = seen_at + 1
+                before = np.int64(0)
+                i = seen_at
                 while i > 0:
-                    up_to += tree[i]
+                    before += tree[i]
                     i -= i & -i
-                depth = 1 + distinct - up_to
+                depth = held - before
             running = max(running, depth)
             depths[j] = running
         for step in range(end - start):
             j = end - 1 - step if reverse else start + step
             unit = dense_ids[j]
+            size = 1 if unit_sizes is None else unit_sizes[unit]
             seen_at = last[unit]
             if seen_at < 0:
-                distinct += 1
+                held += size
             else:
                 i = seen_at + 1
                 while i <= n_access:
-                    tree[i] -= 1
+                    tree[i] -= size
                     i += i & -i
             i = now + 1
             while i <= n_access:
-                tree[i] += 1
+                tree[i] += size
                 i += i & -i
             last[unit] = now
             now += 1
@@ -89,7 +113,7 @@ def _stack_depths_kernel(
 
 
 @functools.cache
-def _stack_depths() -> Callable[[IntArray, npt.NDArray[np.integer], int, bool], IntArray]:
+def _stack_depths() -> Callable[..., IntArray]:
     # Compiled on first use so that importing this module stays cheap; the plain-Python fallback gives the
     # same answers, only about a hundred times slower.
     try:
@@ -121,6 +145,49 @@ def _as_int64(values: npt.ArrayLike) -> IntArray:
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
+def _prefix_depths(
+    offsets: npt.ArrayLike, unit_ids: npt.ArrayLike, order: Order, unit_tokens: npt.ArrayLike | None
+) -> IntArray:
+    # The one path to the kernel for both forms: unit_tokens=None counts units (int32 tree), else token sizes.
+    offsets_arr = _as_int64(offsets)
+    ids = _as_int64(unit_ids)
+    tokens = None if unit_tokens is None else _as_int64(unit_tokens)
+    _check_workload(offsets_arr, ids, tokens)
+    if order not in _TOUCHED_IN_REVERSE:
+        raise ValueError(f"unknown order {order!r}; use one of {sorted(_TOUCHED_IN_REVERSE)}")
+    reverse = _TOUCHED_IN_REVERSE[order]
+    if tokens is None:
+        if ids.shape[0] >= _MAX_ACCESSES:
+            raise ValueError(f"at most {_MAX_ACCESSES - 1} unit accesses per call; split the workload by time")
+        dense, n_units = _dense_ids(ids)
+        return _stack_depths()(offsets_arr, dense, n_units, reverse, np.zeros(ids.shape[0] + 1, dtype=np.int32))
+    dense, n_units = _dense_ids(ids)
+    sizes = _unit_sizes(ids, dense, tokens)
+    tree = np.zeros(ids.shape[0] + 1, dtype=np.int64)
+    return _stack_depths()(offsets_arr, dense, n_units, reverse, tree, sizes)
+
+
+def _unit_sizes(ids: IntArray, dense: npt.NDArray[np.integer], tokens: IntArray) -> IntArray:
+    # Each unit's one size, indexed by dense id. The token depth only predicts the cache when a unit's size
+    # is the same at every access (see the module docstring), so a size that changes is refused, not guessed.
+    if tokens.size and int(tokens.min()) < 0:
+        raise ValueError(f"unit_tokens must be non-negative, got {int(tokens.min())}")
+    # Dense ids count up in first-seen order, so a unit's first access is where its id exceeds all before it.
+    first_seen = np.ones(dense.shape[0], dtype=np.bool_)
+    first_seen[1:] = dense[1:] > np.maximum.accumulate(dense)[:-1]
+    sizes = np.ascontiguousarray(tokens[first_seen])
+    changed = np.flatnonzero(sizes[dense] != tokens)
+    if changed.size:
+        j = int(changed[0])
+        raise ValueError(
+            f"unit {ids[j]} has {tokens[j]} tokens at access {j} but {sizes[dense[j]]} at its first; "
+            "a unit's size must be the same at every access"
+        )
+    if float(sizes.sum(dtype=np.float64)) >= 2.0**62:
+        raise ValueError("the units' sizes add up to 2**62 tokens or more; token depths count in int64")
+    return sizes
+
+
 def lru_prefix_depths(offsets: npt.ArrayLike, unit_ids: npt.ArrayLike, order: Order = "request") -> IntArray:
     """Per unit access, the smallest LRU capacity (in units) at which it is a leading-prefix hit.
 
@@ -129,15 +196,21 @@ def lru_prefix_depths(offsets: npt.ArrayLike, unit_ids: npt.ArrayLike, order: Or
     access is a hit in a cache of K units iff its value is <= K. ``order`` is the recency order of a
     request's units after it runs, as in ``simulate_lru``. O(N log N) in the number of accesses.
     """
-    offsets_arr = _as_int64(offsets)
-    ids = _as_int64(unit_ids)
-    _check_workload(offsets_arr, ids)
-    if order not in _TOUCHED_IN_REVERSE:
-        raise ValueError(f"unknown order {order!r}; use one of {sorted(_TOUCHED_IN_REVERSE)}")
-    if ids.shape[0] >= _MAX_ACCESSES:
-        raise ValueError(f"at most {_MAX_ACCESSES - 1} unit accesses per call; split the workload by time")
-    dense, n_units = _dense_ids(ids)
-    return _stack_depths()(offsets_arr, dense, n_units, _TOUCHED_IN_REVERSE[order])
+    return _prefix_depths(offsets, unit_ids, order, None)
+
+
+def lru_prefix_token_depths(
+    offsets: npt.ArrayLike, unit_ids: npt.ArrayLike, unit_tokens: npt.ArrayLike, order: Order = "request"
+) -> IntArray:
+    """Per unit access, the smallest LRU capacity in tokens at which it is a leading-prefix hit.
+
+    For caches of units of different sizes, where a unit count says little. The running max, within its
+    request, of the token depth when the request starts: the unit's size plus the sizes of the distinct
+    units touched since its last touch (``FIRST_ACCESS`` if never seen). An access is a hit in a cache of
+    C tokens iff its value is <= C (the module docstring states and proves this). A unit's size is its
+    ``unit_tokens``, which must be non-negative and the same at each of its accesses. O(N log N).
+    """
+    return _prefix_depths(offsets, unit_ids, order, unit_tokens)
 
 
 def capacity_curve(
@@ -176,29 +249,128 @@ def capacity_curve(
     return curve
 
 
-CacheState = OrderedDict[Hashable, None]
+def _token_limit(capacity: int | None) -> int:
+    # The largest token depth that hits; an unbounded cache hits every depth but FIRST_ACCESS.
+    if capacity is None:
+        return int(FIRST_ACCESS) - 1
+    if capacity < 0:
+        raise ValueError(f"capacities must be non-negative or None, got {capacity}")
+    return int(capacity)
 
 
-def _retire_in_request_order(cache: CacheState, ids: Sequence[Hashable]) -> None:
+def token_capacity_curve(
+    offsets: npt.ArrayLike,
+    unit_ids: npt.ArrayLike,
+    unit_tokens: npt.ArrayLike,
+    capacities_tokens: Sequence[int | None],
+    order: Order = "request",
+) -> list[tuple[int | None, int]]:
+    """Hit tokens for each capacity of an LRU cache counted in tokens, from one pass of token depths.
+
+    The form of ``capacity_curve`` for units of different sizes: a unit takes its own size, not a fixed
+    block. ``None`` is an unbounded cache. Returns ``(capacity, hit_tokens)`` pairs in the order given. With
+    every unit ``s`` tokens it equals ``capacity_curve(..., unit_size_tokens=s)``.
+    """
+    limits = [_token_limit(capacity) for capacity in capacities_tokens]
+    tokens = _as_int64(unit_tokens)
+    depths = lru_prefix_token_depths(offsets, unit_ids, tokens, order=order)
+    # Depths span token counts, too wide to bin one by one as capacity_curve does; bin each access at the
+    # first capacity it fits in instead (O(N log K)). Weights go through float64, exact below 2**53 tokens.
+    steps = np.unique(np.array(limits, dtype=np.int64))
+    first_fit = np.searchsorted(steps, depths)
+    tokens_by_step = np.rint(np.bincount(first_fit, weights=tokens, minlength=steps.size + 1)).astype(np.int64)
+    hits_at = np.cumsum(tokens_by_step[:-1])
+    places = np.searchsorted(steps, limits)
+    return [(capacity, int(hits_at[k])) for capacity, k in zip(capacities_tokens, places.tolist(), strict=True)]
+
+
+def request_hits(
+    offsets: npt.ArrayLike,
+    unit_ids: npt.ArrayLike,
+    unit_tokens: npt.ArrayLike,
+    capacity_tokens: int | None,
+    order: Order = "request",
+) -> IntArray:
+    """Per-request hit tokens in an LRU cache of ``capacity_tokens`` tokens (``None``: unbounded).
+
+    The per-request form of ``token_capacity_curve``, read off the token depths in one pass instead of
+    replayed: ``simulate_lru_tokens`` gives the same answer a Python step per access at a time.
+    """
+    limit = _token_limit(capacity_tokens)
+    offsets_arr = _as_int64(offsets)
+    tokens = _as_int64(unit_tokens)
+    depths = lru_prefix_token_depths(offsets_arr, unit_ids, tokens, order=order)
+    hit_so_far = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(np.where(depths <= limit, tokens, 0))))
+    return hit_so_far[offsets_arr[1:]] - hit_so_far[offsets_arr[:-1]]
+
+
+CacheState = OrderedDict[Hashable, int]
+"""A replayed cache: each held unit, least recently used first, with the size it takes (1 when counting units)."""
+
+
+def _retire_in_request_order(cache: CacheState, units: Sequence[tuple[Hashable, int]]) -> None:
     # The reference convention: units touched first to last, so a request's last unit is the most recent.
-    for unit in ids:
-        cache[unit] = None
+    for unit, size in units:
+        cache[unit] = size
         cache.move_to_end(unit)
 
 
-def _retire_vllm(cache: CacheState, ids: Sequence[Hashable]) -> None:
+def _retire_vllm(cache: CacheState, units: Sequence[tuple[Hashable, int]]) -> None:
     # vLLM v1 frees a finished request's blocks in reverse onto the tail of its free queue and evicts from the
     # head, so the request's tail blocks go before its head blocks: the first unit ends up the most recent.
     # lru_prefix_depths(order="vllm") follows the same order; change both together (the tests hold them equal).
-    for unit in reversed(ids):
-        cache[unit] = None
+    for unit, size in reversed(units):
+        cache[unit] = size
         cache.move_to_end(unit)
 
 
-_RETIRE_ORDERS: dict[str, Callable[[CacheState, Sequence[Hashable]], None]] = {
+_RETIRE_ORDERS: dict[str, Callable[[CacheState, Sequence[tuple[Hashable, int]]], None]] = {
     "request": _retire_in_request_order,
     "vllm": _retire_vllm,
 }
+
+
+def _replay(
+    offsets: npt.ArrayLike,
+    unit_ids: npt.ArrayLike,
+    unit_tokens: npt.ArrayLike,
+    capacity: int | None,
+    order: Order,
+    sized: bool,
+) -> IntArray:
+    # The plain statement of both policies: look up the leading held units, retire the request's units, then
+    # evict the least recently used unit while the held total (units, or tokens when sized) exceeds capacity.
+    offsets_arr = _as_int64(offsets)
+    ids = _as_int64(unit_ids)
+    tokens = _as_int64(unit_tokens)
+    _check_workload(offsets_arr, ids, tokens)
+    if capacity is not None and capacity < 0:
+        raise ValueError(f"capacity must be non-negative or None, got {capacity}")
+    retire = _RETIRE_ORDERS.get(order)
+    if retire is None:
+        raise ValueError(f"unknown order {order!r}; use one of {sorted(_RETIRE_ORDERS)}")
+    if sized:
+        # Same domain as the token depths: one non-negative size per unit.
+        _unit_sizes(ids, _dense_ids(ids)[0], tokens)
+    id_list: list[int] = ids.tolist()
+    token_list: list[int] = tokens.tolist()
+    size_list = token_list if sized else [1] * len(id_list)
+    cache: CacheState = OrderedDict()
+    held = 0
+    hits = np.zeros(offsets_arr.shape[0] - 1, dtype=np.int64)
+    for r, (start, end) in enumerate(zip(offsets_arr[:-1].tolist(), offsets_arr[1:].tolist(), strict=True)):
+        hit = 0
+        for j in range(start, end):
+            if id_list[j] not in cache:
+                break
+            hit += token_list[j]
+        hits[r] = hit
+        units = list(zip(id_list[start:end], size_list[start:end], strict=True))
+        held += sum({unit: size for unit, size in units if unit not in cache}.values())
+        retire(cache, units)
+        while capacity is not None and held > capacity:
+            held -= cache.popitem(last=False)[1]
+    return hits
 
 
 def simulate_lru(
@@ -216,27 +388,21 @@ def simulate_lru(
     recent), as vLLM v1 does. Requests run one after another: no two hold blocks at once. Slow (Python per
     access) on purpose: it is the plain statement that ``capacity_curve`` is checked against.
     """
-    offsets_arr = _as_int64(offsets)
-    ids = _as_int64(unit_ids)
-    tokens = _as_int64(unit_tokens)
-    _check_workload(offsets_arr, ids, tokens)
-    if capacity_units is not None and capacity_units < 0:
-        raise ValueError(f"capacity_units must be non-negative or None, got {capacity_units}")
-    retire = _RETIRE_ORDERS.get(order)
-    if retire is None:
-        raise ValueError(f"unknown order {order!r}; use one of {sorted(_RETIRE_ORDERS)}")
-    id_list: list[int] = ids.tolist()
-    token_list: list[int] = tokens.tolist()
-    cache: CacheState = OrderedDict()
-    hits = np.zeros(offsets_arr.shape[0] - 1, dtype=np.int64)
-    for r, (start, end) in enumerate(zip(offsets_arr[:-1].tolist(), offsets_arr[1:].tolist(), strict=True)):
-        hit = 0
-        for j in range(start, end):
-            if id_list[j] not in cache:
-                break
-            hit += token_list[j]
-        hits[r] = hit
-        retire(cache, id_list[start:end])
-        while capacity_units is not None and len(cache) > capacity_units:
-            cache.popitem(last=False)
-    return hits
+    return _replay(offsets, unit_ids, unit_tokens, capacity_units, order, sized=False)
+
+
+def simulate_lru_tokens(
+    offsets: npt.ArrayLike,
+    unit_ids: npt.ArrayLike,
+    unit_tokens: npt.ArrayLike,
+    capacity_tokens: int | None,
+    order: Order = "request",
+) -> IntArray:
+    """Per-request hit tokens from replaying an LRU cache of ``capacity_tokens`` tokens (``None``: unbounded).
+
+    As ``simulate_lru``, but each unit takes its ``unit_tokens`` and, after each request, the cache evicts its
+    least recently used unit while the held tokens exceed the capacity (a unit larger than the cache evicts
+    itself). Slow on purpose: the plain statement that ``token_capacity_curve`` and ``request_hits`` are
+    checked against.
+    """
+    return _replay(offsets, unit_ids, unit_tokens, capacity_tokens, order, sized=True)

@@ -28,7 +28,7 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,6 +99,23 @@ def ingest(
     else:
         terminal.ingest_summary(out, summary)
     terminal.ingest_warnings(err, summary)
+
+
+@app.command()
+@handles_errors
+def quarantine(data: DataOpt = Path("data/zumik"), as_json: JsonOpt = False) -> None:
+    """List the records ingest could not read, with file, line and reason."""
+    from .dataset import Dataset
+
+    entries = Dataset(data).quarantine_entries()
+    if as_json:
+        print_json(entries)
+    elif entries:
+        terminal.simple_table(out, f"Quarantine ({len(entries)})", [
+            {"file": e["file"], "line": e["line"], "reason": e["reason"]} for e in entries
+        ])
+    else:
+        err.print("Nothing quarantined.")
 
 
 @app.command()
@@ -263,15 +280,27 @@ def synth(
     sessions: Annotated[int, typer.Option(help="Number of agent sessions.")] = 40,
     tenants: Annotated[int, typer.Option(help="Number of tenants.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
+    parts: Annotated[
+        int, typer.Option(help="Spread whole sessions over N files named NAME-1.jsonl ... NAME-N.jsonl.")
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate realistic agent traffic in zumik JSONL (deterministic for a seed)."""
-    from .synth import SynthConfig, write_jsonl
+    from .synth import SynthConfig, write_jsonl, write_jsonl_parts
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    summary = write_jsonl(SynthConfig(seed=seed, sessions=sessions, tenants=tenants), output)
-    if as_json:
-        print_json({"path": str(output), **summary.__dict__})
+    config = SynthConfig(seed=seed, sessions=sessions, tenants=tenants)
+    if parts > 1:
+        paths = [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, parts + 1)]
+        summary = write_jsonl_parts(config, paths)
     else:
-        err.print(f"Wrote {summary.requests} requests in {summary.sessions} sessions to {output}")
+        paths = [output]
+        summary = write_jsonl(config, output)
+    if as_json:
+        print_json({"paths": [str(p) for p in paths], **summary.__dict__})
+    else:
+        err.print(f"Wrote {summary.requests} requests in {summary.sessions} sessions to {', '.join(map(str, paths))}")
 
+from .cli_export import register as register_export  # noqa: E402
+
+register_export(app)

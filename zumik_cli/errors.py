@@ -33,3 +33,9 @@ class RulesError(ZumikError):
     """A rules pack is missing or malformed."""
 
     exit_code = 5
+
+
+class ReleaseError(ZumikError):
+    """The alias release history is malformed, inconsistent, or changes a release the dataset already knows."""
+
+    exit_code = 6

@@ -186,9 +186,10 @@ class _Materializer:
             bids = prep["bids"]
             chains = identity.chain_ids(bids)
             sizes = [self.block_tokens[b] for b in bids]
-            counted = sum(sizes)
+            # a usage-only request (no content in its log) was not counted: unknown, not zero
+            counted = sum(sizes) if request.artifacts else None
             granularity = 0
-            snapshot = identity.snapshot_id(request.artifacts)
+            snapshot = identity.snapshot_id(request.artifacts) if request.artifacts else ""
             end = 0
             for artifact, size in zip(prep["artifacts"], sizes, strict=True):
                 end += size
@@ -198,7 +199,7 @@ class _Materializer:
             if prep["output_bids"]:
                 output_chain = identity.chain_ids(prep["output_bids"], chains[-1] if chains else 0)[-1]
             tokenizer = prep["tokenizer"]
-            if request.usage.prompt_tokens is not None:
+            if request.usage.prompt_tokens is not None and counted is not None:
                 pair = self.calibration.setdefault((tokenizer.id, request.model), [0, 0, 0])
                 pair[0] += counted
                 pair[1] += request.usage.prompt_tokens

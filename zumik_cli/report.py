@@ -9,6 +9,7 @@ reaches HTML or plotly; prompt text appears only when asked for.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -25,6 +26,7 @@ import plotly.io as pio
 import plotly.offline
 
 from zumik_cli import __version__
+from zumik_cli.errors import ZumikError
 from zumik_cli.report_charts import (
     EVIDENCE_COLOURS,
     EVIDENCE_LEVELS,
@@ -70,7 +72,7 @@ EVIDENCE_MEANINGS = {
     "measured": "read from provider usage or engine counters recorded in the trace.",
     "replayed": "measured by zumik's own replay of the requests on a local engine.",
     "simulated": "computed by zumik from exact token sequences and a rules pack.",
-    "estimated": "computed from approximate token counts (a calibrated proxy tokenizer) or coarse hash blocks.",
+    "estimated": "computed from approximate tokens (a calibrated proxy tokenizer) or coarse hash blocks.",
 }
 _WEAKNESS = {level: rank for rank, level in enumerate(EVIDENCE_LEVELS)}
 _PLOTLY_CONFIG = {"displaylogo": False, "typesetMath": False, "responsive": True, "showTips": False}
@@ -134,7 +136,7 @@ def badge(evidence: object) -> Markup:
 
 
 def _weakest(values: Iterable[object]) -> object:
-    """The weakest evidence among values (weakest wins when numbers are combined); None when there are none."""
+    """The weakest evidence among values (weakest wins when numbers combine); None when there is none."""
     present = [value for value in values if value is not None]
     if not present:
         return None
@@ -170,7 +172,11 @@ def _table(columns: Sequence[_Column], rows: Iterable[Sequence[object]]) -> Mark
 def _more(shown: int, total: int, noun: str) -> Markup:
     if total <= shown:
         return Markup("")
-    return _tag("p", f"Showing the first {shown} of {total:,} {noun}; {total - shown:,} more not shown.", class_="more")
+    return _tag(
+        "p",
+        f"Showing the first {shown} of {total:,} {noun}; {total - shown:,} more not shown.",
+        class_="more",
+    )
 
 
 def _placeholder(sentence: Markup) -> Markup:
@@ -200,15 +206,28 @@ class _Charts:
     def place(self, name: str, figure: go.Figure, label: str) -> Markup:
         div_id = f"zumik-chart-{name}"
         self.figures[div_id] = figure
-        return _tag("div", "", id=div_id, class_="chart", role="img", aria_label=label)
+        # Plotly's responsive mode sizes the plot to its div after a resize (printing is one), so the div
+        # carries the figure's height; without it the plot collapses onto the content below.
+        height = int(figure.layout.height or 360)
+        return _tag(
+            "div",
+            "",
+            id=div_id,
+            class_="chart",
+            style=f"height:{height}px",
+            role="img",
+            aria_label=label,
+        )
 
     def json(self) -> str:
         """The figures and config as one JSON document that is safe inside a ``<script>`` element."""
-        figures = ",".join(
-            f'"{div_id}":{pio.to_json(figure, validate=True, engine="json")}' for div_id, figure in self.figures.items()
-        )
+        figures = ",".join(f'"{div_id}":{_figure_json(figure)}' for div_id, figure in self.figures.items())
         config = json.dumps(_PLOTLY_CONFIG, separators=(",", ":"))
         return _script_safe(f'{{"config":{config},"figures":{{{figures}}}}}')
+
+
+def _figure_json(figure: go.Figure) -> str:
+    return pio.to_json(figure, validate=True, engine="json")
 
 
 def _script_safe(json_text: str) -> str:
@@ -232,38 +251,37 @@ def _headline(waterfall: Mapping[str, Any]) -> Markup:
     money = _mapping(waterfall.get("money"))
     currency = _currency(waterfall)
 
-    metric = _metric
     requests = waterfall.get("requests")
     cards = [
-        metric(
+        _metric(
             "total",
             "Input tokens",
             format_tokens(total.get("tokens")),
             f"{format_count(requests)} requests",
             total.get("evidence"),
         ),
-        metric(
+        _metric(
             "realized",
             "Reused from cache",
             format_percent(realized.get("rate")),
             f"{format_tokens(realized.get('tokens'))} tokens",
             realized.get("evidence"),
         ),
-        metric(
+        _metric(
             "missed",
             "Missed reuse",
             format_percent(missed.get("rate")),
             f"{format_tokens(missed.get('tokens'))} tokens",
             missed.get("evidence"),
         ),
-        metric(
+        _metric(
             "money",
             "Saved by caching",
             format_money(money.get("realized_savings"), currency),
             f"of {format_money(money.get('without_cache'), currency)} without cache",
             money.get("evidence"),
         ),
-        metric(
+        _metric(
             "money",
             "Left on the table",
             format_money(money.get("missed_savings"), currency),
@@ -340,7 +358,11 @@ def _notes(waterfall: Mapping[str, Any]) -> Markup:
             _tag("li", _join([_tag("strong", row.get("row")), ": ", _h(row.get("reason"))])) for row in cannot
         )
         notes.append(
-            _tag("div", _join([_tag("strong", "Not computed for this data."), _tag("ul", items)]), class_="note warn")
+            _tag(
+                "div",
+                _join([_tag("strong", "Not computed for this data."), _tag("ul", items)]),
+                class_="note warn",
+            )
         )
     over = _mapping(waterfall.get("over_realized"))
     if (as_number(over.get("requests")) or 0) > 0:
@@ -424,7 +446,7 @@ def _causes_section(waterfall: Mapping[str, Any], charts: _Charts) -> Markup:
                             f"{format_tokens(cross.get('tokens'))} tokens "
                             f"({format_percent(_share(cross.get('tokens'), total))} of input) ",
                         ),
-                        _h(cross.get("note") or "are shared with another tenant; isolation forbids reusing them."),
+                        _h(cross.get("note") or "are shared with another tenant; isolation forbids reuse."),
                         " ",
                         badge(cross.get("evidence")),
                     ]
@@ -473,7 +495,12 @@ def _causes_section(waterfall: Mapping[str, Any], charts: _Charts) -> Markup:
         "order; the provider's own miss diagnostics are used where the trace has them."
     )
     return _section(
-        "causes", "Where reuse is lost", intro, *extra, _card(chart), _card(table, title="Causes, in attribution order")
+        "causes",
+        "Where reuse is lost",
+        intro,
+        *extra,
+        _card(chart),
+        _card(table, title="Causes, in attribution order"),
     )
 
 
@@ -481,18 +508,29 @@ def _money_section(waterfall: Mapping[str, Any]) -> Markup:
     money = _mapping(waterfall.get("money"))
     if not money:
         return _section(
-            "money", "Money", None, _placeholder(Markup("No prices were available for the models in this data."))
+            "money",
+            "Money",
+            None,
+            _placeholder(Markup("No prices were available for the models in this data.")),
         )
     currency = _currency(waterfall)
     writes = _mapping(waterfall.get("cache_writes"))
     rows = [
-        ["Billed", "what the traffic cost, with the cache as it was used", format_money(money.get("billed"), currency)],
+        [
+            "Billed",
+            "what the traffic cost, with the cache as it was used",
+            format_money(money.get("billed"), currency),
+        ],
         [
             "Without cache",
             "the same traffic at the full input price",
             format_money(money.get("without_cache"), currency),
         ],
-        ["Realized savings", "saved by the reuse that happened", format_money(money.get("realized_savings"), currency)],
+        [
+            "Realized savings",
+            "saved by the reuse that happened",
+            format_money(money.get("realized_savings"), currency),
+        ],
         [
             "Missed savings",
             "what the missed reuse would have saved",
@@ -534,7 +572,7 @@ def _breakdowns_section(waterfall: Mapping[str, Any]) -> Markup:
         Markup('<span><i class="s-realized"></i>realized</span><span><i class="s-missed"></i>missed</span>'),
         class_="share-key",
     )
-    intro = _join(["Rows are sorted by missed tokens, worst first. Shares are of each row's own input. ", key_legend])
+    intro = _join(["Sorted by missed tokens, worst first. Shares are of each row's own input. ", key_legend])
     return _section("breakdowns", "Breakdowns", intro, *cards)
 
 
@@ -564,7 +602,7 @@ def _breakdown_card(breakdowns: Mapping[str, Any], key: str, title: str, noun: s
         total = row.get("total")
         name = row.get("key")
         cells: list[object] = [
-            _tag("span", "(none)", class_="muted") if name is None or name == "" else _tag("span", name, class_="mono"),
+            _key_cell(name),
             format_count(row.get("requests")),
             format_count(total),
             format_percent(_share(row.get("eligible"), total)),
@@ -580,12 +618,19 @@ def _breakdown_card(breakdowns: Mapping[str, Any], key: str, title: str, noun: s
     return _card(_table(columns, body), _more(len(shown), len(rows), noun), title=title)
 
 
+def _key_cell(name: object) -> Markup:
+    if name is None or name == "":
+        return _tag("span", "(none)", class_="muted")
+    return _tag("span", name, class_="mono")
+
+
 def _share_bar(realized: float | None, missed: float | None) -> Markup:
     def width(value: float | None) -> str:
         return f"{min(max(value or 0.0, 0.0), 1.0) * 100:.1f}%"
 
     return Markup(
-        f'<div class="share" aria-hidden="true"><span class="s-realized" style="width:{width(realized)}"></span>'
+        '<div class="share" aria-hidden="true">'
+        f'<span class="s-realized" style="width:{width(realized)}"></span>'
         f'<span class="s-missed" style="width:{width(missed)}"></span></div>'
     )
 
@@ -648,7 +693,11 @@ def _capacity_section(waterfall: Mapping[str, Any], charts: _Charts) -> Markup:
     )
 
 
-def _policies_section(policies: Sequence[Mapping[str, Any]] | None, currency: object, charts: _Charts) -> Markup:
+def _policies_section(
+    policies: Sequence[Mapping[str, Any]] | None,
+    currency: object,
+    charts: _Charts,
+) -> Markup:
     title = "Policy comparison"
     rows = _rows(list(policies or []))
     if not rows:
@@ -732,7 +781,12 @@ def _replays_section(replays: Sequence[Mapping[str, Any]] | None, charts: _Chart
         "div",
         _join(
             [
-                _metric("total", "Replayed requests", format_count(len(rows)), f"{exact:,} of {len(pairs):,} exact"),
+                _metric(
+                    "total",
+                    "Replayed requests",
+                    format_count(len(rows)),
+                    f"{exact:,} of {len(pairs):,} exact",
+                ),
                 _metric("total", "Predicted cached", format_tokens(predicted_total), "tokens", "simulated"),
                 _metric("total", "Measured cached", format_tokens(measured_total), "tokens", "replayed"),
                 _metric(
@@ -813,15 +867,16 @@ def _samples_section(inputs: ReportInputs) -> Markup:
         cut = text[:SAMPLE_CHARS] + ("\n[... cut]" if len(text) > SAMPLE_CHARS else "")
         header = _join(["Trace ", _tag("code", sample.get("trace_id") or "unknown")])
         cards.append(_card(_tag("p", header, class_="small"), _tag("pre", cut, class_="sample")))
-    intro = "This report was asked to include prompt text. Share it only with people allowed to read the traffic."
+    intro = "This report was asked to include prompt text: share it only with people allowed to read it."
     return _section("samples", "Example prompts", intro, *cards, _more(len(cards), len(samples), "examples"))
 
 
 def _methodology_section(inputs: ReportInputs) -> Markup:
     waterfall = inputs.waterfall
     definitions = _mapping(waterfall.get("definitions"))
-    ordered = [key for key, _ in STAGES if key in definitions] + [key for key in definitions if key not in dict(STAGES)]
     titles = dict(STAGES)
+    extra = [key for key in definitions if key not in titles]
+    ordered = [key for key in titles if key in definitions] + extra
     terms = _join(_join([_tag("dt", titles.get(key, key)), _tag("dd", definitions[key])]) for key in ordered)
     terms = _join(
         [
@@ -839,12 +894,21 @@ def _methodology_section(inputs: ReportInputs) -> Markup:
         for level in EVIDENCE_LEVELS
     )
     evidence = _join(
-        [evidence, _tag("dt", "Combined"), _tag("dd", "When numbers are combined, the weakest evidence wins.")]
+        [
+            evidence,
+            _tag("dt", "Combined"),
+            _tag("dd", "When numbers are combined, the weakest evidence wins."),
+        ]
     )
     rules = _rows(waterfall.get("rules"))
     rules_body: object = (
         _table(
-            [_Column("Rules pack"), _Column("Version"), _Column("Effective from"), _Column("Source", css="key")],
+            [
+                _Column("Rules pack"),
+                _Column("Version"),
+                _Column("Effective from"),
+                _Column("Source", css="key"),
+            ],
             [
                 [
                     rule.get("name"),
@@ -866,7 +930,8 @@ def _methodology_section(inputs: ReportInputs) -> Markup:
         ("Schema version", manifest.get("schema_version")),
         ("Requests in scope", format_count(waterfall.get("requests"))),
     ]
-    provenance = _tag("dl", _join(_join([_tag("dt", term), _tag("dd", value)]) for term, value in facts), class_="defs")
+    pairs = _join(_join([_tag("dt", term), _tag("dd", value)]) for term, value in facts)
+    provenance = _tag("dl", pairs, class_="defs")
     files = _rows(manifest.get("inputs"))
     files_body: object = (
         _table(
@@ -927,7 +992,11 @@ def _body(inputs: ReportInputs, charts: _Charts) -> Markup:
     ]
     nav = _tag(
         "nav",
-        _tag("ul", _join(_tag("li", _tag("a", label, href=f"#{anchor}")) for anchor, label in toc), class_="toc"),
+        _tag(
+            "ul",
+            _join(_tag("li", _tag("a", label, href=f"#{anchor}")) for anchor, label in toc),
+            class_="toc",
+        ),
         aria_label="Sections",
     )
     files = len(_rows(inputs.manifest.get("inputs")))
@@ -939,8 +1008,8 @@ def _body(inputs: ReportInputs, charts: _Charts) -> Markup:
                 _tag("h1", inputs.title),
                 _tag(
                     "p",
-                    f"Generated {inputs.generated_at} · {format_count(waterfall.get('requests'))} requests from "
-                    f"{files} input file{'s' if files != 1 else ''} · zumik {__version__}",
+                    f"Generated {inputs.generated_at} · {format_count(waterfall.get('requests'))} requests "
+                    f"from {files} input file{'s' if files != 1 else ''} · zumik {__version__}",
                     class_="meta",
                 ),
             ]
@@ -965,12 +1034,26 @@ def _css() -> str:
     return f":root{{{variables}--font:{FONT_STACK};}}\n{_resource('report.css')}"
 
 
+@functools.cache
+def _plotly_js() -> str:
+    """plotly.js as shipped with the installed plotly, read once per process (it is about 5 MB)."""
+    script = plotly.offline.get_plotlyjs()
+    if "</script" in script.lower():
+        raise ZumikError(
+            "The installed plotly's plotly.js contains '</script' and cannot be inlined in a report; "
+            "install another plotly version."
+        )
+    return script
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(script: str) -> str:
+    return base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+
+
 def _csp(scripts: Sequence[str]) -> str:
     """A policy that forbids every fetch and runs only this file's own scripts, named by their hashes."""
-    hashes = " ".join(
-        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode('utf-8')).digest()).decode('ascii')}'"
-        for script in scripts
-    )
+    hashes = " ".join(f"'sha256-{_sha256(script)}'" for script in scripts)
     return (
         f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src data: blob:; "
         "font-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'"
@@ -981,9 +1064,7 @@ def render_report(inputs: ReportInputs) -> str:
     """The whole report as one HTML document; same inputs, same bytes."""
     charts = _Charts()
     body = _body(inputs, charts)
-    plotly_js = plotly.offline.get_plotlyjs()
-    if "</script" in plotly_js.lower():
-        raise RuntimeError("plotly.js contains '</script' and cannot be inlined; pin another plotly version")
+    plotly_js = _plotly_js()
     bootstrap = _resource("report.js")
     figures = charts.json()
     return "\n".join(

@@ -34,16 +34,26 @@ EVIDENCE_COLOURS = {
     "estimated": "#7c3aed",
     "unknown": "#6b7280",
 }
-FONT_STACK = (
-    "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', 'Noto Sans', 'Liberation Sans', Arial, sans-serif"
+FONT_STACK = ", ".join(
+    [
+        "system-ui",
+        "-apple-system",
+        "'Segoe UI'",
+        "Roboto",
+        "'Helvetica Neue'",
+        "'Noto Sans'",
+        "Arial",
+        "sans-serif",
+    ]
 )
+_REPLAY_HOVER = "%{customdata[0]}: predicted %{customdata[1]}, measured %{customdata[2]}<extra></extra>"
 _INK = "#1f2937"
 _MUTED = "#6b7280"
 _GRID = "#e5e7eb"
 
 
 def evidence_key(value: object) -> str:
-    """The known evidence level named by value, or ``unknown`` (an unexpected value is shown, never trusted)."""
+    """The evidence level named by value, or ``unknown`` (an unexpected value is shown, never trusted)."""
     if isinstance(value, str) and value.lower() in EVIDENCE_LEVELS:
         return value.lower()
     return "unknown"
@@ -55,8 +65,12 @@ def evidence_colour(value: object) -> str:
 
 
 def _text(value: object) -> str:
-    """A data string made safe for plotly's text renderer (see the module docstring)."""
-    return html.escape("" if value is None else str(value))
+    """A data string made safe for plotly's text renderer (see the module docstring).
+
+    Quotes stay as they are: plotly decodes &amp; &lt; &gt; but not &quot;, and a quote outside a tag means
+    nothing to it.
+    """
+    return html.escape("" if value is None else str(value), quote=False)
 
 
 def _layout(**overrides: Any) -> dict[str, Any]:
@@ -169,9 +183,7 @@ def causes_figure(causes: Sequence[Mapping[str, Any]], total_tokens: object) -> 
     ranked = sorted(causes, key=lambda cause: -(as_number(cause.get("tokens")) or 0.0))
     total = as_number(total_tokens)
     labels = _unique([_text(cause.get("label") or cause.get("cause")) for cause in ranked])
-    shares = [
-        _text(format_percent((as_number(cause.get("tokens")) or 0.0) / total)) if total else "n/a" for cause in ranked
-    ]
+    shares = [_text(format_percent(_ratio(cause.get("tokens"), total))) for cause in ranked]
     figure = go.Figure(
         go.Bar(
             orientation="h",
@@ -185,7 +197,11 @@ def causes_figure(causes: Sequence[Mapping[str, Any]], total_tokens: object) -> 
             textposition="outside",
             cliponaxis=False,
             customdata=[
-                [_text(cause.get("stage")), _text(format_count(cause.get("tokens"))), _text(cause.get("evidence"))]
+                [
+                    _text(cause.get("stage")),
+                    _text(format_count(cause.get("tokens"))),
+                    _text(cause.get("evidence")),
+                ]
                 for cause in ranked
             ],
             hovertemplate="%{y} (%{customdata[0]}): %{customdata[1]} tokens, %{customdata[2]}<extra></extra>",
@@ -200,6 +216,10 @@ def causes_figure(causes: Sequence[Mapping[str, Any]], total_tokens: object) -> 
         )
     )
     return figure
+
+
+def _ratio(part: object, whole: float | None) -> float | None:
+    return (as_number(part) or 0.0) / whole if whole else None
 
 
 def _unique(labels: Sequence[str]) -> list[str]:
@@ -234,7 +254,10 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.
             line={"color": colour, "width": 2.5},
             marker={"size": 8, "color": colour},
             customdata=[
-                [_text(format_capacity(point.get("capacity_tokens"))), _text(format_percent(point.get("rate")))]
+                [
+                    _text(format_capacity(point.get("capacity_tokens"))),
+                    _text(format_percent(point.get("rate"))),
+                ]
                 for point in bounded
             ],
             hovertemplate="capacity %{customdata[0]} tokens: %{customdata[1]} of input<extra></extra>",
@@ -403,7 +426,7 @@ def replay_figure(replays: Sequence[Mapping[str, Any]]) -> go.Figure:
                 ]
                 for row in replays
             ],
-            hovertemplate="%{customdata[0]}: predicted %{customdata[1]}, measured %{customdata[2]}<extra></extra>",
+            hovertemplate=_REPLAY_HOVER,
         )
     )
     figure.update_layout(

@@ -86,9 +86,59 @@ TOKENS = pa.schema(
     ]
 )
 
+# One row per alias release the dataset has seen: the canonical content and its digest, so that a history in
+# which a known release id now has other content is refused, naming the field that changed.
+RELEASES = pa.schema(
+    [
+        ("release_id", pa.string()),
+        ("alias", pa.string()),
+        ("created_at", pa.string()),
+        ("supersedes", pa.string()),
+        ("policy", pa.string()),
+        ("digest", pa.string()),
+        ("content", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
+# One resolution record per request per policy: the five fields of the record, what was resolved, the policy
+# inputs needed to recompute the decision (JSON), and what the simulation measured for it.
+DECISIONS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("policy", pa.string()),
+        ("seed", pa.int64()),
+        ("trace_id", pa.string()),
+        ("rid", pa.int64()),
+        ("snapshot_id", pa.string()),
+        ("session_id", pa.string()),
+        ("tenant", pa.string()),
+        ("timestamp", pa.float64()),
+        ("requested_model", pa.string()),
+        ("alias_release", pa.string()),
+        ("release_source", pa.string()),
+        ("release_digest", pa.string()),
+        ("resolved_model", pa.string()),
+        ("resolved_target", pa.string()),
+        ("resolution_reason", pa.string()),
+        ("recorded_target", pa.string()),
+        ("policy_inputs", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("realized_tokens", pa.int64()),
+        ("cache_write_tokens", pa.int64()),
+        ("cost", pa.float64()),
+        ("list_cost", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("evidence", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "requests": REQUESTS,
     "request_blocks": REQUEST_BLOCKS,
     "blocks": BLOCKS,
     "tokens": TOKENS,
+    "releases": RELEASES,
+    "decisions": DECISIONS,
 }

@@ -16,11 +16,12 @@ import os
 import random
 import tempfile
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from zumik_cli.errors import ZumikError
 from zumik_cli.synth_text import (
     CHARS_PER_TOKEN,
     CODING_RULES,
@@ -41,7 +42,7 @@ _TRAILING_TOKENS = 3  # the assistant turn header after the last breakpoint: nev
 _LOOKBACK_BLOCKS = 20  # Anthropic checks about 20 blocks before each breakpoint for an earlier entry
 _OPENAI_INCREMENT = 128
 _TTL_MS = {"5m": 300_000, "1h": 3_600_000}
-_OPENAI_TTL_MS = 300_000  # OpenAI keeps prefixes 5-10 min; the demo uses the conservative end
+_OPENAI_TTL_MS = 300_000  # OpenAI keeps prefixes 5 to 10 minutes after last use: serve the 5 it always keeps
 _COMPACT_AT_TOKENS = 80_000  # agents summarise their history before it grows past this
 _TOOLS_CHANGE_P = 0.03  # per user turn of a coding session: an MCP server connects, tools change
 _SYSTEM_CHANGE_P = 0.02  # per user turn: project notes get appended to the system prompt
@@ -67,31 +68,22 @@ class SynthConfig:
     retry_probability: float = 0.03  # per call: the same request is sent again (regenerate)
     subagent_probability: float = 0.05  # per coding tool step: dispatch a subagent with the same prompt
     model_switch_probability: float = 0.08  # per follow-up coding turn: switch code.smart <-> code.fast
-    long_gap_probability: float = 0.05  # per think-time gap: longer than 5 minutes
-    very_long_gap_probability: float = 0.01  # per think-time gap: longer than an hour
+    long_gap_probability: float = 0.08  # per human think-time gap (a fifth of it per tool gap): over 5 min
+    very_long_gap_probability: float = 0.02  # per human think-time gap: over an hour
     provider_miss_rate: float = 0.05  # a possible cache hit that the provider did not serve
     unknown_cache_rate: float = 0.002  # OpenAI records whose usage lacks the cached-tokens field
 
     def __post_init__(self) -> None:
         if self.sessions < 0 or self.tenants < 1:
-            raise ValueError("sessions must be >= 0 and tenants >= 1")
+            raise ZumikError(f"synth needs sessions >= 0 and tenants >= 1, not {self.sessions} and {self.tenants}")
         if self.start.tzinfo is None:
-            raise ValueError("start must be timezone-aware, e.g. 2026-06-09T09:00:00+00:00")
-        if min(self.session_interarrival_s, self.mean_turns, self.mean_tool_steps + 1) <= 0:
-            raise ValueError("session_interarrival_s and mean_turns must be > 0, mean_tool_steps >= 0")
-        for name in (
-            "coding_share",
-            "fork_probability",
-            "retry_probability",
-            "subagent_probability",
-            "model_switch_probability",
-            "long_gap_probability",
-            "very_long_gap_probability",
-            "provider_miss_rate",
-            "unknown_cache_rate",
-        ):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1")
+            raise ZumikError("synth needs a start time with a time zone, e.g. 2026-06-09T09:00:00Z")
+        if self.session_interarrival_s <= 0 or self.mean_turns < 1 or self.mean_tool_steps < 0:
+            raise ZumikError("synth needs session_interarrival_s > 0, mean_turns >= 1 and mean_tool_steps >= 0")
+        for knob in fields(self):
+            value = getattr(self, knob.name)
+            if knob.name.endswith(("_probability", "_rate", "_share")) and not 0.0 <= value <= 1.0:
+                raise ZumikError(f"synth needs {knob.name} between 0 and 1, not {value}")
 
 
 @dataclass(frozen=True)
@@ -218,9 +210,8 @@ class _Head:
     def build(tools: list[dict[str, Any]], system: list[str], system_ttl: str) -> _Head:
         chains, cum = [], []
         chain, total = _ROOT, 0
-        for role, item, chars in [("tool", t, len(json.dumps(t))) for t in tools] + [
-            ("system", s, len(s)) for s in system
-        ]:
+        blocks = [("tool", t, len(json.dumps(t))) for t in tools] + [("system", s, len(s)) for s in system]
+        for role, item, chars in blocks:
             chain, total = _digest(chain, _block_hash(role, item)), total + _tokens(chars)
             chains.append(chain)
             cum.append(total)
@@ -239,21 +230,23 @@ class _Conversation:
     """The message list of one thread, kept with a chained hash and running token count per block."""
 
     def __init__(self, head: _Head) -> None:
-        self.messages: list[dict[str, Any]] = []
         self._reset(head)
 
     def _reset(self, head: _Head) -> None:
         self.head = head
-        self.messages = []
+        self.messages: list[dict[str, Any]] = []
         self.chains = list(head.chains)
         self.cum = list(head.cum)
         self._ends: list[int] = []  # block count after each message
+        self.turn_starts: list[int] = []  # index of each follow-up user message: where a rewind can go back to
 
     @property
     def tokens(self) -> int:
         return self.cum[-1]
 
-    def append(self, message: dict[str, Any]) -> None:
+    def append(self, message: dict[str, Any], turn_start: bool = False) -> None:
+        if turn_start:
+            self.turn_starts.append(len(self.messages))
         chain, total = self.chains[-1], self.cum[-1] + _MESSAGE_TOKENS
         for part in message["content"]:
             chain, total = _digest(chain, _block_hash(message["role"], part)), total + _part_tokens(part)
@@ -265,12 +258,14 @@ class _Conversation:
     def truncate(self, count: int) -> None:
         keep = self._ends[count - 1] if count else len(self.head.chains)
         del self.messages[count:], self._ends[count:], self.chains[keep:], self.cum[keep:]
+        self.turn_starts = [start for start in self.turn_starts if start < count]
 
     def replace_head(self, head: _Head) -> None:
-        messages = self.messages
+        messages, turn_starts = self.messages, self.turn_starts
         self._reset(head)
         for message in messages:
             self.append(message)
+        self.turn_starts = turn_starts
 
 
 @dataclass
@@ -286,6 +281,7 @@ class _Thread:
     subagents: int = 0
     last_target: tuple[str, str] | None = None
     last_prompt_tokens: int = 0
+    last_ms: int = 0
     event: str | None = None  # a change the next call's provider diagnostics may name
 
 
@@ -329,7 +325,7 @@ class _World:
             "own house rules, which follow these general instructions.",
             SUPPORT_SECTIONS,
             SUPPORT_RULES,
-            2600,
+            3000,
         )
         self.support_tools = writer.tool_definitions(SUPPORT_TOOLS, SUPPORT_RULES)
         self.tenants = [
@@ -407,20 +403,16 @@ class _Session:
             _Conversation(self.world.head(agent, self.tenant)),
         )
         thread.conv.append({"role": "user", "content": [_text(t) for t in self.content.opening()]})
-        turn_starts: list[int] = []
-        for turn in range(min(_geometric(self.rng, self.config.mean_turns), 20)):
+        for turn in range(min(_geometric(self.rng, self.config.mean_turns), 10)):
             if turn:
                 self.clock += self._gap(human=True)
                 if self.coding:
                     self._change_between_turns(thread)
-                if turn_starts and self.rng.random() < self.config.fork_probability:
-                    start = self.rng.choice(turn_starts)
-                    thread.conv.truncate(start)
-                    turn_starts = [s for s in turn_starts if s < start]
+                if thread.conv.turn_starts and self.rng.random() < self.config.fork_probability:
+                    thread.conv.truncate(self.rng.choice(thread.conv.turn_starts))  # rewind, then ask differently
                     thread.event = "messages_changed"
-                turn_starts.append(len(thread.conv.messages))
-                thread.conv.append({"role": "user", "content": [_text(self.content.follow_up())]})
-            steps = min(_geometric(self.rng, self.config.mean_tool_steps + 1) - 1, 30)
+                thread.conv.append({"role": "user", "content": [_text(self.content.follow_up())]}, turn_start=True)
+            steps = min(_geometric(self.rng, self.config.mean_tool_steps + 1) - 1, 15)
             yield from self._turn(thread, steps)
 
     def _change_between_turns(self, thread: _Thread) -> None:
@@ -485,19 +477,11 @@ class _Session:
         return str(thread.conv.messages[-1]["content"][0]["text"])
 
     def _compact(self, thread: _Thread) -> None:
+        """Replace a history grown too long by a summary, as agents do: everything after the head changes."""
         summary = "\n".join(self.writer.sentence() for _ in range(30))
+        intro = "This session continues an earlier conversation that ran out of context. Summary of it:\n"
         thread.conv.truncate(0)
-        thread.conv.append(
-            {
-                "role": "user",
-                "content": [
-                    _text(
-                        "This session continues an earlier conversation that ran out of context. Summary of it:\n"
-                        + summary
-                    )
-                ],
-            }
-        )
+        thread.conv.append({"role": "user", "content": [_text(intro + summary)]})
 
     def _output(
         self, thread: _Thread, release: _Release, final: bool
@@ -529,6 +513,8 @@ class _Session:
         event = thread.event
         if thread.last_target not in (None, target):
             event = "model_changed"
+        if self.clock - thread.last_ms > _TTL_MS["5m"]:
+            event = None  # the cache had expired: the change is not what lost it
         conv = thread.conv
         call = _Call(
             time_ms=self.clock,
@@ -550,6 +536,7 @@ class _Session:
         thread.event = None
         thread.last_target = target
         thread.last_prompt_tokens = conv.tokens + _TRAILING_TOKENS
+        thread.last_ms = self.clock
         return call
 
     def _gap(self, human: bool) -> int:
@@ -761,10 +748,10 @@ def _dumps(record: dict[str, Any]) -> str:
 
 def write_jsonl(config: SynthConfig, path: str | os.PathLike[str] | TextIO) -> SynthSummary:
     """Write the records as JSONL to a path (atomically: temporary file, then rename) or an open text stream."""
-    if hasattr(path, "write"):
-        return _write(config, path)  # type: ignore[arg-type]
-    target = Path(path)  # type: ignore[arg-type]
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    if not isinstance(path, str | os.PathLike):
+        return _write(config, path)
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
             summary = _write(config, stream)
@@ -775,13 +762,44 @@ def write_jsonl(config: SynthConfig, path: str | os.PathLike[str] | TextIO) -> S
     return summary
 
 
-def _write(config: SynthConfig, stream: TextIO) -> SynthSummary:
+def write_jsonl_parts(config: SynthConfig, paths: list[Path]) -> SynthSummary:
+    """Spread whole sessions over several files (each small enough to commit); their union is one workload."""
+    if not paths:
+        raise ZumikError("write_jsonl_parts needs at least one path")
+    temporaries = []
+    try:
+        streams = []
+        for target in paths:
+            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            temporaries.append(temporary)
+            streams.append(os.fdopen(handle, "w", encoding="utf-8", newline="\n"))
+        try:
+            summary = _write(config, streams)
+        finally:
+            for stream in streams:
+                stream.close()
+        for temporary, target in zip(temporaries, paths, strict=True):
+            os.replace(temporary, target)
+    except BaseException:
+        for temporary in temporaries:
+            Path(temporary).unlink(missing_ok=True)
+        raise
+    return summary
+
+
+def _write(config: SynthConfig, stream: TextIO | list[TextIO]) -> SynthSummary:
+    streams = stream if isinstance(stream, list) else [stream]
+    written = [0] * len(streams)
+    placed: dict[str, int] = {}  # a session and its subagents stay in one file; new ones go to the smallest
     requests = size = prompt = cached = 0
     sessions: set[str] = set()
     first = last = None
     for served in _serve_all(config):
         line = _dumps(served.record)
-        stream.write(line)
+        root = served.record["session_id"].split(".", 1)[0]
+        part = placed.setdefault(root, written.index(min(written)))
+        streams[part].write(line)
+        written[part] += len(line)
         requests += 1
         size += len(line) if line.isascii() else len(line.encode())
         prompt += served.prompt_tokens
@@ -792,4 +810,4 @@ def _write(config: SynthConfig, stream: TextIO) -> SynthSummary:
     return SynthSummary(requests, len(sessions), size, prompt, cached, first, last)
 
 
-__all__ = ["SynthConfig", "SynthSummary", "alias_releases", "generate", "write_jsonl"]
+__all__ = ["SynthConfig", "SynthSummary", "alias_releases", "generate", "write_jsonl", "write_jsonl_parts"]

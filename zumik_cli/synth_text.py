@@ -38,12 +38,18 @@ ADJECTIVES = _words(
     """stale empty missing invalid duplicate partial nested cached pending default optional local remote current
     previous expired malformed unsorted large shared cold warm primary legacy async raw final initial"""
 )
-_IRREGULAR = dict(
-    pair.split(":")
-    for pair in _words(
-        "build:built split:split read:read write:written emit:emitted map:mapped drop:dropped wrap:wrapped reset:reset"
-    )
-)
+_IRREGULAR = {
+    "build": "built",
+    "split": "split",
+    "read": "read",
+    "write": "written",
+    "emit": "emitted",
+    "map": "mapped",
+    "drop": "dropped",
+    "wrap": "wrapped",
+    "reset": "reset",
+    "format": "formatted",
+}
 _EXCEPTIONS = ("ValueError", "KeyError", "TypeError", "AssertionError", "RuntimeError", "TimeoutError")
 _STDLIB = ("os", "re", "json", "time", "logging", "hashlib", "itertools", "functools", "pathlib", "dataclasses")
 
@@ -382,21 +388,26 @@ def _participle(verb: str) -> str:
     return verb + "ed"
 
 
-def _third_person(verb: str) -> str:
-    if verb.endswith(("s", "sh", "ch", "x")):
-        return verb + "es"
-    if verb.endswith("y"):
-        return verb[:-1] + "ies"
-    return verb + "s"
+def _s_form(word: str) -> str:
+    """The plural of a noun, or the third person of a verb: English spells both the same way."""
+    if word.endswith(("s", "sh", "ch", "x")):
+        return word + "es"
+    if word.endswith("y") and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
 
 
-_VERB_FORMS = tuple((verb, _third_person(verb), _participle(verb)) for verb in VERBS)
+def _with_article(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+_VERB_FORMS = tuple((verb, _s_form(verb), _participle(verb)) for verb in VERBS)
 _SENTENCES = (
     "The {adj} {noun} {verb3} the {other} first.",
     "Each {noun} is {done} once and kept with its {other}.",
-    "A {adj} {noun} means the {other} must be {done} again.",
+    "{A_adj} {noun} means the {other} must be {done} again.",
     "This {verb3} every {noun} in the {other}.",
-    "Only a {adj} {noun} is {done} before the {other}.",
+    "Only {a_adj} {noun} is {done} before the {other}.",
 )
 _RULES = (
     "{opener} {action} {condition}.",
@@ -407,12 +418,12 @@ _RULES = (
 _CODE_LINES = (
     "{var} = self.{attr}.{verb}_{other}({other})",
     "if {var} is None:",
-    "for {var} in {other}s:",
-    "{var}s.append({verb}_{attr}({var}, {other}={literal}))",
-    "# {done} {other}s are {adj} here",
+    "for {var} in {others}:",
+    "{vars}.append({verb}_{attr}({var}, {other}={literal}))",
+    "# {done} {others} are {adj} here",
     'raise {exc}(f"{adj} {var}: {{{var}!r}}")',
     "return {var}",
-    'logger.debug("{done} %s {other}s", len({var}s))',
+    'logger.debug("{done} %s {others}", len({vars}))',
     "{var}_{attr} = {{k: v for k, v in {other}.items() if v is not None}}",
 )
 
@@ -435,21 +446,27 @@ class Writer:
     def hex(self, length: int) -> str:
         return "".join(self.rng.choices("0123456789abcdef", k=length))
 
-    def _words(self) -> dict[str, str]:
+    def _fields(self) -> dict[str, str]:
         verb, verb3, done = self.rng.choice(_VERB_FORMS)
+        other, var, adj = self.pick(NOUNS), self.pick(NOUNS), self.pick(ADJECTIVES)
+        a_adj = _with_article(adj)
         return {
             "noun": self.pick(NOUNS),
-            "other": self.pick(NOUNS),
+            "other": other,
+            "others": _s_form(other),
             "attr": self.pick(NOUNS),
-            "var": self.pick(NOUNS),
-            "adj": self.pick(ADJECTIVES),
+            "var": var,
+            "vars": _s_form(var),
+            "adj": adj,
+            "a_adj": a_adj,
+            "A_adj": a_adj.capitalize(),
             "verb": verb,
             "verb3": verb3,
             "done": done,
         }
 
     def sentence(self) -> str:
-        return self.pick(_SENTENCES).format_map(self._words())
+        return self.pick(_SENTENCES).format_map(self._fields())
 
     def rule(self, register: dict[str, tuple[str, ...]]) -> str:
         fields = {name: self.pick(options) for name, options in register.items()}
@@ -492,7 +509,7 @@ class Writer:
         return tools
 
     def python_line(self, depth: int) -> str:
-        fields = self._words()
+        fields = self._fields()
         fields["exc"], fields["literal"] = self.pick(_EXCEPTIONS), self.pick(("True", "None", "0", "1"))
         return "    " * depth + self.pick(_CODE_LINES).format_map(fields)
 
@@ -544,9 +561,9 @@ class Writer:
             f"collected {self.rng.randrange(20, 900)} items",
             "",
         ]
-        for test in tests:
-            dots = "".join(self.rng.choices(".........F", k=self.rng.randrange(3, 40)))
-            lines.append(f"{test} {dots:<56} [{self.rng.randrange(1, 100):>3}%]")
+        for number, test in enumerate(tests, start=1):
+            dots = "".join(self.rng.choices("." * 29 + "F", k=self.rng.randrange(3, 40)))
+            lines.append(f"{test} {dots:<56} [{number * 100 // len(tests):>3}%]")
         failures = []
         size = sum(len(line) for line in lines)
         if size < tokens * CHARS_PER_TOKEN:
@@ -600,9 +617,9 @@ class Writer:
         forms = (
             f"The test `{test}` fails with {self.pick(_EXCEPTIONS)} since yesterday's merge. Can you find out why "
             f"and fix it? Don't change the test unless it is wrong.",
-            f"Add a `--{self.pick(ADJECTIVES)}-{noun}` option to the command in `{path}` that skips {noun}s which "
-            f"are already {_participle(self.pick(VERBS))}. Keep the output format unchanged.",
-            f"Refactor `{func}` in `{path}`: it {_third_person(self.pick(VERBS))} the {noun} twice and is hard to "
+            f"Add a `--{self.pick(ADJECTIVES)}-{noun}` option to the command in `{path}` that skips "
+            f"{_s_form(noun)} which are already {_participle(self.pick(VERBS))}. Keep the output format unchanged.",
+            f"Refactor `{func}` in `{path}`: it {_s_form(self.pick(VERBS))} the {noun} twice and is hard to "
             f"test. Keep the public behaviour.",
             f"Why does `{func}` return an empty {noun} when the {self.pick(NOUNS)} is {self.pick(ADJECTIVES)}? "
             f"Explain first, then propose a fix.",
@@ -633,7 +650,7 @@ class Writer:
             )
         forms = (
             f"I'll start by reading `{path}` to see how `{func}` builds the {noun}.",
-            f"The {self.pick(_EXCEPTIONS)} comes from `{func}`: it {_third_person(self.pick(VERBS))} the {noun} "
+            f"The {self.pick(_EXCEPTIONS)} comes from `{func}`: it {_s_form(self.pick(VERBS))} the {noun} "
             f"before the {other} is {_participle(self.pick(VERBS))}. I'll fix that and rerun the tests.",
             f"Let me check where `{func}` is called.",
             f"Now I'll run the tests for `{path}`.",
@@ -644,7 +661,7 @@ class Writer:
     def support_request(self, order_id: str, product: str) -> str:
         forms = (
             f"Hi, my order {order_id} ({product}) {self.pick(_ISSUES)}. What can you do?",
-            f"Hello! I ordered a {product} last week, order {order_id}, and it {self.pick(_ISSUES)}. "
+            f"Hello! I ordered {_with_article(product)} last week, order {order_id}, and it {self.pick(_ISSUES)}. "
             "I need it before the weekend.",
             f"Order {order_id}: the {product} {self.pick(_ISSUES)}. This is the second time. I want a refund.",
         )

@@ -10,16 +10,17 @@ from typing import Any
 
 from .model import Usage
 
+# Counts land in int64 columns: a negative or larger value is not a token count, so it is unknown.
+MAX_COUNT = 2**63 - 1
+
 
 def _int(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if (isinstance(value, float) and value.is_integer()) or (isinstance(value, str) and value.strip().isdecimal()):
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_COUNT:
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
     return None
 
 
@@ -31,6 +32,15 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
+def _first_known(*values: Any) -> int | None:
+    """The first field the log carried: a reported 0 is a count, only an absent field is unknown."""
+    for value in values:
+        count = _int(value)
+        if count is not None:
+            return count
+    return None
+
+
 def _sum_known(*values: int | None) -> int | None:
     known = [v for v in values if v is not None]
     return sum(known) if known else None
@@ -40,13 +50,13 @@ def normalize_usage(usage: Any) -> Usage:
     """Detect the family from the keys present and return the normalised usage."""
     if not isinstance(usage, dict) or not usage:
         return Usage()
-    if (
+    # LiteLLM adds Anthropic's cache fields beside an OpenAI-shaped prompt_tokens that already includes them.
+    if "prompt_tokens" not in usage and (
         "cache_read_input_tokens" in usage
         or "cache_creation_input_tokens" in usage
         or (
             "input_tokens" in usage
             and "input_tokens_details" not in usage
-            and "prompt_tokens" not in usage
             and "output_tokens" in usage
             and "total_tokens" not in usage
         )
@@ -59,15 +69,18 @@ def normalize_usage(usage: Any) -> Usage:
             output_tokens=_int(usage.get("output_tokens")),
             family="openai-responses",
         )
-    if "promptTokenCount" in usage:
+    if "promptTokenCount" in usage or "prompt_token_count" in usage:
+        # Gemini: the prompt count includes the cached part; there is no cache-write count (UsageMetadata has none).
         return Usage(
-            prompt_tokens=_int(usage.get("promptTokenCount")),
-            cached_tokens=_int(usage.get("cachedContentTokenCount")),
-            output_tokens=_int(usage.get("candidatesTokenCount")),
+            prompt_tokens=_int(usage.get("promptTokenCount", usage.get("prompt_token_count"))),
+            cached_tokens=_int(usage.get("cachedContentTokenCount", usage.get("cached_content_token_count"))),
+            output_tokens=_int(usage.get("candidatesTokenCount", usage.get("candidates_token_count"))),
             family="gemini",
         )
     if "inputTokens" in usage:
-        read, write = _int(usage.get("cacheReadInputTokens")), _int(usage.get("cacheWriteInputTokens"))
+        # Bedrock Converse: inputTokens excludes cache reads and writes, as Anthropic's input_tokens does.
+        read = _int(usage.get("cacheReadInputTokens"))
+        write = _first_known(_int(usage.get("cacheWriteInputTokens")), _int(usage.get("cacheCreationInputTokens")))
         base = _int(usage.get("inputTokens"))
         return Usage(
             prompt_tokens=_sum_known(base, read, write) if base is not None else None,
@@ -87,12 +100,17 @@ def normalize_usage(usage: Any) -> Usage:
         )
     if "prompt_tokens" in usage:
         details = usage.get("prompt_tokens_details")
-        write = _int(usage.get("cache_write_tokens")) or _int(usage.get("cache_creation_tokens"))
-        if write is None and isinstance(details, dict):
-            write = _int(details.get("cache_write_tokens"))
+        details = details if isinstance(details, dict) else {}
+        write = _first_known(
+            usage.get("cache_write_tokens"),
+            usage.get("cache_creation_tokens"),
+            usage.get("cache_creation_input_tokens"),
+            details.get("cache_write_tokens"),
+            details.get("cache_creation_tokens"),
+        )
         return Usage(
             prompt_tokens=_int(usage.get("prompt_tokens")),
-            cached_tokens=_int(details.get("cached_tokens")) if isinstance(details, dict) else None,
+            cached_tokens=_first_known(details.get("cached_tokens"), usage.get("cache_read_input_tokens")),
             cache_write_tokens=write,
             output_tokens=_int(usage.get("completion_tokens")),
             family="openai",

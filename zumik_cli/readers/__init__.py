@@ -7,6 +7,7 @@ quarantined with a reason and the rest of the file goes on. Adding a format is o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,14 @@ SNIFF_RECORDS = 5
 MAX_DOCUMENT_BYTES = 1 << 30
 
 Item = Request | Quarantined
+
+# Quarantine excerpts are stored in the dataset, where secrets never go (DESIGN.md section 10).
+_SECRET_FIELD = re.compile(
+    r'("(?:proxy-)?authorization"|"x-api-key"|"api[_-]?key"|"x-goog-api-key"|"(?:set-)?cookie"|'
+    r'"access[_-]?token"|"secret"|"password")(\s*:\s*)"(?:[^"\\]|\\.)*"',
+    re.IGNORECASE,
+)
+_SECRET_TOKEN = re.compile(r"\b[Bb]earer\s+[\w.~+/=-]+|\b(?:sk|pk|rk)-[\w-]{12,}|\bAIza[\w-]{20,}")
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,8 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 continue
             try:
                 yield number, json.loads(text)
-            except ValueError as exc:
-                yield number, Quarantined(Source(str(path), number), f"not JSON: {exc}", text[:200])
+            except (ValueError, RecursionError) as exc:
+                yield number, Quarantined(Source(str(path), number), f"not JSON: {exc}", excerpt(text))
 
 
 def read_json_lines(sample: Sample, convert: Callable[[Any, Source], Request | list[Request] | None]) -> Iterator[Item]:
@@ -72,17 +81,41 @@ def convert_guarded(
 ) -> Iterator[Item]:
     try:
         result = convert(value, source)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
         yield Quarantined(source, f"wrong shape: {type(exc).__name__}: {exc}"[:300], _excerpt(value))
         return
     if result is None:
         return
-    yield from result if isinstance(result, list) else [result]
+    requests = result if isinstance(result, list) else [result]
+    for request in requests:
+        try:
+            _check_encodable(request)
+        except UnicodeEncodeError:
+            yield Quarantined(source, "not valid Unicode (a lone surrogate escape such as \\ud800)", _excerpt(value))
+            return
+    yield from requests
+
+
+def _check_encodable(request: Request) -> None:
+    """JSON escapes such as ``\\ud800`` parse into strings that no tokenizer or Parquet file accepts."""
+    for artifact in (*request.artifacts, *request.output):
+        artifact.body.encode("utf-8")
+        artifact.name.encode("utf-8")
+        artifact.ref.encode("utf-8")
+    for value in vars(request).values():
+        if isinstance(value, str):
+            value.encode("utf-8")
+
+
+def excerpt(text: str) -> str:
+    """The start of a bad record, for the quarantine, with header values, bearer tokens and API keys redacted."""
+    text = _SECRET_FIELD.sub(r'\1\2"[redacted]"', text)
+    return _SECRET_TOKEN.sub("[redacted]", text)[:200]
 
 
 def _excerpt(value: Any) -> str:
     try:
-        return json.dumps(value, default=str)[:200]
+        return excerpt(json.dumps(value, default=str))
     except (ValueError, RecursionError):
         return ""
 
@@ -110,7 +143,7 @@ def sample_file(path: Path) -> Sample | Quarantined:
         return Quarantined(Source(str(path), 0), "JSON document over 1 GiB: write it as JSONL, one record a line")
     try:
         document = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         if records:
             return Sample(path, "jsonl", tuple(records))
         return Quarantined(Source(str(path), 0), f"neither JSON nor JSONL: {exc}"[:300])
@@ -122,7 +155,7 @@ def _first_line_is_object(head: bytes) -> bool:
     line = head.lstrip().split(b"\n", 1)[0]
     try:
         return isinstance(json.loads(line), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -136,7 +169,7 @@ def detect(sample: Sample, forced: str | None = None) -> Reader | None:
         try:
             if reader.sniff(sample):
                 return reader
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError):
             continue
     return None
 
@@ -155,12 +188,35 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
 
 
 def _registry() -> dict[str, Reader]:
-    from . import anthropic, hashid, mini_swe_agent, openai_chat, tau_bench, zumik_jsonl
+    from . import (
+        anthropic,
+        claude_code,
+        codex,
+        hashid,
+        helicone,
+        langfuse,
+        litellm,
+        mini_swe_agent,
+        openai_chat,
+        openai_responses,
+        otel_genai,
+        tau_bench,
+        zumik_jsonl,
+    )
 
     readers = [
         zumik_jsonl.READER,
         mini_swe_agent.READER,
         tau_bench.READER,
+        # formats with a distinctive envelope go before the loose request/response sniffers below
+        claude_code.READER,
+        claude_code.STREAM_JSON,
+        codex.READER,
+        otel_genai.READER,
+        litellm.READER,
+        langfuse.READER,
+        helicone.READER,
+        openai_responses.READER,
         anthropic.READER,
         openai_chat.READER,
         hashid.MOONCAKE,

@@ -8,7 +8,7 @@ from ..identity import derived_trace_id
 from ..model import Request, Source, canonical_json
 from ..usage import normalize_usage
 from . import Reader, Sample, read_json_lines
-from .fields import parse_time, text
+from .fields import count, parse_time, text
 from .messages import anthropic_messages, anthropic_tools, content_parts, ordered, system_artifacts
 from .openai_chat import meta, split_log
 
@@ -20,6 +20,7 @@ def to_request(record: Any, source: Source) -> Request:
     info = meta(record, request)
     diagnostics = response.get("diagnostics") or {}
     reason = diagnostics.get("cache_miss_reason") if isinstance(diagnostics, dict) else None
+    reason = reason if isinstance(reason, dict) else {}
     return Request(
         trace_id=text(response.get("id")) or derived_trace_id("anthropic", canonical_json(record)),
         source=source,
@@ -40,8 +41,8 @@ def to_request(record: Any, source: Source) -> Request:
         ),
         output=tuple(content_parts("assistant", response.get("content"))),
         usage=normalize_usage(response.get("usage")),
-        miss_reason=text(reason.get("type")) if isinstance(reason, dict) else "",
-        missed_tokens=reason.get("cache_missed_input_tokens") if isinstance(reason, dict) else None,
+        miss_reason=text(reason.get("type")),
+        missed_tokens=count(reason.get("cache_missed_input_tokens"), "cache_missed_input_tokens"),
     )
 
 

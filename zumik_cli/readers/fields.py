@@ -1,9 +1,11 @@
-"""Small field parsers shared by readers: times in every spelling logs use."""
+"""Small field parsers shared by readers: times in every spelling logs use, and numbers that fit the dataset."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+
+MAX_INT64 = 2**63 - 1
 
 
 def parse_time(value: Any) -> float | None:
@@ -30,3 +32,21 @@ def parse_time(value: Any) -> float | None:
 
 def text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def count(value: Any, name: str) -> int | None:
+    """A non-negative integer that fits an int64 column; ``None`` when absent; anything else is a wrong shape."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT64:
+        raise ValueError(f"{name} must be a non-negative integer, not {value!r}"[:120])
+    return value
+
+
+def number(value: Any, name: str) -> float | None:
+    """A float from a JSON number; ``None`` when absent; anything else is a wrong shape."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, not {value!r}"[:120])
+    return float(value)

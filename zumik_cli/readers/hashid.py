@@ -13,13 +13,30 @@ from typing import Any
 from ..identity import derived_trace_id
 from ..model import HashBlocks, Request, Source, Usage
 from . import Item, Reader, Sample, convert_guarded, read_json_lines
-from .fields import text
+from .fields import count, text
 
 
 def _count(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    known = count(value, name)
+    if known is None:
         raise ValueError(f"{name} must be a non-negative integer")
-    return value
+    return known
+
+
+def _output(value: Any) -> int | None:
+    """Output lengths are informative only: one that is not a count is unknown, not a reason to quarantine."""
+    try:
+        return count(value, "output_length")
+    except ValueError:
+        return None
+
+
+def block_size(record: dict[str, Any], default: int) -> int:
+    """The trace's documented block size, unless the record names its own (``zumik export --block-size``)."""
+    size = _count(record.get("block_size", default), "block_size")
+    if size < 1:
+        raise ValueError("block_size must be at least 1")
+    return size
 
 
 def _blocks(record: dict[str, Any], length_key: str, block_size: int, scope: str) -> HashBlocks:
@@ -41,7 +58,7 @@ def _hash_request(
         hash_blocks=blocks,
         usage=Usage(
             prompt_tokens=blocks.input_length,
-            output_tokens=output if isinstance(output, int) else None,
+            output_tokens=_output(output),
             family="hash-id",
         ),
         **fields,
@@ -56,7 +73,7 @@ def _scope(sample: Sample, fmt: str) -> str:
 
 
 def _mooncake(record: Any, source: Source, scope: str) -> Request:
-    blocks = _blocks(record, "input_length", 512, scope)
+    blocks = _blocks(record, "input_length", block_size(record, 512), scope)
     return _hash_request(
         "mooncake", source, str(source.line), blocks, float(record["timestamp"]) / 1000.0, record.get("output_length")
     )
@@ -87,7 +104,7 @@ def _read_bailian(sample: Sample) -> Iterator[Item]:
         chat, parent = text(record["chat_id"]), text(record.get("parent_chat_id"))
         root = roots.get(parent, parent) if parent not in ("", "-1", "None") else chat
         roots[chat] = root
-        blocks = _blocks(record, "input_length", 16, scope)
+        blocks = _blocks(record, "input_length", block_size(record, 16), scope)
         return _hash_request(
             "bailian",
             source,

@@ -20,6 +20,7 @@ def _calls(entry: Any, source: Source, model: str) -> list[Request]:
     if not isinstance(entry, dict) or not isinstance(entry.get("traj"), list):
         raise ValueError("a tau-bench entry needs a traj list")
     traj = entry["traj"]
+    model = text(entry.get("model")) or model
     session = f"task-{entry.get('task_id')}-trial-{entry.get('trial')}"
     artifacts = openai_messages(traj)
     requests = []
@@ -29,10 +30,11 @@ def _calls(entry: Any, source: Source, model: str) -> list[Request]:
         before = openai_messages(traj[:k])
         requests.append(
             Request(
-                trace_id=derived_trace_id("tau-bench", session, str(k), str(len(artifacts))),
+                # Every model's file numbers the same tasks and trials: the model keeps their calls apart.
+                trace_id=derived_trace_id("tau-bench", model, session, str(k), str(len(artifacts))),
                 source=source,
                 format="tau-bench",
-                model=text(entry.get("model")) or model,
+                model=model,
                 provider="openai",
                 session_id=session,
                 request_format="openai",

@@ -8,7 +8,7 @@ from ..identity import derived_trace_id
 from ..model import Artifact, Request, Source, canonical_json
 from ..usage import normalize_usage
 from . import Reader, Sample, read_json_lines
-from .fields import parse_time, text
+from .fields import count, number, parse_time, text
 from .messages import anthropic_tools, content_parts, ordered, system_artifacts
 
 DEFAULT_FORMAT = {"anthropic": "anthropic", "google": "anthropic"}
@@ -31,6 +31,7 @@ def to_request(record: Any, source: Source) -> Request:
     provider = text(record.get("provider")).lower()
     diagnostics = record.get("diagnostics") or {}
     reason = diagnostics.get("cache_miss_reason") if isinstance(diagnostics, dict) else None
+    reason = reason if isinstance(reason, dict) else {}
     output = record.get("output")
 
     return Request(
@@ -52,9 +53,9 @@ def to_request(record: Any, source: Source) -> Request:
         artifacts=_artifacts(record),
         output=tuple(content_parts("assistant", output.get("content"))) if isinstance(output, dict) else (),
         usage=normalize_usage(record.get("usage")),
-        miss_reason=text(reason.get("type")) if isinstance(reason, dict) else "",
-        missed_tokens=reason.get("cache_missed_input_tokens") if isinstance(reason, dict) else None,
-        latency_ms=record.get("latency_ms"),
+        miss_reason=text(reason.get("type")),
+        missed_tokens=count(reason.get("cache_missed_input_tokens"), "cache_missed_input_tokens"),
+        latency_ms=number(record.get("latency_ms"), "latency_ms"),
     )
 
 

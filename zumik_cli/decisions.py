@@ -1,0 +1,97 @@
+"""Resolution records in the dataset: one ``decisions`` part per policy, published through the manifest.
+
+A policy's latest simulation replaces its previous part in one atomic manifest write, so readers always see
+exactly one decision per request per policy; releases the dataset has not seen are recorded beside them. The
+caller holds the writer lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+
+from .dataset import Dataset, read_manifest, remove_orphans, write_manifest
+from .release_store import new_release_rows, recorded_history
+from .releases import History
+
+if TYPE_CHECKING:
+    from .simulate import Simulation
+
+SIMULATIONS = "simulations"  # manifest entry: policy -> the run that wrote its decisions
+
+
+def publish(root: Path, history: History, simulation: Simulation) -> list[str]:
+    """Write the simulation's decisions (and new releases) as parts, then publish them with one manifest write."""
+    manifest = read_manifest(root)
+    remove_orphans(root, manifest)
+    run = uuid.uuid4().hex[:12]
+    staging = root / f".staging-{run}"
+    written: list[str] = []
+    try:
+        for policy, table in simulation.decisions.items():
+            written.append(_write(staging, f"decisions/part-{run}-{policy}.parquet", table))
+        releases = new_release_rows(history, recorded_history(Dataset(root)), history.source)
+        if releases.num_rows:
+            written.append(_write(staging, f"releases/part-{run}.parquet", releases))
+        for part in written:
+            (root / part).parent.mkdir(exist_ok=True)
+            os.replace(staging / part, root / part)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    runs: dict[str, Any] = dict(manifest.extra.get(SIMULATIONS, {}))
+    replaced = [runs[p]["part"] for p in simulation.decisions if p in runs]
+    decisions = [p for p in manifest.parts.get("decisions", []) if p not in replaced]
+    manifest.parts["decisions"] = decisions + [p for p in written if p.startswith("decisions/")]
+    manifest.parts["releases"] = manifest.parts.get("releases", []) + [p for p in written if p.startswith("releases/")]
+    for part in written:
+        if part.startswith("decisions/"):
+            runs[_policy_of(part, run)] = {
+                "part": part,
+                "run_id": simulation.run_id,
+                "seed": simulation.seed,
+                "releases_digest": simulation.history_digest,
+                "requests": simulation.requests,
+            }
+    manifest.extra[SIMULATIONS] = runs
+    write_manifest(root, manifest)
+    for part in replaced:
+        with contextlib.suppress(FileNotFoundError):
+            (root / part).unlink()
+    return written
+
+
+def _policy_of(part: str, run: str) -> str:
+    return part.removeprefix(f"decisions/part-{run}-").removesuffix(".parquet")
+
+
+def _write(staging: Path, part: str, table: Any) -> str:
+    path = staging / part
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+    return part
+
+
+DECISION_SQL = "SELECT * FROM decisions WHERE trace_id = ? AND policy = ?"
+
+
+def find_decision(dataset: Dataset, trace_id: str, policy: str) -> dict[str, Any] | None:
+    """The stored resolution record of one request under one policy, with its inputs parsed."""
+    cursor = dataset.connect().execute(DECISION_SQL, [trace_id, policy])
+    names = [d[0] for d in cursor.description]
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    record = dict(zip(names, row, strict=True))
+    record["policy_inputs"] = json.loads(record["policy_inputs"]) if record["policy_inputs"] else {}
+    return record
+
+
+def simulated_policies(dataset: Dataset) -> dict[str, Any]:
+    return dict(dataset.manifest.extra.get(SIMULATIONS, {}))

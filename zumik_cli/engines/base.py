@@ -1,0 +1,45 @@
+"""What every replay engine is: one method that runs a token-id prompt and says how much of it was cached.
+
+Replay compares an engine's *realized* prefix-cache hits with zumik's simulated ones, so an engine reports
+only what it measured: ``cached_tokens`` is ``None`` when the engine did not say, never a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """The engine as it actually started, so a replay result names the cache geometry it was measured on.
+
+    ``block_size`` and ``capacity_blocks`` are ``None`` when the engine cannot tell (a remote server
+    whose flags zumik was not given). ``capacity_blocks`` counts usable blocks, not the ones the engine
+    holds back for itself.
+    """
+
+    name: str
+    version: str
+    device: str
+    block_size: int | None
+    capacity_blocks: int | None
+    model: str
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """One request's outcome: tokens in the prompt and the leading tokens the engine served from its cache."""
+
+    prompt_tokens: int
+    cached_tokens: int | None
+
+
+class Engine(Protocol):
+    """A prefix-caching engine that replay sends prompts to, one at a time, in trace order."""
+
+    info: EngineInfo
+
+    def run(self, prompt_token_ids: list[int]) -> EngineResult:
+        """Run one prompt (generating a single token) and report its prefix-cache hit."""
+        ...

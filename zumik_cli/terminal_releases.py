@@ -1,0 +1,152 @@
+"""Terminal rendering of releases, verification, the policy comparison and explanations (rich).
+
+Only the CLI imports this module; it renders the plain dicts that the core's ``to_json`` methods return, so the
+terminal and ``--json`` always show the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .terminal import badge, percent, tokens
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"${value:,.4f}" if abs(value) < 10 else f"${value:,.2f}"
+
+
+def _signed_money(value: float | None) -> str:
+    if value is None:
+        return ""
+    return ("+" if value >= 0 else "-") + _money(abs(value))
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
+
+
+def releases(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title)
+    for column in ("id", "alias", "created at", "supersedes", "policy", "targets", "digest"):
+        table.add_column(column)
+    for row in rows:
+        targets = row["targets"]
+        first = targets[0]["key"] + (f" (+{len(targets) - 1})" if len(targets) > 1 else "")
+        table.add_row(row["id"], row["alias"], row["created_at"], row["supersedes"] or "-", row["policy"], first,
+                      row["digest"])
+    console.print(table)
+
+
+def release(console: Console, doc: dict[str, Any]) -> None:
+    head = Table(title=f"Release {doc['id']}", show_header=False)
+    constraints = doc["constraints"]
+    for name, value in (
+        ("alias", doc["alias"]),
+        ("created at", doc["created_at"]),
+        ("supersedes", doc["supersedes"] or "-"),
+        ("policy", doc["policy"]),
+        ("max latency", _ms(constraints["max_latency_ms"]) if constraints["max_latency_ms"] else "-"),
+        ("allowed providers", ", ".join(constraints["allowed_providers"]) or "any"),
+        ("allowed regions", ", ".join(constraints["allowed_regions"]) or "any"),
+        ("digest", doc["digest"]),
+        ("notes", doc["notes"] or "-"),
+    ):
+        head.add_row(name, str(value))
+    console.print(head)
+    table = Table(title="Targets (in release order)")
+    for column in ("target", "input $/Mtok", "output", "cache read", "cache write", "TTFT p50/p95", "ms/ktok in",
+                   "ms/token out"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for target in doc["targets"]:
+        prices, latency = target["prices_per_mtok"], target["latency"]
+        table.add_row(target["key"], f"{prices['input']:g}", f"{prices['output']:g}", f"{prices['cache_read']:g}",
+                      f"{prices['cache_write']:g}", f"{latency['ttft_ms']['p50']:g}/{latency['ttft_ms']['p95']:g}",
+                      f"{latency['input_ms_per_ktok']:g}", f"{latency['output_ms_per_token']:g}")
+    console.print(table)
+
+
+def verification(console: Console, report: dict[str, Any]) -> None:
+    problems = report["problems"]
+    if problems:
+        table = Table(title=f"Problems in {report['source']}")
+        for column in ("release", "field", "severity", "message"):
+            table.add_column(column)
+        for p in problems:
+            style = "red" if p["severity"] == "error" else "yellow"
+            table.add_row(p["release"], p["field"], f"[{style}]{p['severity']}[/]", p["message"])
+        console.print(table)
+    against = f" against {report['dataset']}" if report["dataset"] else ""
+    state = "[green]verified[/]" if report["ok"] else "[red]NOT verified[/]"
+    console.print(f"{report['releases']} release(s) in {report['source']}{against}: {state}", highlight=False)
+
+
+def simulation(console: Console, result: dict[str, Any]) -> None:
+    table = Table(title=f"Routing policies — {result['requests']:,} requests, seed {result['seed']}, "
+                        f"against {result['baseline']}")
+    for column in ("policy", "cost", "vs recorded", "realized reuse", "rate", "vs recorded ", "latency p50",
+                   "p95", "cache writes", "churn", "session switches", "evidence"):
+        table.add_column(column.strip(), justify="left" if column in ("policy", "evidence") else "right")
+    for row in result["policies"]:
+        versus = row.get("vs_recorded") or {}
+        share = versus.get("cost_share")
+        cost_delta = _signed_money(versus.get("cost")) + (f" ({share * 100:+.1f}%)" if share is not None else "")
+        rate_delta = versus.get("realized_rate")
+        table.add_row(
+            row["policy"],
+            _money(row["cost"]),
+            cost_delta if versus else "",
+            tokens(row["realized_tokens"]),
+            percent(row["realized_rate"]),
+            f"{rate_delta * 100:+.1f} pts" if rate_delta is not None else "",
+            _ms(row["latency_p50_ms"]),
+            _ms(row["latency_p95_ms"]),
+            tokens(row["cache_write_tokens"]),
+            percent(row["churn"]),
+            str(row["session_switches"]),
+            badge(row["evidence"]),
+        )
+    console.print(table)
+    for reason, count in result["unresolved"].items():
+        console.print(f"[yellow]{count} request(s) kept their recorded target:[/] {reason.replace('_', ' ')}",
+                      highlight=False)
+    console.print("[dim]Churn: share of decisions whose target differs from the recorded one. "
+                  + " ".join(f"{n.capitalize()}." for n in result["notes"]) + "[/]", highlight=False)
+
+
+def explanation(console: Console, result: dict[str, Any]) -> None:
+    record = Table(title=f"Resolution record — {result['trace_id']} ({result['policy']})", show_header=False)
+    for name, value in result["record"].items():
+        record.add_row(name, str(value if value is not None else "-"))
+    decision = result["decision"]
+    for name in ("resolved_target", "release_source", "prompt_tokens", "realized_tokens", "cache_write_tokens"):
+        record.add_row(name, str(decision[name] if decision[name] is not None else "-"))
+    record.add_row("cost", _money(decision["cost"]))
+    record.add_row("latency", _ms(decision["latency_ms"]))
+    record.add_row("evidence", badge(decision["evidence"]))
+    console.print(record)
+    reuse = result["reuse"]
+    stages = Table(title="Reuse accounting (waterfall stages of this request)")
+    stages.add_column("stage")
+    stages.add_column("tokens", justify="right")
+    for name, value in reuse["stages"].items():
+        stages.add_row(name.replace("_", " "), tokens(value))
+    stages.add_row("realized (reported)", tokens(reuse["realized_reported"]))
+    console.print(stages)
+    for label, key in (("Shares its longest prefix with", "shares_prefix_with"),
+                       ("Shares a prefix on the same KV key with", "shares_prefix_on_same_key_with")):
+        sharer = reuse[key]
+        if sharer:
+            console.print(f"{label} {sharer['trace_id']}: {sharer['tokens']:,} tokens ({sharer['blocks']} blocks), "
+                          f"{sharer['model']}, tenant {sharer['tenant']}, {sharer['seconds_before']} s earlier",
+                          highlight=False)
+    if not reuse["shares_prefix_with"]:
+        console.print("No earlier request shares a prefix with it.")
+    for cut in reuse["cuts"]:
+        console.print(f"[yellow]{cut['label']}[/] cut {cut['tokens']:,} tokens: {cut['why']}", highlight=False)
+    again = result["recomputation"]
+    style = "green" if again["outcome"] == "same" else "red"
+    name = f" ({again['divergence']})" if again.get("divergence") else ""
+    console.print(f"Recomputation: [{style}]{again['outcome']}{name}[/] — {again['detail']}", highlight=False)
