@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from . import __version__, terminal
@@ -44,7 +45,7 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ZumikError as exc:
-            err.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True)
+            err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, markup=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -304,3 +305,8 @@ def synth(
 from .cli_export import register as register_export  # noqa: E402
 
 register_export(app)
+
+from .cli_releases import releases_app, register  # noqa: E402
+
+app.add_typer(releases_app, name="releases")
+register(app)

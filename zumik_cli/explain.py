@@ -37,7 +37,7 @@ WITH ordered AS (
            row_number() OVER (ORDER BY timestamp NULLS LAST, seq) AS ord
     FROM requests
 ), me AS (SELECT * FROM ordered WHERE rid = $rid)
-SELECT o.trace_id, o.provider, o.model, o.model_revision, o.tenant, o.timestamp,
+SELECT o.trace_id, o.ord, o.provider, o.model, o.model_revision, o.tenant, o.timestamp,
        o.kvc = me.kvc AS same_key, o.target_key = me.target_key AS same_target,
        max(b.end_token) AS tokens, max(b.pos) + 1 AS blocks, me.timestamp - o.timestamp AS gap_s
 FROM request_blocks mine
@@ -158,18 +158,30 @@ def recompute(decision: dict[str, Any], releases: History, stored: History | Non
         }
     release = releases.find(release_id)
     if release is None:
-        return {**out, "policy_applied": None, "resolved_target": None, "resolved_model": None,
-                "outcome": "diverged", "divergence": "release_missing",
-                "detail": f"release {release_id} is not in {releases.source}: pass --releases FILE"}
+        return {
+            **out,
+            "policy_applied": None,
+            "resolved_target": None,
+            "resolved_model": None,
+            "outcome": "diverged",
+            "divergence": "release_missing",
+            "detail": f"release {release_id} is not in {releases.source}: pass --releases FILE",
+        }
     changed: list[str] = []
     before = stored.find(release_id) if stored is not None else None
     if release.digest != decision["release_digest"] and before and before.digest == decision["release_digest"]:
         changed = [path for path, _, _ in changed_fields(before.content, release.content)]
     policy = release.policy if decision["policy"] == "recorded" else decision["policy"]
     if policy not in POLICIES:
-        return {**out, "policy_applied": policy, "resolved_target": None, "resolved_model": None,
-                "outcome": "diverged", "divergence": "policy_unknown",
-                "detail": f"policy {policy!r} is not one zumik knows ({', '.join(POLICIES)})"}
+        return {
+            **out,
+            "policy_applied": policy,
+            "resolved_target": None,
+            "resolved_model": None,
+            "outcome": "diverged",
+            "divergence": "policy_unknown",
+            "detail": f"policy {policy!r} is not one zumik knows ({', '.join(POLICIES)})",
+        }
     choice = POLICIES[policy](release, PolicyInputs.from_json(decision["policy_inputs"]))
     target = release.target(choice.target)
     model = target.resolved_model if target else decision["resolved_model"]
@@ -177,20 +189,32 @@ def recompute(decision: dict[str, Any], releases: History, stored: History | Non
     out.update(policy_applied=policy, resolved_target=choice.target, resolved_model=model, reason=choice.reason)
     if release.digest != decision["release_digest"]:
         fields = ", ".join(changed) if changed else "(content not recorded in the dataset)"
-        out.update(outcome="same" if same else "diverged", divergence="release_changed",
-                   detail=f"release {release_id} differs from the one the decision used (digest "
-                   f"{decision['release_digest']}, now {release.digest}); changed: {fields}")
+        out.update(
+            outcome="same" if same else "diverged",
+            divergence="release_changed",
+            detail=f"release {release_id} differs from the one the decision used (digest "
+            f"{decision['release_digest']}, now {release.digest}); changed: {fields}",
+        )
         return out
     if same:
-        out.update(outcome="same", divergence=None,
-                   detail=f"{policy} on {release_id} with the stored inputs picks {choice.target} again")
+        out.update(
+            outcome="same",
+            divergence=None,
+            detail=f"{policy} on {release_id} with the stored inputs picks {choice.target} again",
+        )
     elif decision["policy"] == "recorded":
-        out.update(outcome="diverged", divergence="recorded_off_release_policy",
-                   detail=f"the release's policy {policy} picks {choice.target}; the trace went to "
-                   f"{decision['resolved_target']} ({decision['resolution_reason']})")
+        out.update(
+            outcome="diverged",
+            divergence="recorded_off_release_policy",
+            detail=f"the release's policy {policy} picks {choice.target}; the trace went to "
+            f"{decision['resolved_target']} ({decision['resolution_reason']})",
+        )
     else:
-        out.update(outcome="diverged", divergence="policy_picks_other_target",
-                   detail=f"{policy} now picks {choice.target}, the decision says {decision['resolved_target']}")
+        out.update(
+            outcome="diverged",
+            divergence="policy_picks_other_target",
+            detail=f"{policy} now picks {choice.target}, the decision says {decision['resolved_target']}",
+        )
     return out
 
 
@@ -200,7 +224,7 @@ def reuse_accounting(dataset: Dataset, rid: int, trace_id: str, waterfall: Water
     index = table.column("trace_id").to_pylist().index(trace_id)
     row = {name: table.column(name)[index].as_py() for name in table.column_names}
     con = dataset.connect()
-    cursor = con.execute(SHARERS_SQL.replace("$rid", "?"), [rid, rid])
+    cursor = con.execute(SHARERS_SQL, {"rid": rid})
     names = [d[0] for d in cursor.description]
     sharers = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
     longest = sharers[0] if sharers else None
@@ -210,8 +234,14 @@ def reuse_accounting(dataset: Dataset, rid: int, trace_id: str, waterfall: Water
     for before, after, cause in CUTS:
         tokens = (row.get(before) or 0) - (row.get(after) or 0)
         if tokens > 0:
-            cuts.append({"cause": cause, "label": CAUSE_LABELS[cause], "tokens": tokens,
-                         "why": _why(cause, row, longest, same_key, pack)})
+            cuts.append(
+                {
+                    "cause": cause,
+                    "label": CAUSE_LABELS[cause],
+                    "tokens": tokens,
+                    "why": _why(cause, row, longest, same_key, pack),
+                }
+            )
     return {
         "stages": {name: row.get(name) for name in STAGES},
         "realized_reported": row.get("realized"),
@@ -246,13 +276,17 @@ def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any
     model = row.get("model") or "?"
     if cause == "other_model":
         if longest and not longest["same_target"]:
-            return (f"the longest shared prefix is with {longest['trace_id']} on {longest['provider']}/"
-                    f"{longest['model']} {longest['model_revision']}; this request went to {model}: a KV cache "
-                    "serves only the same model, revision and engine")
+            return (
+                f"the longest shared prefix is with {longest['trace_id']} on {longest['provider']}/"
+                f"{longest['model']} {longest['model_revision']}; this request went to {model}: a KV cache "
+                "serves only the same model, revision and engine"
+            )
         return f"the earlier requests sharing this prefix went to other targets than {model}"
     if cause == "other_tenant":
-        return (f"the prefix was shared with tenant {longest['tenant'] if longest else '?'}; tenant isolation "
-                f"(this request: {row.get('tenant')}) forbids reuse across tenants")
+        return (
+            f"the prefix was shared with tenant {longest['tenant'] if longest else '?'}; tenant isolation "
+            f"(this request: {row.get('tenant')}) forbids reuse across tenants"
+        )
     if cause == "expired":
         ttl = _ttl(row, pack)
         gap = same_key["gap_s"] if same_key else None
@@ -260,12 +294,15 @@ def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any
         return f"the same-key prefix was last used {when}; the {row.get('pack')} TTL is {ttl} s"
     if cause == "below_minimum":
         minimum = pack.minimum_tokens(model) if pack else "?"
-        return (f"{row.get('warm')} warm tokens are under the minimum cacheable length of {minimum} for {model} "
-                f"({row.get('pack')})")
+        return (
+            f"{row.get('warm')} warm tokens are under the minimum cacheable length of {minimum} for {model} "
+            f"({row.get('pack')})"
+        )
     if cause == "granularity":
         kind = pack.granularity.get("kind") if pack else "?"
-        return (f"{row.get('pack')} caches by {kind}: {row.get('above_minimum')} tokens round down to "
-                f"{row.get('granular')}")
+        return (
+            f"{row.get('pack')} caches by {kind}: {row.get('above_minimum')} tokens round down to {row.get('granular')}"
+        )
     return f"the LRU cache of {row.get('pack')} had evicted the prefix (capacity)"
 
 

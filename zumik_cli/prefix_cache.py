@@ -57,7 +57,9 @@ class CacheRules:
             limit = max(prompt - 1, 0) if self.recompute_last else prompt
             return min(hit, limit) // self.block_size * self.block_size
         if self.kind == "increments":
-            return self.inc_first + (hit - self.inc_first) // self.inc_step * self.inc_step if hit >= self.inc_first else 0
+            return (
+                self.inc_first + (hit - self.inc_first) // self.inc_step * self.inc_step if hit >= self.inc_first else 0
+            )
         return hit
 
     def describe(self) -> dict[str, Any]:
@@ -180,6 +182,7 @@ class PrefixCache:
 
     def _sweep(self, now: float) -> None:
         """Drop expired entries, so memory follows recent traffic rather than the whole workload."""
-        for key in [k for k, (last, ttl, _) in self.entries.items() if ttl is not None and last is not None
-                    and now - last > ttl]:
+        for key in [
+            k for k, (last, ttl, _) in self.entries.items() if ttl is not None and last is not None and now - last > ttl
+        ]:
             self.used_tokens -= self.entries.pop(key)[2]

@@ -102,9 +102,7 @@ def check_history(history: History) -> list[Problem]:
             if t.latency and t.latency.ttft_p95_ms < t.latency.ttft_p50_ms:
                 problems.append(Problem(r.id, f"targets[{i}].latency.ttft_ms.p95", "is below p50"))
         if not any(r.constraints.allows(t) for t in r.targets):
-            problems.append(
-                Problem(r.id, "constraints", "no target satisfies allowed_providers / allowed_regions")
-            )
+            problems.append(Problem(r.id, "constraints", "no target satisfies allowed_providers / allowed_regions"))
     problems.extend(_chain_problems(history))
     return problems
 
@@ -121,7 +119,9 @@ def _chain_problems(history: History) -> list[Problem]:
         for before, after in zip(chain, chain[1:], strict=False):
             if after.created_at == before.created_at:
                 problems.append(
-                    Problem(after.id, "created_at", f"same creation time as {before.id}: resolution by time is ambiguous")
+                    Problem(
+                        after.id, "created_at", f"same creation time as {before.id}: resolution by time is ambiguous"
+                    )
                 )
             elif after.supersedes != before.id:
                 problems.append(
@@ -151,7 +151,9 @@ def check_against_recorded(history: History, recorded: History, dataset: str) ->
             continue
         diffs = changed_fields(old.content, new.content)
         path, was, now = diffs[0]
-        more = f" (and {', '.join(d[0] for d in diffs[1:4])}{'...' if len(diffs) > 4 else ''})" if len(diffs) > 1 else ""
+        more = (
+            f" (and {', '.join(d[0] for d in diffs[1:4])}{'...' if len(diffs) > 4 else ''})" if len(diffs) > 1 else ""
+        )
         problems.append(
             Problem(
                 old.id,
@@ -165,10 +167,14 @@ def check_against_recorded(history: History, recorded: History, dataset: str) ->
 
 def check_requests(history: History, dataset: Dataset) -> list[Problem]:
     """Releases the traces name that the history lacks: their requests fall back to resolution by time."""
-    rows = dataset.connect().execute("""
+    rows = (
+        dataset.connect()
+        .execute("""
         SELECT alias_release, any_value(alias), count(*) FROM requests
         WHERE coalesce(alias_release, '') <> '' GROUP BY 1 ORDER BY 1
-    """).fetchall()
+    """)
+        .fetchall()
+    )
     problems = []
     for release_id, alias, count in rows:
         if history.find(release_id) is None:
@@ -194,8 +200,11 @@ def verify(history: History, dataset: Dataset | None = None) -> Verification:
 
 def refuse_changed(history: History, dataset: Dataset) -> None:
     """Raise on the first release the dataset knows whose content changed (the history is then not trusted)."""
-    errors = [p for p in check_history(history) + check_against_recorded(history, recorded_history(dataset), str(
-        dataset.root)) if p.severity == "error"]
+    errors = [
+        p
+        for p in check_history(history) + check_against_recorded(history, recorded_history(dataset), str(dataset.root))
+        if p.severity == "error"
+    ]
     if errors:
         first = errors[0]
         more = f" ({len(errors) - 1} more problem(s): run `zumik releases verify`)" if len(errors) > 1 else ""

@@ -277,7 +277,9 @@ class _Fields:
             self.fail(path, "must be a mapping")
         unknown = sorted(set(value) - allowed)
         if unknown:
-            self.fail(f"{path}.{unknown[0]}" if path else unknown[0], f"is not a release field (known: {sorted(allowed)})")
+            self.fail(
+                f"{path}.{unknown[0]}" if path else unknown[0], f"is not a release field (known: {sorted(allowed)})"
+            )
         return value
 
     def text(self, value: Any, path: str, required: bool = False) -> str:
@@ -324,7 +326,9 @@ class _Fields:
 
 def _prices(f: _Fields, value: Any, path: str) -> Prices:
     raw = f.mapping(value, path, _PRICE_KEYS)
-    req = {k: f.number(raw.get(k), f"{path}.{k}", required=True) for k in ("input", "output", "cache_read", "cache_write")}
+    req = {
+        k: f.number(raw.get(k), f"{path}.{k}", required=True) for k in ("input", "output", "cache_read", "cache_write")
+    }
     return Prices(
         input=req["input"] or 0.0,
         output=req["output"] or 0.0,
@@ -425,9 +429,7 @@ class History:
         for release in sorted(self.releases, key=lambda r: (r.created_ts, r.id)):
             by_alias.setdefault(release.alias, []).append(release)
         object.__setattr__(self, "_by_id", by_id)
-        object.__setattr__(
-            self, "_by_alias", {a: ([r.created_ts for r in rs], rs) for a, rs in by_alias.items()}
-        )
+        object.__setattr__(self, "_by_alias", {a: ([r.created_ts for r in rs], rs) for a, rs in by_alias.items()})
 
     def __len__(self) -> int:
         return len(self.releases)

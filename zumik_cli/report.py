@@ -74,6 +74,7 @@ EVIDENCE_MEANINGS = {
     "simulated": "computed by zumik from exact token sequences and a rules pack.",
     "estimated": "computed from approximate tokens (a calibrated proxy tokenizer) or coarse hash blocks.",
 }
+_NO_BADGE = object()
 _WEAKNESS = {level: rank for rank, level in enumerate(EVIDENCE_LEVELS)}
 _PLOTLY_CONFIG = {"displaylogo": False, "typesetMath": False, "responsive": True, "showTips": False}
 
@@ -250,7 +251,6 @@ def _headline(waterfall: Mapping[str, Any]) -> Markup:
     missed = _stage(waterfall, "missed")
     money = _mapping(waterfall.get("money"))
     currency = _currency(waterfall)
-
     requests = waterfall.get("requests")
     cards = [
         _metric(
@@ -292,9 +292,10 @@ def _headline(waterfall: Mapping[str, Any]) -> Markup:
     return _tag("div", _join(cards), class_="headline")
 
 
-def _metric(kind: str, label: str, value: str, detail: object, evidence: object = None) -> Markup:
-    """One headline number with what it counts and, where it stands alone, its evidence level."""
-    detail_parts = [_h(detail)] if evidence is None else [_h(detail), " ", badge(evidence)]
+def _metric(kind: str, label: str, value: str, detail: object, evidence: object = _NO_BADGE) -> Markup:
+    """One headline number with what it counts and, where it stands alone, its evidence level (a number that
+    should carry one and does not is badged "no evidence", not left bare)."""
+    detail_parts = [_h(detail)] if evidence is _NO_BADGE else [_h(detail), " ", badge(evidence)]
     return _tag(
         "div",
         _join(
@@ -1119,3 +1120,26 @@ def _umask() -> int:
 
 
 __all__ = ["ReportInputs", "badge", "render_report", "write_report"]
+
+
+def write_dataset_report(
+    dataset: Any,
+    waterfall: dict[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    generated_at: str | None = None,
+    include_text: bool = False,
+    policies: list[dict[str, Any]] | None = None,
+    replays: list[dict[str, Any]] | None = None,
+) -> Path:
+    """The report of a dataset: its manifest, its waterfall, and simulation or replay results when it has them."""
+    from datetime import UTC, datetime
+
+    manifest = dataset.manifest.to_json()
+    when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"Prefix-cache reuse: {Path(dataset.root).name}"
+    return write_report(
+        ReportInputs(waterfall=waterfall, manifest=manifest, generated_at=when, title=title, policies=policies,
+                     replays=replays, include_text=include_text),
+        path,
+    )

@@ -100,8 +100,10 @@ class Resolver:
 
     def rules(self, target: Target) -> CacheRules:
         if target.key not in self._rules:
-            pack = get_pack(target.rules, self.packs) if target.rules else pack_for(
-                target.provider, target.engine, self.packs
+            pack = (
+                get_pack(target.rules, self.packs)
+                if target.rules
+                else pack_for(target.provider, target.engine, self.packs)
             )
             self._rules[target.key] = CacheRules.from_pack(pack, target.model)
         return self._rules[target.key]
@@ -229,8 +231,13 @@ class _PolicyRun:
             session_gaps_s=gaps,
             recorded_target=res.recorded.key,
             targets=tuple(
-                TargetState(t.key, probes[t.key].read_tokens, probes[t.key].write_tokens,
-                            probes[t.key].write_ttl, probes[t.key].ttl_s)
+                TargetState(
+                    t.key,
+                    probes[t.key].read_tokens,
+                    probes[t.key].write_tokens,
+                    probes[t.key].write_ttl,
+                    probes[t.key].ttl_s,
+                )
                 for t in offered
             ),
         )

@@ -755,6 +755,7 @@ def write_jsonl(config: SynthConfig, path: str | os.PathLike[str] | TextIO) -> S
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
             summary = _write(config, stream)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -779,6 +780,7 @@ def write_jsonl_parts(config: SynthConfig, paths: list[Path]) -> SynthSummary:
             for stream in streams:
                 stream.close()
         for temporary, target in zip(temporaries, paths, strict=True):
+            os.chmod(temporary, 0o644)
             os.replace(temporary, target)
     except BaseException:
         for temporary in temporaries:

@@ -81,33 +81,36 @@ def _cheaper(a: Target, b: Target) -> bool:
     return a.prices.input < b.prices.input and a.prices.output < b.prices.output
 
 
-def _plan(primary: Target, previous: Target | None) -> tuple[str, list[Target], str]:
-    """The release policy and targets, chosen so that the policy always picks ``primary``."""
+def _plan(primary: Target, previous: Release | None) -> tuple[str, list[Target], str]:
+    """The release policy and targets, chosen so that the policy always picks ``primary``.
+
+    A later release keeps the targets of the one it supersedes as failover: sessions already warm there can stay.
+    """
     if previous is None:
         twin = _twin(primary)
         if primary.provider == "anthropic":
             note = "Bedrock twin: 10% cheaper, slower to first token; the release takes the faster path"
             return "lowest_expected_latency", [primary, twin], note
         return "cheapest", [primary, twin], "Azure twin: dearer and slower; the release takes the cheapest"
-    if previous.model == primary.model:
+    kept = [t for t in previous.targets if t.key != primary.key]
+    if previous.targets[0].model == primary.model:
         note = "revision change: the previous revision stays available as failover while sessions drain"
-        targets = [primary, previous] + ([_twin(primary)] if primary.provider in TWINS else [])
-        return "primary", targets, note
-    if _cheaper(primary, previous):
-        return "cheapest", [primary, previous], "model change to a cheaper model; the previous one stays listed"
-    return "primary", [primary, previous], "model change; the previous model stays listed as failover"
+        twins = [_twin(primary)] if primary.provider in TWINS else []
+        return "primary", [primary, *twins, *kept], note
+    if all(_cheaper(primary, t) for t in kept):
+        return "cheapest", [primary, *kept], "model change to a cheaper model; the previous targets stay listed"
+    return "primary", [primary, *kept], "model change; the previous targets stay listed as failover"
 
 
 def release_history(config: SynthConfig) -> list[Release]:
     """Full releases for the aliases `generate(config)` resolves, in creation order."""
     releases: list[Release] = []
-    primaries: dict[str, Target] = {}
+    by_id: dict[str, Release] = {}
     for raw in alias_releases(config):
         first: dict[str, Any] = raw["targets"][0]
         primary = _target(first["provider"], first["model"], first.get("model_revision", ""))
-        previous = primaries.get(raw["supersedes"]) if raw["supersedes"] else None
+        previous = by_id.get(raw["supersedes"]) if raw["supersedes"] else None
         policy, targets, note = _plan(primary, previous)
-        primaries[raw["alias_release"]] = primary
         releases.append(
             Release(
                 id=raw["alias_release"],
@@ -123,6 +126,7 @@ def release_history(config: SynthConfig) -> list[Release]:
                 notes=f"zumik synth (seed {config.seed}): {note}",
             )
         )
+        by_id[releases[-1].id] = releases[-1]
     return releases
 
 

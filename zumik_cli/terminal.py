@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 EVIDENCE_STYLE = {"measured": "bold green", "replayed": "bold cyan", "simulated": "bold yellow",
@@ -32,11 +33,11 @@ def badge(evidence: str) -> str:
 
 
 def ingest_summary(console: Console, summary: Any) -> None:
-    table = Table(title=f"Ingested into {summary.dataset}", show_header=False)
+    table = Table(title=f"Ingested into {escape(summary.dataset)}", show_header=False)
     table.add_row("requests", f"{summary.requests:,}")
     table.add_row("quarantined", f"{summary.quarantined:,}")
     table.add_row("duplicates skipped", f"{summary.duplicates_skipped:,}")
-    table.add_row("formats", ", ".join(f"{k}: {v:,}" for k, v in summary.formats.items()) or "-")
+    table.add_row("formats", escape(", ".join(f"{k}: {v:,}" for k, v in summary.formats.items()) or "-"))
     table.add_row("prompt tokens reported", f"{summary.prompt_tokens_reported:,}")
     table.add_row("cached tokens reported", f"{summary.cached_tokens_reported:,}")
     table.add_row("unique blocks tokenized", f"{summary.unique_blocks:,}")
@@ -44,13 +45,14 @@ def ingest_summary(console: Console, summary: Any) -> None:
 
 
 def ingest_warnings(console: Console, summary: Any) -> None:
+    """Paths and notes are the user's text, never markup: a folder named ``[red]`` is printed as it is."""
     if summary.quarantined:
         console.print(f"[yellow]{summary.quarantined} record(s) quarantined[/] with reasons in "
-                      f"{summary.dataset}/quarantine/ (see `zumik quarantine`)")
+                      f"{escape(summary.dataset)}/quarantine/ (see `zumik quarantine`)")
     for path in summary.inputs_skipped:
-        console.print(f"[dim]{path} was already ingested: skipped[/]")
+        console.print(f"[dim]{escape(path)} was already ingested: skipped[/]")
     for note in summary.notes:
-        console.print(f"[dim]note: {note}; counts marked estimated[/]")
+        console.print(f"[dim]note: {escape(note)}; counts marked estimated[/]")
 
 
 def simple_table(console: Console, title: str, rows: list[dict[str, Any]]) -> None:

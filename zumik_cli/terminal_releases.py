@@ -30,13 +30,13 @@ def _ms(value: float | None) -> str:
 
 def releases(console: Console, rows: list[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
-    for column in ("id", "alias", "created at", "supersedes", "policy", "targets", "digest"):
-        table.add_column(column)
+    for column in ("id", "alias", "created (UTC)", "supersedes", "policy", "targets"):
+        table.add_column(column, overflow="fold", min_width=18 if column in ("id", "supersedes") else None)
     for row in rows:
-        targets = row["targets"]
-        first = targets[0]["key"] + (f" (+{len(targets) - 1})" if len(targets) > 1 else "")
-        table.add_row(row["id"], row["alias"], row["created_at"], row["supersedes"] or "-", row["policy"], first,
-                      row["digest"])
+        created = row["created_at"][:16].replace("T", " ")
+        table.add_row(
+            row["id"], row["alias"], created, row["supersedes"] or "-", row["policy"], str(len(row["targets"]))
+        )
     console.print(table)
 
 
@@ -56,15 +56,19 @@ def release(console: Console, doc: dict[str, Any]) -> None:
     ):
         head.add_row(name, str(value))
     console.print(head)
-    table = Table(title="Targets (in release order)")
-    for column in ("target", "input $/Mtok", "output", "cache read", "cache write", "TTFT p50/p95", "ms/ktok in",
-                   "ms/token out"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = Table(title="Targets (in release order; prices per Mtok)")
+    for column in ("target", "in / out $", "read / write $", "TTFT p50 / p95", "ms/ktok in", "ms/tok out"):
+        table.add_column(column, justify="left" if column == "target" else "right", overflow="fold")
     for target in doc["targets"]:
         prices, latency = target["prices_per_mtok"], target["latency"]
-        table.add_row(target["key"], f"{prices['input']:g}", f"{prices['output']:g}", f"{prices['cache_read']:g}",
-                      f"{prices['cache_write']:g}", f"{latency['ttft_ms']['p50']:g}/{latency['ttft_ms']['p95']:g}",
-                      f"{latency['input_ms_per_ktok']:g}", f"{latency['output_ms_per_token']:g}")
+        table.add_row(
+            target["key"],
+            f"{prices['input']:g} / {prices['output']:g}",
+            f"{prices['cache_read']:g} / {prices['cache_write']:g}",
+            f"{latency['ttft_ms']['p50']:g} / {latency['ttft_ms']['p95']:g}",
+            f"{latency['input_ms_per_ktok']:g}",
+            f"{latency['output_ms_per_token']:g}",
+        )
     console.print(table)
 
 
@@ -84,23 +88,38 @@ def verification(console: Console, report: dict[str, Any]) -> None:
 
 
 def simulation(console: Console, result: dict[str, Any]) -> None:
-    table = Table(title=f"Routing policies — {result['requests']:,} requests, seed {result['seed']}, "
-                        f"against {result['baseline']}")
-    for column in ("policy", "cost", "vs recorded", "realized reuse", "rate", "vs recorded ", "latency p50",
-                   "p95", "cache writes", "churn", "session switches", "evidence"):
+    table = Table(
+        title=f"Routing policies — {result['requests']:,} requests, seed {result['seed']}, against {result['baseline']}"
+    )
+    for column in (
+        "policy",
+        "cost",
+        "vs recorded",
+        "realized reuse",
+        "rate",
+        "vs recorded ",
+        "latency p50",
+        "p95",
+        "cache writes",
+        "churn",
+        "session switches",
+        "evidence",
+    ):
         table.add_column(column.strip(), justify="left" if column in ("policy", "evidence") else "right")
     for row in result["policies"]:
         versus = row.get("vs_recorded") or {}
         share = versus.get("cost_share")
         cost_delta = _signed_money(versus.get("cost")) + (f" ({share * 100:+.1f}%)" if share is not None else "")
-        rate_delta = versus.get("realized_rate")
+        reuse_delta = ""
+        if versus:
+            reuse_delta = f"{versus['realized_tokens']:+,} ({versus['realized_rate'] * 100:+.1f} pts)"
         table.add_row(
             row["policy"],
             _money(row["cost"]),
             cost_delta if versus else "",
-            tokens(row["realized_tokens"]),
+            f"{row['realized_tokens']:,}",
             percent(row["realized_rate"]),
-            f"{rate_delta * 100:+.1f} pts" if rate_delta is not None else "",
+            reuse_delta,
             _ms(row["latency_p50_ms"]),
             _ms(row["latency_p95_ms"]),
             tokens(row["cache_write_tokens"]),
@@ -110,10 +129,15 @@ def simulation(console: Console, result: dict[str, Any]) -> None:
         )
     console.print(table)
     for reason, count in result["unresolved"].items():
-        console.print(f"[yellow]{count} request(s) kept their recorded target:[/] {reason.replace('_', ' ')}",
-                      highlight=False)
-    console.print("[dim]Churn: share of decisions whose target differs from the recorded one. "
-                  + " ".join(f"{n.capitalize()}." for n in result["notes"]) + "[/]", highlight=False)
+        console.print(
+            f"[yellow]{count} request(s) kept their recorded target:[/] {reason.replace('_', ' ')}", highlight=False
+        )
+    console.print(
+        "[dim]Churn: share of decisions whose target differs from the recorded one. "
+        + " ".join(f"{n[0].upper()}{n[1:]}." for n in result["notes"])
+        + "[/]",
+        highlight=False,
+    )
 
 
 def explanation(console: Console, result: dict[str, Any]) -> None:
@@ -135,13 +159,17 @@ def explanation(console: Console, result: dict[str, Any]) -> None:
         stages.add_row(name.replace("_", " "), tokens(value))
     stages.add_row("realized (reported)", tokens(reuse["realized_reported"]))
     console.print(stages)
-    for label, key in (("Shares its longest prefix with", "shares_prefix_with"),
-                       ("Shares a prefix on the same KV key with", "shares_prefix_on_same_key_with")):
+    for label, key in (
+        ("Shares its longest prefix with", "shares_prefix_with"),
+        ("Shares a prefix on the same KV key with", "shares_prefix_on_same_key_with"),
+    ):
         sharer = reuse[key]
         if sharer:
-            console.print(f"{label} {sharer['trace_id']}: {sharer['tokens']:,} tokens ({sharer['blocks']} blocks), "
-                          f"{sharer['model']}, tenant {sharer['tenant']}, {sharer['seconds_before']} s earlier",
-                          highlight=False)
+            console.print(
+                f"{label} {sharer['trace_id']}: {sharer['tokens']:,} tokens ({sharer['blocks']} blocks), "
+                f"{sharer['model']}, tenant {sharer['tenant']}, {sharer['seconds_before']} s earlier",
+                highlight=False,
+            )
     if not reuse["shares_prefix_with"]:
         console.print("No earlier request shares a prefix with it.")
     for cut in reuse["cuts"]:

@@ -61,7 +61,7 @@ class WorkRequest:
 def load_workload(dataset: Dataset) -> Iterator[WorkRequest]:
     """Requests in time order, in batches: memory holds one batch of prefix chains, not the whole workload."""
     con = dataset.connect()  # held by this generator while the reader streams
-    reader = con.execute(WORKLOAD_SQL).fetch_record_batch(BATCH_ROWS)
+    reader = con.sql(WORKLOAD_SQL).to_arrow_reader(BATCH_ROWS)
     for batch in reader:
         for row in batch.to_pylist():
             yield WorkRequest(

@@ -1,5 +1,23 @@
 -- One row per request: every waterfall stage in the request's own token units, the rule that cut each stage,
 -- and what the provider reported. Inputs: req, levels, partial, bp_hits, cap_hits (temp tables).
+
+-- What a target serves of a reusable prefix of x tokens: nothing under its minimum, then x rounded down to its
+-- granularity (whole blocks short of the recomputed last token, increments, or the longest prefix readable at a
+-- breakpoint an earlier request wrote; a breakpoint under the minimum wrote nothing). Monotone in x.
+CREATE OR REPLACE TEMP MACRO servable(x, counted, min_tokens, gran_kind, block_size, recompute_last, inc_first,
+                                      inc_step, t_bp) AS
+    CASE
+        WHEN x < min_tokens THEN 0
+        WHEN gran_kind = 'blocks' THEN
+            (least(x, CASE WHEN recompute_last THEN greatest(counted - 1, 0) ELSE counted END) // block_size)
+            * block_size
+        WHEN gran_kind = 'increments' THEN
+            CASE WHEN x >= inc_first THEN inc_first + ((x - inc_first) // inc_step) * inc_step ELSE 0 END
+        WHEN gran_kind = 'breakpoints' THEN
+            CASE WHEN coalesce(t_bp, 0) >= min_tokens THEN least(x, coalesce(t_bp, 0)) ELSE 0 END
+        ELSE x
+    END;
+
 CREATE OR REPLACE TEMP TABLE per_request AS
 WITH joined AS (
     SELECT r.*,
@@ -7,6 +25,7 @@ WITH joined AS (
            coalesce(l.t_tgt, 0) + coalesce(p.p_tgt, 0) AS t0,
            coalesce(l.t_kvc, 0) + coalesce(p.p_kvc, 0) AS k0,
            coalesce(l.t_warm, 0) + coalesce(p.p_warm, 0) AS w0,
+           coalesce(l.t_warm, 0) AS warm_blocks,
            coalesce(l.t_ttl_300, 0) AS ttl300_0,
            coalesce(l.t_ttl_3600, 0) AS ttl3600_0,
            bp.t_bp,
@@ -30,18 +49,17 @@ WITH joined AS (
     FROM chained
 ), granular AS (
     SELECT *,
-           CASE gran_kind
-               WHEN 'blocks' THEN
-                   (least(m1, CASE WHEN recompute_last THEN greatest(counted - 1, 0) ELSE counted END)
-                    // block_size) * block_size
-               WHEN 'increments' THEN
-                   CASE WHEN m1 >= inc_first THEN inc_first + ((m1 - inc_first) // inc_step) * inc_step ELSE 0 END
-               WHEN 'breakpoints' THEN least(m1, coalesce(t_bp, 0))
-               ELSE m1
-           END AS g1
+           servable(m1, counted, min_tokens, gran_kind, block_size, recompute_last, inc_first, inc_step, t_bp) AS g1,
+           -- a bounded cache keeps the leading whole blocks it still holds (t_cap); when it holds every shared
+           -- whole block, the shared tokens inside the next block are kept too. What it keeps is then rounded to
+           -- the target's granularity like any other prefix.
+           CASE WHEN t_cap IS NULL OR t_cap >= warm_blocks THEN m1 ELSE least(m1, t_cap) END AS cap1
     FROM ruled
 ), capped AS (
-    SELECT *, CASE WHEN t_cap IS NULL THEN g1 ELSE least(g1, t_cap) END AS c1 FROM granular
+    SELECT *,
+           servable(cap1, counted, min_tokens, gran_kind, block_size, recompute_last, inc_first, inc_step, t_bp)
+               AS c1
+    FROM granular
 )
 SELECT rid, trace_id, ord, ts, model, provider, tenant, session_id, alias, alias_release, family, kvc, pack,
        tokenizer_exact, hashid, counted, reported, cached, writes, miss_reason, write_ttl,

@@ -15,8 +15,8 @@ WITH nxt AS (
     WHERE n.level = 'fam'
        OR (n.level = 'tgt' AND s.target = n.target)
        OR (n.level = 'kvc' AND s.kvc = n.kvc)
-       OR (n.level = 'warm' AND s.kvc = n.kvc AND (n.ttl IS NULL OR n.ts IS NULL OR s.ts IS NULL
-                                                   OR n.ts - s.ts <= n.ttl))
+       OR (n.level = 'warm' AND s.kvc = n.kvc AND (s.ttl IS NULL OR n.ts IS NULL OR s.ts IS NULL
+                                                   OR n.ts - s.ts <= s.ttl))
     GROUP BY ALL
 )
 SELECT rid, level, a, b FROM (
