@@ -167,3 +167,31 @@ def decisions(data: Path, policy: str) -> list[dict[str, Any]]:
 
 def key(provider_model: tuple[str, str]) -> str:
     return f"{provider_model[0]}/{provider_model[1]}"
+
+
+_SYNTH: dict[tuple[int, int], tuple[Path, Path]] = {}
+
+
+def synth_dataset(sessions: int = 40, seed: int = 0) -> tuple[Path, Path]:
+    """A synth workload ingested once per test process: (dataset, release history). 40 sessions is the demo."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from zumik_cli.synth import SynthConfig, write_jsonl
+
+    if (sessions, seed) not in _SYNTH:
+        folder = Path(tempfile.mkdtemp(prefix="zumik-synth-releases-"))
+        atexit.register(shutil.rmtree, folder, True)
+        config = SynthConfig(sessions=sessions, seed=seed)
+        write_jsonl(config, folder / "agents.jsonl")
+        ingest([folder / "agents.jsonl"], folder / "data")
+        _SYNTH[(sessions, seed)] = (folder / "data", write_release_history_path(config, folder / "releases.yaml"))
+    return _SYNTH[(sessions, seed)]
+
+
+def write_release_history_path(config: Any, path: Path) -> Path:
+    from zumik_cli.synth_releases import write_release_history
+
+    write_release_history(config, path)
+    return path

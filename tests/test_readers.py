@@ -124,7 +124,7 @@ def test_tau_bench_gives_one_request_per_assistant_message_holding_every_message
 
     assert [len(r.artifacts) for r in requests] == [2, 4, 6, 2]
     assert {r.model for r in requests} == {"gpt-4o"}, "the model comes from the file name"
-    assert [r.session_id for r in requests] == ["task-0-trial-0"] * 3 + ["task-0-trial-1"]
+    assert [r.session_id for r in requests] == ["gpt-4o:task-0-trial-0"] * 3 + ["gpt-4o:task-0-trial-1"]
     assert requests[1].artifacts[2].kind == "tool_call"
     assert requests[1].output == (
         Artifact("text", "assistant", "Order #W100 was delivered; which items should I return?"),

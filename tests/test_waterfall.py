@@ -103,9 +103,7 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
     return path
 
 
-def run(
-    folder: Path, tokenizer_spec: str, records: Sequence[dict[str, Any]], **options: Any
-) -> Waterfall:
+def run(folder: Path, tokenizer_spec: str, records: Sequence[dict[str, Any]], **options: Any) -> Waterfall:
     """Write the records as one JSONL file, ingest it into a fresh dataset and compute the waterfall."""
     folder.mkdir(parents=True, exist_ok=True)
     trace = write_jsonl(folder / "trace.jsonl", records)
@@ -455,7 +453,9 @@ def test_an_anthropic_breakpoint_below_the_minimum_caches_nothing(tmp_path, toke
     history = [user(words(600, 700)), assistant(words(1400, 10))]
     records = [
         record("a", 0, provider="anthropic", model=SONNET, system=system, messages=history),
-        record("b", 10, provider="anthropic", model=SONNET, system=system, messages=[*history, user([part("w9", "5m")])]),
+        record(
+            "b", 10, provider="anthropic", model=SONNET, system=system, messages=[*history, user([part("w9", "5m")])]
+        ),
     ]
 
     w = run(tmp_path, tokenizer_spec, records)
@@ -468,10 +468,22 @@ def test_an_anthropic_breakpoint_below_the_minimum_caches_nothing(tmp_path, toke
 def test_the_model_sets_the_anthropic_minimum(tmp_path, tokenizer_spec):
     # claude-opus-4-5 needs 4,096 tokens: the 1,100-token system prompt is below it
     records = [
-        record("a", 0, provider="anthropic", model="claude-opus-4-5", system=[part(words(0, 1100), "5m")],
-               messages=[user("w3000")]),
-        record("b", 9, provider="anthropic", model="claude-opus-4-5", system=[part(words(0, 1100), "5m")],
-               messages=[user("w3001")]),
+        record(
+            "a",
+            0,
+            provider="anthropic",
+            model="claude-opus-4-5",
+            system=[part(words(0, 1100), "5m")],
+            messages=[user("w3000")],
+        ),
+        record(
+            "b",
+            9,
+            provider="anthropic",
+            model="claude-opus-4-5",
+            system=[part(words(0, 1100), "5m")],
+            messages=[user("w3001")],
+        ),
     ]
 
     w = run(tmp_path, tokenizer_spec, records)
@@ -568,8 +580,14 @@ def test_what_a_bounded_cache_keeps_is_still_rounded_to_whole_blocks(tmp_path, t
         vllm_request("a", 0, words(100, 27)),  # system 40 + message 30 tokens
         vllm_request("b", 1, words(200, 27)),  # touches the system prompt again, then its own message
         # shares all 70 tokens of a, but a's message is the least recently used unit and is gone
-        record("c", 2, provider="vllm", model="qwen", system=words(0, 37),
-               messages=[user(words(100, 27)), assistant(words(300, 5))]),
+        record(
+            "c",
+            2,
+            provider="vllm",
+            model="qwen",
+            system=words(0, 37),
+            messages=[user(words(100, 27)), assistant(words(300, 5))],
+        ),
     ]
 
     w = run(tmp_path, tokenizer_spec, records, capacity_tokens=80)
@@ -578,6 +596,75 @@ def test_what_a_bounded_cache_keeps_is_still_rounded_to_whole_blocks(tmp_path, t
     assert (c["warm"], c["granular"]) == (70, 64)
     assert c["candidate"] == 32  # the 40 cached tokens of the system prompt hold two whole blocks
     assert causes(w)["evicted"] == 32
+
+
+def test_a_user_rules_pack_sets_ttl_minimum_and_blocks(tmp_path, tokenizer_spec):
+    pack = {
+        "name": "lab",
+        "version": "2026.1.0",
+        "effective_from": "2026-01-01",
+        "source": "https://example.com/our-cache",
+        "applies_to": {"providers": ["lab"]},
+        "ttl_seconds": 60,
+        "minimum_tokens": 16,
+        "granularity": {"kind": "blocks", "block_size": 8},
+        "prices_per_mtok": {},
+    }
+    rules_file = tmp_path / "lab.json"
+    rules_file.write_text(json.dumps(pack))
+    system = words(0, 20)  # 23 tokens
+    records = [
+        record("a", 0, provider="lab", system=system, messages=[user(words(100, 5))]),
+        record("b", 30, provider="lab", system=system, messages=[user(words(200, 5))]),  # shares 25: 3 blocks
+        record("c", 100, provider="lab", system=system, messages=[user(words(200, 5))]),  # 70 s after b: expired
+        record("d", 110, provider="lab", system=words(0, 5), messages=[user("w1")]),  # shares 7: under 16
+    ]
+
+    w = run(tmp_path, tokenizer_spec, records, rules_files=(str(rules_file),))
+
+    r = rows(w)
+    assert [(r[t]["pack"], r[t]["eligible"], r[t]["candidate"]) for t in "abcd"] == [
+        ("lab", 0, 0),
+        ("lab", 25, 24),
+        ("lab", 31, 0),
+        ("lab", 7, 0),
+    ]
+    assert causes(w) == {
+        "other_model": 0,
+        "other_tenant": 0,
+        "expired": 31,
+        "below_minimum": 7,
+        "granularity": 1,
+        "evicted": 0,
+    }
+    assert w.summary["rules"] == [
+        {
+            "name": "lab",
+            "version": "2026.1.0",
+            "effective_from": "2026-01-01",
+            "source": "https://example.com/our-cache",
+        }
+    ]
+
+
+def test_the_capacity_curve_of_a_content_trace_counts_whole_content_blocks(tmp_path, tokenizer_spec):
+    records = [
+        vllm_request("a", 0, words(100, 27)),  # system 40 + message 30 tokens
+        vllm_request("b", 1, words(200, 27)),  # hits the system prompt
+        record(
+            "c", 2, provider="vllm", model="qwen", system=words(0, 37), messages=[user(words(100, 27)), user("w9")]
+        ),  # hits a's 70 tokens when a's message is still there
+    ]
+
+    w = run(tmp_path, tokenizer_spec, records, curves=True, capacities=(39, 60, 80, None))
+
+    total = 70 + 70 + 74
+    assert w.summary["capacity_curve"] == [
+        {"capacity_tokens": 39, "rate": 0.0},  # the system prompt alone does not fit
+        {"capacity_tokens": 60, "rate": 0.0},  # a's message pushes it out
+        {"capacity_tokens": 80, "rate": round((40 + 40) / total, 6)},
+        {"capacity_tokens": None, "rate": round((40 + 70) / total, 6)},
+    ]
 
 
 # --- candidate -> realized -> missed --------------------------------------------------------------------
@@ -633,8 +720,12 @@ def test_a_trace_without_any_cache_field_cannot_say_what_was_realized(tmp_path, 
 
 
 def anthropic_usage(fresh: int, read: int, write: int) -> dict[str, Any]:
-    return {"input_tokens": fresh, "cache_read_input_tokens": read, "cache_creation_input_tokens": write,
-            "output_tokens": 7}
+    return {
+        "input_tokens": fresh,
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": write,
+        "output_tokens": 7,
+    }
 
 
 def test_provider_miss_diagnostics_become_the_candidate_to_realized_cause(tmp_path, tokenizer_spec):
@@ -653,10 +744,22 @@ def test_provider_miss_diagnostics_become_the_candidate_to_realized_cause(tmp_pa
     assert r["b"]["miss_reason"] == "tools_changed"
     provider = [c for c in w.summary["causes"] if c["stage"] == "candidate->realized"]
     assert provider == [
-        {"stage": "candidate->realized", "cause": "tools_changed", "label": "provider diagnostic: tools_changed",
-         "tokens": 1100, "requests": 1, "evidence": "measured"},
-        {"stage": "candidate->realized", "cause": "provider_miss_unexplained", "label": "provider miss (unexplained)",
-         "tokens": 500, "requests": 1, "evidence": "simulated"},
+        {
+            "stage": "candidate->realized",
+            "cause": "tools_changed",
+            "label": "provider diagnostic: tools_changed",
+            "tokens": 1100,
+            "requests": 1,
+            "evidence": "measured",
+        },
+        {
+            "stage": "candidate->realized",
+            "cause": "provider_miss_unexplained",
+            "label": "provider miss (unexplained)",
+            "tokens": 500,
+            "requests": 1,
+            "evidence": "simulated",
+        },
     ]
     assert w.summary["cache_writes"] == {"tokens": 2700, "evidence": "measured", "requests_known": 3}
 
@@ -701,8 +804,15 @@ def test_headline_rates_are_token_weighted_and_the_request_weighted_mean_is_besi
 def test_breakdowns_split_the_same_totals(tmp_path, tokenizer_spec):
     system = words(0, 10)
     records = [
-        record(f"r{i}", i, system=system, messages=[user(words(100 * i, 3))], tenant=f"t{i % 2}",
-               model=f"m{i % 3}", session_id=f"s{i % 4}")
+        record(
+            f"r{i}",
+            i,
+            system=system,
+            messages=[user(words(100 * i, 3))],
+            tenant=f"t{i % 2}",
+            model=f"m{i % 3}",
+            session_id=f"s{i % 4}",
+        )
         for i in range(9)
     ]
 
@@ -713,8 +823,10 @@ def test_breakdowns_split_the_same_totals(tmp_path, tokenizer_spec):
         assert len(table) == count
         assert sum(row["requests"] for row in table) == 9
         for stage in ("total", "eligible", "candidate"):
-            assert sum(row[stage] for row in table) == w.summary[stage if stage != "total" else
-                                                                 "total_input_tokens"]["tokens"]
+            assert (
+                sum(row[stage] for row in table)
+                == w.summary[stage if stage != "total" else "total_input_tokens"]["tokens"]
+            )
     with pytest.raises(ZumikError, match="cannot break down"):
         run(tmp_path / "again", tokenizer_spec, records, by=("colour",))
 
@@ -843,8 +955,18 @@ def traces(draw: st.DrawFn, providers: Sequence[str] = ("local",)) -> list[Req]:
         draft = Req(f"r{index:03d}", at + index / 1000, cached=None, **fields)  # distinct times
         total = len(draft.tokens())
         cached = draw(st.none() | st.integers(0, total))
-        out.append(Req(draft.trace_id, draft.at, draft.provider, draft.model, draft.tenant, draft.system,
-                       draft.messages, cached))
+        out.append(
+            Req(
+                draft.trace_id,
+                draft.at,
+                draft.provider,
+                draft.model,
+                draft.tenant,
+                draft.system,
+                draft.messages,
+                cached,
+            )
+        )
     return out
 
 
@@ -867,9 +989,7 @@ def _granular(pack: str, warm: int, total: int) -> int:
     requests=traces(providers=("local", "local2", "openai", "vllm", "anthropic")),
     ttl=st.sampled_from([None, 1.0, 300.0, 900.0]),
 )
-def test_random_traces_match_a_reference_over_plain_token_lists_and_keep_every_invariant(
-    tokenizer_spec, requests, ttl
-):
+def test_random_traces_match_a_reference_over_plain_token_lists_and_keep_every_invariant(tokenizer_spec, requests, ttl):
     options = {"ttl_none": True} if ttl is None else {"ttl_seconds": ttl}
     w = _waterfall_of(requests, tokenizer_spec, **options)
     table = w.per_request.to_pylist()

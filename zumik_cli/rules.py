@@ -95,17 +95,22 @@ def _parse(text: str, origin: str) -> RulesPack:
     return RulesPack(raw["name"], raw["version"], raw["effective_from"], raw["source"], raw, origin)
 
 
-@lru_cache(maxsize=8)
 def load_packs(extra: tuple[str, ...] = ()) -> dict[str, RulesPack]:
+    """Shipped packs, then those in the ``ZUMIK_RULES_PATH`` folders, then the ``extra`` files (later wins)."""
+    return _load_packs(tuple(extra), os.environ.get("ZUMIK_RULES_PATH", ""))
+
+
+@lru_cache(maxsize=8)
+def _load_packs(extra: tuple[str, ...], rules_path: str) -> dict[str, RulesPack]:
+    # cached on the folders too, so that a changed ZUMIK_RULES_PATH is read, not hidden behind the cache
     packs: dict[str, RulesPack] = {}
     for entry in sorted(resources.files("zumik_cli.rulepacks").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
             pack = _parse(entry.read_text(), f"zumik_cli/rulepacks/{entry.name}")
             packs[pack.name] = pack
-    folders = [p for p in os.environ.get("ZUMIK_RULES_PATH", "").split(os.pathsep) if p]
-    files = [Path(f) for f in extra]
-    for folder in folders:
-        files.extend(sorted(Path(folder).glob("*.json")))
+    folders = [p for p in rules_path.split(os.pathsep) if p]
+    files = [path for folder in folders for path in sorted(Path(folder).glob("*.json"))]
+    files += [Path(f) for f in extra]  # an explicit --rules-file wins over a pack found in a folder
     for path in files:
         if not path.exists():
             raise RulesError(f"rules file {path} not found")

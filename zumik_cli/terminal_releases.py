@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -15,7 +16,7 @@ from .terminal import badge, percent, tokens
 
 
 def _money(value: float | None) -> str:
-    return "n/a" if value is None else f"${value:,.4f}" if abs(value) < 10 else f"${value:,.2f}"
+    return "n/a" if value is None else f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
 
 
 def _signed_money(value: float | None) -> str:
@@ -87,45 +88,38 @@ def verification(console: Console, report: dict[str, Any]) -> None:
     console.print(f"{report['releases']} release(s) in {report['source']}{against}: {state}", highlight=False)
 
 
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / 1000:.1f}"
+
+
 def simulation(console: Console, result: dict[str, Any]) -> None:
+    """One row per policy; the deltas are against ``recorded``, the first row."""
     table = Table(
-        title=f"Routing policies — {result['requests']:,} requests, seed {result['seed']}, against {result['baseline']}"
+        title=f"Routing policies: {result['requests']:,} requests, seed {result['seed']}, evidence "
+        f"{badge(result['evidence'])}",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0, 0, 1),
+        pad_edge=False,
     )
-    for column in (
-        "policy",
-        "cost",
-        "vs recorded",
-        "realized reuse",
-        "rate",
-        "vs recorded ",
-        "latency p50",
-        "p95",
-        "cache writes",
-        "churn",
-        "session switches",
-        "evidence",
-    ):
-        table.add_column(column.strip(), justify="left" if column in ("policy", "evidence") else "right")
+    table.add_column("policy", no_wrap=True, min_width=23)
+    for column in ("cost", "vs rec.", "reuse", "vs rec. ", "p50/p95 s", "writes", "churn"):
+        table.add_column(column.strip(), justify="right", no_wrap=True, min_width=len(column.strip()))
     for row in result["policies"]:
-        versus = row.get("vs_recorded") or {}
-        share = versus.get("cost_share")
-        cost_delta = _signed_money(versus.get("cost")) + (f" ({share * 100:+.1f}%)" if share is not None else "")
-        reuse_delta = ""
+        versus = row.get("vs_recorded")
+        cost_delta = reuse_delta = ""
         if versus:
-            reuse_delta = f"{versus['realized_tokens']:+,} ({versus['realized_rate'] * 100:+.1f} pts)"
+            share = versus["cost_share"]
+            cost_delta = f"{share * 100:+.1f}%" if share is not None else _signed_money(versus["cost"])
+            reuse_delta = f"{versus['realized_rate'] * 100:+.1f}pt"
         table.add_row(
             row["policy"],
             _money(row["cost"]),
-            cost_delta if versus else "",
-            f"{row['realized_tokens']:,}",
+            cost_delta,
             percent(row["realized_rate"]),
             reuse_delta,
-            _ms(row["latency_p50_ms"]),
-            _ms(row["latency_p95_ms"]),
+            f"{_seconds(row['latency_p50_ms'])}/{_seconds(row['latency_p95_ms'])}",
             tokens(row["cache_write_tokens"]),
             percent(row["churn"]),
-            str(row["session_switches"]),
-            badge(row["evidence"]),
         )
     console.print(table)
     for reason, count in result["unresolved"].items():

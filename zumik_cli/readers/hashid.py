@@ -87,7 +87,8 @@ def _sniff_mooncake(sample: Sample) -> bool:
 
 MOONCAKE = Reader(
     name="mooncake",
-    description="Mooncake hash-id trace (JSONL, 512-token prefix-chained blocks)",
+    description="Mooncake hash-id trace (JSONL): timestamp (ms), input_length, hash_ids of 512-token "
+    "prefix-chained blocks (or the record's block_size)",
     sniff=_sniff_mooncake,
     read=lambda sample: read_json_lines(sample, lambda r, s: _mooncake(r, s, _scope(sample, "mooncake"))),
 )
@@ -120,7 +121,8 @@ def _read_bailian(sample: Sample) -> Iterator[Item]:
 
 BAILIAN = Reader(
     name="bailian",
-    description="Alibaba Bailian hash-id trace (JSONL, 16-token blocks, chat_id/parent_chat_id)",
+    description="Alibaba Bailian hash-id trace (JSONL): chat_id, parent_chat_id, timestamp (s), input_length, "
+    "hash_ids of 16-token blocks (or the record's block_size)",
     sniff=lambda sample: (
         sample.kind == "jsonl"
         and all(isinstance(r, dict) and "hash_ids" in r and "chat_id" in r for r in sample.records)
@@ -161,7 +163,8 @@ def _read_weka(sample: Sample) -> Iterator[Item]:
 
 WEKA = Reader(
     name="weka",
-    description="WEKA kv-cache-tester trace (JSON, 64-token full blocks, ids local to a file)",
+    description="WEKA kv-cache-tester trace (JSON, one session a file): requests with in, out and hash_ids of "
+    "block_size-token full blocks, ids local to the file",
     sniff=lambda sample: (
         sample.kind == "json"
         and isinstance(sample.document, dict)

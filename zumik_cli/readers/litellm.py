@@ -19,21 +19,13 @@ from ..model import Artifact, Quarantined, Request, Source, canonical_json
 from ..usage import normalize_usage
 from . import Item, Reader, Sample, convert_guarded, iter_json_lines
 from .fields import parse_time, text
-from .messages import anthropic_tools, openai_messages, openai_tools, ordered, system_artifacts
+from .messages import any_tools, openai_messages, ordered, system_artifacts
+from .openai_responses import input_items
 
 
-def any_tools(tools: Any) -> list[Artifact]:
-    """Tools in either wire shape: Anthropic's carry ``input_schema``, OpenAI's ``parameters``/``function``."""
-    out: list[Artifact] = []
-    for tool in tools or []:
-        if isinstance(tool, dict) and "input_schema" in tool:
-            out.extend(anthropic_tools([tool]))
-        else:
-            out.extend(openai_tools([tool]))
-    return out
-
-
-def _messages(value: Any) -> list[Artifact]:
+def _messages(value: Any, call_type: str = "") -> list[Artifact]:
+    if "responses" in call_type:  # the Responses API's input items, logged as messages
+        return input_items(value)
     if isinstance(value, str):
         return [Artifact("text", "user", value)] if value else []
     if isinstance(value, dict):
@@ -79,7 +71,9 @@ def to_request(record: Any, source: Source) -> Request:
         alias=text(record.get("model_group")),
         request_format="anthropic" if anthropic_wire else "openai",
         artifacts=ordered(
-            any_tools(params.get("tools")), system_artifacts(params.get("system")), _messages(record.get("messages"))
+            any_tools(params.get("tools")),
+            system_artifacts(params.get("system")),
+            _messages(record.get("messages"), text(record.get("call_type"))),
         ),
         output=tuple(_messages([reply])) if isinstance(reply, dict) and reply.get("role") else (),
         usage=normalize_usage(_usage(record)),

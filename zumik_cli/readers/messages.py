@@ -66,6 +66,17 @@ def anthropic_tools(tools: Any) -> list[Artifact]:
     ]
 
 
+def any_tools(tools: Any) -> list[Artifact]:
+    """Tools in either wire shape: Anthropic's carry ``input_schema``, OpenAI's ``parameters``/``function``."""
+    out: list[Artifact] = []
+    for tool in tools or []:
+        if isinstance(tool, dict) and "input_schema" in tool:
+            out.extend(anthropic_tools([tool]))
+        else:
+            out.extend(openai_tools([tool]))
+    return out
+
+
 def system_artifacts(system: Any) -> list[Artifact]:
     if system is None or system == "":
         return []

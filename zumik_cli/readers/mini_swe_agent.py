@@ -70,7 +70,7 @@ def _sniff(sample: Sample) -> bool:
 
 READER = Reader(
     name="mini-swe-agent",
-    description="mini-swe-agent trajectories (*.traj.json)",
+    description="mini-swe-agent trajectories (*.traj.json): messages[] with the raw response in extra.response",
     sniff=_sniff,
     read=_read,
 )

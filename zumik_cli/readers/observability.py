@@ -7,8 +7,7 @@ from typing import Any
 
 from ..model import Artifact, Quarantined, Request, Source
 from . import Item, Sample, convert_guarded, iter_json_lines
-from .litellm import any_tools
-from .messages import anthropic_messages, openai_messages, ordered, system_artifacts
+from .messages import anthropic_messages, any_tools, openai_messages, ordered, system_artifacts
 from .openai_responses import input_items
 
 Convert = Callable[[Any, Source], Request | list[Request] | None]

@@ -75,7 +75,8 @@ def _sniff(sample: Sample) -> bool:
 
 READER = Reader(
     name="openai-chat",
-    description="OpenAI Chat Completions request/response logs (JSONL)",
+    description="OpenAI Chat Completions logs (JSONL of {request, response} or one flat object): needs request "
+    "messages; usage from the response",
     sniff=_sniff,
     read=lambda sample: read_json_lines(sample, to_request),
 )

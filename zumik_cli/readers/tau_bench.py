@@ -21,16 +21,17 @@ def _calls(entry: Any, source: Source, model: str) -> list[Request]:
         raise ValueError("a tau-bench entry needs a traj list")
     traj = entry["traj"]
     model = text(entry.get("model")) or model
-    session = f"task-{entry.get('task_id')}-trial-{entry.get('trial')}"
-    artifacts = openai_messages(traj)
+    # Every model's file numbers the same tasks and trials: the model keeps their sessions apart.
+    session = f"{model}:task-{entry.get('task_id')}-trial-{entry.get('trial')}"
+    per_message = [openai_messages([message]) for message in traj]
+    artifacts = [a for parts in per_message for a in parts]
     requests = []
     for k, message in enumerate(traj):
         if not isinstance(message, dict) or message.get("role") != "assistant" or k == 0:
             continue
-        before = openai_messages(traj[:k])
+        before = [a for parts in per_message[:k] for a in parts]
         requests.append(
             Request(
-                # Every model's file numbers the same tasks and trials: the model keeps their calls apart.
                 trace_id=derived_trace_id("tau-bench", model, session, str(k), str(len(artifacts))),
                 source=source,
                 format="tau-bench",
@@ -61,7 +62,7 @@ def _sniff(sample: Sample) -> bool:
 
 READER = Reader(
     name="tau-bench",
-    description="tau-bench trajectories (JSON list of {task_id, trial, traj})",
+    description="tau-bench trajectories (JSON list of {task_id, trial, traj}): OpenAI messages; no usage or times",
     sniff=_sniff,
     read=_read,
 )
