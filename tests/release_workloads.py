@@ -158,8 +158,10 @@ def budget_target(**kw: Any) -> dict[str, Any]:
 def decisions(data: Path, policy: str) -> list[dict[str, Any]]:
     from zumik_cli.dataset import Dataset
 
-    cursor = Dataset(data).connect().execute(
-        "SELECT * FROM decisions WHERE policy = ? ORDER BY timestamp, trace_id", [policy]
+    cursor = (
+        Dataset(data)
+        .connect()
+        .execute("SELECT * FROM decisions WHERE policy = ? ORDER BY timestamp, trace_id", [policy])
     )
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -330,6 +330,10 @@ def test_token_forms_refuse_negative_sizes_and_capacities_and_unknown_orders():
     with pytest.raises(ValueError, match="one entry per unit id"):
         lru_prefix_token_depths(offsets, ids, np.array([1, 2]))
 
+    offsets, ids, tokens = workload([[A, B]], [[2**61, 2**61]])
+    with pytest.raises(ValueError, match="2\\*\\*62"):
+        lru_prefix_token_depths(offsets, ids, tokens)
+
 
 def test_an_empty_workload_hits_no_tokens():
     offsets, ids, tokens = workload([])

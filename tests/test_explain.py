@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 from zumik_cli.cli import app
 from zumik_cli.dataset import Dataset
 from zumik_cli.errors import ZumikError
-from zumik_cli.explain import RECORD_FIELDS, explain
+from zumik_cli.explain import RECORD_FIELDS, explain, recompute
+from zumik_cli.release_store import recorded_history
 from zumik_cli.releases import load_history
 from zumik_cli.simulate import simulate
 from zumik_cli.waterfall import WaterfallOptions, compute_waterfall
@@ -57,16 +58,21 @@ def test_explain_recomputes_the_same_resolved_model_for_every_recorded_decision_
     history = load_history(releases)
     simulate(data, history, ["recorded"])
     dataset = Dataset(data)
-    waterfall = compute_waterfall(dataset, WaterfallOptions(curves=False, capacities=()))
-    traces = [r[0] for r in dataset.connect().execute("SELECT trace_id FROM decisions WHERE policy = 'recorded'")
-              .fetchall()]
+    stored = recorded_history(dataset)
+    cursor = dataset.connect().execute("SELECT * FROM decisions WHERE policy = 'recorded' ORDER BY timestamp")
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    assert len(traces) == waterfall.per_request.num_rows
-    for trace in traces:
-        result = explain(dataset, trace, history=history, waterfall=waterfall)
-        again = result.recomputation
-        assert (again["outcome"], again["divergence"]) == ("same", None), (trace, again)
-        assert again["resolved_model"] == result.record["resolved_model"]
+    assert len(rows) == dataset.connect().execute("SELECT count(*) FROM requests").fetchone()[0]
+    for row in rows:  # what explain does for each decision, without the reuse accounting
+        again = recompute({**row, "policy_inputs": json.loads(row["policy_inputs"])}, history, stored)
+        assert (again["outcome"], again["divergence"]) == ("same", None), (row["trace_id"], again)
+        assert again["resolved_model"] == row["resolved_model"]
+    waterfall = compute_waterfall(dataset, WaterfallOptions(curves=False, capacities=()))
+    for row in rows[:: max(len(rows) // 12, 1)]:  # and end to end on a spread of them
+        result = explain(dataset, row["trace_id"], history=history, waterfall=waterfall)
+        assert result.recomputation["outcome"] == "same"
+        assert result.record["resolved_model"] == row["resolved_model"]
 
 
 def test_explain_prints_the_resolution_record_with_exactly_its_five_fields(simulated):

@@ -65,8 +65,12 @@ def inputs(
 
 
 def test_cheapest_weighs_output_tokens_at_their_own_price():
-    rel = make_release([target("a", "input-cheap", prices=(1.0, 100.0, 0.1, 1.0)),
-                        target("b", "output-cheap", prices=(2.0, 1.0, 0.2, 2.0))])
+    rel = make_release(
+        [
+            target("a", "input-cheap", prices=(1.0, 100.0, 0.1, 1.0)),
+            target("b", "output-cheap", prices=(2.0, 1.0, 0.2, 2.0)),
+        ]
+    )
 
     assert cheapest(rel, inputs(rel, 1000, 0)).target == "a/input-cheap"
     assert cheapest(rel, inputs(rel, 1000, 100)).target == "b/output-cheap"
@@ -74,8 +78,12 @@ def test_cheapest_weighs_output_tokens_at_their_own_price():
 
 
 def test_lowest_expected_latency_counts_the_prefix_already_warm():
-    rel = make_release([target("a", "cache-fast", ttft=(100, 200), input_ms=100, cached_ms=1),
-                        target("b", "prefill-fast", ttft=(300, 400), input_ms=10, cached_ms=10)])
+    rel = make_release(
+        [
+            target("a", "cache-fast", ttft=(100, 200), input_ms=100, cached_ms=1),
+            target("b", "prefill-fast", ttft=(300, 400), input_ms=10, cached_ms=10),
+        ]
+    )
 
     assert lowest_expected_latency(rel, inputs(rel, 10_000)).target == "b/prefill-fast"  # 1,100 ms vs 400 ms
     warm = inputs(rel, 10_000, warm={"a/cache-fast": 9_000})  # 100 + 100 + 9 = 209 ms
@@ -164,8 +172,11 @@ def test_cheapest_sends_every_request_to_the_lowest_list_price_and_recorded_keep
     assert [d["realized_tokens"] for d in kept] == [0, prompts[0], prompts[1]]
     # CHEAP prices reads, writes and input alike at $1/Mtok; no output was recorded
     assert [d["cost"] for d in chosen] == pytest.approx([p / 1e6 for p in prompts])
-    fast = [prompts[0] * 6.25, prompts[0] * 0.5 + (prompts[1] - prompts[0]) * 6.25,
-            prompts[1] * 0.5 + (prompts[2] - prompts[1]) * 6.25]
+    fast = [
+        prompts[0] * 6.25,
+        prompts[0] * 0.5 + (prompts[1] - prompts[0]) * 6.25,
+        prompts[1] * 0.5 + (prompts[2] - prompts[1]) * 6.25,
+    ]
     assert [d["cost"] for d in kept] == pytest.approx([f / 1e6 for f in fast])
 
 
@@ -181,8 +192,13 @@ def test_lowest_expected_latency_sends_every_request_to_the_fastest_target(tmp_p
 def test_cache_affinity_keeps_a_warm_session_on_its_target_across_a_new_release(tmp_path):
     docs = [
         release("alr_2026_06_01_001", -3600, [fast_target()], policy="primary"),
-        release("alr_2026_06_01_002", 25, [cheap_target(), fast_target()], policy="cheapest",
-                supersedes="alr_2026_06_01_001"),
+        release(
+            "alr_2026_06_01_002",
+            25,
+            [cheap_target(), fast_target()],
+            policy="cheapest",
+            supersedes="alr_2026_06_01_001",
+        ),
     ]
     records = session("s1", "billing", 0, [FAST, FAST, FAST, CHEAP, CHEAP]) + session(
         "s2", "shipping", 100, [CHEAP, CHEAP]
@@ -197,7 +213,9 @@ def test_cache_affinity_keeps_a_warm_session_on_its_target_across_a_new_release(
     assert models("cache_affinity") == [key(FAST)] * 5 + [key(CHEAP)] * 2
     affinity = decisions(data, "cache_affinity")
     assert [d["resolution_reason"] for d in affinity][3:6] == [
-        "warm_prefix_on_target", "warm_prefix_on_target", "cold_start_cheapest",
+        "warm_prefix_on_target",
+        "warm_prefix_on_target",
+        "cold_start_cheapest",
     ]
     assert [d["alias_release"] for d in affinity] == ["alr_2026_06_01_001"] * 3 + ["alr_2026_06_01_002"] * 4
     realized = {p: sum(d["realized_tokens"] for d in decisions(data, p)) for p in ("recorded", "cache_affinity")}
@@ -219,8 +237,15 @@ def test_reuse_aware_buys_a_cache_write_that_pays_back_and_cheapest_does_not(tmp
 
 
 def test_primary_follows_the_release_order_within_its_constraints(tmp_path):
-    docs = [release("alr_2026_06_01_001", -60, [fast_target(), cheap_target()], policy="primary",
-                    constraints={"allowed_providers": ["beta"]})]
+    docs = [
+        release(
+            "alr_2026_06_01_001",
+            -60,
+            [fast_target(), cheap_target()],
+            policy="primary",
+            constraints={"allowed_providers": ["beta"]},
+        )
+    ]
     data = run(tmp_path, session("s1", "billing", 0, [FAST, FAST]), docs, "primary")
 
     assert [d["resolved_model"] for d in decisions(data, "primary")] == [key(CHEAP)] * 2

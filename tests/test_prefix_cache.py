@@ -84,8 +84,9 @@ def test_a_one_hour_breakpoint_outlives_the_default_ttl():
     cache = PrefixCache(anthropic)
     send(cache, prompt([1, 2], [1500, 100], 0, breakpoints=(1500, 1600), breakpoint_ttls=("1h", "5m")))
 
-    later = cache.probe(prompt([1, 2, 3], [1500, 100, 50], 1200, breakpoints=(1500, 1650),
-                               breakpoint_ttls=("1h", "5m")))
+    later = cache.probe(
+        prompt([1, 2, 3], [1500, 100, 50], 1200, breakpoints=(1500, 1650), breakpoint_ttls=("1h", "5m"))
+    )
     assert later.read_tokens == 1500
     assert later.write_ttl == "1h"
 

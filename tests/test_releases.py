@@ -42,9 +42,7 @@ def runner() -> CliRunner:
 def two_releases() -> list[dict]:
     return [
         release("alr_2026_06_01_001", -3600, [fast_target(), cheap_target()], policy="cheapest"),
-        release(
-            "alr_2026_06_01_002", 3600, [cheap_target(), fast_target()], supersedes="alr_2026_06_01_001"
-        ),
+        release("alr_2026_06_01_002", 3600, [cheap_target(), fast_target()], supersedes="alr_2026_06_01_001"),
     ]
 
 
@@ -76,8 +74,9 @@ def test_a_release_resolves_to_the_newest_one_of_its_alias_created_at_or_before_
 def test_the_digest_ignores_quoting_key_order_and_whole_numbers_but_not_meaning(tmp_path):
     doc = release("alr_2026_06_01_001", 0, [fast_target()])
     same = dict(reversed(list(doc.items())))
-    same["targets"] = [{**fast_target(), "prices_per_mtok": {"input": 5, "output": 10, "cache_read": 0.5,
-                                                               "cache_write": 6.25}}]
+    same["targets"] = [
+        {**fast_target(), "prices_per_mtok": {"input": 5, "output": 10, "cache_read": 0.5, "cache_write": 6.25}}
+    ]
     other = release("alr_2026_06_01_001", 0, [fast_target(revision="r2")])
 
     a, b, c = (history_from_documents([d], "test").releases[0] for d in (doc, same, other))
@@ -164,9 +163,21 @@ def test_new_appends_the_next_release_and_leaves_existing_releases_byte_identica
     before = history_file.read_bytes()
     result = runner().invoke(
         app,
-        ["releases", "new", "--releases", str(history_file), "--alias", "chat", "--set",
-         "targets[0].model_revision=m-cheap-2", "--set", "constraints.max_latency_ms=5000",
-         "--created-at", when(7200), "--json"],
+        [
+            "releases",
+            "new",
+            "--releases",
+            str(history_file),
+            "--alias",
+            "chat",
+            "--set",
+            "targets[0].model_revision=m-cheap-2",
+            "--set",
+            "constraints.max_latency_ms=5000",
+            "--created-at",
+            when(7200),
+            "--json",
+        ],
     )
 
     assert result.exit_code == 0, result.stderr
@@ -185,10 +196,18 @@ def test_new_appends_the_next_release_and_leaves_existing_releases_byte_identica
 
 
 def test_new_starts_the_numbering_again_on_another_day(history_file):
-    first = new_release(history_file, alias="chat", changes={"policy": "reuse_aware"},
-                        created_at=load_history(history_file).get("alr_2026_06_01_002").created_at.replace(day=3))
-    second = new_release(history_file, base=first.id, changes={"policy": "cheapest"},
-                         created_at=first.created_at.replace(hour=first.created_at.hour + 1))
+    first = new_release(
+        history_file,
+        alias="chat",
+        changes={"policy": "reuse_aware"},
+        created_at=load_history(history_file).get("alr_2026_06_01_002").created_at.replace(day=3),
+    )
+    second = new_release(
+        history_file,
+        base=first.id,
+        changes={"policy": "cheapest"},
+        created_at=first.created_at.replace(hour=first.created_at.hour + 1),
+    )
 
     assert (first.id, second.id) == ("alr_2026_06_03_001", "alr_2026_06_03_002")
     assert second.supersedes == first.id
@@ -196,8 +215,9 @@ def test_new_starts_the_numbering_again_on_another_day(history_file):
 
 def test_new_refuses_a_release_that_changes_nothing(history_file):
     before = history_file.read_bytes()
-    result = runner().invoke(app, ["releases", "new", "--releases", str(history_file), "--alias", "chat",
-                                   "--created-at", when(7200)])
+    result = runner().invoke(
+        app, ["releases", "new", "--releases", str(history_file), "--alias", "chat", "--created-at", when(7200)]
+    )
 
     assert result.exit_code == 6
     assert "would not differ" in result.stderr
@@ -205,8 +225,21 @@ def test_new_refuses_a_release_that_changes_nothing(history_file):
 
 
 def test_new_refuses_a_creation_time_before_the_alias_latest_release(history_file):
-    result = runner().invoke(app, ["releases", "new", "--releases", str(history_file), "--alias", "chat", "--set",
-                                   "policy=cheapest", "--created-at", when(0)])
+    result = runner().invoke(
+        app,
+        [
+            "releases",
+            "new",
+            "--releases",
+            str(history_file),
+            "--alias",
+            "chat",
+            "--set",
+            "policy=cheapest",
+            "--created-at",
+            when(0),
+        ],
+    )
     assert result.exit_code == 6
     assert "after its latest one" in result.stderr
 
@@ -252,10 +285,12 @@ def test_the_synth_history_verifies_and_matches_the_json_schema(tmp_path):
     aliases = {r.alias for r in written}
     assert all(2 <= len([r for r in written if r.alias == a]) <= 3 for a in aliases)
     revision_changes = [
-        r for r in written
+        r
+        for r in written
         if r.supersedes and History(tuple(written), "synth").get(r.supersedes).targets[0].model == r.targets[0].model
     ]
     assert revision_changes, "one alias changes only its model revision"
-    assert path.read_bytes() == (write_release_history(config, tmp_path / "again.yaml") and
-                                 (tmp_path / "again.yaml").read_bytes())
+    assert path.read_bytes() == (
+        write_release_history(config, tmp_path / "again.yaml") and (tmp_path / "again.yaml").read_bytes()
+    )
     assert release_history(config) == written

@@ -46,20 +46,37 @@ def runner() -> CliRunner:
 
 HISTORY = history_from_documents(
     [
-        release("alr_2026_06_01_001", 0, [
-            target("anthropic", "claude-sonnet-4-5", prices=(3.0, 15.0, 0.3, 3.75), ttft=(600, 900)),
-            target("openai", "gpt-4.1", prices=(2.0, 8.0, 0.5, 2.0), ttft=(400, 700)),
-            target("vllm", "llama", prices=(0.5, 0.5, 0.0, 0.5), ttft=(900, 2000), rules="vllm"),
-        ], policy="cheapest"),
-        release("alr_2026_06_01_002", 3000, [
-            target("anthropic", "claude-haiku-4-5", prices=(1.0, 5.0, 0.1, 1.25), ttft=(300, 450)),
-            target("openai", "gpt-4.1", prices=(2.0, 8.0, 0.5, 2.0), ttft=(400, 700)),
-        ], policy="primary", supersedes="alr_2026_06_01_001", constraints={"max_latency_ms": 3000}),
+        release(
+            "alr_2026_06_01_001",
+            0,
+            [
+                target("anthropic", "claude-sonnet-4-5", prices=(3.0, 15.0, 0.3, 3.75), ttft=(600, 900)),
+                target("openai", "gpt-4.1", prices=(2.0, 8.0, 0.5, 2.0), ttft=(400, 700)),
+                target("vllm", "llama", prices=(0.5, 0.5, 0.0, 0.5), ttft=(900, 2000), rules="vllm"),
+            ],
+            policy="cheapest",
+        ),
+        release(
+            "alr_2026_06_01_002",
+            3000,
+            [
+                target("anthropic", "claude-haiku-4-5", prices=(1.0, 5.0, 0.1, 1.25), ttft=(300, 450)),
+                target("openai", "gpt-4.1", prices=(2.0, 8.0, 0.5, 2.0), ttft=(400, 700)),
+            ],
+            policy="primary",
+            supersedes="alr_2026_06_01_001",
+            constraints={"max_latency_ms": 3000},
+        ),
     ],
     "generated",
 )
-ROUTES = [("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4.1"), ("vllm", "llama"),
-          ("anthropic", "claude-haiku-4-5"), ("google", "gemini-2.5-pro")]
+ROUTES = [
+    ("anthropic", "claude-sonnet-4-5"),
+    ("openai", "gpt-4.1"),
+    ("vllm", "llama"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("google", "gemini-2.5-pro"),
+]
 T0 = HISTORY.get("alr_2026_06_01_001").created_ts
 
 
@@ -94,8 +111,14 @@ def workloads(draw: st.DrawFn) -> list[WorkRequest]:
                 output_tokens=draw(st.integers(0, 400)),
                 latency_ms=None,
                 approximate=False,
-                prompt=Prompt(draw(st.sampled_from(["acme", "globex"])), now, chains, ends,
-                              (ends[-1],) if marked else (), ("5m",) if marked else ()),
+                prompt=Prompt(
+                    draw(st.sampled_from(["acme", "globex"])),
+                    now,
+                    chains,
+                    ends,
+                    (ends[-1],) if marked else (),
+                    ("5m",) if marked else (),
+                ),
             )
         )
     return requests
@@ -189,8 +212,15 @@ def test_the_same_seed_gives_the_same_comparison_and_run_id(small):
     assert first.stdout == second.stdout
     result = json.loads(first.stdout)
     for row in result["policies"]:
-        assert {"policy", "cost", "realized_tokens", "realized_rate", "latency_p50_ms", "latency_p95_ms",
-                "churn"} <= set(row)
+        assert {
+            "policy",
+            "cost",
+            "realized_tokens",
+            "realized_rate",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "churn",
+        } <= set(row)
     assert result["policies"][0]["policy"] == "recorded"
     assert "written to" in first.stderr
 

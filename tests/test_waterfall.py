@@ -1055,3 +1055,14 @@ def test_the_order_of_the_input_files_does_not_change_the_result(tokenizer_spec,
 
     assert forward.summary == backward.summary
     assert forward.per_request.to_pylist() == backward.per_request.to_pylist()
+
+
+def test_usage_only_logs_give_total_and_realized_but_never_an_invented_eligible(tmp_path):
+    codex = Path(__file__).parent / "fixtures" / "formats" / "codex"
+    ingest([codex], tmp_path / "data")
+    s = compute_waterfall(Dataset(tmp_path / "data"), WaterfallOptions(curves=False)).summary
+
+    assert s["total_input_tokens"]["tokens"] > 0
+    assert s["realized"]["tokens"] is not None
+    assert s["eligible"]["tokens"] is None and s["candidate"]["tokens"] is None and s["missed"]["tokens"] is None
+    assert any(c["row"] == "eligible" and "usage-only" in c["reason"] for c in s["cannot_compute"])

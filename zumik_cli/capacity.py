@@ -14,16 +14,17 @@ pass and to model an engine whose eviction order differs (``order="vllm"``).
 Units of different sizes (content blocks of different token lengths) use the token-weighted form. Give each
 unit u a fixed size s(u) >= 0 and let its token depth be D(u) = s(u) + the sizes of the distinct units touched
 since u's last touch. A cache of C tokens that, after each request, evicts its least recently used unit while
-the held total exceeds C, holds exactly the units with D(u) <= C. Proof: D never falls from the most to the
-least recent unit, so that set is a recency suffix. Suppose the cache is that set before a request. A touch
-moves a unit to the front and adds its size to the D of every unit it passes, so no unit outside the set can
-enter it and the touched units are all held; the units held but no longer in the set are older than every
-unit in it, and while one of them, v, is held, everything touched after v is held too (v was touched in this
-request, or was in the set and so was everything newer), so the total is at least D(v) > C and eviction goes
-on; once they are gone the total is D of the oldest unit left, <= C, and it stops. Evicting after each touch
-instead reaches the same set at each request boundary, the only time hits are looked up. The fixed size
-matters: with C = 10, touching A (5) then B (6) evicts A, and if B then shrank to 1 token, D(A) = 6 <= 10
-while A is gone; so the token-weighted functions refuse a unit whose size differs between accesses.
+the held total exceeds C, holds exactly the units with D(u) <= C. Proof, by induction over requests: D never
+falls from the most to the least recent unit, so that set is a recency suffix; say the cache is that set
+before a request. A touch makes its unit the most recent and leaves every other D the same or larger, so after
+the request's touches the new set holds only units the cache holds (touched ones, or ones already in the old
+set), and the held units outside it are older than all of it. While such a unit v is held, so is every unit
+touched after v (if v was touched in this request, all later touches are; if not, v was in the old set, and so
+were the units more recent than v that the request did not touch), so the held total is at least D(v) > C and
+eviction goes on; once they are gone the total is D of the oldest unit left, <= C, and it stops. Evicting
+after each touch instead reaches the same set at each request boundary, the only time hits are looked up. The
+fixed size matters: with C = 10, touching A (5) then B (6) evicts A, and if B then shrank to 1 token, D(A) = 6
+<= 10 while A is gone; so the token-weighted functions refuse a unit whose size differs between accesses.
 ``lru_prefix_token_depths`` gives these depths (a Fenwick tree holding each unit's size at its last touch
 time, where the unit form holds a 1) and ``simulate_lru_tokens`` replays the policy to check them.
 """
@@ -63,16 +64,16 @@ def _stack_depths_kernel(
     tree: npt.NDArray[np.integer],
     unit_sizes: IntArray | None = None,
 ) -> IntArray:
-    # A Fenwick tree over touch times holds each unit's size (1 when unit_sizes is None) at its last touch, so
-    # a unit's depth, its own size plus those of the distinct units touched since, is the held total less the
-    # sum before that touch. The caller passes the zeroed tree (n_access + 1 long): int32 is enough to count
-    # units, token sums need int64. numba prunes the `unit_sizes is None` branches, so counting units costs
-    # what it did before sizes existed. Compiled by numba when available; the same code runs as Python.
+    # A Fenwick tree over touch times holds each unit's size (1 when unit_sizes is None) at its last touch, so a
+    # unit's depth, its own size plus those of the distinct units touched since, is the total size of all units
+    # seen less the sum before that touch. The caller passes the zeroed tree (n_access + 1 long): int32 is enough
+    # to count units, token sums need int64. numba prunes the `unit_sizes is None` branches, so counting units
+    # costs what it did before sizes existed. Compiled by numba when available; the same code runs as Python.
     n_access = dense_ids.shape[0]
     last = np.full(n_units, -1, dtype=np.int64)
     depths = np.empty(n_access, dtype=np.int64)
     sentinel = np.int64(FIRST_ACCESS)
-    held = np.int64(0)
+    total = np.int64(0)
     now = 0
     for r in range(offsets.shape[0] - 1):
         start = offsets[r]
@@ -88,7 +89,7 @@ def _stack_depths_kernel(
                 while i > 0:
                     before += tree[i]
                     i -= i & -i
-                depth = held - before
+                depth = total - before
             running = max(running, depth)
             depths[j] = running
         for step in range(end - start):
@@ -97,7 +98,7 @@ def _stack_depths_kernel(
             size = 1 if unit_sizes is None else unit_sizes[unit]
             seen_at = last[unit]
             if seen_at < 0:
-                held += size
+                total += size
             else:
                 i = seen_at + 1
                 while i <= n_access:
@@ -156,15 +157,13 @@ def _prefix_depths(
     if order not in _TOUCHED_IN_REVERSE:
         raise ValueError(f"unknown order {order!r}; use one of {sorted(_TOUCHED_IN_REVERSE)}")
     reverse = _TOUCHED_IN_REVERSE[order]
-    if tokens is None:
-        if ids.shape[0] >= _MAX_ACCESSES:
-            raise ValueError(f"at most {_MAX_ACCESSES - 1} unit accesses per call; split the workload by time")
-        dense, n_units = _dense_ids(ids)
-        return _stack_depths()(offsets_arr, dense, n_units, reverse, np.zeros(ids.shape[0] + 1, dtype=np.int32))
+    if tokens is None and ids.shape[0] >= _MAX_ACCESSES:
+        raise ValueError(f"at most {_MAX_ACCESSES - 1} unit accesses per call; split the workload by time")
     dense, n_units = _dense_ids(ids)
-    sizes = _unit_sizes(ids, dense, tokens)
+    if tokens is None:
+        return _stack_depths()(offsets_arr, dense, n_units, reverse, np.zeros(ids.shape[0] + 1, dtype=np.int32))
     tree = np.zeros(ids.shape[0] + 1, dtype=np.int64)
-    return _stack_depths()(offsets_arr, dense, n_units, reverse, tree, sizes)
+    return _stack_depths()(offsets_arr, dense, n_units, reverse, tree, _unit_sizes(ids, dense, tokens))
 
 
 def _unit_sizes(ids: IntArray, dense: npt.NDArray[np.integer], tokens: IntArray) -> IntArray:
@@ -293,8 +292,8 @@ def request_hits(
 ) -> IntArray:
     """Per-request hit tokens in an LRU cache of ``capacity_tokens`` tokens (``None``: unbounded).
 
-    The per-request form of ``token_capacity_curve``, read off the token depths in one pass instead of
-    replayed: ``simulate_lru_tokens`` gives the same answer a Python step per access at a time.
+    The per-request form of ``token_capacity_curve``: read off the token depths (one compiled pass) rather
+    than replayed, so it is fast enough for whole traces; ``simulate_lru_tokens`` is the replay it matches.
     """
     limit = _token_limit(capacity_tokens)
     offsets_arr = _as_int64(offsets)

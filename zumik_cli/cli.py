@@ -57,8 +57,13 @@ def print_json(value: Any) -> None:
 
 def progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
     bar = Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
     )
     task = bar.add_task(label, total=None)
 
@@ -75,7 +80,6 @@ def main(
     if version:
         out.print(f"zumik {__version__}")
         raise typer.Exit()
-
 
 
 @app.command()
@@ -112,9 +116,11 @@ def quarantine(data: DataOpt = Path("data/zumik"), as_json: JsonOpt = False) -> 
     if as_json:
         print_json(entries)
     elif entries:
-        terminal.simple_table(out, f"Quarantine ({len(entries)})", [
-            {"file": e["file"], "line": e["line"], "reason": e["reason"]} for e in entries
-        ])
+        terminal.simple_table(
+            out,
+            f"Quarantine ({len(entries)})",
+            [{"file": e["file"], "line": e["line"], "reason": e["reason"]} for e in entries],
+        )
     else:
         err.print("Nothing quarantined.")
 
@@ -133,7 +139,10 @@ def formats(as_json: JsonOpt = False) -> None:
 
 
 def _options(
-    rules: str | None, ttl: str | None, capacity_tokens: int | None, by: list[str] | None,
+    rules: str | None,
+    ttl: str | None,
+    capacity_tokens: int | None,
+    by: list[str] | None,
     rules_file: list[Path] | None,
 ) -> Any:
     from .waterfall import WaterfallOptions
@@ -148,12 +157,18 @@ def _options(
             except ValueError:
                 raise ZumikError(f"--ttl takes seconds or 'none', not {ttl!r}") from None
     return WaterfallOptions(
-        rules=rules, ttl_seconds=ttl_seconds, ttl_none=ttl_none, capacity_tokens=capacity_tokens,
-        by=tuple(by or ()), rules_files=tuple(str(p) for p in rules_file or ()),
+        rules=rules,
+        ttl_seconds=ttl_seconds,
+        ttl_none=ttl_none,
+        capacity_tokens=capacity_tokens,
+        by=tuple(by or ()),
+        rules_files=tuple(str(p) for p in rules_file or ()),
     )
 
 
-RulesOpt = Annotated[str | None, typer.Option("--rules", help="Force one rules pack for every request (see `zumik rules`).")]
+RulesOpt = Annotated[
+    str | None, typer.Option("--rules", help="Force one rules pack for every request (see `zumik rules`).")
+]
 TtlOpt = Annotated[str | None, typer.Option("--ttl", help="Override the packs' TTL: seconds, or 'none'.")]
 CapOpt = Annotated[int | None, typer.Option("--capacity-tokens", help="LRU cache capacity in tokens.")]
 ByOpt = Annotated[
@@ -251,8 +266,7 @@ def report(
     dataset = Dataset(data)
     options = _options(rules, ttl, capacity_tokens, ["model", "alias", "release", "tenant", "session"], None)
     result = compute_waterfall(dataset, options)
-    path = write_dataset_report(dataset, result.summary, output, generated_at=generated_at,
-                                include_text=include_text)
+    path = write_dataset_report(dataset, result.summary, output, generated_at=generated_at, include_text=include_text)
     out.print(str(path))
 
 
@@ -302,11 +316,12 @@ def synth(
     else:
         err.print(f"Wrote {summary.requests} requests in {summary.sessions} sessions to {', '.join(map(str, paths))}")
 
+
 from .cli_export import register as register_export  # noqa: E402
 
 register_export(app)
 
-from .cli_releases import releases_app, register  # noqa: E402
+from .cli_releases import register, releases_app  # noqa: E402
 
 app.add_typer(releases_app, name="releases")
 register(app)

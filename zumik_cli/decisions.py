@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow.parquet as pq
 
 from .dataset import Dataset, read_manifest, remove_orphans, write_manifest
@@ -81,9 +82,11 @@ def _write(staging: Path, part: str, table: Any) -> str:
 DECISION_SQL = "SELECT * FROM decisions WHERE trace_id = ? AND policy = ?"
 
 
-def find_decision(dataset: Dataset, trace_id: str, policy: str) -> dict[str, Any] | None:
+def find_decision(
+    dataset: Dataset, trace_id: str, policy: str, con: duckdb.DuckDBPyConnection | None = None
+) -> dict[str, Any] | None:
     """The stored resolution record of one request under one policy, with its inputs parsed."""
-    cursor = dataset.connect().execute(DECISION_SQL, [trace_id, policy])
+    cursor = (con or dataset.connect()).execute(DECISION_SQL, [trace_id, policy])
     names = [d[0] for d in cursor.description]
     row = cursor.fetchone()
     if row is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
+
 from .dataset import Dataset
 from .decisions import find_decision
 from .errors import ZumikError
@@ -87,9 +89,9 @@ def explain(
     found = con.execute("SELECT rid FROM requests WHERE trace_id = ?", [trace_id]).fetchone()
     if found is None:
         raise ZumikError(f"no request with trace id {trace_id!r} in {dataset.root}: see `zumik waterfall --by session`")
-    stored = recorded_history(dataset)
+    stored = recorded_history(dataset, con)
     releases = history if history is not None else stored
-    decision = find_decision(dataset, trace_id, policy)
+    decision = find_decision(dataset, trace_id, policy, con)
     if decision is None and policy == "recorded" and len(releases):
         decision = _derive_recorded(dataset, releases, trace_id)
     if decision is None:
@@ -119,7 +121,7 @@ def explain(
     }
     detail["policy_inputs"] = decision["policy_inputs"]
     result = waterfall or compute_waterfall(dataset, WaterfallOptions(curves=False, capacities=()))
-    reuse = reuse_accounting(dataset, int(found[0]), trace_id, result)
+    reuse = reuse_accounting(con, int(found[0]), trace_id, result)
     return Explanation(trace_id, policy, record, detail, reuse, recompute(decision, releases, stored))
 
 
@@ -218,12 +220,11 @@ def recompute(decision: dict[str, Any], releases: History, stored: History | Non
     return out
 
 
-def reuse_accounting(dataset: Dataset, rid: int, trace_id: str, waterfall: Waterfall) -> dict[str, Any]:
+def reuse_accounting(con: duckdb.DuckDBPyConnection, rid: int, trace_id: str, waterfall: Waterfall) -> dict[str, Any]:
     """The request's waterfall stages, the rule that cut each drop and why, and who it shares its prefix with."""
     table = waterfall.per_request
     index = table.column("trace_id").to_pylist().index(trace_id)
     row = {name: table.column(name)[index].as_py() for name in table.column_names}
-    con = dataset.connect()
     cursor = con.execute(SHARERS_SQL, {"rid": rid})
     names = [d[0] for d in cursor.description]
     sharers = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]

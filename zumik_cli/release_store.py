@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from .dataset import Dataset
@@ -64,9 +65,10 @@ class Verification:
         }
 
 
-def recorded_history(dataset: Dataset) -> History:
+def recorded_history(dataset: Dataset, con: duckdb.DuckDBPyConnection | None = None) -> History:
     """The releases a dataset has recorded (by `zumik simulate`), rebuilt from their canonical content."""
-    rows = dataset.connect().execute("SELECT content FROM releases ORDER BY created_at, release_id").fetchall()
+    con = con or dataset.connect()
+    rows = con.execute("SELECT content FROM releases ORDER BY created_at, release_id").fetchall()
     source = f"releases recorded in {dataset.root}"
     return History(tuple(parse_release(json.loads(c), source) for (c,) in rows), source)
 

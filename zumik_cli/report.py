@@ -1139,7 +1139,14 @@ def write_dataset_report(
     when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"Prefix-cache reuse: {Path(dataset.root).name}"
     return write_report(
-        ReportInputs(waterfall=waterfall, manifest=manifest, generated_at=when, title=title, policies=policies,
-                     replays=replays, include_text=include_text),
+        ReportInputs(
+            waterfall=waterfall,
+            manifest=manifest,
+            generated_at=when,
+            title=title,
+            policies=policies,
+            replays=replays,
+            include_text=include_text,
+        ),
         path,
     )

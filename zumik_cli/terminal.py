@@ -11,8 +11,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-EVIDENCE_STYLE = {"measured": "bold green", "replayed": "bold cyan", "simulated": "bold yellow",
-                  "estimated": "bold magenta"}
+EVIDENCE_STYLE = {
+    "measured": "bold green",
+    "replayed": "bold cyan",
+    "simulated": "bold yellow",
+    "estimated": "bold magenta",
+}
 
 
 def tokens(value: int | None) -> str:
@@ -47,8 +51,10 @@ def ingest_summary(console: Console, summary: Any) -> None:
 def ingest_warnings(console: Console, summary: Any) -> None:
     """Paths and notes are the user's text, never markup: a folder named ``[red]`` is printed as it is."""
     if summary.quarantined:
-        console.print(f"[yellow]{summary.quarantined} record(s) quarantined[/] with reasons in "
-                      f"{escape(summary.dataset)}/quarantine/ (see `zumik quarantine`)")
+        console.print(
+            f"[yellow]{summary.quarantined} record(s) quarantined[/] with reasons in "
+            f"{escape(summary.dataset)}/quarantine/ (see `zumik quarantine`)"
+        )
     for path in summary.inputs_skipped:
         console.print(f"[dim]{escape(path)} was already ingested: skipped[/]")
     for note in summary.notes:
@@ -72,24 +78,42 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
     table.add_column("request-weighted", justify="right")
     table.add_column("evidence")
     weighted = summary.get("request_weighted", {})
-    for key, label in (("total_input_tokens", "Total input"), ("eligible", "Eligible"), ("candidate", "Candidate"),
-                       ("realized", "Realized"), ("missed", "Missed")):
+    for key, label in (
+        ("total_input_tokens", "Total input"),
+        ("eligible", "Eligible"),
+        ("candidate", "Candidate"),
+        ("realized", "Realized"),
+        ("missed", "Missed"),
+    ):
         stage = summary[key]
-        table.add_row(label, tokens(stage["tokens"]), percent(stage["rate"]),
-                      percent(weighted.get(key)) if key in weighted else "", badge(stage["evidence"]))
+        table.add_row(
+            label,
+            tokens(stage["tokens"]),
+            percent(stage["rate"]),
+            percent(weighted.get(key)) if key in weighted else "",
+            badge(stage["evidence"]),
+        )
     console.print(table)
     over = summary["over_realized"]
     if over["requests"]:
-        console.print(f"Over-realized: {over['requests']} requests, {tokens(over['tokens'])} tokens above "
-                      f"candidate ({over['explanation']})", highlight=False)
+        console.print(
+            f"Over-realized: {over['requests']} requests, {tokens(over['tokens'])} tokens above "
+            f"candidate ({over['explanation']})",
+            highlight=False,
+        )
     causes = [c for c in summary["causes"] if c["tokens"]]
     if causes:
         cause_table = Table(title="Where reuse was lost")
         for column in ("stage", "cause", "tokens", "requests", "evidence"):
             cause_table.add_column(column, justify="right" if column in ("tokens", "requests") else "left")
         for cause in sorted(causes, key=lambda c: -c["tokens"]):
-            cause_table.add_row(cause["stage"], cause["label"], tokens(cause["tokens"]), str(cause["requests"]),
-                                badge(cause["evidence"]))
+            cause_table.add_row(
+                cause["stage"],
+                cause["label"],
+                tokens(cause["tokens"]),
+                str(cause["requests"]),
+                badge(cause["evidence"]),
+            )
         console.print(cause_table)
     money = summary["money"]
     if money["without_cache"]:
@@ -105,16 +129,30 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
         for column in ("key", "requests", "total", "eligible", "candidate", "realized", "missed"):
             table.add_column(column, justify="left" if column == "key" else "right")
         for row in rows[:10]:
-            table.add_row(str(row["key"] or "-"), str(row["requests"]), *(tokens(row[c]) for c in
-                          ("total", "eligible", "candidate", "realized", "missed")))
+            table.add_row(
+                str(row["key"] or "-"),
+                str(row["requests"]),
+                *(tokens(row[c]) for c in ("total", "eligible", "candidate", "realized", "missed")),
+            )
         console.print(table)
     for note in summary.get("cannot_compute", []):
         console.print(f"[yellow]{note['row']}:[/] {note['reason']}", highlight=False)
-    console.print("[dim]Definitions: " + " ".join(
-        f"{k.replace('_', ' ')}: {v}" for k, v in summary["definitions"].items()
-        if k in ("eligible", "candidate", "realized", "missed")) + "[/]", highlight=False)
-    console.print("[dim]Rules: " + ", ".join(f"{r['name']} {r['version']} ({r['effective_from']})"
-                                             for r in summary["rules"]) + "[/]", highlight=False)
+    console.print(
+        "[dim]Definitions: "
+        + " ".join(
+            f"{k.replace('_', ' ')}: {v}"
+            for k, v in summary["definitions"].items()
+            if k in ("eligible", "candidate", "realized", "missed")
+        )
+        + "[/]",
+        highlight=False,
+    )
+    console.print(
+        "[dim]Rules: "
+        + ", ".join(f"{r['name']} {r['version']} ({r['effective_from']})" for r in summary["rules"])
+        + "[/]",
+        highlight=False,
+    )
 
 
 def rules(console: Console, packs: list[dict[str, Any]]) -> None:
@@ -124,6 +162,13 @@ def rules(console: Console, packs: list[dict[str, Any]]) -> None:
     for pack in packs:
         gran = pack["granularity"]
         detail = gran.get("kind", "") + (f" {gran['block_size']}" if "block_size" in gran else "")
-        table.add_row(pack["name"], pack["version"], pack["effective_from"], str(pack["ttl_seconds"] or "none"),
-                      str(pack["minimum_tokens"]), detail, pack["source"])
+        table.add_row(
+            pack["name"],
+            pack["version"],
+            pack["effective_from"],
+            str(pack["ttl_seconds"] or "none"),
+            str(pack["minimum_tokens"]),
+            detail,
+            pack["source"],
+        )
     console.print(table)

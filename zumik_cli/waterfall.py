@@ -24,6 +24,9 @@ from .errors import ZumikError
 from .rules import RulesPack, get_pack, load_packs, pack_for
 
 MAX_SIBLINGS = 64
+# An estimated row (proxy tokenizer scaled to the reported total, or coarse hash blocks) can overshoot by rounding;
+# reported reads above its candidate by at most this share of its input are noted apart from real over-realization.
+OVER_REALIZED_TOLERANCE = 0.05
 CAPACITY_LADDER = (16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, None)
 TTL_LADDER = (300, 3600, None)
 BREAKDOWNS = ("model", "alias", "release", "tenant", "session", "day")
@@ -149,6 +152,7 @@ SELECT r.rid, r.trace_id,
        r.timestamp AS ts, r.materialization_family AS family, r.target_key AS target,
        r.kv_compatibility_key AS kvc, r.model, r.provider, r.tenant, r.session_id, r.alias, r.alias_release,
        r.tokenizer_exact, r.block_granularity > 0 AS hashid, r.n_blocks, r.breakpoints,
+       (r.prompt_tokens_counted IS NULL AND r.block_granularity = 0) AS usage_only,
        coalesce(r.prompt_tokens_counted, r.prompt_tokens_reported, 0) AS counted,
        r.prompt_tokens_reported AS reported, r.cached_tokens_reported AS cached,
        r.cache_write_tokens_reported AS writes, r.miss_reason,
@@ -244,7 +248,9 @@ def _uniform_block(con: duckdb.DuckDBPyConnection) -> int | None:
 
 def _capacity_hits(con: duckdb.DuckDBPyConnection, capacity_tokens: int | None) -> None:
     if capacity_tokens is None:
-        con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_cap WHERE false")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_cap WHERE false"
+        )
         return
     offsets, units, sizes, rids = _workload(con)
     block = _uniform_block(con)
@@ -283,7 +289,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     _partials(con)
     con.execute(BREAKPOINT_SQL)
     _capacity_hits(con, options.capacity_tokens)
-    con.execute(_sql("per_request.sql"))
+    con.execute(_sql("per_request.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
     summary = _summarise(con, options, packs)
     per_request = con.sql("SELECT * FROM stages ORDER BY ord").to_arrow_table()
     return Waterfall(summary=summary, per_request=per_request)
@@ -304,8 +310,12 @@ SELECT count(*) AS requests,
        sum(realized) AS realized,
        sum(missed) AS missed,
        sum(CASE WHEN realized IS NOT NULL THEN candidate END) AS candidate_known,
-       count(*) FILTER (WHERE over_realized > 0) AS over_requests,
-       sum(over_realized) AS over_tokens,
+       count(*) FILTER (WHERE over_realized > over_tolerance) AS over_requests,
+       sum(over_realized) FILTER (WHERE over_realized > over_tolerance) AS over_tokens,
+       count(*) FILTER (WHERE over_realized > 0 AND over_realized <= over_tolerance) AS over_within_requests,
+       sum(over_realized) FILTER (WHERE over_realized > 0 AND over_realized <= over_tolerance) AS over_within_tokens,
+       count(*) FILTER (WHERE usage_only) AS usage_only,
+       sum(total) FILTER (WHERE usage_only) AS usage_only_tokens,
        count(*) FILTER (WHERE realized IS NULL) AS realized_unknown,
        count(*) FILTER (WHERE reported IS NULL) AS unreported,
        bool_or(hashid) AS any_hashid,
@@ -403,6 +413,7 @@ def _summarise(
     t = {k: (v or 0) for k, v in row.items()}
     total = int(t["total"])
     known = t["realized_unknown"] < t["requests"]
+    content = t["usage_only"] < t["requests"]
     counted_evidence = "estimated" if t["any_hashid"] or t["any_proxy"] else "simulated"
     total_evidence = "measured" if t["unreported"] == 0 else weakest(["measured", counted_evidence])
     realized_evidence = "measured"
@@ -442,6 +453,15 @@ def _summarise(
                 "reported cache reads (unknown, not zero): realized and missed cover only the others",
             }
         )
+    if t["usage_only"]:
+        cannot.append(
+            {
+                "row": "eligible",
+                "reason": f"{t['usage_only']} of {t['requests']} requests ({t['usage_only_tokens']:,} tokens) come "
+                "from usage-only logs with no content to compare: eligible, candidate and missed cover only the "
+                "others" + ("" if content else ", and there are none, so those rows are not computed"),
+            }
+        )
     if t["no_time"]:
         cannot.append(
             {
@@ -479,10 +499,10 @@ def _summarise(
     return {
         "requests": int(t["requests"]),
         "total_input_tokens": _stage(total, total, total_evidence),
-        "eligible": _stage(t["eligible"], total, counted_evidence),
-        "candidate": _stage(t["candidate"], total, counted_evidence),
+        "eligible": _stage(t["eligible"] if content else None, total, counted_evidence),
+        "candidate": _stage(t["candidate"] if content else None, total, counted_evidence),
         "realized": _stage(t["realized"] if known else None, total, realized_evidence),
-        "missed": _stage(t["missed"] if known else None, total, missed_evidence),
+        "missed": _stage(t["missed"] if known and content else None, total, missed_evidence),
         "request_weighted": {
             k: round(float(row[f"rw_{k}"]), 6) if row[f"rw_{k}"] is not None else None
             for k in ("eligible", "candidate", "realized", "missed")
@@ -494,6 +514,10 @@ def _summarise(
             "explanation": "requests whose reported cache reads exceed zumik's candidate: the rules pack is "
             "stricter than the provider, the log misses an earlier request that warmed the cache, or a proxy "
             "tokenizer's scaling is off; shown, never hidden",
+            "within_estimate_requests": int(t["over_within_requests"]),
+            "within_estimate_tokens": int(t["over_within_tokens"]),
+            "tolerance": f"on estimated rows, an excess of at most {OVER_REALIZED_TOLERANCE:.0%} of the request's "
+            "input is rounding of the estimate and is counted apart (within_estimate_*)",
         },
         "cache_writes": {"tokens": int(t["writes"]), "evidence": "measured", "requests_known": int(t["writes_known"])},
         "cross_tenant_opportunity": {

@@ -17,8 +17,7 @@ from .base import EngineInfo, EngineResult
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 START_HINT = (
-    "start one with `vllm serve MODEL --enable-prefix-caching --enable-prompt-tokens-details` "
-    "or give the right URL"
+    "start one with `vllm serve MODEL --enable-prefix-caching --enable-prompt-tokens-details` or give the right URL"
 )
 
 
@@ -95,5 +94,7 @@ class OpenAIHttpEngine:
         except json.JSONDecodeError as exc:
             raise ZumikError(f"the server at {self._root} answered {path} with something that is not JSON") from exc
         if not isinstance(payload, dict):
-            raise ZumikError(f"the server at {self._root} answered {path} with an unexpected reply; is it OpenAI-compatible?")
+            raise ZumikError(
+                f"the server at {self._root} answered {path} with an unexpected reply; is it OpenAI-compatible?"
+            )
         return payload

@@ -65,7 +65,7 @@ def _sniff(sample: Sample) -> bool:
 
 READER = Reader(
     name="zumik",
-    description="zumik JSONL (docs/zumik-jsonl.schema.json): one call a line with \"zumik\": 1, model and messages",
+    description='zumik JSONL (docs/zumik-jsonl.schema.json): one call a line with "zumik": 1, model and messages',
     sniff=_sniff,
     read=lambda sample: read_json_lines(sample, to_request),
 )

@@ -25,31 +25,41 @@ WITH joined AS (
            coalesce(l.t_tgt, 0) + coalesce(p.p_tgt, 0) AS t0,
            coalesce(l.t_kvc, 0) + coalesce(p.p_kvc, 0) AS k0,
            coalesce(l.t_warm, 0) + coalesce(p.p_warm, 0) AS w0,
-           coalesce(l.t_warm, 0) AS warm_blocks,
+           coalesce(l.t_warm, 0) AS warm_blocks0,
            coalesce(l.t_ttl_300, 0) AS ttl300_0,
            coalesce(l.t_ttl_3600, 0) AS ttl3600_0,
-           bp.t_bp,
-           cap.t_cap
+           bp.t_bp AS t_bp0,
+           cap.t_cap AS t_cap0,
+           coalesce(r.reported, r.counted) AS total,
+           -- counted figures are scaled to the reported total when a proxy tokenizer counted them, before any
+           -- rule is applied: minimums, increments and blocks are in the provider's own tokens
+           CASE WHEN r.reported IS NOT NULL AND NOT r.tokenizer_exact AND NOT r.hashid AND r.counted > 0
+                THEN r.reported::DOUBLE / r.counted ELSE 1.0 END AS scale
     FROM req r
     LEFT JOIN levels l USING (rid)
     LEFT JOIN partial p USING (rid)
     LEFT JOIN bp_hits bp USING (rid)
     LEFT JOIN cap_hits cap USING (rid)
-), chained AS (
+), provider_units AS (
     -- each stage can only keep what the stage before it kept
     SELECT *,
-           least(e0, counted) AS e1,
-           least(t0, e0, counted) AS t1,
-           least(k0, t0, e0, counted) AS k1,
-           least(w0, k0, t0, e0, counted) AS w1
+           least(round(least(e0, counted) * scale)::BIGINT, total) AS e1,
+           least(round(least(t0, e0, counted) * scale)::BIGINT, total) AS t1,
+           least(round(least(k0, t0, e0, counted) * scale)::BIGINT, total) AS k1,
+           least(round(least(w0, k0, t0, e0, counted) * scale)::BIGINT, total) AS w1,
+           least(round(warm_blocks0 * scale)::BIGINT, total) AS warm_blocks,
+           least(round(least(ttl300_0, k0, counted) * scale)::BIGINT, total) AS ttl300,
+           least(round(least(ttl3600_0, k0, counted) * scale)::BIGINT, total) AS ttl3600,
+           round(t_bp0 * scale)::BIGINT AS t_bp,
+           round(t_cap0 * scale)::BIGINT AS t_cap
     FROM joined
 ), ruled AS (
     SELECT *,
            CASE WHEN w1 < min_tokens THEN 0 ELSE w1 END AS m1
-    FROM chained
+    FROM provider_units
 ), granular AS (
     SELECT *,
-           servable(m1, counted, min_tokens, gran_kind, block_size, recompute_last, inc_first, inc_step, t_bp) AS g1,
+           servable(m1, total, min_tokens, gran_kind, block_size, recompute_last, inc_first, inc_step, t_bp) AS g1,
            -- a bounded cache keeps the leading whole blocks it still holds (t_cap); when it holds every shared
            -- whole block, the shared tokens inside the next block are kept too. What it keeps is then rounded to
            -- the target's granularity like any other prefix.
@@ -57,34 +67,31 @@ WITH joined AS (
     FROM ruled
 ), capped AS (
     SELECT *,
-           servable(cap1, counted, min_tokens, gran_kind, block_size, recompute_last, inc_first, inc_step, t_bp)
+           servable(cap1, total, min_tokens, gran_kind, block_size, recompute_last, inc_first, inc_step, t_bp)
                AS c1
     FROM granular
 )
 SELECT rid, trace_id, ord, ts, model, provider, tenant, session_id, alias, alias_release, family, kvc, pack,
-       tokenizer_exact, hashid, counted, reported, cached, writes, miss_reason, write_ttl,
-       coalesce(reported, counted) AS total,
-       -- counted figures are scaled to the reported total when a proxy tokenizer counted them
-       CASE WHEN reported IS NOT NULL AND NOT tokenizer_exact AND NOT hashid AND counted > 0
-            THEN reported::DOUBLE / counted ELSE 1.0 END AS scale,
+       tokenizer_exact, hashid, usage_only, counted, reported, cached, writes, miss_reason, write_ttl, total, scale,
        (reported IS NOT NULL AND NOT tokenizer_exact AND NOT hashid) AS scaled,
-       e1, t1, k1, w1, m1, g1, c1, ttl300_0, ttl3600_0
+       e1, t1, k1, w1, m1, g1, c1, ttl300, ttl3600
 FROM capped;
 
+-- Requests with usage but no content (usage-only logs) have no eligible or candidate: NULL, never zero.
 CREATE OR REPLACE TEMP TABLE stages AS
 SELECT *,
-       least(round(e1 * scale)::BIGINT, total) AS eligible,
-       least(round(t1 * scale)::BIGINT, total) AS same_target,
-       least(round(k1 * scale)::BIGINT, total) AS same_key,
-       least(round(w1 * scale)::BIGINT, total) AS warm,
-       least(round(m1 * scale)::BIGINT, total) AS above_minimum,
-       least(round(g1 * scale)::BIGINT, total) AS granular,
-       least(round(c1 * scale)::BIGINT, total) AS candidate,
-       least(round(least(ttl300_0, k1) * scale)::BIGINT, total) AS candidate_ttl_300,
-       least(round(least(ttl3600_0, k1) * scale)::BIGINT, total) AS candidate_ttl_3600,
+       CASE WHEN NOT usage_only THEN e1 END AS eligible,
+       CASE WHEN NOT usage_only THEN t1 END AS same_target,
+       CASE WHEN NOT usage_only THEN k1 END AS same_key,
+       CASE WHEN NOT usage_only THEN w1 END AS warm,
+       CASE WHEN NOT usage_only THEN m1 END AS above_minimum,
+       CASE WHEN NOT usage_only THEN g1 END AS granular,
+       CASE WHEN NOT usage_only THEN c1 END AS candidate,
+       CASE WHEN NOT usage_only THEN ttl300 END AS candidate_ttl_300,
+       CASE WHEN NOT usage_only THEN ttl3600 END AS candidate_ttl_3600,
        cached AS realized,
-       CASE WHEN cached IS NULL THEN NULL
-            ELSE greatest(least(round(c1 * scale)::BIGINT, total) - cached, 0) END AS missed,
-       CASE WHEN cached IS NULL THEN 0
-            ELSE greatest(cached - least(round(c1 * scale)::BIGINT, total), 0) END AS over_realized
+       CASE WHEN cached IS NOT NULL AND NOT usage_only THEN greatest(c1 - cached, 0) END AS missed,
+       CASE WHEN cached IS NOT NULL AND NOT usage_only THEN greatest(cached - c1, 0) ELSE 0 END AS over_realized,
+       -- estimated rows (proxy tokenizer, coarse blocks) carry rounding error: an excess inside it is noted apart
+       CASE WHEN scaled OR hashid THEN ceil(total * $over_tolerance)::BIGINT ELSE 0 END AS over_tolerance
 FROM per_request;
