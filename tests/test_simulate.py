@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from zumik_cli.cli import app
 from zumik_cli.dataset import Dataset, read_manifest
+from zumik_cli.decisions import policy_comparison
 from zumik_cli.errors import ZumikError
 from zumik_cli.policies import POLICIES
 from zumik_cli.prefix_cache import Prompt
@@ -197,6 +198,8 @@ def test_simulate_publishes_one_part_per_policy_and_a_rerun_replaces_only_its_ow
     assert [r[0] for r in Dataset(data).connect().execute("SELECT release_id FROM releases").fetchall()] == [
         "alr_2026_06_01_001"
     ]
+    rows = policy_comparison(Dataset(data))
+    assert [r["policy"] for r in rows][0] == "recorded" and {r["policy"] for r in rows} == set(POLICIES)
     part = pq.read_table(data / second.extra["simulations"]["cheapest"]["part"])
     assert {"requested_model", "alias_release", "resolved_model", "resolution_reason", "trace_id"} <= set(
         part.column_names

@@ -215,6 +215,10 @@ def diagnose(
         Path | None, typer.Option("--report", "-o", help="HTML report path (default: reports/<name>.html).")
     ] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,
+    releases: Annotated[
+        Path | None,
+        typer.Option("--releases", help="Alias release history (YAML): also simulate every routing policy."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest traces, compute the waterfall and write the HTML report: the main job, in one go."""
@@ -230,15 +234,32 @@ def diagnose(
     terminal.ingest_warnings(err, summary)
     options = _options(rules, ttl, capacity_tokens, ["model", "alias", "release", "tenant", "session"], None)
     result = compute_waterfall(Dataset(data), options)
+    simulation = None
+    if releases is not None:
+        from .releases import load_history
+        from .simulate import simulate as run_simulation
+
+        simulation = run_simulation(data, load_history(releases)).to_json()
     report_path = None
     if not no_report:
         from .report import write_dataset_report
 
         report_path = write_dataset_report(Dataset(data), result.summary, report or Path("reports") / f"{name}.html")
     if as_json:
-        print_json({**result.summary, "ingest": summary.to_json(), "report": str(report_path) if report_path else None})
+        print_json(
+            {
+                **result.summary,
+                "ingest": summary.to_json(),
+                "simulation": simulation,
+                "report": str(report_path) if report_path else None,
+            }
+        )
     else:
         terminal.waterfall(out, result.summary)
+        if simulation is not None:
+            from . import terminal_releases
+
+            terminal_releases.simulation(out, simulation)
         if report_path:
             err.print(f"Report: {report_path}")
 
@@ -300,8 +321,9 @@ def synth(
     ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate realistic agent traffic in zumik JSONL (deterministic for a seed)."""
+    """Generate realistic agent traffic in zumik JSONL and its alias release history (deterministic for a seed)."""
     from .synth import SynthConfig, write_jsonl, write_jsonl_parts
+    from .synth_releases import write_release_history
 
     output.parent.mkdir(parents=True, exist_ok=True)
     config = SynthConfig(seed=seed, sessions=sessions, tenants=tenants)
@@ -311,10 +333,15 @@ def synth(
     else:
         paths = [output]
         summary = write_jsonl(config, output)
+    releases = output.with_name("releases.yaml")
+    write_release_history(config, releases)
     if as_json:
-        print_json({"paths": [str(p) for p in paths], **summary.__dict__})
+        print_json({"paths": [str(p) for p in paths], "releases": str(releases), **summary.__dict__})
     else:
-        err.print(f"Wrote {summary.requests} requests in {summary.sessions} sessions to {', '.join(map(str, paths))}")
+        err.print(
+            f"Wrote {summary.requests} requests in {summary.sessions} sessions to {', '.join(map(str, paths))} "
+            f"and their release history to {releases}"
+        )
 
 
 from .cli_export import register as register_export  # noqa: E402

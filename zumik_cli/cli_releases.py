@@ -131,8 +131,8 @@ def new(
     as_json: JsonOpt = False,
 ) -> None:
     """Derive a release from an existing one with changes and append it with the next id (nothing is edited)."""
-    from .release_store import new_release
-    from .releases import describe, parse_assignment
+    from .release_derivation import new_release, parse_assignment
+    from .releases import describe
 
     moment = None
     if created_at is not None:

@@ -51,14 +51,17 @@ def publish(root: Path, history: History, simulation: Simulation) -> list[str]:
     decisions = [p for p in manifest.parts.get("decisions", []) if p not in replaced]
     manifest.parts["decisions"] = decisions + [p for p in written if p.startswith("decisions/")]
     manifest.parts["releases"] = manifest.parts.get("releases", []) + [p for p in written if p.startswith("releases/")]
+    summaries = {row["policy"]: row for row in simulation.to_json()["policies"]}
     for part in written:
         if part.startswith("decisions/"):
-            runs[_policy_of(part, run)] = {
+            policy = _policy_of(part, run)
+            runs[policy] = {
                 "part": part,
                 "run_id": simulation.run_id,
                 "seed": simulation.seed,
                 "releases_digest": simulation.history_digest,
                 "requests": simulation.requests,
+                "summary": summaries[policy],
             }
     manifest.extra[SIMULATIONS] = runs
     write_manifest(root, manifest)
@@ -96,5 +99,9 @@ def find_decision(
     return record
 
 
-def simulated_policies(dataset: Dataset) -> dict[str, Any]:
-    return dict(dataset.manifest.extra.get(SIMULATIONS, {}))
+def policy_comparison(dataset: Dataset) -> list[dict[str, Any]]:
+    """The last comparison row of each simulated policy (``recorded`` first), as `zumik simulate --json` prints
+    them: what a report shows without simulating again."""
+    runs = dataset.manifest.extra.get(SIMULATIONS, {})
+    rows = [runs[p]["summary"] for p in runs if "summary" in runs[p]]
+    return sorted(rows, key=lambda row: row["policy"] != "recorded")

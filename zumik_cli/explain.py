@@ -48,7 +48,7 @@ JOIN ordered o ON o.rid = b.rid
 CROSS JOIN me
 WHERE mine.rid = $rid AND o.ord < me.ord
 GROUP BY ALL
-ORDER BY tokens DESC, o.ord DESC
+ORDER BY tokens DESC, same_key DESC, o.ord DESC
 """
 
 
@@ -291,6 +291,12 @@ def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any
     if cause == "expired":
         ttl = _ttl(row, pack)
         gap = same_key["gap_s"] if same_key else None
+        if gap is not None and isinstance(ttl, int | float) and gap <= ttl:
+            return (
+                f"the whole blocks it shares were used {gap:.0f} s before, within the {row.get('pack')} TTL of "
+                f"{ttl} s; the cut is inside the first block that differs, whose matching earlier text was "
+                "last used longer ago"
+            )
         when = f"{gap:.0f} s before" if gap is not None else "earlier"
         return f"the same-key prefix was last used {when}; the {row.get('pack')} TTL is {ttl} s"
     if cause == "below_minimum":

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .releases import Release, Target
+from .releases import Z95, Release, Target
 
 FUTURE_GAPS = 16  # how many of a session's recent gaps ``reuse_aware`` weighs
 
@@ -77,7 +77,7 @@ def feasible(release: Release, inputs: PolicyInputs) -> tuple[list[Target], str]
         return allowed, ""
     fast = []
     for t in allowed:
-        p95 = t.latency_ms(inputs.prompt_tokens, inputs.output_tokens, read=0, z=1.6448536269514722)
+        p95 = t.latency_ms(inputs.prompt_tokens, inputs.output_tokens, read=0, z=Z95)
         if p95 is None or p95 <= c.max_latency_ms:
             fast.append(t)
     return (fast, "") if fast else (allowed, "_latency_constraint_relaxed")
@@ -164,7 +164,10 @@ def reuse_aware(release: Release, inputs: PolicyInputs) -> Choice:
 
 def recorded(release: Release, inputs: PolicyInputs) -> Choice:
     """What happened. The reason says whether the release's own policy would have made the same choice."""
-    own = POLICIES[release.policy](release, inputs)
+    policy = POLICIES.get(release.policy)
+    if policy is None or policy is recorded:
+        return Choice(inputs.recorded_target or release.targets[0].key, "release_policy_unknown")
+    own = policy(release, inputs)
     key = inputs.recorded_target or own.target
     if own.target == key:
         return Choice(key, own.reason)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -22,10 +20,7 @@ from .releases import (
     ID_RE,
     History,
     Release,
-    append_release,
     changed_fields,
-    derive_release,
-    load_history,
     parse_release,
 )
 from .schema import RELEASES
@@ -160,7 +155,7 @@ def check_against_recorded(history: History, recorded: History, dataset: str) ->
             Problem(
                 old.id,
                 path,
-                f"field {path} changed since {dataset} recorded it: was {was!r}, now {now!r}{more}. Releases are "
+                f"changed since {dataset} recorded it: was {was!r}, now {now!r}{more}. Releases are "
                 f"immutable: restore it and derive a new one with `zumik releases new --from {old.id} --set ...`",
             )
         )
@@ -195,22 +190,21 @@ def check_requests(history: History, dataset: Dataset) -> list[Problem]:
 def verify(history: History, dataset: Dataset | None = None) -> Verification:
     problems = check_history(history)
     if dataset is not None:
-        problems += check_against_recorded(history, recorded_history(dataset), str(dataset.root))
+        changed = check_against_recorded(history, recorded_history(dataset), str(dataset.root))
+        named = {p.release for p in changed}
+        # the dataset names the field that changed: more than the file's own digest can say
+        problems = changed + [p for p in problems if not (p.field == "digest" and p.release in named)]
         problems += check_requests(history, dataset)
     return Verification(history.source, str(dataset.root) if dataset else None, len(history), tuple(problems))
 
 
 def refuse_changed(history: History, dataset: Dataset) -> None:
     """Raise on the first release the dataset knows whose content changed (the history is then not trusted)."""
-    errors = [
-        p
-        for p in check_history(history) + check_against_recorded(history, recorded_history(dataset), str(dataset.root))
-        if p.severity == "error"
-    ]
+    errors = [p for p in verify(history, dataset).problems if p.severity == "error"]
     if errors:
         first = errors[0]
         more = f" ({len(errors) - 1} more problem(s): run `zumik releases verify`)" if len(errors) > 1 else ""
-        raise ReleaseError(f"release {first.release}: {first.message}{more}")
+        raise ReleaseError(f"release {first.release}, field {first.field}: {first.message}{more}")
 
 
 def new_release_rows(history: History, recorded: History, source: str) -> pa.Table:
@@ -233,28 +227,3 @@ def _row(release: Release, source: str) -> dict[str, Any]:
         "content": canonical_json(content),
         "source": source,
     }
-
-
-def new_release(
-    path: Path,
-    *,
-    base: str | None = None,
-    alias: str | None = None,
-    changes: dict[str, Any] | None = None,
-    created_at: datetime | None = None,
-) -> Release:
-    """Derive a release from an existing one with changes and append it to the history file.
-
-    Refuses to extend a history that does not verify; the file's existing bytes are left untouched.
-    """
-    history = load_history(path)
-    errors = [p for p in check_history(history) if p.severity == "error"]
-    if errors:
-        first = errors[0]
-        raise ReleaseError(
-            f"{path} does not verify (release {first.release}, field {first.field}: {first.message}); fix it before "
-            "adding releases (`zumik releases verify`)"
-        )
-    release = derive_release(history, base=base, alias=alias, changes=changes, created_at=created_at)
-    append_release(path, release)
-    return release

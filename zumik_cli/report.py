@@ -1135,7 +1135,10 @@ def write_dataset_report(
     """The report of a dataset: its manifest, its waterfall, and simulation or replay results when it has them."""
     from datetime import UTC, datetime
 
+    from .decisions import policy_comparison
+
     manifest = dataset.manifest.to_json()
+    policies = policies if policies is not None else policy_comparison(dataset) or None
     when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"Prefix-cache reuse: {Path(dataset.root).name}"
     return write_report(

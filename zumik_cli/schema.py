@@ -142,3 +142,130 @@ TABLES: dict[str, pa.Schema] = {
     "releases": RELEASES,
     "decisions": DECISIONS,
 }
+
+# What each table and column means, one line each: docs/schema.md is generated from these (`make docs`), and a
+# test fails when a column of TABLES has no entry here. Documentation only: nothing reads them at run time.
+TABLE_DOCS: dict[str, str] = {
+    "requests": "One row per recorded model call: where it came from, its three identities and its reported usage.",
+    "request_blocks": "The prompt of each request as an ordered chain of block references.",
+    "blocks": "Each unique content block, rendered and tokenized once per dataset.",
+    "tokens": "The token ids of each unique content block.",
+    "releases": "Every alias release the dataset has seen, with its canonical content and digest.",
+    "decisions": "One resolution record per request per routing policy, written by `zumik simulate`.",
+}
+
+COLUMN_DOCS: dict[str, dict[str, str]] = {
+    "requests": {
+        "trace_id": "The call's id: the log's own, else `trc_` + a hash of the record (stable across re-ingests).",
+        "rid": "64-bit join key hashed from `trace_id`; links `request_blocks` and `decisions`.",
+        "seq": "Ingest order across every run, from 1; breaks timestamp ties in the waterfall's request order.",
+        "source_path": "The trace file the record was read from.",
+        "source_line": "Where the record sits in that file (its line in line-based formats).",
+        "format": "The reader that read it (`zumik formats`).",
+        "timestamp": "When the call was made, Unix seconds (UTC); null when the log has no time.",
+        "provider": "Provider or serving stack (`openai`, `anthropic`, `vllm`, ...).",
+        "model": "The model as the log names it.",
+        "model_revision": "Dated snapshot or revision of the model; empty when the log does not say.",
+        "engine": "Serving engine of a self-hosted target; empty for hosted APIs.",
+        "region": "Region or deployment location; empty when unknown.",
+        "quantization": "Weight quantization of a self-hosted target; empty when unknown.",
+        "tenant": "Isolation namespace: caches are never shared across tenants (`default` when the log names none).",
+        "session_id": "The agent session or conversation the call belongs to; empty when unknown.",
+        "alias": "The name the caller asked for (`code.fast`), when it is not the model itself.",
+        "alias_release": "The alias release the trace records (`alr_...`); empty when it records none.",
+        "request_format": "Wire format whose prompt template renders the request for tokenization (`openai`, "
+        "`anthropic`; `none` for hash-id traces).",
+        "snapshot_id": "`snp_` + hash of the logical artifacts: what the request means, whatever the tokenizer; "
+        "empty for usage-only and hash-id requests.",
+        "materialization_key": "`mat_` + hash of the family and the last chain id: the exact token sequence sent.",
+        "materialization_family": "Tokenizer and prompt compiler (`tiktoken:cl100k_base|zc1:openai`) or "
+        "`hashid:<scope>:<block size>`: only requests of one family can share token prefixes.",
+        "kv_compatibility_key": "`kvc_` + hash of provider, model, revision, quantization, engine, region, tenant "
+        "and family: equal keys can reuse each other's KV cache.",
+        "target_key": "`tgt_` + the same hash without the tenant: shows prefixes shared across tenants.",
+        "tokenizer": "Tokenizer that counted the blocks (`tiktoken:NAME`, `hf:...`); empty for hash-id requests.",
+        "tokenizer_exact": "True when the tokenizer is the model's own; false for a proxy whose counts are estimated "
+        "and scaled to the reported totals.",
+        "block_granularity": "Block size of a hash-id trace; 0 for traces with content.",
+        "n_blocks": "Number of blocks in the prompt (content artifacts, or hash-id blocks).",
+        "prompt_tokens_counted": "Prompt tokens zumik counted (the sum of its blocks); null when the log has no "
+        "content.",
+        "prompt_tokens_reported": "Prompt tokens the provider reported, cache reads and writes included; null when "
+        "not logged.",
+        "cached_tokens_reported": "Cache-read tokens the provider reported; null means unknown, never zero.",
+        "cache_write_tokens_reported": "Cache-write tokens the provider reported; null when unknown.",
+        "output_tokens_reported": "Output tokens the provider reported; null when not logged.",
+        "usage_family": "The usage shape normalised from (`openai`, `anthropic`, `gemini`, ...); `none` when absent.",
+        "miss_reason": "The provider's own cache-miss diagnostic, when the log carries one; empty otherwise.",
+        "missed_tokens_reported": "Tokens that diagnostic says missed the cache; null when not reported.",
+        "latency_ms": "Recorded latency of the call in milliseconds; null when not logged.",
+        "breakpoints": "Token offsets of the cache breakpoints the prompt set (Anthropic `cache_control`), each at "
+        "the end of its block.",
+        "breakpoint_ttls": "The TTL each breakpoint asked for (`5m` or `1h`), parallel to `breakpoints`.",
+        "output_chain": "Chain id of the prompt followed by the reply's blocks, so a later request that resends the "
+        "reply matches it; null when no reply was logged.",
+    },
+    "request_blocks": {
+        "rid": "The request (`requests.rid`).",
+        "pos": "Position of the block in the prompt, from 0.",
+        "block_id": "The content block (`blocks.block_id`); in hash-id traces, an id of the trace's own block id "
+        "scoped to its file.",
+        "chain": "Prefix chain id: covers this block and every block before it, so an equal chain is an equal prefix.",
+        "parent": "Chain id of the block before (0 for the first block).",
+        "tokens": "Tokens in this block.",
+        "end_token": "Prompt tokens up to and including this block.",
+    },
+    "blocks": {
+        "block_id": "64-bit content address of the rendered text within its family.",
+        "family": "The materialization family the text was rendered and tokenized under.",
+        "kind": "Artifact kind: `tool`, `system`, `text`, `tool_call`, `tool_result` or `media`.",
+        "role": "Speaker role of the artifact (`system`, `user`, `assistant`, `tool`).",
+        "name": "Tool name for tool definitions and calls; empty otherwise.",
+        "artifact_hash": "Hash of the logical artifact before rendering, equal across families.",
+        "n_tokens": "Tokens in `text` under the family's tokenizer.",
+        "text": "The model-visible text of the block (prompt content: treat as sensitive).",
+    },
+    "tokens": {
+        "block_id": "The block (`blocks.block_id`).",
+        "token_ids": "Token ids of the block's text: token-exact overlaps, replay and export read them.",
+    },
+    "releases": {
+        "release_id": "Release id, `alr_<UTC day>_<NNN>`.",
+        "alias": "The alias it resolves.",
+        "created_at": "Creation time, ISO 8601 UTC with milliseconds.",
+        "supersedes": "The alias's previous release; null for its first.",
+        "policy": "The routing policy the release names.",
+        "digest": "`rdg_` + hash of the canonical content: any change of meaning changes it.",
+        "content": "The release's canonical JSON, kept so that an edited history is caught field by field.",
+        "source": "The history file the release was first recorded from.",
+    },
+    "decisions": {
+        "run_id": "`sim_` + hash of the request parts, the history and the seed the simulation read.",
+        "policy": "The routing policy that decided (`recorded` is the baseline).",
+        "seed": "Seed of the latency samples, shared by every policy of a run.",
+        "trace_id": "The request (`requests.trace_id`).",
+        "rid": "The request (`requests.rid`).",
+        "snapshot_id": "The request's logical snapshot.",
+        "session_id": "The request's session.",
+        "tenant": "The request's tenant.",
+        "timestamp": "The request's time, Unix seconds.",
+        "requested_model": "What the caller asked for: the alias, else the model.",
+        "alias_release": "The release that resolved it; null when none did.",
+        "release_source": "How the release was found: `trace` or `resolved_by_time`; null when unresolved.",
+        "release_digest": "Digest of the release content the decision used.",
+        "resolved_model": "The model the chosen target serves.",
+        "resolved_target": "Target key the policy chose (`provider/model@revision|region=...`).",
+        "resolution_reason": "Why the policy chose it, in the policy's own words.",
+        "recorded_target": "Target key the trace recorded.",
+        "policy_inputs": "JSON of everything the policy saw, enough to recompute the decision (`zumik explain`).",
+        "prompt_tokens": "Prompt tokens of the request.",
+        "output_tokens": "Output tokens of the request.",
+        "realized_tokens": "Tokens the simulated cache of the chosen target served.",
+        "cache_write_tokens": "Tokens written to that cache.",
+        "cost": "USD at the target's prices, cache reads and writes included.",
+        "list_cost": "USD at the target's list prices without any cache.",
+        "latency_ms": "Estimated latency from the target's profile (the recorded latency where the recorded target has "
+        "none); null otherwise.",
+        "evidence": "`simulated`, or `estimated` where counts come from a proxy tokenizer or hash-id blocks.",
+    },
+}

@@ -14,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .releases import Constraints, Latency, Prices, Release, Target, write_history
+from .release_derivation import write_history
+from .releases import Constraints, Latency, Prices, Release, Target
 from .rules import load_packs, pack_for
 from .synth import SynthConfig, alias_releases
 

@@ -74,15 +74,9 @@ def release(console: Console, doc: dict[str, Any]) -> None:
 
 
 def verification(console: Console, report: dict[str, Any]) -> None:
-    problems = report["problems"]
-    if problems:
-        table = Table(title=f"Problems in {report['source']}")
-        for column in ("release", "field", "severity", "message"):
-            table.add_column(column)
-        for p in problems:
-            style = "red" if p["severity"] == "error" else "yellow"
-            table.add_row(p["release"], p["field"], f"[{style}]{p['severity']}[/]", p["message"])
-        console.print(table)
+    for p in report["problems"]:
+        style = "red" if p["severity"] == "error" else "yellow"
+        console.print(f"[{style}]{p['severity']}[/] {p['release']} {p['field']}: {p['message']}", highlight=False)
     against = f" against {report['dataset']}" if report["dataset"] else ""
     state = "[green]verified[/]" if report["ok"] else "[red]NOT verified[/]"
     console.print(f"{report['releases']} release(s) in {report['source']}{against}: {state}", highlight=False)

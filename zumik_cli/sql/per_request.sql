@@ -74,7 +74,7 @@ WITH joined AS (
 SELECT rid, trace_id, ord, ts, model, provider, tenant, session_id, alias, alias_release, family, kvc, pack,
        tokenizer_exact, hashid, usage_only, counted, reported, cached, writes, miss_reason, write_ttl, total, scale,
        (reported IS NOT NULL AND NOT tokenizer_exact AND NOT hashid) AS scaled,
-       e1, t1, k1, w1, m1, g1, c1, ttl300, ttl3600
+       least(e0, counted) AS eligible_counted, e1, t1, k1, w1, m1, g1, c1, ttl300, ttl3600
 FROM capped;
 
 -- Requests with usage but no content (usage-only logs) have no eligible or candidate: NULL, never zero.
