@@ -240,11 +240,20 @@ def diagnose(
         from .simulate import simulate as run_simulation
 
         simulation = run_simulation(data, load_history(releases)).to_json()
+
+    # The few changes worth most, simulated by re-running the waterfall (cli_diagnosis, recommend): they end the
+    # terminal output, open the report, and sit under "recommendations" in --json.
+    from .cli_diagnosis import diagnose_recommendations, show_recommendations
+
+    recommendations = diagnose_recommendations(Dataset(data), options, baseline=result)
+
     report_path = None
     if not no_report:
         from .report import write_dataset_report
 
-        report_path = write_dataset_report(Dataset(data), result.summary, report or Path("reports") / f"{name}.html")
+        report_path = write_dataset_report(
+            Dataset(data), result.summary, report or Path("reports") / f"{name}.html", recommendations=recommendations
+        )
     if as_json:
         print_json(
             {
@@ -252,6 +261,7 @@ def diagnose(
                 "ingest": summary.to_json(),
                 "simulation": simulation,
                 "report": str(report_path) if report_path else None,
+                "recommendations": recommendations,
             }
         )
     else:
@@ -260,6 +270,7 @@ def diagnose(
             from . import terminal_releases
 
             terminal_releases.simulation(out, simulation)
+        show_recommendations(out, recommendations)
         if report_path:
             err.print(f"Report: {report_path}")
 
@@ -289,6 +300,62 @@ def report(
     result = compute_waterfall(dataset, options)
     path = write_dataset_report(dataset, result.summary, output, generated_at=generated_at, include_text=include_text)
     out.print(str(path))
+
+
+@app.command()
+@handles_errors
+def replay(
+    release: Annotated[str, typer.Option("--release", help="Replay the requests resolved through this alias release.")],
+    data: DataOpt = Path("data/zumik"),
+    policy: Annotated[
+        str, typer.Option(help="Whose decisions select the requests: recorded or a simulated policy.")
+    ] = ("recorded"),
+    engine: Annotated[str, typer.Option(help="vllm (in process) or openai-http (a running server).")] = "vllm",
+    model: Annotated[Path | None, typer.Option(help="A real model folder for the in-process engine.")] = None,
+    dummy_model: Annotated[
+        str | None, typer.Option(help="A model config shipped with zumik, run with dummy weights (default tiny-llama).")
+    ] = None,
+    block_size: Annotated[int, typer.Option(help="KV block size in tokens (a multiple of 32 on the CPU).")] = 32,
+    kv_blocks: Annotated[int | None, typer.Option(help="KV cache capacity in blocks (default: what fits).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Replay at most this many requests (the first in time).")] = None,
+    url: Annotated[str | None, typer.Option(help="Server URL for --engine openai-http.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay chosen requests on a real vLLM engine and set its measured prefix-cache hits beside zumik's prediction."""
+    from .dataset import Dataset
+    from .replay import ReplayOptions
+    from .replay import replay as run_replay
+
+    options = ReplayOptions(
+        release=release,
+        policy=policy,
+        engine=engine,
+        model=model,
+        dummy_model=dummy_model,
+        block_size=block_size,
+        kv_blocks=kv_blocks,
+        limit=limit,
+        url=url,
+    )
+    err.print("Starting the engine (tens of seconds on a CPU)...")
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.completed}/{task.total}",
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = bar.add_task("replay", total=None)
+    with bar:
+        result = run_replay(
+            Dataset(data), options, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    if as_json:
+        print_json(result.summary)
+    else:
+        terminal.replay(out, result.summary)
 
 
 @app.command("rules")
@@ -352,3 +419,7 @@ from .cli_releases import register, releases_app  # noqa: E402
 
 app.add_typer(releases_app, name="releases")
 register(app)
+
+from .cli_diagnosis import register as register_diagnosis  # noqa: E402
+
+register_diagnosis(app)

@@ -159,3 +159,34 @@ def _duck_type(arrow_type: Any) -> str:
         pa.float64(): "DOUBLE",
         pa.bool_(): "BOOLEAN",
     }[arrow_type]
+
+
+def publish(root: Path, tables: dict[str, Any], *, extra: dict[str, Any] | None = None) -> list[str]:
+    """Add one Parquet part per table (Arrow tables) and publish them all with one atomic manifest write."""
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    with writer_lock(root):
+        manifest = read_manifest(root)
+        remove_orphans(root, manifest)
+        run = uuid.uuid4().hex[:12]
+        staging = root / f".staging-{run}"
+        written = []
+        try:
+            for table, data in tables.items():
+                part = f"{table}/part-{run}.parquet"
+                (staging / table).mkdir(parents=True, exist_ok=True)
+                pq.write_table(data, staging / part, compression="zstd")
+                written.append((table, part))
+            for _, part in written:
+                (root / part).parent.mkdir(exist_ok=True)
+                os.replace(staging / part, root / part)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        for table, part in written:
+            manifest.parts.setdefault(table, []).append(part)
+        manifest.extra.update(extra or {})
+        write_manifest(root, manifest)
+    return [part for _, part in written]

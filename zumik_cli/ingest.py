@@ -7,25 +7,34 @@ nothing; new parts are published by one atomic manifest replace.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 
 from . import identity, readers
 from .dataset import Manifest, read_manifest, remove_orphans, write_manifest, writer_lock
 from .errors import InputError
-from .model import Quarantined, Request, Source
-from .schema import BLOCKS, REQUEST_BLOCKS, REQUESTS, TABLES, TOKENS
+from .memo import MISSING, Memo
+from .model import Artifact, Quarantined, Request, Source
+from .readers.hashid import HashColumns
+from .rows import block_rows, hash_rows
+from .schema import BLOCKS, REQUESTS, TABLES, TOKENS
 from .tokenization import Tokenizer, tokenizer_for_model
 
 BATCH_REQUESTS = 2000
@@ -46,6 +55,10 @@ class IngestSummary:
     tokens_counted: int
     calibration: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    # What ingest spent its time on (seconds, wall clock: identify, tokenize on the worker thread, wait for it,
+    # rows, write) and how many characters it tokenized: the evidence that cost follows unique content.
+    tokenized_chars: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -66,11 +79,11 @@ class _PartWriter:
         self.staging, self.run = staging, run
         self.writers: dict[str, pq.ParquetWriter] = {}
 
-    def write(self, table: str, rows: dict[str, list[Any]]) -> None:
+    def write(self, table: str, rows: Columns) -> None:
         schema = TABLES[table]
-        if not rows or not next(iter(rows.values())):
+        if not rows or not len(next(iter(rows.values()))):
             return
-        batch = pa.table({name: pa.array(rows[name], type=schema.field(name).type) for name in schema.names})
+        batch = pa.table({name: _array(rows[name], schema.field(name).type) for name in schema.names})
         if table not in self.writers:
             (self.staging / table).mkdir(parents=True, exist_ok=True)
             self.writers[table] = pq.ParquetWriter(
@@ -84,18 +97,78 @@ class _PartWriter:
         return [f"{table}/part-{self.run}.parquet" for table in self.writers]
 
 
+Columns = dict[str, Any]  # column name -> Python list, numpy array or Arrow array
+
+
+def _array(values: Any, type: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values if values.type == type else values.cast(type)
+    return pa.array(values, type=type)
+
+
 def _columns(schema: pa.Schema) -> dict[str, list[Any]]:
     return {name: [] for name in schema.names}
 
 
+def _manifest_columns(
+    rids: list[int], bids: list[list[int]], chains: list[list[int]], sizes: list[list[int]]
+) -> Columns:
+    """request_blocks columns for a batch, built with numpy rather than seven appends per block."""
+    counts = np.fromiter((len(b) for b in bids), dtype=np.int64, count=len(bids))
+    total = int(counts.sum())
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
+    chain = np.fromiter(itertools.chain.from_iterable(chains), dtype=np.int64, count=total)
+    tokens = np.fromiter(itertools.chain.from_iterable(sizes), dtype=np.int64, count=total)
+    return block_rows(np.repeat(np.asarray(rids, dtype=np.int64), counts), pos, starts, counts, chain, tokens, bids)
+
+
+@dataclass
+class _Prepared:
+    """A content request between identification and its rows: what it renders to, before its blocks' sizes."""
+
+    family: str
+    tokenizer: Tokenizer
+    artifacts: list[Artifact]
+    bids: list[int]
+    output_bids: list[int]
+
+
+@dataclass
+class _Pending:
+    """A batch whose new blocks are being tokenized on the worker thread while the next batch is read."""
+
+    batch: list[Request]
+    seq0: int
+    prepared: list[_Prepared | None]
+    new_blocks: list[tuple[int, str, Artifact, str]]
+    encoded: Future[list[list[list[int]]]] | None
+
+
 class _Materializer:
-    """Turns canonical requests into rows: blocks are content-addressed and tokenized once per dataset."""
+    """Turns canonical requests into rows: blocks are content-addressed and tokenized once per dataset.
+
+    Resent history is the bulk of agent traffic, so each artifact's rendering, block id and content hash are
+    remembered (bounded, ``Memo``) and each block pair's chain id too: a resent message costs lookups, not
+    hashing. New blocks are tokenized on a worker thread (the tokenizers release the GIL) while the next batch
+    is read and identified, which is how ingest uses the second core.
+    """
 
     def __init__(self, tokenizer_override: str | None, known_blocks: dict[int, int]) -> None:
         self.override = tokenizer_override
         self.block_tokens = known_blocks
+        self.scheduled: set[int] = set()
         self.notes: set[str] = set()
         self.calibration: dict[tuple[str, str], list[int]] = {}
+        self.rendered: Memo[tuple[str, int]] = Memo(1 << 18, weight_limit=1 << 27)
+        self.hashes: Memo[str] = Memo(1 << 18, weight_limit=1 << 27)
+        self.chains: Memo[int] = Memo(1 << 20)
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-tokenize")
+        self.timings: Counter[str] = Counter()
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True)
 
     def tokenizer(self, model: str) -> Tokenizer:
         tokenizer = tokenizer_for_model(model, self.override)
@@ -103,125 +176,160 @@ class _Materializer:
             self.notes.add(tokenizer.note)
         return tokenizer
 
-    def rows(self, batch: list[Request], seq0: int) -> tuple[dict[str, list[Any]], ...]:
-        requests, manifest, blocks, tokens = (_columns(s) for s in (REQUESTS, REQUEST_BLOCKS, BLOCKS, TOKENS))
-        prepared = [self._prepare(r) for r in batch]
-        self._tokenize_new(prepared, blocks, tokens)
-        for offset, (request, prep) in enumerate(zip(batch, prepared, strict=True)):
-            self._request_rows(request, prep, seq0 + offset, requests, manifest)
+    def start(self, batch: list[Request], seq0: int) -> _Pending:
+        """Identify a batch and send its new blocks to the tokenizer; rows come from ``finish``."""
+        began = time.perf_counter()
+        prepared = [None if r.hash_blocks is not None else self._prepare(r) for r in batch]
+        new: list[tuple[int, str, Artifact, str]] = []
+        by_tokenizer: dict[str, tuple[Tokenizer, list[str]]] = {}
+        for prep in prepared:
+            if prep is None:
+                continue
+            for bid, artifact in zip(prep.bids, prep.artifacts, strict=True):
+                if bid not in self.block_tokens and bid not in self.scheduled:
+                    self.scheduled.add(bid)
+                    text = self._render(artifact, prep.family)[0]
+                    new.append((bid, text, artifact, prep.family))
+                    by_tokenizer.setdefault(prep.tokenizer.id, (prep.tokenizer, []))[1].append(text)
+        groups = list(by_tokenizer.values())
+        encoded = self.worker.submit(self._encode, groups) if groups else None
+        self.timings["identify"] += time.perf_counter() - began
+        return _Pending(batch, seq0, prepared, new, encoded)
+
+    def _encode(self, groups: list[tuple[Tokenizer, list[str]]]) -> list[list[list[int]]]:
+        began = time.perf_counter()
+        out = [tokenizer.encode_batch(texts) for tokenizer, texts in groups]
+        self.timings["tokenize"] += time.perf_counter() - began
+        self.timings["tokenized_chars"] += sum(len(t) for _, texts in groups for t in texts)
+        return out
+
+    def finish(self, pending: _Pending) -> tuple[Columns, ...]:
+        """The rows of a started batch, once its new blocks are tokenized."""
+        blocks, tokens = _columns(BLOCKS), _columns(TOKENS)
+        waited = time.perf_counter()
+        encoded = itertools.chain.from_iterable(pending.encoded.result()) if pending.encoded else iter(())
+        began = time.perf_counter()
+        self.timings["wait_tokenize"] += began - waited
+        for (bid, text, artifact, family), ids in zip(pending.new_blocks, encoded, strict=True):
+            self.block_tokens[bid] = len(ids)
+            self.scheduled.discard(bid)
+            for name, value in (
+                ("block_id", bid),
+                ("family", family),
+                ("kind", artifact.kind),
+                ("role", artifact.role),
+                ("name", artifact.name),
+                ("artifact_hash", self._artifact_hash(artifact)),
+                ("n_tokens", len(ids)),
+                ("text", text),
+            ):
+                blocks[name].append(value)
+            tokens["block_id"].append(bid)
+            tokens["token_ids"].append(ids)
+        requests = _columns(REQUESTS)
+        rids: list[int] = []
+        all_bids: list[list[int]] = []
+        all_chains: list[list[int]] = []
+        all_sizes: list[list[int]] = []
+        for offset, (request, prep) in enumerate(zip(pending.batch, pending.prepared, strict=True)):
+            rid, bids, chains, sizes = self._request_row(request, prep, pending.seq0 + offset, requests)
+            rids.append(rid)
+            all_bids.append(bids)
+            all_chains.append(chains)
+            all_sizes.append(sizes)
+        manifest = _manifest_columns(rids, all_bids, all_chains, all_sizes)
+        self.timings["rows"] += time.perf_counter() - began
         return requests, manifest, blocks, tokens
 
-    def _prepare(self, request: Request) -> dict[str, Any]:
-        if request.hash_blocks is not None:
-            family = f"hashid:{request.hash_blocks.scope}:{request.hash_blocks.block_size}"
-            return {"family": family, "tokenizer": None, "texts": [], "artifacts": [], "bids": []}
+    def _render(self, artifact: Artifact, family: str) -> tuple[str, int]:
+        key = (family, artifact)
+        known = self.rendered.get(key)
+        if known is MISSING:
+            text = identity.render(artifact, family.rsplit(":", 1)[1])
+            known = (text, identity.block_id(family, text))
+            self.rendered.put(key, known, len(text))  # type: ignore[arg-type]
+        return known  # type: ignore[return-value]
+
+    def _artifact_hash(self, artifact: Artifact) -> str:
+        known = self.hashes.get(artifact)
+        if known is MISSING:
+            known = identity.artifact_hash(artifact)
+            self.hashes.put(artifact, known, len(artifact.body))  # type: ignore[arg-type]
+        return known  # type: ignore[return-value]
+
+    def _chain_ids(self, blocks: list[int], root: int = identity.ROOT_CHAIN) -> list[int]:
+        out, parent = [], root
+        memo = self.chains
+        for block in blocks:
+            key = (parent, block)
+            chain = memo.get(key)
+            if chain is MISSING:
+                chain = identity.chain_id(parent, block)
+                memo.put(key, chain)
+            out.append(chain)  # type: ignore[arg-type]
+            parent = chain  # type: ignore[assignment]
+        return out
+
+    def _prepare(self, request: Request) -> _Prepared:
         tokenizer = self.tokenizer(request.model)
         family = identity.materialization_family(tokenizer.id, request.request_format)
         artifacts = identity.materialization_order(request.artifacts, request.request_format)
-        texts = [identity.render(a, request.request_format) for a in artifacts]
-        outputs = [identity.render(a, request.request_format) for a in request.output]
-        return {
-            "family": family,
-            "tokenizer": tokenizer,
-            "texts": texts,
-            "artifacts": artifacts,
-            "bids": [identity.block_id(family, t) for t in texts],
-            "output_bids": [identity.block_id(family, t) for t in outputs],
-        }
+        return _Prepared(
+            family=family,
+            tokenizer=tokenizer,
+            artifacts=artifacts,
+            bids=[self._render(a, family)[1] for a in artifacts],
+            output_bids=[self._render(a, family)[1] for a in request.output],
+        )
 
-    def _tokenize_new(
-        self, prepared: list[dict[str, Any]], blocks: dict[str, list[Any]], tokens: dict[str, list[Any]]
-    ) -> None:
-        pending: dict[str, dict[int, tuple[str, Any, str]]] = {}
-        tokenizers: dict[str, Tokenizer] = {}
-        for prep in prepared:
-            if prep["tokenizer"] is None:
-                continue
-            tokenizers[prep["tokenizer"].id] = prep["tokenizer"]
-            bucket = pending.setdefault(prep["tokenizer"].id, {})
-            for bid, text, artifact in zip(prep["bids"], prep["texts"], prep["artifacts"], strict=True):
-                if bid not in self.block_tokens and bid not in bucket:
-                    bucket[bid] = (text, artifact, prep["family"])
-        for tokenizer_id, bucket in pending.items():
-            items = list(bucket.items())
-            encoded = tokenizers[tokenizer_id].encode_batch([text for _, (text, _, _) in items])
-            for (bid, (text, artifact, family)), ids in zip(items, encoded, strict=True):
-                self.block_tokens[bid] = len(ids)
-                for name, value in (
-                    ("block_id", bid),
-                    ("family", family),
-                    ("kind", artifact.kind),
-                    ("role", artifact.role),
-                    ("name", artifact.name),
-                    ("artifact_hash", identity.artifact_hash(artifact)),
-                    ("n_tokens", len(ids)),
-                    ("text", text),
-                ):
-                    blocks[name].append(value)
-                tokens["block_id"].append(bid)
-                tokens["token_ids"].append(ids)
-
-    def _request_rows(
-        self,
-        request: Request,
-        prep: dict[str, Any],
-        seq: int,
-        out: dict[str, list[Any]],
-        manifest: dict[str, list[Any]],
-    ) -> None:
+    def _request_row(
+        self, request: Request, prep: _Prepared | None, seq: int, out: dict[str, list[Any]]
+    ) -> tuple[int, list[int], list[int], list[int]]:
         rid = identity.int64_id(identity.TRACE_V, (request.trace_id,))
-        family = prep["family"]
         breakpoints: list[int] = []
         ttls: list[str] = []
         output_chain = None
-        if request.hash_blocks is not None:
+        tokenizer = None
+        if prep is None:
             hb = request.hash_blocks
-            chains = [identity.int64_id(identity.CHAIN_V, (hb.scope, str(h))) for h in hb.hash_ids]
+            assert hb is not None
+            family = f"hashid:{hb.scope}:{hb.block_size}"
+            chains = identity.hash_chain_ids(hb.scope, hb.hash_ids)
             sizes = [max(0, min(hb.block_size, hb.input_length - i * hb.block_size)) for i in range(len(chains))]
             bids = chains
             counted = None
             granularity = hb.block_size
             snapshot = ""
         else:
-            bids = prep["bids"]
-            chains = identity.chain_ids(bids)
+            family = prep.family
+            bids = prep.bids
+            chains = self._chain_ids(bids)
             sizes = [self.block_tokens[b] for b in bids]
             # a usage-only request (no content in its log) was not counted: unknown, not zero
             counted = sum(sizes) if request.artifacts else None
             granularity = 0
-            snapshot = identity.snapshot_id(request.artifacts) if request.artifacts else ""
+            snapshot = (
+                identity.snapshot_id_of_hashes([self._artifact_hash(a) for a in request.artifacts])
+                if request.artifacts
+                else ""
+            )
             end = 0
-            for artifact, size in zip(prep["artifacts"], sizes, strict=True):
+            for artifact, size in zip(prep.artifacts, sizes, strict=True):
                 end += size
                 if artifact.cache_control:
                     breakpoints.append(end)
                     ttls.append(artifact.cache_control)
-            if prep["output_bids"]:
-                output_chain = identity.chain_ids(prep["output_bids"], chains[-1] if chains else 0)[-1]
-            tokenizer = prep["tokenizer"]
+            if prep.output_bids:
+                output_chain = self._chain_ids(prep.output_bids, chains[-1] if chains else 0)[-1]
+            tokenizer = prep.tokenizer
             if request.usage.prompt_tokens is not None and counted is not None:
                 pair = self.calibration.setdefault((tokenizer.id, request.model), [0, 0, 0])
                 pair[0] += counted
                 pair[1] += request.usage.prompt_tokens
                 pair[2] += 1
         target = identity.kv_target(request, family)
-        end_token = 0
-        parent = identity.ROOT_CHAIN
-        for pos, (bid, chain, size) in enumerate(zip(bids, chains, sizes, strict=True)):
-            end_token += size
-            for name, value in (
-                ("rid", rid),
-                ("pos", pos),
-                ("block_id", bid),
-                ("chain", chain),
-                ("parent", parent),
-                ("tokens", size),
-                ("end_token", end_token),
-            ):
-                manifest[name].append(value)
-            parent = chain
+        keys = _target_keys(target)
         usage = request.usage
-        tokenizer = prep["tokenizer"]
         row = {
             "trace_id": request.trace_id,
             "rid": rid,
@@ -244,8 +352,8 @@ class _Materializer:
             "snapshot_id": snapshot,
             "materialization_key": identity.materialization_key(family, chains[-1] if chains else 0),
             "materialization_family": family,
-            "kv_compatibility_key": identity.kv_compatibility_key(target),
-            "target_key": identity.target_key(target),
+            "kv_compatibility_key": keys[0],
+            "target_key": keys[1],
             "tokenizer": tokenizer.id if tokenizer else "",
             "tokenizer_exact": bool(tokenizer and tokenizer.exact),
             "block_granularity": granularity,
@@ -265,6 +373,13 @@ class _Materializer:
         }
         for name, value in row.items():
             out[name].append(value)
+        return rid, bids, chains, sizes
+
+
+@functools.lru_cache(maxsize=4096)
+def _target_keys(target: identity.KvTarget) -> tuple[str, str]:
+    """A trace has few distinct targets: their two keys are hashed once each."""
+    return identity.kv_compatibility_key(target), identity.target_key(target)
 
 
 def _existing(root: Path, manifest: Manifest) -> tuple[dict[int, int], set[str], int]:
@@ -281,14 +396,18 @@ def _existing(root: Path, manifest: Manifest) -> tuple[dict[int, int], set[str],
 
 
 def _items(
-    paths: list[Path], forced: str | None, skip: set[str], inputs: list[dict[str, Any]], progress: Progress | None
-) -> Iterator[Request | Quarantined]:
-    files = list(readers.iter_files(paths))
+    files: list[Path],
+    digests: dict[Path, str],
+    forced: str | None,
+    skip: set[str],
+    inputs: list[dict[str, Any]],
+    progress: Progress | None,
+) -> Iterator[Request | Quarantined | HashColumns]:
     total = sum(f.stat().st_size for f in files)
     done = 0
     detected = 0
     for path in files:
-        digest = file_digest(path)
+        digest = digests[path]
         size = path.stat().st_size
         if digest in skip:
             done += size
@@ -317,8 +436,11 @@ def _items(
             else:
                 detected += 1
                 entry["format"] = reader.name
-                for item in reader.read(sample):
-                    entry["quarantined" if isinstance(item, Quarantined) else "requests"] += 1
+                for item in (reader.read_columns or reader.read)(sample):
+                    if isinstance(item, HashColumns):
+                        entry["requests"] += len(item)
+                    else:
+                        entry["quarantined" if isinstance(item, Quarantined) else "requests"] += 1
                     yield item
         done += size
         if progress:
@@ -392,37 +514,74 @@ def _ingest_run(
     formats: Counter[str] = Counter()
     counts = {"requests": 0, "duplicates": 0, "prompt": 0, "cached": 0, "tokens": 0, "blocks": 0}
     batch: list[Request] = []
+    pending: list[_Pending] = []
+    began = time.perf_counter()
 
-    def flush() -> None:
-        nonlocal seq
-        rows = materializer.rows(batch, seq + 1)
-        seq += len(batch)
+    def write(rows: tuple[Columns, ...]) -> None:
+        started = time.perf_counter()
         for table, columns in zip(("requests", "request_blocks", "blocks", "tokens"), rows, strict=True):
             writer.write(table, columns)
         counts["blocks"] += len(rows[2]["block_id"])
-        counts["tokens"] += sum(c or 0 for c in rows[0]["prompt_tokens_counted"])
+        counted = rows[0]["prompt_tokens_counted"]
+        if isinstance(counted, pa.Array):
+            counts["tokens"] += int(pa.compute.sum(counted).as_py() or 0)
+        else:
+            counts["tokens"] += sum(c or 0 for c in counted)
+        materializer.timings["write"] += time.perf_counter() - started
+
+    def drain(keep: int) -> None:
+        while len(pending) > keep:
+            write(materializer.finish(pending.pop(0)))
+
+    def flush() -> None:
+        # the batch's new blocks tokenize on the worker while the next batch is read; one batch in flight
+        nonlocal seq
+        drain(1)
+        pending.append(materializer.start(list(batch), seq + 1))
+        seq += len(batch)
         batch.clear()
 
-    skipped = [str(p) for p in readers.iter_files(paths) if file_digest(p) in already]
-    for item in _items(paths, format, already, inputs, progress):
-        if isinstance(item, Quarantined):
-            quarantine.append(
-                {"file": item.source.path, "line": item.source.line, "reason": item.reason, "excerpt": item.excerpt}
-            )
-            continue
-        if item.trace_id in known_traces:
-            counts["duplicates"] += 1
-            continue
-        known_traces.add(item.trace_id)
-        formats[item.format] += 1
-        counts["requests"] += 1
-        counts["prompt"] += item.usage.prompt_tokens or 0
-        counts["cached"] += item.usage.cached_tokens or 0
-        batch.append(item)
-        if len(batch) >= batch_size:
+    files = list(readers.iter_files(paths))
+    digests = {path: file_digest(path) for path in files}
+    skipped = [str(p) for p in files if digests[p] in already]
+    try:
+        for item in _items(files, digests, format, already, inputs, progress):
+            if isinstance(item, Quarantined):
+                quarantine.append(
+                    {"file": item.source.path, "line": item.source.line, "reason": item.reason, "excerpt": item.excerpt}
+                )
+                continue
+            if isinstance(item, HashColumns):
+                if batch:
+                    flush()
+                drain(0)
+                started = time.perf_counter()
+                rows = hash_rows(item, seq + 1, known_traces)
+                materializer.timings["identify"] += time.perf_counter() - started
+                kept = len(rows[0]["rid"])
+                counts["duplicates"] += len(item) - kept
+                counts["requests"] += kept
+                counts["prompt"] += int(pa.compute.sum(rows[0]["prompt_tokens_reported"]).as_py() or 0)
+                formats[item.format] += kept
+                seq += kept
+                write(rows)
+                continue
+            if item.trace_id in known_traces:
+                counts["duplicates"] += 1
+                continue
+            known_traces.add(item.trace_id)
+            formats[item.format] += 1
+            counts["requests"] += 1
+            counts["prompt"] += item.usage.prompt_tokens or 0
+            counts["cached"] += item.usage.cached_tokens or 0
+            batch.append(item)
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+        drain(0)
+    finally:
+        materializer.close()
     new_parts = writer.close()
     if quarantine:
         (staging / "quarantine").mkdir(exist_ok=True)
@@ -453,6 +612,8 @@ def _ingest_run(
     ]
     manifest.extra["calibration"] = _merge_calibration(manifest.extra.get("calibration", []), calibration)
     write_manifest(data, manifest)
+    timings = {k: round(v, 3) for k, v in sorted(materializer.timings.items()) if k != "tokenized_chars"}
+    timings["total"] = round(time.perf_counter() - began, 3)
     return IngestSummary(
         dataset=str(data),
         requests=counts["requests"],
@@ -466,6 +627,8 @@ def _ingest_run(
         tokens_counted=counts["tokens"],
         calibration=calibration,
         notes=sorted(materializer.notes),
+        tokenized_chars=int(materializer.timings["tokenized_chars"]),
+        timings=timings,
     )
 
 

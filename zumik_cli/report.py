@@ -91,6 +91,7 @@ class ReportInputs:
     replays: list[dict[str, Any]] | None = None
     include_text: bool = False
     samples: list[dict[str, Any]] | None = None
+    recommendations: list[dict[str, Any]] | None = None
 
 
 class Markup(str):
@@ -857,6 +858,54 @@ def _difference(row: Mapping[str, Any]) -> str:
     return f"{'+' if diff > 0 else ''}{format_count(diff)}"
 
 
+def _recommendations_section(recommendations: Sequence[Mapping[str, Any]] | None, currency: object) -> Markup:
+    """The few changes worth most, each a simulation: what to do, what it saves, and what that assumes."""
+    if recommendations is None:
+        return Markup("")
+    title = "What to change first"
+    rows = _rows(list(recommendations))
+    if not rows:
+        sentence = Markup("No change zumik can simulate would save tokens or money on this data.")
+        return _section("recommendations", title, None, _placeholder(sentence))
+    table = _table(
+        [
+            _Column("#", True),
+            _Column("Change"),
+            _Column("Sessions", True),
+            _Column("Requests", True),
+            _Column("Tokens saved", True),
+            _Column("Money saved", True),
+            _Column("Evidence"),
+        ],
+        [
+            [
+                format_count(rank),
+                row.get("title"),
+                format_count(_mapping(row.get("scope")).get("sessions")),
+                format_count(_mapping(row.get("scope")).get("requests")),
+                format_tokens(row.get("tokens_saved")),
+                format_money(row.get("money_saved_usd"), currency),
+                _join([_h(row.get("tag")), " ", badge(row.get("evidence"))]),
+            ]
+            for rank, row in enumerate(rows, start=1)
+        ],
+    )
+    cards = [
+        _card(
+            _tag("p", row.get("action")),
+            _tag("ul", _join(_tag("li", item) for item in row.get("assumptions") or []), class_="small muted"),
+            _tag("p", f"Money: {row.get('money_basis') or 'list prices'}.", class_="small muted"),
+            title=f"{rank}. {row.get('title') or row.get('id')}",
+        )
+        for rank, row in enumerate(rows, start=1)
+    ]
+    intro = (
+        "Each change was applied to a copy of the recorded requests and the waterfall re-run on it: the saving is "
+        "the difference between the two runs. These are simulations, not measurements."
+    )
+    return _section("recommendations", title, intro, _card(table), *cards)
+
+
 def _samples_section(inputs: ReportInputs) -> Markup:
     """Prompt excerpts, only when the caller asked for text; each is cut short and escaped."""
     samples = _rows(list(inputs.samples or []))
@@ -970,6 +1019,7 @@ def _methodology_section(inputs: ReportInputs) -> Markup:
 def _body(inputs: ReportInputs, charts: _Charts) -> Markup:
     waterfall = inputs.waterfall
     sections = [
+        _recommendations_section(inputs.recommendations, _currency(waterfall)),
         _section("headline", "Headline", None, _headline(waterfall), _summary(waterfall), _notes(waterfall)),
         _waterfall_section(waterfall, charts),
         _causes_section(waterfall, charts),
@@ -981,7 +1031,8 @@ def _body(inputs: ReportInputs, charts: _Charts) -> Markup:
         _samples_section(inputs),
         _methodology_section(inputs),
     ]
-    toc = [
+    toc = [("recommendations", "What to change")] if inputs.recommendations is not None else []
+    toc += [
         ("waterfall", "Waterfall"),
         ("causes", "Causes"),
         ("money", "Money"),
@@ -1131,8 +1182,10 @@ def write_dataset_report(
     include_text: bool = False,
     policies: list[dict[str, Any]] | None = None,
     replays: list[dict[str, Any]] | None = None,
+    recommendations: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """The report of a dataset: its manifest, its waterfall, and simulation or replay results when it has them."""
+    """The report of a dataset: its manifest, its waterfall, and simulation, replay and recommendation results when
+    it has them."""
     from datetime import UTC, datetime
 
     from .decisions import policy_comparison
@@ -1150,6 +1203,7 @@ def write_dataset_report(
             policies=policies,
             replays=replays,
             include_text=include_text,
+            recommendations=recommendations,
         ),
         path,
     )

@@ -134,6 +134,29 @@ DECISIONS = pa.schema(
     ]
 )
 
+REPLAYS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("trace_id", pa.string()),
+        ("rid", pa.int64()),
+        ("position", pa.int64()),
+        ("policy", pa.string()),
+        ("alias_release", pa.string()),
+        ("kv_compatibility_key", pa.string()),
+        ("engine", pa.string()),
+        ("engine_version", pa.string()),
+        ("device", pa.string()),
+        ("model", pa.string()),
+        ("block_size", pa.int64()),
+        ("capacity_blocks", pa.int64()),
+        ("prompt_tokens", pa.int64()),
+        ("predicted_tokens", pa.int64()),
+        ("measured_tokens", pa.int64()),
+        ("reason", pa.string()),
+        ("evidence", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "requests": REQUESTS,
     "request_blocks": REQUEST_BLOCKS,
@@ -141,6 +164,7 @@ TABLES: dict[str, pa.Schema] = {
     "tokens": TOKENS,
     "releases": RELEASES,
     "decisions": DECISIONS,
+    "replays": REPLAYS,
 }
 
 # What each table and column means, one line each: docs/schema.md is generated from these (`make docs`), and a
@@ -152,6 +176,7 @@ TABLE_DOCS: dict[str, str] = {
     "tokens": "The token ids of each unique content block.",
     "releases": "Every alias release the dataset has seen, with its canonical content and digest.",
     "decisions": "One resolution record per request per routing policy, written by `zumik simulate`.",
+    "replays": "One row per request replayed on a real engine: zumik's prediction beside the engine's measurement.",
 }
 
 COLUMN_DOCS: dict[str, dict[str, str]] = {
@@ -267,5 +292,25 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "latency_ms": "Estimated latency from the target's profile (the recorded latency where the recorded target has "
         "none); null otherwise.",
         "evidence": "`simulated`, or `estimated` where counts come from a proxy tokenizer or hash-id blocks.",
+    },
+    "replays": {
+        "run_id": "Id of the `zumik replay` run that wrote the row.",
+        "trace_id": "The replayed request.",
+        "rid": "Join key of the request (see `requests.rid`).",
+        "position": "Order in which the request was sent to the engine, from 0.",
+        "policy": "Whose decisions selected the request (`recorded` or a simulated policy).",
+        "alias_release": "The alias release the request resolved through.",
+        "kv_compatibility_key": "The request's KV compatibility key; each key gets its own namespace on the engine.",
+        "engine": "Engine name (`vllm` in process, or `openai-http`).",
+        "engine_version": "Engine version as it reported itself.",
+        "device": "Where the engine ran (`cpu`, a GPU name, or a remote URL).",
+        "model": "Model path or name the engine loaded (the shipped tiny config runs dummy weights).",
+        "block_size": "KV block size in tokens.",
+        "capacity_blocks": "Usable KV blocks of the engine.",
+        "prompt_tokens": "Tokens sent, the request's own (the namespace block is not counted).",
+        "predicted_tokens": "Cached tokens zumik predicted under the vLLM rules with the same block size and capacity.",
+        "measured_tokens": "Cached tokens the engine reported; null when it did not say.",
+        "reason": "Why prediction and measurement differ; empty when they agree.",
+        "evidence": "`replayed` for the measurement (the prediction is `simulated`).",
     },
 }

@@ -172,3 +172,34 @@ def rules(console: Console, packs: list[dict[str, Any]]) -> None:
             pack["source"],
         )
     console.print(table)
+
+
+def replay(console: Console, summary: dict[str, Any]) -> None:
+    engine = summary["engine"]
+    console.print(
+        f"Replayed {summary['requests']} requests of {summary['release']} ({summary['policy']}) on {engine['name']} "
+        f"{engine['version']} ({engine['device']}), block size {engine['block_size']}, "
+        f"capacity {engine['capacity_blocks']} blocks",
+        highlight=False,
+    )
+    table = Table(title="Predicted vs measured prefix-cache hits")
+    for column in ("", "tokens", "share of prompt", "evidence"):
+        table.add_column(column, justify="left" if column in ("", "evidence") else "right")
+    table.add_row("prompt", tokens(summary["prompt_tokens"]), "", "")
+    table.add_row(
+        "predicted", tokens(summary["predicted_tokens"]), percent(summary["predicted_rate"]), badge("simulated")
+    )
+    table.add_row("measured", tokens(summary["measured_tokens"]), percent(summary["measured_rate"]), badge("replayed"))
+    console.print(table)
+    console.print(
+        f"Exact agreement: {percent(summary['exact_agreement'])} of requests; token-weighted error "
+        f"{summary['token_error_pp']} percentage points",
+        highlight=False,
+    )
+    for row in summary["disagreements"]:
+        console.print(
+            f"  {row['trace_id']}: predicted {row['predicted_tokens']}, measured {row['measured_tokens']} "
+            f"— {row['reason']}",
+            highlight=False,
+            markup=False,
+        )

@@ -148,8 +148,14 @@ def _covering(matches: list[Match], start: int, end: int) -> Match | None:
     return next((m for m in matches if m.start <= start and end <= m.end), None)
 
 
-def variants(con: duckdb.DuckDBPyConnection, kind: str, before: str, after: str) -> tuple[int, int]:
-    """How many distinct values sit between the two contexts in blocks of this kind, and in how many requests."""
+def variants(
+    con: duckdb.DuckDBPyConnection, kind: str, before: str, after: str, multiline: bool = False
+) -> tuple[int, int]:
+    """How many distinct values sit between the two contexts in blocks of this kind, and in how many requests.
+
+    A span on one line is compared only with values on one line: text between the same anchors that spans lines
+    is another edit (an inserted line), not another value of this span.
+    """
     rows = con.execute(
         """
         SELECT b.text, count(DISTINCT rb.rid) AS requests
@@ -164,8 +170,9 @@ def variants(con: duckdb.DuckDBPyConnection, kind: str, before: str, after: str)
     for text, count in rows:
         i = text.find(before)
         j = text.find(after, i + len(before)) if i >= 0 else -1
-        if i >= 0 and j >= 0:
-            values.add(text[i + len(before) : j])
+        value = text[i + len(before) : j] if i >= 0 and j >= 0 else None
+        if value is not None and (multiline or "\n" not in value):
+            values.add(value)
             requests += int(count)
     return len(values), requests
 

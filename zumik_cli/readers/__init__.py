@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..errors import InputError
 from ..model import Quarantined, Request, Source
 
@@ -47,23 +49,39 @@ class Reader:
     description: str
     sniff: Callable[[Sample], bool]
     read: Callable[[Sample], Iterator[Item]]
+    # Formats read by the million (content-free traces) may also yield whole batches as arrays; ingest uses this
+    # when present, and the batches hold exactly what ``read`` would have yielded, record for record.
+    read_columns: Callable[[Sample], Iterator[Any]] | None = None
+
+
+# msgspec parses a line about three times faster than the json module and gives the same value for every line it
+# accepts (big integers included, unlike orjson); what it refuses (NaN, lone surrogate escapes, floats that
+# overflow, malformed text) goes through the json module, which decides and words the quarantine as before.
+_decode = msgspec.json.Decoder().decode
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed value or Quarantined) for every non-blank line."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield number, Quarantined(Source(str(path), number), f"not UTF-8 ({exc.reason} at byte {exc.start})")
-                continue
-            try:
-                yield number, json.loads(text)
-            except (ValueError, RecursionError) as exc:
-                yield number, Quarantined(Source(str(path), number), f"not JSON: {exc}", excerpt(text))
+            if not raw.isspace():
+                yield number, parse_json_line(path, number, raw)
+
+
+def parse_json_line(path: Path, number: int, raw: bytes) -> Any:
+    """One line's JSON value, or a Quarantined naming why it is not one."""
+    try:
+        return _decode(raw)
+    except (msgspec.DecodeError, RecursionError, ValueError):  # ValueError: UnicodeDecodeError among others
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Quarantined(Source(str(path), number), f"not UTF-8 ({exc.reason} at byte {exc.start})")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return Quarantined(Source(str(path), number), f"not JSON: {exc}", excerpt(text))
 
 
 def read_json_lines(sample: Sample, convert: Callable[[Any, Source], Request | list[Request] | None]) -> Iterator[Item]:

@@ -7,13 +7,20 @@ their blocks locally), so two files never share a block by accident.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from ..identity import derived_trace_id
-from ..model import HashBlocks, Request, Source, Usage
-from . import Item, Reader, Sample, convert_guarded, read_json_lines
+from ..model import HashBlocks, Quarantined, Request, Source, Usage
+from . import Item, Reader, Sample, convert_guarded, parse_json_line, read_json_lines
 from .fields import count, text
+
+COLUMN_CHUNK_BYTES = 1 << 24
 
 
 def _count(value: Any, name: str) -> int:
@@ -85,12 +92,123 @@ def _sniff_mooncake(sample: Sample) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class HashColumns:
+    """Consecutive records of one hash-id file as arrays: what ``read`` gives, without a Python object a block.
+
+    Row i is the record on line ``lines[i]``; its hash ids are ``hash_ids[offsets[i]:offsets[i + 1]]``.
+    """
+
+    format: str
+    path: str
+    scope: str
+    block_size: int
+    lines: np.ndarray  # int64
+    timestamps: np.ndarray  # float64, seconds
+    input_length: np.ndarray  # int64
+    output_length: pa.Array  # int64, null where the record's was absent or not a count
+    offsets: np.ndarray  # int64, rows + 1
+    hash_ids: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+_MOONCAKE_SCHEMA = pa.schema(
+    [
+        ("timestamp", pa.float64()),
+        ("input_length", pa.int64()),
+        ("output_length", pa.int64()),
+        ("hash_ids", pa.list_(pa.int64())),
+    ]
+)
+
+
+def _mooncake_arrays(chunk: bytes, lines: int) -> pa.Table | None:
+    """The chunk parsed by Arrow, or None where any record might read otherwise record by record.
+
+    Arrow is strict where the per-record reader is lenient (a string timestamp, a float count, a huge id): any
+    such record fails the whole chunk, which then goes the per-record way. What Arrow accepts here, the
+    per-record reader reads the same: objects with numeric fields, a list of int64 hash ids, no blank lines,
+    no explicit block size (Arrow cannot tell an explicit null from an absent key).
+    """
+    import pyarrow.json as pajson
+
+    if b'"block_size"' in chunk or chunk.startswith(b"\xef\xbb\xbf"):
+        return None
+    try:
+        table = pajson.read_json(
+            io.BytesIO(chunk),
+            read_options=pajson.ReadOptions(use_threads=True, block_size=len(chunk) + 1),
+            parse_options=pajson.ParseOptions(explicit_schema=_MOONCAKE_SCHEMA, unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowException, ValueError):
+        return None
+    if table.num_rows != lines:
+        return None
+    ids = table.column("hash_ids").combine_chunks()
+    for name in ("timestamp", "input_length"):
+        if table.column(name).null_count:
+            return None
+    if ids.null_count or ids.values.null_count:
+        return None
+    lengths = table.column("input_length").to_numpy()
+    if len(lengths) and int(lengths.min()) < 0:
+        return None
+    return table
+
+
+def _read_mooncake_columns(sample: Sample) -> Iterator[HashColumns | Item]:
+    import pyarrow.compute as pc
+
+    scope = _scope(sample, "mooncake")
+    path = str(sample.path)
+    first = 1
+    with sample.path.open("rb") as handle:
+        while chunk := handle.read(COLUMN_CHUNK_BYTES):
+            if not chunk.endswith(b"\n"):
+                chunk += handle.readline()
+            lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+            table = _mooncake_arrays(chunk, lines)
+            if table is None:
+                parts = chunk.split(b"\n")
+                for offset, line in enumerate(parts[:lines]):
+                    raw = line + b"\n" if offset < len(parts) - 1 else line  # as reading the file line by line
+                    if raw.isspace():
+                        continue
+                    number = first + offset
+                    value = parse_json_line(sample.path, number, raw)
+                    if isinstance(value, Quarantined):
+                        yield value
+                    else:
+                        yield from convert_guarded(lambda r, s: _mooncake(r, s, scope), value, Source(path, number))
+            else:
+                ids = table.column("hash_ids").combine_chunks()
+                offsets = ids.offsets.to_numpy().astype(np.int64)
+                output = table.column("output_length").combine_chunks()
+                output = pc.if_else(pc.less(output, 0), pa.scalar(None, pa.int64()), output)
+                yield HashColumns(
+                    format="mooncake",
+                    path=path,
+                    scope=scope,
+                    block_size=512,
+                    lines=np.arange(first, first + lines, dtype=np.int64),
+                    timestamps=table.column("timestamp").to_numpy() / 1000.0,
+                    input_length=table.column("input_length").to_numpy(),
+                    output_length=output,
+                    offsets=offsets - offsets[0],
+                    hash_ids=ids.values.to_numpy()[offsets[0] : offsets[-1]],
+                )
+            first += lines
+
+
 MOONCAKE = Reader(
     name="mooncake",
     description="Mooncake hash-id trace (JSONL): timestamp (ms), input_length, hash_ids of 512-token "
     "prefix-chained blocks (or the record's block_size)",
     sniff=_sniff_mooncake,
     read=lambda sample: read_json_lines(sample, lambda r, s: _mooncake(r, s, _scope(sample, "mooncake"))),
+    read_columns=_read_mooncake_columns,
 )
 
 

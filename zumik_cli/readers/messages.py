@@ -8,7 +8,47 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from ..memo import MISSING, Memo
 from ..model import Artifact, canonical_arguments, canonical_json
+
+# Every call of an agent resends its tool definitions and earlier tool calls; their canonical JSON (key-sorted
+# dumps, the slowest part of reading a record) is remembered by the record's own bytes, which msgspec writes
+# fast and which determine the canonical form (equal bytes, equal value). Values msgspec cannot write, such as
+# strings with lone surrogates, are converted every time.
+_TOOLS: Memo[Artifact] = Memo(4096)
+_ARGUMENTS: Memo[str] = Memo(1 << 16, weight_limit=1 << 26)
+_encode = msgspec.json.encode
+
+
+def _key(value: Any) -> bytes | None:
+    try:
+        return _encode(value)
+    except (msgspec.EncodeError, UnicodeEncodeError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _arguments(arguments: Any) -> str:
+    key: Any = arguments if isinstance(arguments, str) else _key(arguments)
+    if key is None:
+        return canonical_arguments(arguments)
+    known = _ARGUMENTS.get(key)
+    if known is MISSING:
+        known = canonical_arguments(arguments)
+        _ARGUMENTS.put(key, known, len(known))  # type: ignore[arg-type]
+    return known  # type: ignore[return-value]
+
+
+def _remembered_tool(shape: str, tool: dict[str, Any], build: Any) -> Artifact:
+    key = _key(tool)
+    if key is None:
+        return build(tool)  # type: ignore[no-any-return]
+    known = _TOOLS.get((shape, key))
+    if known is MISSING:
+        known = build(tool)
+        _TOOLS.put((shape, key), known)  # type: ignore[arg-type]
+    return known  # type: ignore[return-value]
 
 
 def _ttl(block: Any) -> str:
@@ -39,31 +79,28 @@ def tool_artifact(name: str, description: str, parameters: Any, cache_control: s
     return Artifact("tool", "tools", body, name=name, cache_control=cache_control)
 
 
+def _openai_tool(tool: dict[str, Any]) -> Artifact:
+    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    return tool_artifact(
+        str(fn.get("name", "")), str(fn.get("description", "") or ""), fn.get("parameters"), _ttl(tool)
+    )
+
+
+def _anthropic_tool(t: dict[str, Any]) -> Artifact:
+    return tool_artifact(
+        str(t.get("name", "")),
+        str(t.get("description", "") or ""),
+        t.get("input_schema", t.get("parameters")),
+        _ttl(t),
+    )
+
+
 def openai_tools(tools: Any) -> list[Artifact]:
-    out = []
-    for tool in tools or []:
-        if not isinstance(tool, dict):
-            continue
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        out.append(
-            tool_artifact(
-                str(fn.get("name", "")), str(fn.get("description", "") or ""), fn.get("parameters"), _ttl(tool)
-            )
-        )
-    return out
+    return [_remembered_tool("openai", t, _openai_tool) for t in tools or [] if isinstance(t, dict)]
 
 
 def anthropic_tools(tools: Any) -> list[Artifact]:
-    return [
-        tool_artifact(
-            str(t.get("name", "")),
-            str(t.get("description", "") or ""),
-            t.get("input_schema", t.get("parameters")),
-            _ttl(t),
-        )
-        for t in tools or []
-        if isinstance(t, dict)
-    ]
+    return [_remembered_tool("anthropic", t, _anthropic_tool) for t in tools or [] if isinstance(t, dict)]
 
 
 def any_tools(tools: Any) -> list[Artifact]:
@@ -110,7 +147,7 @@ def content_parts(role: str, content: Any) -> list[Artifact]:
                 Artifact(
                     "tool_call",
                     "assistant",
-                    canonical_arguments(args),
+                    _arguments(args),
                     name=str(part.get("name", "")),
                     ref=str(part.get("id", "")),
                     cache_control=ttl,
@@ -151,7 +188,7 @@ def openai_messages(messages: Any) -> list[Artifact]:
                     Artifact(
                         "tool_call",
                         "assistant",
-                        canonical_arguments(fn.get("arguments")),
+                        _arguments(fn.get("arguments")),
                         name=str(fn.get("name", "")),
                         ref=str(call.get("id", "")),
                     )

@@ -1,0 +1,190 @@
+"""Dataset rows built as whole arrays: request_blocks for any batch, and every table for hash-id batches.
+
+A million-request hash-id trace has tens of millions of blocks; one Python object or append per block would
+cost more than everything else ingest does. Here a batch's columns are computed with numpy and Arrow, and its
+ids with ``digests`` (the same BLAKE2b as ``identity``, vectorised), so every id equals what ``identity`` gives
+for the same request one at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import identity
+from .readers.hashid import HashColumns
+
+Columns = dict[str, Any]
+
+
+def block_rows(
+    rid: np.ndarray,
+    pos: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    chain: np.ndarray,
+    tokens: np.ndarray,
+    block_ids: Any = None,
+) -> Columns:
+    """request_blocks columns from per-block arrays; ``starts``/``counts`` locate each request's blocks."""
+    nonempty = counts > 0
+    parent = np.empty_like(chain)
+    if len(chain):
+        parent[1:] = chain[:-1]
+        parent[starts[nonempty]] = identity.ROOT_CHAIN
+    running = np.cumsum(tokens)
+    before = np.repeat(running[starts[nonempty]] - tokens[starts[nonempty]], counts[nonempty])
+    if block_ids is None:
+        block_id = chain
+    else:
+        block_id = np.fromiter((b for ids in block_ids for b in ids), dtype=np.int64, count=len(chain))
+    return {
+        "rid": rid,
+        "pos": pos,
+        "block_id": block_id,
+        "chain": chain,
+        "parent": parent,
+        "tokens": tokens,
+        "end_token": running - before,
+    }
+
+
+def _part(data: bytes) -> bytes:
+    """One part of an ``identity`` hash input: its 8-byte little-endian length, then its bytes."""
+    return len(data).to_bytes(8, "little") + data
+
+
+def _strings(fixed: np.ndarray) -> pa.Array:
+    """Fixed-width ASCII ids (numpy ``S`` array) as an Arrow string array, without a Python string each."""
+    width = fixed.dtype.itemsize
+    offsets = np.arange(len(fixed) + 1, dtype=np.int32) * width
+    return pa.Array.from_buffers(pa.string(), len(fixed), [None, pa.py_buffer(offsets), pa.py_buffer(fixed.tobytes())])
+
+
+@functools.lru_cache(maxsize=256)
+def _target_keys(family: str) -> tuple[str, str]:
+    target = identity.KvTarget("", "", "", "", "", "", "default", family)
+    return identity.kv_compatibility_key(target), identity.target_key(target)
+
+
+def _chains(scope: str, hash_ids: np.ndarray) -> np.ndarray:
+    """``identity.hash_chain_ids`` for every id: hashed once per distinct id in the batch."""
+    from . import digests
+
+    encoded = pa.array(hash_ids, type=pa.int64()).dictionary_encode()
+    distinct = encoded.dictionary.to_numpy()
+    prefix = identity.CHAIN_V + _part(scope.encode("utf-8", "surrogatepass"))
+    chains = digests.as_int64(digests.digest_decimals(prefix, distinct, 8))
+    return chains[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def hash_rows(columns: HashColumns, seq0: int, known_traces: set[str]) -> tuple[Columns, ...]:
+    """Rows of the four tables for a batch of hash-id records; records already in the dataset are skipped."""
+    from . import digests
+
+    scope_part = _part(columns.scope.encode("utf-8", "surrogatepass"))
+    trace_prefix = identity.TRACE_V + _part(columns.format.encode()) + scope_part
+    trace_text = digests.as_hex("trc_", digests.digest_decimals(trace_prefix, columns.lines, 12))
+    trace_ids = trace_text.astype(str).tolist()
+    keep = np.fromiter((t not in known_traces for t in trace_ids), dtype=np.bool_, count=len(trace_ids))
+    known_traces.update(trace_ids)
+    if not keep.all():
+        columns = _select(columns, keep)
+        trace_text = trace_text[keep]
+    n = len(columns)
+    width = trace_text.dtype.itemsize
+    message = np.empty((n, len(identity.TRACE_V) + 8 + width), dtype=np.uint8)
+    message[:, : len(identity.TRACE_V)] = np.frombuffer(identity.TRACE_V, dtype=np.uint8)
+    message[:, len(identity.TRACE_V) : len(identity.TRACE_V) + 8] = np.frombuffer(
+        width.to_bytes(8, "little"), dtype=np.uint8
+    )
+    message[:, len(identity.TRACE_V) + 8 :] = np.frombuffer(trace_text.tobytes(), dtype=np.uint8).reshape(n, width)
+    rid = digests.as_int64(digests.digest_rows(message, 8))
+
+    offsets = columns.offsets
+    counts = np.diff(offsets)
+    starts = offsets[:-1]
+    chain = _chains(columns.scope, columns.hash_ids)
+    pos = np.arange(len(chain), dtype=np.int64) - np.repeat(starts, counts)
+    size = columns.block_size
+    tokens = np.clip(np.repeat(columns.input_length, counts) - pos * size, 0, size)
+    blocks = block_rows(np.repeat(rid, counts), pos, starts, counts, chain, tokens)
+
+    family = f"hashid:{columns.scope}:{size}"
+    last = np.where(counts > 0, chain[np.maximum(offsets[1:] - 1, 0)] if len(chain) else 0, 0)
+    mat_prefix = identity.MATERIALIZATION_V + _part(family.encode("utf-8", "surrogatepass"))
+    materialization = digests.as_hex("mat_", digests.digest_decimals(mat_prefix, last, 12))
+    kvc, target = _target_keys(family)
+
+    def same(value: str) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([value])).cast(pa.string())
+
+    nulls = pa.nulls(n, pa.int64())
+    empty_lists = pa.ListArray.from_arrays(np.zeros(n + 1, dtype=np.int32), pa.array([], pa.int64()))
+    requests = {
+        "trace_id": _strings(trace_text),
+        "rid": rid,
+        "seq": seq0 + np.arange(n, dtype=np.int64),
+        "source_path": same(columns.path),
+        "source_line": columns.lines,
+        "format": same(columns.format),
+        "timestamp": columns.timestamps,
+        "provider": same(""),
+        "model": same(""),
+        "model_revision": same(""),
+        "engine": same(""),
+        "region": same(""),
+        "quantization": same(""),
+        "tenant": same("default"),
+        "session_id": same(""),
+        "alias": same(""),
+        "alias_release": same(""),
+        "request_format": same("none"),
+        "snapshot_id": same(""),
+        "materialization_key": _strings(materialization),
+        "materialization_family": same(family),
+        "kv_compatibility_key": same(kvc),
+        "target_key": same(target),
+        "tokenizer": same(""),
+        "tokenizer_exact": np.zeros(n, dtype=np.bool_),
+        "block_granularity": np.full(n, size, dtype=np.int64),
+        "n_blocks": counts,
+        "prompt_tokens_counted": nulls,
+        "prompt_tokens_reported": columns.input_length,
+        "cached_tokens_reported": nulls,
+        "cache_write_tokens_reported": nulls,
+        "output_tokens_reported": columns.output_length,
+        "usage_family": same("hash-id"),
+        "miss_reason": same(""),
+        "missed_tokens_reported": nulls,
+        "latency_ms": pa.nulls(n, pa.float64()),
+        "breakpoints": empty_lists,
+        "breakpoint_ttls": pa.ListArray.from_arrays(np.zeros(n + 1, dtype=np.int32), pa.array([], pa.string())),
+        "output_chain": nulls,
+    }
+    empty: Columns = {"block_id": [], "family": [], "kind": [], "role": [], "name": [], "artifact_hash": []}
+    empty.update({"n_tokens": [], "text": []})
+    return requests, blocks, empty, {"block_id": [], "token_ids": []}
+
+
+def _select(columns: HashColumns, keep: np.ndarray) -> HashColumns:
+    counts = np.diff(columns.offsets)[keep]
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    block_keep = np.repeat(keep, np.diff(columns.offsets))
+    return HashColumns(
+        format=columns.format,
+        path=columns.path,
+        scope=columns.scope,
+        block_size=columns.block_size,
+        lines=columns.lines[keep],
+        timestamps=columns.timestamps[keep],
+        input_length=columns.input_length[keep],
+        output_length=pc.filter(columns.output_length, pa.array(keep)),
+        offsets=offsets,
+        hash_ids=columns.hash_ids[block_keep],
+    )
