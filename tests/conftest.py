@@ -412,3 +412,32 @@ def real_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real traces not found at {path} (CI puts shared/data/real beside the checkout)")
     return path
+
+
+# --- CI runs every test: a heavy dependency missing there is a failure, never a quiet skip ------------------
+
+
+def _missing_heavy_dependency(marker: str) -> str | None:
+    import importlib.util
+    import shutil
+
+    if marker == "vllm" and importlib.util.find_spec("vllm") is None:
+        return "vLLM is not installed (`make engines` installs it)"
+    if marker == "browser":
+        if shutil.which("chromium") is None:
+            return "Debian's chromium is not installed (`make browser` installs it)"
+        if importlib.util.find_spec("playwright") is None:
+            return "playwright is not installed (`pip install -e '.[dev]'`)"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    import os
+
+    if not os.environ.get("CI"):
+        return
+    for marker in ("vllm", "browser"):
+        if item.get_closest_marker(marker) is not None:
+            missing = _missing_heavy_dependency(marker)
+            if missing:
+                pytest.fail(f"CI must run the {marker} tests, but {missing}")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from zumik_cli.check import check_dataset
 from zumik_cli.cli import app
 from zumik_cli.dataset import Dataset
 from zumik_cli.divergence import Break, Divergence, compute_divergence
@@ -60,7 +61,7 @@ class Call:
     system: str
     tools: list[dict[str, Any]]
     messages: list[dict[str, Any]]
-    reply: dict[str, Any]
+    reply: dict[str, Any] | None
     model: str = MODEL
     provider: str = "openai"
     breakpoint_ttl: str | None = None
@@ -124,7 +125,7 @@ def records(session: str, calls: list[Call]) -> list[dict[str, Any]]:
                 "tools": call.tools,
                 "system": system,
                 "messages": messages,
-                "output": call.reply,
+                **({"output": call.reply} if call.reply else {}),
             }
         )
     return out
@@ -281,6 +282,7 @@ def planted_traces() -> list[dict[str, Any]]:
     out += records("clean", conversation("clean"))
     out += records("retry", _retry(conversation("retry")))
     out += records("fork", _fork())
+    out += records("rewind", _rewind_unrecorded())
     out += records("nonce", _nonces(conversation("nonce")))
     anthropic = [_anthropic(c, "5m") for c in conversation("claude-5m", gap=400)]
     out += records("claude-5m", anthropic)
@@ -315,6 +317,13 @@ def _fork() -> list[Call]:
     q2b, r4 = text("user", "Cancel it instead."), text("assistant", "I have cancelled order 77.")
     prompts = [([q1], r1), ([q1, r1, q2], r2), ([q1, r1, q2, r2, q3], r3), ([q1, r1, q2b], r4)]
     return [Call(T0 + 20 * k, BASE_SYSTEM, copy.deepcopy(TOOLS), m, r) for k, (m, r) in enumerate(prompts)]
+
+
+def _rewind_unrecorded() -> list[Call]:
+    """The same rewind, but the log lost call 1's reply: call 4 now departs from call 3 with a new last question."""
+    calls = _fork()
+    calls[0].reply = None
+    return calls
 
 
 NONCES = ("amber", "amber", "cobalt", "dune", "ember")
@@ -410,7 +419,7 @@ def test_a_model_change_names_both_targets(planted):
 
 def test_sessions_without_a_planted_break_show_none(planted):
     _, result = planted
-    for session in ("clean", "retry", "fork", "claude-1h"):
+    for session in ("clean", "retry", "fork", "rewind", "claude-1h"):
         assert breaks_of(result, session) == [], session
 
 
@@ -502,6 +511,8 @@ def test_tau_bench_shares_one_system_prompt_and_no_volatile_span_is_reported_in_
     assert not [b for b in result.breaks if b.cause == "system_changed"]
     # the prompt carries a date and a time ("The current time is 2024-05-15 15:00:00 EST.") that never changes
     assert "2024-05-15 15:00:00" in _system_text(Dataset(tmp_path / "data"))
+    checks = {f.check for f in check_dataset(Dataset(tmp_path / "data")).findings}
+    assert not checks & {"anthropic.volatile_before_breakpoint", "prefix.stable_after_changing"}
 
 
 def _system_text(dataset: Dataset) -> str:

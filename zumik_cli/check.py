@@ -275,6 +275,7 @@ RULES_SCHEMA = pa.schema(
 REQUESTS_SQL = """
 CREATE OR REPLACE TEMP TABLE ck_req AS
 SELECT r.rid, r.trace_id, r.session_id, r.timestamp, r.seq, r.source_path, r.source_line, r.n_blocks,
+       r.materialization_family AS family,
        r.breakpoints, r.breakpoint_ttls, r.prompt_tokens_counted AS counted,
        CASE WHEN r.prompt_tokens_reported IS NOT NULL AND NOT r.tokenizer_exact AND r.prompt_tokens_counted > 0
             THEN r.prompt_tokens_reported::DOUBLE / r.prompt_tokens_counted ELSE 1.0 END AS scale,
@@ -290,18 +291,21 @@ FROM request_blocks b JOIN ck_req r USING (rid)
 WHERE r.gran_kind = 'breakpoints'
   AND (list_contains(r.breakpoints, b.end_token) OR (len(r.breakpoints) = 0 AND b.pos = r.n_blocks - 1));
 
--- head blocks that change: volatile by shape and variation, or taking 3+ values at one place within a session
+-- head blocks that change: volatile by shape and variation, or one slot (a tool by name, the n-th system part)
+-- taking 3+ texts within a session and prompt family
 CREATE OR REPLACE TEMP TABLE ck_changing AS
 WITH head AS (
-    SELECT b.rid, b.pos, b.block_id, b.tokens, b.end_token, r.session_id
+    SELECT b.rid, b.pos, b.block_id, r.session_id, r.family, k.kind, coalesce(k.name, '') AS name,
+           row_number() OVER (PARTITION BY b.rid, k.kind, coalesce(k.name, '') ORDER BY b.pos) AS slot
     FROM request_blocks b JOIN ck_req r USING (rid) JOIN blocks k USING (block_id)
     WHERE k.kind IN ('system', 'tool')
 ), varying AS (
-    SELECT session_id, pos FROM head WHERE session_id <> '' GROUP BY ALL HAVING count(DISTINCT block_id) >= 3
+    SELECT session_id, family, kind, name, slot FROM head WHERE session_id <> ''
+    GROUP BY ALL HAVING count(DISTINCT block_id) >= 3
 )
 SELECT h.rid, min(h.pos) AS first_pos
-FROM head h LEFT JOIN varying v USING (session_id, pos)
-WHERE h.block_id IN (SELECT block_id FROM ck_volatile) OR v.pos IS NOT NULL
+FROM head h LEFT JOIN varying v USING (session_id, family, kind, name, slot)
+WHERE h.block_id IN (SELECT block_id FROM ck_volatile) OR v.slot IS NOT NULL
 GROUP BY h.rid;
 """
 
@@ -404,6 +408,11 @@ def _register_rules(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack],
     con.register("ck_rules", pa.Table.from_pylist(rows, schema=RULES_SCHEMA))
 
 
+def _n(items: Any, noun: str) -> str:
+    count = len(items)
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _finding(
     check: str, severity: str, rows: list[tuple[Any, ...]], message: str, at_risk: int | None = None
 ) -> Finding:
@@ -428,7 +437,7 @@ def _dataset_breakpoints(con: duckdb.DuckDBPyConnection) -> list[Finding]:
                 "anthropic.max_breakpoints",
                 "fail",
                 rows,
-                f"{len(rows)} requests set more than {rows[0][3]} breakpoints (up to {most}): the provider "
+                f"{_n(rows, 'request')} set more than {rows[0][3]} breakpoints (up to {most}): the provider "
                 "rejects them.",
             )
         )
@@ -439,7 +448,7 @@ def _dataset_breakpoints(con: duckdb.DuckDBPyConnection) -> list[Finding]:
                 "anthropic.ttl_order",
                 "fail",
                 rows,
-                f"{len(rows)} requests put a 1-hour breakpoint after a 5-minute one: the provider rejects them.",
+                f"{_n(rows, 'request')} put a 1-hour breakpoint after a 5-minute one: the provider rejects them.",
             )
         )
     rows = con.execute(LOOKBACK_SQL).fetchall()
@@ -449,8 +458,8 @@ def _dataset_breakpoints(con: duckdb.DuckDBPyConnection) -> list[Finding]:
                 "anthropic.lookback",
                 "fail",
                 rows,
-                f"In {len(rows)} requests the previous call's deepest cache entry lies more than the look-back window "
-                "before this call's next breakpoint, so it was not found.",
+                f"In {_n(rows, 'request')}, the previous call's deepest cache entry lies more than the look-back "
+                "window before this call's next breakpoint, so it was not found.",
                 sum(int(r[2] or 0) for r in rows),
             )
         )
@@ -461,7 +470,7 @@ def _dataset_breakpoints(con: duckdb.DuckDBPyConnection) -> list[Finding]:
                 "anthropic.below_minimum",
                 "warn",
                 rows,
-                f"{len(rows)} requests set breakpoints that close a prefix under the model's minimum "
+                f"{_n(rows, 'request')} set breakpoints that close a prefix under the model's minimum "
                 f"({', '.join(sorted({f'{r[3]:,}' for r in rows}))} tokens): those prefixes are never cached.",
             )
         )
@@ -477,7 +486,7 @@ def _dataset_changing(con: duckdb.DuckDBPyConnection) -> list[Finding]:
                 "anthropic.volatile_before_breakpoint",
                 "fail",
                 rows,
-                f"{len(rows)} requests carry system or tool content that changes between requests before their first "
+                f"{_n(rows, 'request')} carry system or tool content that changes between requests before the first "
                 "breakpoint: what that breakpoint writes cannot be read back.",
                 sum(int(r[2] or 0) for r in rows),
             )
@@ -489,8 +498,8 @@ def _dataset_changing(con: duckdb.DuckDBPyConnection) -> list[Finding]:
                 "prefix.stable_after_changing",
                 "warn",
                 rows,
-                f"{len(rows)} requests place stable tools or system instructions after content that changes between "
-                "requests: moving the changing part to the end would let the stable part be reused.",
+                f"{_n(rows, 'request')} place stable tools or system instructions after content that changes "
+                "between requests: moving the changing part to the end would let the stable part be reused.",
                 sum(int(r[2] or 0) for r in rows),
             )
         )
@@ -526,7 +535,7 @@ def _cache_key_findings(con: duckdb.DuckDBPyConnection) -> tuple[list[Finding], 
             Finding(
                 "openai.prompt_cache_key_unstable",
                 "fail",
-                f"{len(unstable)} sessions send more than one prompt_cache_key (up to "
+                f"{_n(unstable, 'session')} send more than one prompt_cache_key (up to "
                 f"{max(len(k) for k in unstable.values())} in one session): their calls are spread over caches.",
                 requests=sum(1 for trace_id, session, _, _ in rows if session in unstable and trace_id in keys),
                 sessions=len(unstable),

@@ -305,7 +305,10 @@ def report(
 @app.command()
 @handles_errors
 def replay(
-    release: Annotated[str, typer.Option("--release", help="Replay the requests resolved through this alias release.")],
+    release: Annotated[
+        str | None,
+        typer.Option("--release", help="Replay the requests resolved through this alias release (default: all)."),
+    ] = None,
     data: DataOpt = Path("data/zumik"),
     policy: Annotated[
         str, typer.Option(help="Whose decisions select the requests: recorded or a simulated policy.")

@@ -25,6 +25,7 @@ from .errors import DatasetError
 from .schema import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
+DUCKDB_MEMORY = os.environ.get("ZUMIK_DUCKDB_MEMORY", "1GB")
 
 
 @dataclass
@@ -125,7 +126,11 @@ class Dataset:
         return [str(self.root / p) for p in self.manifest.parts.get(table, [])]
 
     def connect(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(":memory:")
+        # Bounded memory whatever the dataset's size: past the limit DuckDB spills its sorts, joins and temp
+        # tables to a folder inside the dataset rather than growing (80% of the machine by default).
+        con = duckdb.connect(
+            ":memory:", config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(self.root / ".duckdb-tmp")}
+        )
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         for table in self.manifest.parts:

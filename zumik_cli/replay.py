@@ -2,7 +2,7 @@
 
 The prediction is zumik's simulated candidate under the vLLM rules with the engine's own block size and
 capacity: only full blocks are cached, the last prompt token is always recomputed, and blocks are evicted least
-recently used, a finished request's tail first (``capacity.lru_prefix_depths(order="vllm")``). Each KV
+recently freed, a finished request's tail first, as vLLM's block pool does (``predict``). Each KV
 compatibility key (model, revision, tenant) gets a namespace block of its own in front of its prompts, so that
 one engine never lets two tenants or two models share a prefix; the namespace block is counted out of both
 figures. Measurements are ``replayed``; predictions ``simulated``.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import capacity
 from .dataset import Dataset, publish
 from .engines.base import Engine, EngineInfo
 from .errors import ZumikError
@@ -36,7 +36,7 @@ SELECT_RECORDED = """
 SELECT r.rid, r.trace_id, r.kv_compatibility_key AS kvc, r.alias_release, r.block_granularity,
        r.prompt_tokens_counted IS NULL AND r.block_granularity = 0 AS usage_only
 FROM requests r
-WHERE r.alias_release = ?
+WHERE ? IS NULL OR r.alias_release = ?
 ORDER BY r.timestamp NULLS LAST, r.seq
 """
 
@@ -58,7 +58,7 @@ ORDER BY b.rid, b.pos
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    release: str
+    release: str | None = None  # None: every request, for traces that record no alias release
     policy: str = "recorded"
     engine: str = "vllm"
     model: Path | None = None
@@ -91,14 +91,18 @@ def _pseudo_tokens(seed: bytes, count: int) -> np.ndarray:
     return rng.integers(*TOKEN_ID_RANGE, size=count, dtype=np.int64)
 
 
-def select_requests(dataset: Dataset, release: str, policy: str, limit: int | None) -> tuple[list[dict[str, Any]], int]:
+def select_requests(
+    dataset: Dataset, release: str | None, policy: str, limit: int | None
+) -> tuple[list[dict[str, Any]], int]:
     """The requests resolved through ``release`` under ``policy``, in time order, and how many had no content."""
     con = dataset.connect()
     decided = con.execute("SELECT count(*) FROM decisions WHERE policy = ?", [policy]).fetchone()
-    if decided and decided[0]:
+    if policy == "recorded" and (release is None or not (decided and decided[0])):
+        cursor = con.execute(SELECT_RECORDED, [release, release])
+    elif decided and decided[0] and release is not None:
         cursor = con.execute(SELECT_DECIDED, [policy, release])
-    elif policy == "recorded":
-        cursor = con.execute(SELECT_RECORDED, [release])
+    elif release is None:
+        raise ZumikError(f"replaying policy {policy!r} needs --release: its decisions are per alias release")
     else:
         raise ZumikError(
             f"no decisions of policy {policy!r} in {dataset.root}: run `zumik simulate --data {dataset.root} "
@@ -148,35 +152,54 @@ def namespaced(requests: list[ReplayRequest], block_size: int) -> list[np.ndarra
     ]
 
 
+def _chain(prompt: np.ndarray, block_size: int) -> list[int]:
+    """Prefix-chained ids of the prompt's full blocks (a partial last block is never cached)."""
+    chain, out = b"", []
+    for k in range(len(prompt) // block_size):
+        chain = hashlib.blake2b(chain + prompt[k * block_size : (k + 1) * block_size].tobytes(), digest_size=8).digest()
+        out.append(int.from_bytes(chain, "little"))
+    return out
+
+
 def predict(prompts: list[np.ndarray], block_size: int, capacity_blocks: int | None) -> np.ndarray:
-    """Cached tokens the vLLM rules predict for each prompt, sent one after another to a fresh engine."""
+    """Cached tokens the vLLM rules predict for each prompt, sent one after another to a fresh engine.
+
+    The engine's block pool, as vLLM v1 keeps it: a request takes the leading cached blocks of its prompt (all
+    but the last token's block when everything is cached), then allocates its other blocks from the free queue:
+    empty blocks first, then the least recently freed cached block, whose content is evicted. When it finishes,
+    its blocks are freed tail first; blocks without a hash (the partial last block) go to the front of the queue
+    and are reused first. A recomputed block whose content is still cached elsewhere makes a second copy.
+    """
     recompute_last = bool(load_packs()["vllm"].granularity.get("recompute_last_token", True))
-    offsets, units, sizes = [0], [], []
-    fresh = -1
+    unbounded = capacity_blocks is None
+    empty = 0 if unbounded else int(capacity_blocks or 0)
+    queue: OrderedDict[tuple[int, int], None] = OrderedDict()  # cached blocks, least recently freed first
+    copies: dict[int, list[int]] = {}  # content -> the slots of its cached copies in the queue
+    slot = 0
+    out = []
     for prompt in prompts:
-        full = len(prompt) // block_size
-        chain = b""
-        for k in range(full):
-            chain = hashlib.blake2b(
-                chain + prompt[k * block_size : (k + 1) * block_size].tobytes(), digest_size=8
-            ).digest()
-            units.append(int.from_bytes(chain, "little") >> 2)  # non-negative: negative ids are fresh slots
-            sizes.append(block_size)
-        if len(prompt) % block_size:
-            units.append(fresh)  # the partial block holds a slot while the request runs, and caches nothing
-            sizes.append(0)
-            fresh -= 1
-        offsets.append(len(units))
-    offsets_a = np.asarray(offsets, dtype=np.int64)
-    depths = capacity.lru_prefix_depths(offsets_a, np.asarray(units, dtype=np.int64), order="vllm")
-    limit = capacity.FIRST_ACCESS - 1 if capacity_blocks is None else capacity_blocks
-    held = np.where(depths <= limit, np.asarray(sizes, dtype=np.int64), 0)
-    # leading hits only: the running max of depth already stops at the first miss within a request
-    hits = np.add.reduceat(held, offsets_a[:-1]) if len(units) else np.zeros(len(prompts), dtype=np.int64)
-    hits = np.where(np.diff(offsets_a) > 0, hits, 0)
-    lengths = np.asarray([len(p) for p in prompts], dtype=np.int64)
-    ceiling = ((lengths - 1) // block_size) * block_size if recompute_last else lengths
-    return np.minimum(hits, np.maximum(ceiling, 0))
+        blocks = _chain(prompt, block_size)
+        hits = 0
+        while hits < len(blocks) and copies.get(blocks[hits]):
+            hits += 1
+        if recompute_last:
+            hits = min(hits, max(len(prompt) - 1, 0) // block_size)
+        for content in blocks[:hits]:  # taken into use: out of the free queue
+            del queue[(content, copies[content].pop(0))]
+        needed = len(blocks) - hits + (1 if len(prompt) % block_size else 0)
+        if not unbounded:
+            taken = min(needed, empty)
+            empty -= taken
+            for _ in range(needed - taken):
+                (content, evicted), _ = queue.popitem(last=False)
+                copies[content].remove(evicted)
+            empty += 1 if len(prompt) % block_size else 0  # the partial block goes back, holding nothing
+        for content in reversed(blocks):
+            slot += 1
+            queue[(content, slot)] = None
+            copies.setdefault(content, []).append(slot)
+        out.append(hits * block_size)
+    return np.asarray(out, dtype=np.int64)
 
 
 def _reason(predicted: int, measured: int | None, bounded: bool) -> str:

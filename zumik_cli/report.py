@@ -1192,6 +1192,15 @@ def write_dataset_report(
 
     manifest = dataset.manifest.to_json()
     policies = policies if policies is not None else policy_comparison(dataset) or None
+    if replays is None and dataset.manifest.extra.get("replay"):
+        run = dataset.manifest.extra["replay"]["run_id"]
+        cursor = dataset.connect().execute(
+            "SELECT trace_id, predicted_tokens, measured_tokens, prompt_tokens FROM replays WHERE run_id = ? "
+            "ORDER BY position",
+            [run],
+        )
+        names = [d[0] for d in cursor.description]
+        replays = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()] or None
     when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"Prefix-cache reuse: {Path(dataset.root).name}"
     return write_report(

@@ -131,10 +131,9 @@ def shape_of(old: str, new: str, diff: SpanDiff) -> tuple[str | None, tuple[int,
     old_span, new_span = (diff.start, diff.old_end), (diff.start, diff.new_end)
     old_hit = _covering(find_shapes(old), *old_span)
     new_hit = _covering(find_shapes(new), *new_span)
-    if old_hit or new_hit:
-        shape = (old_hit or new_hit).shape  # type: ignore[union-attr]
-        if old_hit and new_hit and old_hit.shape != new_hit.shape:
-            shape = new_hit.shape
+    hit = new_hit or old_hit  # the new text's shape names the span when the two disagree
+    if hit is not None:
+        shape = hit.shape
         widened_old = (old_hit.start, old_hit.end) if old_hit else old_span
         widened_new = (new_hit.start, new_hit.end) if new_hit else new_span
         return shape, widened_old, widened_new

@@ -160,7 +160,10 @@ SELECT r.rid, r.trace_id,
        p.pack,
        CASE WHEN NOT p.ttl_fixed AND list_contains(r.breakpoint_ttls, '1h') AND p.ttl_1h IS NOT NULL
             THEN p.ttl_1h ELSE p.pack_ttl END AS ttl,
-       p.min_tokens, p.gran_kind, p.block_size, p.recompute_last, p.inc_first, p.inc_step, p.lookback
+       p.min_tokens, p.gran_kind, p.block_size, p.recompute_last, p.inc_first, p.inc_step, p.lookback,
+       dense_rank() OVER (ORDER BY r.materialization_family) AS fam_id,
+       dense_rank() OVER (ORDER BY r.target_key) AS tgt_id,
+       dense_rank() OVER (ORDER BY r.kv_compatibility_key) AS kvc_id
 FROM requests r
 JOIN packs_in p ON p.provider IS NOT DISTINCT FROM r.provider AND p.engine IS NOT DISTINCT FROM r.engine
                AND p.model IS NOT DISTINCT FROM r.model
@@ -169,7 +172,7 @@ JOIN packs_in p ON p.provider IS NOT DISTINCT FROM r.provider AND p.engine IS NO
 BREAKPOINT_SQL = """
 CREATE OR REPLACE TEMP TABLE bp_hits AS
 WITH marks AS (
-    SELECT u.rid, u.pos, u.chain, u.kvc, u.ord
+    SELECT u.rid, u.pos, u.chain, u.kvc_id, u.ord
     FROM units u JOIN req r USING (rid)
     WHERE r.gran_kind = 'breakpoints'
       AND (list_contains(r.breakpoints, u.end_token) OR (len(r.breakpoints) = 0 AND u.pos = r.n_blocks - 1))
@@ -178,7 +181,7 @@ SELECT u.rid, max(u.end_token) AS t_bp
 FROM units u
 JOIN req r ON r.rid = u.rid AND r.gran_kind = 'breakpoints'
 JOIN levels l ON l.rid = u.rid AND u.pos < l.n_warm
-JOIN marks written ON written.kvc = u.kvc AND written.chain = u.chain AND written.ord < u.ord
+JOIN marks written ON written.kvc_id = u.kvc_id AND written.chain = u.chain AND written.ord < u.ord
 JOIN marks mine ON mine.rid = u.rid AND mine.pos >= u.pos AND mine.pos - u.pos < r.lookback
 GROUP BY u.rid
 """
@@ -230,7 +233,7 @@ def _partials(con: duckdb.DuckDBPyConnection) -> None:
 def _workload(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Requests in time order as CSR arrays of (kvc, chain) unit ids and their token sizes."""
     table = con.sql("""
-        SELECT rid, ord, (hash(kvc, chain) >> 1)::BIGINT AS unit, tokens FROM units ORDER BY ord, pos
+        SELECT rid, ord, (hash(kvc_id, chain) >> 1)::BIGINT AS unit, tokens FROM units ORDER BY ord, pos
     """).to_arrow_table()
     ords = table.column("ord").to_numpy()
     rids = table.column("rid").to_numpy()
@@ -277,6 +280,12 @@ def _curve(con: duckdb.DuckDBPyConnection, capacities: tuple[int | None, ...], t
     return [{"capacity_tokens": cap, "rate": round(min(h * factor / total, 1.0), 6)} for cap, h in hits]
 
 
+def _levels_coincide(con: duckdb.DuckDBPyConnection) -> str:
+    """'true' when every family has one target and every target one key: the three first uses are then one."""
+    row = con.execute("SELECT count(DISTINCT fam_id) = count(DISTINCT kvc_id) FROM req").fetchone()
+    return "true" if row and row[0] else "false"
+
+
 def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None) -> Waterfall:
     options = options or WaterfallOptions()
     con = dataset.connect()
@@ -285,7 +294,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         raise ZumikError(f"the dataset at {dataset.root} has no requests: ingest traces first with `zumik ingest`")
     packs = _pack_table(con, options)
     con.execute(REQ_SQL)
-    con.execute(_sql("levels.sql"))
+    con.execute(_sql("levels.sql").replace("$levels_coincide", _levels_coincide(con)))
     _partials(con)
     con.execute(BREAKPOINT_SQL)
     _capacity_hits(con, options.capacity_tokens)

@@ -17,7 +17,8 @@ from .base import EngineInfo, EngineResult
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 START_HINT = (
-    "start one with `vllm serve MODEL --enable-prefix-caching --enable-prompt-tokens-details` or give the right URL"
+    "start one with `python -m vllm.entrypoints.openai.api_server --model MODEL --enable-prefix-caching "
+    "--enable-prompt-tokens-details` (`vllm serve` with the GPU package) or give the right URL"
 )
 
 

