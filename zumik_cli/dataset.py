@@ -145,7 +145,7 @@ class Dataset:
         return con
 
     def quarantine_entries(self) -> list[dict[str, Any]]:
-        entries = []
+        entries: list[dict[str, Any]] = []
         for part in self.manifest.quarantine:
             with (self.root / part).open() as handle:
                 entries.extend(json.loads(line) for line in handle if line.strip())

@@ -15,7 +15,7 @@ import math
 import os
 import random
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -789,8 +789,8 @@ def write_jsonl_parts(config: SynthConfig, paths: list[Path]) -> SynthSummary:
     return summary
 
 
-def _write(config: SynthConfig, stream: TextIO | list[TextIO]) -> SynthSummary:
-    streams = stream if isinstance(stream, list) else [stream]
+def _write(config: SynthConfig, stream: TextIO | Sequence[TextIO]) -> SynthSummary:
+    streams = list(stream) if isinstance(stream, Sequence) else [stream]
     written = [0] * len(streams)
     placed: dict[str, int] = {}  # a session and its subagents stay in one file; new ones go to the smallest
     requests = size = prompt = cached = 0

@@ -155,13 +155,9 @@ def variants(
     A span on one line is compared only with values on one line: text between the same anchors that spans lines
     is another edit (an inserted line), not another value of this span.
     """
+    _head_table(con)
     rows = con.execute(
-        """
-        SELECT b.text, count(DISTINCT rb.rid) AS requests
-        FROM blocks b JOIN request_blocks rb USING (block_id)
-        WHERE b.kind = ? AND contains(b.text, ?) AND contains(b.text, ?)
-        GROUP BY b.text
-        """,
+        "SELECT text, requests FROM vol_head WHERE kind = ? AND contains(text, ?) AND contains(text, ?)",
         [kind, before, after],
     ).fetchall()
     values: set[str] = set()
@@ -236,6 +232,7 @@ class VolatileBlock:
 
 
 HEAD_BLOCKS_SQL = """
+CREATE TEMP TABLE IF NOT EXISTS vol_head AS
 SELECT b.block_id, b.family, b.kind, b.name, b.text, count(DISTINCT rb.rid) AS requests
 FROM blocks b JOIN request_blocks rb USING (block_id)
 WHERE b.kind IN ('system', 'tool') AND b.text IS NOT NULL
@@ -243,16 +240,22 @@ GROUP BY ALL
 """
 
 
+def _head_table(con: duckdb.DuckDBPyConnection) -> None:
+    """``vol_head``: each distinct system or tool block once, with how many requests carry it (built once)."""
+    con.execute(HEAD_BLOCKS_SQL)
+
+
 def volatile_head_blocks(con: duckdb.DuckDBPyConnection) -> dict[int, VolatileBlock]:
     """Head blocks whose template (volatile shapes masked) is shared with other texts: the masked spans that
     differ between them vary across requests, so they are volatile by shape and by variation both."""
     groups: dict[tuple[str, str, str, str], list[tuple[int, str, str, list[Match], int]]] = {}
-    for block_id, family, kind, name, text, requests in con.execute(HEAD_BLOCKS_SQL).fetchall():
+    _head_table(con)
+    for block_id, family, kind, name, text, requests in con.execute("SELECT * FROM vol_head").fetchall():
         matches = find_shapes(text)
         if matches:
             key = (family, kind, name or "", mask(text, matches))
             groups.setdefault(key, []).append((block_id, family, kind, matches, int(requests)))
-    texts = dict(con.execute("SELECT block_id, text FROM blocks WHERE kind IN ('system', 'tool')").fetchall())
+    texts = dict(con.execute("SELECT block_id, text FROM vol_head").fetchall())
     out: dict[int, VolatileBlock] = {}
     for (_, _, name, _), members in groups.items():
         if len(members) < 2:

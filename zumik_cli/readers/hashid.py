@@ -54,7 +54,7 @@ def _blocks(record: dict[str, Any], length_key: str, block_size: int, scope: str
 
 
 def _hash_request(
-    fmt: str, source: Source, key: str, blocks: HashBlocks, timestamp: float, output: Any, **fields: str
+    fmt: str, source: Source, key: str, blocks: HashBlocks, timestamp: float, output: Any, **fields: Any
 ) -> Request:
     return Request(
         trace_id=derived_trace_id(fmt, blocks.scope, key),

@@ -80,7 +80,8 @@ def tool_artifact(name: str, description: str, parameters: Any, cache_control: s
 
 
 def _openai_tool(tool: dict[str, Any]) -> Artifact:
-    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    function = tool.get("function")
+    fn: dict[str, Any] = function if isinstance(function, dict) else tool
     return tool_artifact(
         str(fn.get("name", "")), str(fn.get("description", "") or ""), fn.get("parameters"), _ttl(tool)
     )

@@ -6,6 +6,7 @@ come from that assistant message's recorded response.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,10 @@ def _call(messages: list[Any], k: int, session: str, source: Source) -> Request:
     )
 
 
+def _call_at(messages: list[Any], k: int, session: str, _value: Any, source: Source) -> Request:
+    return _call(messages, k, session, source)
+
+
 def _read(sample: Sample) -> Iterator[Item]:
     document = sample.document
     messages = document.get("messages")
@@ -51,7 +56,7 @@ def _read(sample: Sample) -> Iterator[Item]:
     for k, message in enumerate(messages):
         if isinstance(message, dict) and message.get("role") == "assistant":
             yield from convert_guarded(
-                lambda _v, s, k=k: _call(messages, k, session, s), message, Source(str(sample.path), k + 1)
+                functools.partial(_call_at, messages, k, session), message, Source(str(sample.path), k + 1)
             )
 
 

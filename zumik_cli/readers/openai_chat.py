@@ -18,9 +18,8 @@ from .messages import content_parts, openai_messages, openai_tools, ordered
 def split_log(record: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(record, dict):
         raise ValueError("a log line is not an object")
-    request = record.get("request") if isinstance(record.get("request"), dict) else record
-    response = record.get("response") if isinstance(record.get("response"), dict) else record
-    return request, response
+    request, response = record.get("request"), record.get("response")
+    return (request if isinstance(request, dict) else record), (response if isinstance(response, dict) else record)
 
 
 def meta(record: dict[str, Any], request: dict[str, Any]) -> dict[str, str]:
