@@ -435,7 +435,9 @@ def test_policies_and_replays_are_shown_as_tables_and_charts_when_given(full_inp
     assert "reuse_aware" in markup
     assert "-$16.33 (-27.8%)" in markup
     assert "51 of 60 exact" in markup
-    assert "Showing the first 20 of 60 requests; 40 more not shown." in markup
+    assert "Largest disagreements" in markup  # only the 9 requests that differ are listed
+    table = markup.split("Largest disagreements", 1)[1].split("</table>", 1)[0]
+    assert "req_0007_b7e1" in table and "req_0001_b7e1" not in table
     charts = figures(document)
     assert len(charts["zumik-chart-policies"]["data"][0]["x"]) == 5
     assert len(charts["zumik-chart-replay"]["data"][1]["x"]) == 60

@@ -806,7 +806,8 @@ def _replays_section(replays: Sequence[Mapping[str, Any]] | None, charts: _Chart
         p, m = as_number(row.get("predicted_tokens")), as_number(row.get("measured_tokens"))
         return abs((m or 0.0) - (p or 0.0))
 
-    worst = sorted(rows, key=lambda row: -gap(row))[:TABLE_ROW_LIMIT]
+    differing = [row for row in rows if gap(row) > 0]
+    worst = sorted(differing, key=lambda row: -gap(row))[:TABLE_ROW_LIMIT]
     table = _table(
         [
             _Column("Trace id", css="nowrap"),
@@ -846,7 +847,12 @@ def _replays_section(replays: Sequence[Mapping[str, Any]] | None, charts: _Chart
         None,
         summary,
         _card(chart, legend),
-        _card(table, _more(len(worst), len(rows), "requests"), title="Largest disagreements"),
+        _card(table, _more(len(worst), len(differing), "requests"), title="Largest disagreements")
+        if differing
+        else _card(
+            _tag("p", "Every replayed request measured exactly what was predicted.", class_="muted"),
+            title="Disagreements",
+        ),
     )
 
 

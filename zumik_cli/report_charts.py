@@ -382,7 +382,7 @@ def policy_figure(policies: Sequence[Mapping[str, Any]], currency: object) -> go
         _layout(
             margin={"t": 32, "r": 48},
             xaxis={"title": {"text": "cost"}, "tickprefix": _text(symbol)},
-            yaxis={"title": {"text": "realized reuse (share of input)"}, "tickformat": ".0%"},
+            yaxis={"title": {"text": "realized reuse (share of input)"}, "tickformat": ".1%"},
         )
     )
     return figure
