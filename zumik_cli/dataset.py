@@ -166,32 +166,40 @@ def _duck_type(arrow_type: Any) -> str:
     }[arrow_type]
 
 
-def publish(root: Path, tables: dict[str, Any], *, extra: dict[str, Any] | None = None) -> list[str]:
-    """Add one Parquet part per table (Arrow tables) and publish them all with one atomic manifest write."""
+def stage_parts(root: Path, parts: dict[str, Any]) -> list[str]:
+    """Write Arrow tables to their part paths through a staging folder and move them into place.
+
+    Moved parts are not yet published: the caller, holding the writer lock, lists them in the manifest.
+    """
     import uuid
 
     import pyarrow.parquet as pq
+
+    staging = root / f".staging-{uuid.uuid4().hex[:12]}"
+    try:
+        for part, table in parts.items():
+            (staging / part).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, staging / part, compression="zstd")
+        for part in parts:
+            (root / part).parent.mkdir(exist_ok=True)
+            os.replace(staging / part, root / part)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return list(parts)
+
+
+def publish(root: Path, tables: dict[str, Any], *, extra: dict[str, Any] | None = None) -> list[str]:
+    """Add one Parquet part per table (Arrow tables) and publish them all with one atomic manifest write."""
+    import uuid
 
     root = Path(root)
     with writer_lock(root):
         manifest = read_manifest(root)
         remove_orphans(root, manifest)
         run = uuid.uuid4().hex[:12]
-        staging = root / f".staging-{run}"
-        written = []
-        try:
-            for table, data in tables.items():
-                part = f"{table}/part-{run}.parquet"
-                (staging / table).mkdir(parents=True, exist_ok=True)
-                pq.write_table(data, staging / part, compression="zstd")
-                written.append((table, part))
-            for _, part in written:
-                (root / part).parent.mkdir(exist_ok=True)
-                os.replace(staging / part, root / part)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        for table, part in written:
-            manifest.parts.setdefault(table, []).append(part)
+        written = stage_parts(root, {f"{table}/part-{run}.parquet": data for table, data in tables.items()})
+        for part in written:
+            manifest.parts.setdefault(part.split("/", 1)[0], []).append(part)
         manifest.extra.update(extra or {})
         write_manifest(root, manifest)
-    return [part for _, part in written]
+    return written

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow.parquet as pq
 
-from .dataset import Dataset, read_manifest, remove_orphans, write_manifest
+from .dataset import Dataset, read_manifest, remove_orphans, stage_parts, write_manifest
 from .release_store import new_release_rows, recorded_history
 from .releases import History
 
@@ -33,19 +30,11 @@ def publish(root: Path, history: History, simulation: Simulation) -> list[str]:
     manifest = read_manifest(root)
     remove_orphans(root, manifest)
     run = uuid.uuid4().hex[:12]
-    staging = root / f".staging-{run}"
-    written: list[str] = []
-    try:
-        for policy, table in simulation.decisions.items():
-            written.append(_write(staging, f"decisions/part-{run}-{policy}.parquet", table))
-        releases = new_release_rows(history, recorded_history(Dataset(root)), history.source)
-        if releases.num_rows:
-            written.append(_write(staging, f"releases/part-{run}.parquet", releases))
-        for part in written:
-            (root / part).parent.mkdir(exist_ok=True)
-            os.replace(staging / part, root / part)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    parts = {f"decisions/part-{run}-{policy}.parquet": table for policy, table in simulation.decisions.items()}
+    releases = new_release_rows(history, recorded_history(Dataset(root)), history.source)
+    if releases.num_rows:
+        parts[f"releases/part-{run}.parquet"] = releases
+    written = stage_parts(root, parts)
     runs: dict[str, Any] = dict(manifest.extra.get(SIMULATIONS, {}))
     replaced = [runs[p]["part"] for p in simulation.decisions if p in runs]
     decisions = [p for p in manifest.parts.get("decisions", []) if p not in replaced]
@@ -73,13 +62,6 @@ def publish(root: Path, history: History, simulation: Simulation) -> list[str]:
 
 def _policy_of(part: str, run: str) -> str:
     return part.removeprefix(f"decisions/part-{run}-").removesuffix(".parquet")
-
-
-def _write(staging: Path, part: str, table: Any) -> str:
-    path = staging / part
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd")
-    return part
 
 
 DECISION_SQL = "SELECT * FROM decisions WHERE trace_id = ? AND policy = ?"
