@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 @dataclass(frozen=True)
 class Run:
     wall_s: float
@@ -54,9 +53,7 @@ def run(
 ) -> Run:
     out = stdout.open("wb") if stdout else subprocess.PIPE
     began = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE, start_new_session=True
-    )
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE, start_new_session=True)
     killed: list[str] = []
     done = threading.Event()
 

@@ -90,7 +90,9 @@ def _lines(requests: int, seed: int, shape: MooncakeShape):  # type: ignore[no-u
     conv = np.repeat(np.arange(conversations), turns)
     first_of_conv = np.concatenate([[0], np.cumsum(turns)[:-1]])
     turn = np.arange(requests) - np.repeat(first_of_conv, turns)
-    growth = np.where(turn == 0, _geometric(rng, shape.first_blocks, requests), _geometric(rng, shape.turn_blocks, requests))
+    growth = np.where(
+        turn == 0, _geometric(rng, shape.first_blocks, requests), _geometric(rng, shape.turn_blocks, requests)
+    )
     own = np.cumsum(growth)
     own -= np.repeat(own[first_of_conv] - growth[first_of_conv], turns)
     room = np.maximum(shape.max_blocks - prefix_len[prefix_of[conv]], 1)

@@ -56,7 +56,16 @@ def _peer(name: str) -> str:
 
 def _zumik_command(inputs: dict[str, Path], work: Path) -> list[str]:
     source = inputs["zumik"]
-    return [_zumik_bin(), "diagnose", str(source), "--data", str(work / "data"), "--report", str(work / "r.html"), "--json"]
+    return [
+        _zumik_bin(),
+        "diagnose",
+        str(source),
+        "--data",
+        str(work / "data"),
+        "--report",
+        str(work / "r.html"),
+        "--json",
+    ]
 
 
 def _zumik_headline(work: Path, stdout: str) -> dict[str, Any]:

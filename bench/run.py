@@ -10,6 +10,8 @@ See docs/benchmarks.md for the commands and what each figure means.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -56,13 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _machine() -> dict[str, Any]:
     memory = 0
-    try:
+    with contextlib.suppress(OSError, IndexError, ValueError):
         memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
-    except (OSError, IndexError, ValueError):
-        pass
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")), ""
-    )
+    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")), "")
     return {
         "cores": os.cpu_count(),
         "memory_mb": memory,
@@ -105,7 +103,9 @@ def _measure(tool: peers.Tool, inputs: dict[str, Path], repeat: int, args: argpa
                 try:
                     headline = tool.headline(work, result.stdout_tail)
                 except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-                    headline = {"error": f"{type(exc).__name__}: {exc}"}
+                    # no figure to read back means the tool did not do the job (some exit 0 on a missing file)
+                    runs[-1] = dataclasses.replace(result, exit_code=result.exit_code or 1, stderr_tail=f"{exc}")
+                    break
             else:
                 break  # a failed or killed run is not repeated
         finally:
@@ -138,6 +138,7 @@ def _inputs(kind: str, source: Path, tool: str) -> dict[str, Path]:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    args.out = args.out.resolve()  # every tool runs in its own scratch folder: paths must not be relative
     args.out.mkdir(parents=True, exist_ok=True)
     folder = args.out / "workloads"
     tools = [peers.TOOLS[name] for name in args.tools.split(",") if name]

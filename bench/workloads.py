@@ -79,9 +79,13 @@ def openai_body(record: dict[str, Any]) -> dict[str, Any]:
                 texts.append(part["text"])
             elif kind == "tool_call":
                 arguments = json.dumps(part.get("arguments"), sort_keys=True)
-                calls.append({"id": part["id"], "type": "function", "function": {"name": part["name"], "arguments": arguments}})
+                calls.append(
+                    {"id": part["id"], "type": "function", "function": {"name": part["name"], "arguments": arguments}}
+                )
             elif kind == "tool_result":
-                messages.append({"role": "tool", "tool_call_id": part["tool_call_id"], "content": _text(part["content"])})
+                messages.append(
+                    {"role": "tool", "tool_call_id": part["tool_call_id"], "content": _text(part["content"])}
+                )
         if texts or calls:
             entry: dict[str, Any] = {"role": message["role"], "content": "".join(texts)}
             if calls:

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -165,7 +165,7 @@ class _Materializer:
         self.hashes: Memo[str] = Memo(1 << 18, weight_limit=1 << 27)
         self.chains: Memo[int] = Memo(1 << 20)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-tokenize")
-        self.timings: Counter[str] = Counter()
+        self.timings: dict[str, float] = defaultdict(float)
 
     def close(self) -> None:
         self.worker.shutdown(wait=True)
@@ -268,7 +268,7 @@ class _Materializer:
                 memo.put(key, chain)
             out.append(chain)  # type: ignore[arg-type]
             parent = chain  # type: ignore[assignment]
-        return out
+        return out  # type: ignore[return-value]
 
     def _prepare(self, request: Request) -> _Prepared:
         tokenizer = self.tokenizer(request.model)

@@ -202,7 +202,7 @@ def _read_stream(sample: Sample) -> Iterator[Item]:
             calls[message_id].lines.append(value)
         try:
             threads[thread] = (*threads.get(thread, ()), *_parts(value))
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
             yield Quarantined(source, f"wrong shape: {type(exc).__name__}: {exc}"[:300])
     for call in calls.values():
         yield from convert_guarded(lambda c, _s: _to_request(c, "claude-code-stream", session), call, call.source)

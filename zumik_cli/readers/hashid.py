@@ -252,27 +252,56 @@ BAILIAN = Reader(
 # --- WEKA kv-cache-tester: one JSON file a session, 64-token full blocks, nested subagents -----------------
 
 
-def _weka_requests(entries: list[Any], offset: float, prefix: str) -> Iterator[tuple[str, float, dict[str, Any]]]:
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ValueError("a request is not an object")
-        start = offset + float(entry.get("t", 0.0))
-        if entry.get("type") == "subagent" and isinstance(entry.get("requests"), list):
-            yield from _weka_requests(entry["requests"], start, f"{prefix}{index}.")
+def _weka_requests(entries: list[Any]) -> Iterator[tuple[str, float | None, Any]]:
+    """Every request with its position and start, subagents' in place; a loop, not recursion, whatever the nesting.
+
+    A request that is not an object, or whose ``t`` is not a number, comes with start ``None`` (its conversion
+    quarantines it, and the requests of such a subagent with it).
+    """
+    stack: list[tuple[Iterator[tuple[int, Any]], float, str]] = [(enumerate(entries), 0.0, "")]
+    while stack:
+        items, offset, prefix = stack[-1]
+        step = next(items, None)
+        if step is None:
+            stack.pop()
+            continue
+        index, entry = step
+        start = _start(entry, offset)
+        if start is not None and entry.get("type") == "subagent" and isinstance(entry.get("requests"), list):
+            stack.append((enumerate(entry["requests"]), start, f"{prefix}{index}."))
         else:
             yield f"{prefix}{index}", start, entry
 
 
+def _start(entry: Any, offset: float) -> float | None:
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return offset + float(entry.get("t", 0.0))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _read_weka(sample: Sample) -> Iterator[Item]:
     document = sample.document
+    path = str(sample.path)
+    if not isinstance(document, dict) or not isinstance(document.get("requests") or [], list):
+        yield Quarantined(Source(path, 0), "not a WEKA trace (an object with a requests list)")
+        return
     scope = _scope(sample, "weka")
     session = text(document.get("id")) or sample.path.stem
-    block_size = _count(document.get("block_size", 64), "block_size")
-    for position, start, entry in _weka_requests(document.get("requests") or [], 0.0, ""):
-        source = Source(str(sample.path), int(position.split(".")[0]) + 1)
+    try:
+        size = block_size(document, 64)
+    except ValueError as exc:
+        yield Quarantined(Source(path, 0), f"wrong shape: {exc}"[:300])
+        return
+    for position, start, entry in _weka_requests(document.get("requests") or []):
+        source = Source(path, int(position.split(".")[0]) + 1)
 
-        def convert(record: Any, src: Source, position: str = position, start: float = start) -> Request:
-            blocks = _blocks(record, "in", block_size, scope)
+        def convert(record: Any, src: Source, position: str = position, start: float | None = start) -> Request:
+            if start is None:
+                raise ValueError("a request is not an object with a numeric t")
+            blocks = _blocks(record, "in", size, scope)
             fields = {"session_id": session, "model": text(record.get("model")), "provider": "anthropic"}
             return _hash_request("weka", src, position, blocks, start, record.get("out"), **fields)
 

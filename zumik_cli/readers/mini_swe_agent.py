@@ -48,11 +48,11 @@ def _call_at(messages: list[Any], k: int, session: str, _value: Any, source: Sou
 
 def _read(sample: Sample) -> Iterator[Item]:
     document = sample.document
-    messages = document.get("messages")
-    session = text(document.get("instance_id")) or sample.path.name.removesuffix(".traj.json")
+    messages = document.get("messages") if isinstance(document, dict) else None
     if not isinstance(messages, list):
         yield Quarantined(Source(str(sample.path), 0), "a mini-swe-agent trajectory needs a messages list")
         return
+    session = text(document.get("instance_id")) or sample.path.name.removesuffix(".traj.json")
     for k, message in enumerate(messages):
         if isinstance(message, dict) and message.get("role") == "assistant":
             yield from convert_guarded(

@@ -281,15 +281,27 @@ def _spans(export: Any, path: str, line: int | None) -> Iterator[Item]:
     for resource_spans in export["resourceSpans"]:
         try:
             resource = attributes(((resource_spans or {}).get("resource") or {}).get("attributes", []))
-            scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or []
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            spans = _scope_spans(resource_spans)
+        except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as exc:
             yield Quarantined(Source(path, line or 0), f"wrong shape: {type(exc).__name__}: {exc}"[:300])
             continue
-        for scope in scopes:
-            for span in (scope or {}).get("spans") or []:
-                ordinal += 1
-                source = Source(path, line if line is not None else ordinal)
-                yield from convert_guarded(partial(to_request, resource=resource), span, source)
+        for span in spans:
+            ordinal += 1
+            source = Source(path, line if line is not None else ordinal)
+            yield from convert_guarded(partial(to_request, resource=resource), span, source)
+
+
+def _scope_spans(resource_spans: dict[str, Any]) -> list[Any]:
+    scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or []
+    if not isinstance(scopes, list):
+        raise ValueError("scopeSpans must be a list")
+    spans: list[Any] = []
+    for scope in scopes:
+        found = (scope or {}).get("spans") or []
+        if not isinstance(found, list):
+            raise ValueError("spans must be a list")
+        spans.extend(found)
+    return spans
 
 
 def _read(sample: Sample) -> Iterator[Item]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..identity import derived_trace_id
-from ..model import Request, Source
+from ..model import Quarantined, Request, Source
 from . import Item, Reader, Sample, convert_guarded
 from .fields import text
 from .messages import content_parts, openai_messages, ordered
@@ -48,6 +48,9 @@ def _calls(entry: Any, source: Source, model: str) -> list[Request]:
 
 def _read(sample: Sample) -> Iterator[Item]:
     model = sample.path.name.removesuffix(".json").rsplit("-", 1)[0]
+    if not isinstance(sample.document, list):
+        yield Quarantined(Source(str(sample.path), 0), "not tau-bench trajectories (a JSON list of {task_id, traj})")
+        return
     for index, entry in enumerate(sample.document):
         yield from convert_guarded(lambda e, s: _calls(e, s, model), entry, Source(str(sample.path), index + 1))
 
