@@ -187,13 +187,26 @@ def waterfall(
     ttl: TtlOpt = None,
     capacity_tokens: CapOpt = None,
     rules_file: RulesFileOpt = None,
+    curve: Annotated[
+        str | None,
+        typer.Option(help="Capacities (tokens, comma-separated) for the LRU curve, e.g. 1000000,3000000,10000000."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute the reuse waterfall (total, eligible, candidate, realized, missed) with causes and money."""
-    from .dataset import Dataset
-    from .waterfall import compute_waterfall
+    import dataclasses
 
-    result = compute_waterfall(Dataset(data), _options(rules, ttl, capacity_tokens, by, rules_file))
+    from .dataset import Dataset
+    from .waterfall import CAPACITY_LADDER, compute_waterfall
+
+    options = _options(rules, ttl, capacity_tokens, by, rules_file)
+    if curve is not None:
+        try:
+            ladder = tuple(int(float(c)) for c in curve.split(",") if c.strip())
+        except ValueError:
+            raise ZumikError(f"--curve takes capacities in tokens separated by commas, not {curve!r}") from None
+        options = dataclasses.replace(options, capacities=(*ladder, None) if ladder else CAPACITY_LADDER)
+    result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)
     else:

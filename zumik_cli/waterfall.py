@@ -1,6 +1,6 @@
 """The reuse waterfall: total -> eligible -> candidate -> realized -> missed, with causes, money and evidence.
 
-All set-based work is DuckDB SQL over the dataset (``sql/levels.sql``, ``sql/siblings.sql``,
+All set-based work is DuckDB SQL over the dataset (``sql/units.sql``, ``sql/siblings.sql``,
 ``sql/per_request.sql``); Python only computes token-exact overlaps inside the first differing block (numpy, on
 the few block pairs SQL selects) and LRU stack depths (``capacity``). Definitions live in ``DEFINITIONS`` and
 travel with every result.
@@ -21,6 +21,7 @@ import pyarrow as pa
 from . import capacity
 from .dataset import Dataset
 from .errors import ZumikError
+from .levels import Workload, compute_levels
 from .rules import RulesPack, get_pack, load_packs, pack_for
 
 MAX_SIBLINGS = 64
@@ -230,32 +231,19 @@ def _partials(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def _workload(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Requests in time order as CSR arrays of (kvc, chain) unit ids and their token sizes."""
-    table = con.sql("""
-        SELECT rid, ord, (hash(kvc_id, chain) >> 1)::BIGINT AS unit, tokens FROM units ORDER BY ord, pos
-    """).to_arrow_table()
-    ords = table.column("ord").to_numpy()
-    rids = table.column("rid").to_numpy()
-    boundaries = np.flatnonzero(np.diff(ords)) + 1 if len(ords) else np.zeros(0, dtype=np.int64)
-    offsets = np.concatenate([[0], boundaries, [len(ords)]]).astype(np.int64) if len(ords) else np.zeros(1, np.int64)
-    starts = offsets[:-1]
-    return offsets, table.column("unit").to_numpy(), table.column("tokens").to_numpy(), rids[starts]
-
-
 def _uniform_block(con: duckdb.DuckDBPyConnection) -> int | None:
     """Hash-id traces have one block size: capacity then counts whole blocks, as their reference figures do."""
     sizes = con.execute("SELECT DISTINCT block_granularity FROM requests").fetchall()
     return int(sizes[0][0]) if len(sizes) == 1 and sizes[0][0] else None
 
 
-def _capacity_hits(con: duckdb.DuckDBPyConnection, capacity_tokens: int | None) -> None:
+def _capacity_hits(con: duckdb.DuckDBPyConnection, workload: Workload, capacity_tokens: int | None) -> None:
     if capacity_tokens is None:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_cap WHERE false"
         )
         return
-    offsets, units, sizes, rids = _workload(con)
+    offsets, units, sizes, rids = workload.offsets, workload.units, workload.sizes, workload.rids
     block = _uniform_block(con)
     if block:
         hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // block)
@@ -265,10 +253,12 @@ def _capacity_hits(con: duckdb.DuckDBPyConnection, capacity_tokens: int | None) 
     con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
 
 
-def _curve(con: duckdb.DuckDBPyConnection, capacities: tuple[int | None, ...], total: int) -> list[dict[str, Any]]:
+def _curve(
+    con: duckdb.DuckDBPyConnection, workload: Workload, capacities: tuple[int | None, ...], total: int
+) -> list[dict[str, Any]]:
     if not total:
         return []
-    offsets, units, sizes, _ = _workload(con)
+    offsets, units, sizes = workload.offsets, workload.units, workload.sizes
     # stages are scaled to reported totals; the curve uses the same per-request scale
     scale = con.execute("SELECT avg(scale) FILTER (WHERE scaled) FROM per_request").fetchone()
     factor = scale[0] if scale and scale[0] else 1.0
@@ -280,10 +270,10 @@ def _curve(con: duckdb.DuckDBPyConnection, capacities: tuple[int | None, ...], t
     return [{"capacity_tokens": cap, "rate": round(min(h * factor / total, 1.0), 6)} for cap, h in hits]
 
 
-def _levels_coincide(con: duckdb.DuckDBPyConnection) -> str:
-    """'true' when every family has one target and every target one key: the three first uses are then one."""
-    row = con.execute("SELECT count(DISTINCT fam_id) = count(DISTINCT kvc_id) FROM req").fetchone()
-    return "true" if row and row[0] else "false"
+def _levels_coincide(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when every family has one target and every target one key: the three first uses are then one."""
+    rows = con.execute("SELECT count(DISTINCT fam_id) = count(DISTINCT kvc_id) FROM req").fetchall()
+    return bool(rows and rows[0][0])
 
 
 def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None) -> Waterfall:
@@ -294,12 +284,13 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         raise ZumikError(f"the dataset at {dataset.root} has no requests: ingest traces first with `zumik ingest`")
     packs = _pack_table(con, options)
     con.execute(REQ_SQL)
-    con.execute(_sql("levels.sql").replace("$levels_coincide", _levels_coincide(con)))
+    con.execute(_sql("units.sql"))
+    workload = compute_levels(con, _levels_coincide(con))
     _partials(con)
     con.execute(BREAKPOINT_SQL)
-    _capacity_hits(con, options.capacity_tokens)
+    _capacity_hits(con, workload, options.capacity_tokens)
     con.execute(_sql("per_request.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
-    summary = _summarise(con, options, packs)
+    summary = _summarise(con, options, packs, workload)
     per_request = con.sql("SELECT * FROM stages ORDER BY ord").to_arrow_table()
     return Waterfall(summary=summary, per_request=per_request)
 
@@ -414,7 +405,7 @@ def _money(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]) -> dict[
 
 
 def _summarise(
-    con: duckdb.DuckDBPyConnection, options: WaterfallOptions, packs: dict[str, RulesPack]
+    con: duckdb.DuckDBPyConnection, options: WaterfallOptions, packs: dict[str, RulesPack], workload: Workload
 ) -> dict[str, Any]:
     cursor = con.execute(TOTALS_SQL)
     names = [d[0] for d in cursor.description]
@@ -537,7 +528,7 @@ def _summarise(
         },
         "causes": causes,
         "money": _money(con, packs),
-        "capacity_curve": _curve(con, options.capacities, total) if options.curves else [],
+        "capacity_curve": _curve(con, workload, options.capacities, total) if options.curves else [],
         "ttl_sensitivity": ttl_curve,
         "breakdowns": breakdowns,
         "cannot_compute": cannot,

@@ -1,0 +1,52 @@
+"""`zumik waterfall` and `zumik diagnose` through the command line: data on stdout, talk on stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from zumik_cli.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_waterfall_command_reproduces_the_mooncake_reference_figures(real_data: Path, tmp_path: Path):
+    runner = CliRunner()
+    data = str(tmp_path / "data")
+    assert runner.invoke(app, ["ingest", str(real_data / "mooncake_fast25"), "--data", data]).exit_code == 0
+
+    result = runner.invoke(
+        app, ["waterfall", "--data", data, "--rules", "ideal", "--curve", "1000000,3000000,10000000", "--json"]
+    )
+
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert round(summary["eligible"]["rate"], 4) == 0.6512
+    curve = {point["capacity_tokens"]: round(point["rate"], 4) for point in summary["capacity_curve"]}
+    assert curve == {1_000_000: 0.1421, 3_000_000: 0.3151, 10_000_000: 0.5768, None: 0.6512}
+    assert summary["realized"]["tokens"] is None, "a hash-id trace records no cache reads: unknown, not zero"
+
+
+def test_a_bad_curve_is_a_one_line_error(tmp_path: Path):
+    runner = CliRunner()
+    data = str(tmp_path / "data")
+    runner.invoke(app, ["ingest", str(ROOT / "sample_traces"), "--data", data])
+    result = runner.invoke(app, ["waterfall", "--data", data, "--curve", "lots"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: --curve takes capacities")
+    assert result.stdout == ""
+
+
+def test_diagnose_prints_the_waterfall_and_writes_a_report(tmp_path: Path):
+    report = tmp_path / "sample.html"
+    result = CliRunner().invoke(
+        app,
+        ["diagnose", str(ROOT / "sample_traces"), "--data", str(tmp_path / "data"), "--report", str(report), "--json"],
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["requests"] == 107
+    assert summary["total_input_tokens"]["evidence"] == "measured"
+    assert summary["report"] == str(report) and report.exists()

@@ -1,0 +1,212 @@
+"""The per-request reuse levels of the waterfall, in one compiled pass over the blocks in time order.
+
+For each request: how many leading blocks it shares with an earlier request at four widening levels of
+strictness, and the token offset where that shared prefix ends (``n_fam``/``t_fam``, ``n_tgt``/``t_tgt``,
+``n_kvc``/``t_kvc``, ``n_warm``/``t_warm``, ``t_ttl_300``, ``t_ttl_3600``). The definitions are those of the
+SQL this replaces (one window over every block, partitioned by (key, chain) and ordered by the request order
+``ord``), kept here as the invariant: a block of request r at level L counts when its (L-id, chain) was first
+used by a request earlier than r (``first < ord``: never by r itself), where L-id is the family, target or KV
+compatibility key; warm also needs ``ts IS NULL OR alive_until IS NULL OR ts <= alive_until``, where
+``alive_until`` is the max of ``ts + coalesce(ttl, inf)`` over the earlier uses of that (key, chain) (NULL
+when none of them has a time); the TTL columns need ``ts IS NULL OR prev_ts IS NULL OR ts - prev_ts <= T``,
+``prev_ts`` the time of the use just before. Each level is a max over the request's blocks.
+
+Why not SQL: that window sorts every block (30M rows for 1M Mooncake requests) and spills past DuckDB's
+memory limit. Here each request's blocks are placed at ``offset[ord] + pos`` (no sort), the (key, chain) pairs
+are numbered by Arrow's hash encoding, and one numba pass in request order keeps, per numbered pair, its first
+use, its last time and its TTL horizon. The same time-ordered blocks feed the capacity analysis (``Workload``),
+so neither pass sorts the blocks.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+IntArray = npt.NDArray[np.int64]
+
+REQ_COLUMNS_SQL = "SELECT rid, ord, ts, ttl, fam_id, tgt_id, kvc_id FROM req ORDER BY ord"
+BLOCK_COLUMNS_SQL = """
+SELECT r.ord::BIGINT AS ord, b.pos, b.chain, b.tokens, b.end_token
+FROM request_blocks b JOIN req r USING (rid)
+"""
+LEVEL_COLUMNS = ("n_fam", "t_fam", "n_tgt", "t_tgt", "n_kvc", "t_kvc", "n_warm", "t_warm", "t_ttl_300", "t_ttl_3600")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Every request with blocks, in time order, as CSR arrays: the input of ``capacity``.
+
+    ``units`` numbers each distinct (KV key, chain) pair; ``rids[i]`` is request i's rid.
+    """
+
+    offsets: IntArray
+    units: IntArray
+    sizes: IntArray
+    rids: IntArray
+
+
+def _place_kernel(ords: IntArray, pos: IntArray, offsets: IntArray) -> tuple[IntArray, bool]:
+    # Block i goes to offsets[ord - 1] + pos; valid only when each request's positions are 0..n-1 exactly once.
+    n = ords.shape[0]
+    slot = np.empty(n, dtype=np.int64)
+    filled = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        o = ords[i] - 1
+        p = pos[i]
+        if p < 0 or p >= offsets[o + 1] - offsets[o]:
+            return slot, False
+        s = offsets[o] + p
+        if filled[s]:
+            return slot, False
+        filled[s] = True
+        slot[i] = s
+    return slot, True
+
+
+def _levels_kernel(
+    offsets: IntArray,
+    ts: npt.NDArray[np.float64],
+    ttl: npt.NDArray[np.float64],
+    pos: IntArray,
+    end_token: IntArray,
+    kvc_unit: npt.NDArray[np.integer],
+    n_kvc_units: int,
+    tgt_unit: npt.NDArray[np.integer],
+    n_tgt_units: int,
+    fam_unit: npt.NDArray[np.integer],
+    n_fam_units: int,
+) -> IntArray:
+    # Requests in time order (index = ord - 1); blocks in CSR order. A NaN time or horizon stands for NULL.
+    n_req = offsets.shape[0] - 1
+    out = np.zeros((10, n_req), dtype=np.int64)
+    first_kvc = np.full(n_kvc_units, -1, dtype=np.int64)
+    first_tgt = np.full(n_tgt_units, -1, dtype=np.int64)
+    first_fam = np.full(n_fam_units, -1, dtype=np.int64)
+    prev_ts = np.full(n_kvc_units, np.nan)
+    alive_until = np.full(n_kvc_units, np.nan)
+    for r in range(n_req):
+        t = ts[r]
+        no_time = np.isnan(t)
+        horizon = t + ttl[r]
+        for j in range(offsets[r], offsets[r + 1]):
+            n = pos[j] + 1
+            e = end_token[j]
+            f = fam_unit[j]
+            if first_fam[f] < 0:
+                first_fam[f] = r
+            elif first_fam[f] < r:
+                out[0, r] = max(out[0, r], n)
+                out[1, r] = max(out[1, r], e)
+            g = tgt_unit[j]
+            if first_tgt[g] < 0:
+                first_tgt[g] = r
+            elif first_tgt[g] < r:
+                out[2, r] = max(out[2, r], n)
+                out[3, r] = max(out[3, r], e)
+            u = kvc_unit[j]
+            if first_kvc[u] < 0:
+                first_kvc[u] = r
+            elif first_kvc[u] < r:
+                out[4, r] = max(out[4, r], n)
+                out[5, r] = max(out[5, r], e)
+                a = alive_until[u]
+                if no_time or np.isnan(a) or t <= a:
+                    out[6, r] = max(out[6, r], n)
+                    out[7, r] = max(out[7, r], e)
+                p = prev_ts[u]
+                if no_time or np.isnan(p) or t - p <= 300:
+                    out[8, r] = max(out[8, r], e)
+                if no_time or np.isnan(p) or t - p <= 3600:
+                    out[9, r] = max(out[9, r], e)
+            prev_ts[u] = t
+            if not no_time and (np.isnan(alive_until[u]) or horizon > alive_until[u]):
+                alive_until[u] = horizon
+    return out
+
+
+@functools.cache
+def _compiled(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency of zumik
+        return kernel
+    return numba.njit(cache=True, nogil=True)(kernel)
+
+
+def _encode(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int32], int]:
+    # Arrow's hash encoding numbers equal values 0, 1, ... in first-seen order: no sort.
+    encoded = pa.array(values, type=pa.int64()).dictionary_encode()
+    return encoded.indices.to_numpy(zero_copy_only=False), len(encoded.dictionary)
+
+
+def _pair_units(
+    ids: npt.NDArray[np.int64], chains: npt.NDArray[np.int32], n_chains: int
+) -> tuple[npt.NDArray[np.int32], int]:
+    # Number the distinct (id, chain) pairs; with one id the chain's own number is the pair's.
+    if ids.shape[0] == 0 or ids.min() == ids.max():
+        return chains, n_chains
+    return _encode(ids * np.int64(n_chains) + chains)
+
+
+def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
+    """Create the temp table ``levels`` (one row per rid with blocks) from ``req`` and ``request_blocks``.
+
+    ``coincide``: each family has one target and each target one key, so the three first uses are one.
+    Returns the time-ordered blocks for the capacity analysis.
+    """
+    req = con.sql(REQ_COLUMNS_SQL).to_arrow_table()
+    n_req = req.num_rows
+    blocks = con.sql(BLOCK_COLUMNS_SQL).to_arrow_table()
+    ords = blocks.column("ord").to_numpy()
+    pos = blocks.column("pos").to_numpy()
+    counts = np.bincount(ords - 1, minlength=n_req) if len(ords) else np.zeros(n_req, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    slot, placed = _compiled(_place_kernel)(ords, pos, offsets)
+    if placed:
+        order = np.empty_like(slot)
+        order[slot] = np.arange(len(slot), dtype=np.int64)
+    else:  # positions with gaps or repeats: sort them instead
+        order = np.lexsort((pos, ords))
+    del ords, slot
+    pos = pos[order]
+
+    def column(name: str) -> npt.NDArray[np.int64]:
+        return blocks.column(name).to_numpy()[order]
+
+    chains, n_chains = _encode(column("chain"))
+    block_req = np.repeat(np.arange(n_req, dtype=np.int64), counts)
+    kvc_ids = req.column("kvc_id").to_numpy()
+    kvc_unit, n_kvc = _pair_units(kvc_ids[block_req], chains, n_chains)
+    if coincide:
+        tgt_unit, n_tgt, fam_unit, n_fam = kvc_unit, n_kvc, kvc_unit, n_kvc
+    else:
+        tgt_unit, n_tgt = _pair_units(req.column("tgt_id").to_numpy()[block_req], chains, n_chains)
+        fam_unit, n_fam = _pair_units(req.column("fam_id").to_numpy()[block_req], chains, n_chains)
+    del block_req, chains
+    ts = req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64)
+    ttl = req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64)
+    end_token = column("end_token")
+    out = _compiled(_levels_kernel)(offsets, ts, ttl, pos, end_token, kvc_unit, n_kvc, tgt_unit, n_tgt, fam_unit, n_fam)
+    has_blocks = counts > 0
+    rids = req.column("rid").to_numpy()[has_blocks]
+    table = pa.table({"rid": rids, **{name: out[k][has_blocks] for k, name in enumerate(LEVEL_COLUMNS)}})
+    con.register("levels_in", table)
+    aggregates = ", ".join(f"max({name}) AS {name}" for name in LEVEL_COLUMNS)
+    # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
+    con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {aggregates} FROM levels_in GROUP BY rid")
+    con.unregister("levels_in")
+    sizes = column("tokens")
+    return Workload(
+        offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
+        units=kvc_unit.astype(np.int64),
+        sizes=sizes,
+        rids=rids,
+    )
