@@ -156,6 +156,23 @@ def _pair_units(
     return _encode(ids * np.int64(n_chains) + chains)
 
 
+def _block_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
+    # Streamed batch by batch into numpy arrays: DuckDB never holds the whole join result (30M rows at 1M
+    # requests), and each column is dropped once read in time order.
+    rows = con.execute("SELECT count(*) FROM request_blocks b JOIN req r USING (rid)").fetchall()[0][0]
+    names = ("ord", "pos", "chain", "tokens", "end_token")
+    columns = {name: np.empty(rows, dtype=np.int64) for name in names}
+    at = 0
+    for batch in con.sql(BLOCK_COLUMNS_SQL).fetch_arrow_reader(1 << 20):
+        n = batch.num_rows
+        for name in names:
+            columns[name][at : at + n] = batch.column(name).to_numpy()
+        at += n
+    if at != rows:
+        raise RuntimeError(f"request_blocks changed while read: {at} rows, then {rows}")
+    return columns
+
+
 def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
     """Create the temp table ``levels`` (one row per rid with blocks) from ``req`` and ``request_blocks``.
 
@@ -164,9 +181,9 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
     """
     req = con.sql(REQ_COLUMNS_SQL).to_arrow_table()
     n_req = req.num_rows
-    blocks = con.sql(BLOCK_COLUMNS_SQL).to_arrow_table()
-    ords = blocks.column("ord").to_numpy()
-    pos = blocks.column("pos").to_numpy()
+    columns = _block_columns(con)
+    ords = columns.pop("ord")
+    pos = columns.pop("pos")
     counts = np.bincount(ords - 1, minlength=n_req) if len(ords) else np.zeros(n_req, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     slot, placed = _compiled(_place_kernel)(ords, pos, offsets)
@@ -179,7 +196,7 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
     pos = pos[order]
 
     def column(name: str) -> npt.NDArray[np.int64]:
-        return blocks.column(name).to_numpy()[order]
+        return columns.pop(name)[order]
 
     chains, n_chains = _encode(column("chain"))
     block_req = np.repeat(np.arange(n_req, dtype=np.int64), counts)
