@@ -9,6 +9,7 @@ dataset are set-based SQL over the recorded requests; checks on one body read it
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -427,83 +428,95 @@ def _finding(
     )
 
 
+def _tokens_at_risk(rows: list[tuple[Any, ...]]) -> int:
+    return sum(int(r[2] or 0) for r in rows)
+
+
+def _query_finding(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    check: str,
+    severity: str,
+    message: Callable[[list[tuple[Any, ...]]], str],
+    at_risk: bool = False,
+) -> list[Finding]:
+    """One finding over the requests the query returns (trace_id, session_id, ...), none when it returns none."""
+    rows = con.execute(sql).fetchall()
+    if not rows:
+        return []
+    return [_finding(check, severity, rows, message(rows), _tokens_at_risk(rows) if at_risk else None)]
+
+
 def _dataset_breakpoints(con: duckdb.DuckDBPyConnection) -> list[Finding]:
-    out = []
-    rows = con.execute(MAX_BREAKPOINTS_SQL).fetchall()
-    if rows:
-        most = max(r[2] for r in rows)
-        out.append(
-            _finding(
-                "anthropic.max_breakpoints",
-                "fail",
-                rows,
-                f"{_n(rows, 'request')} set more than {rows[0][3]} breakpoints (up to {most}): the provider "
-                "rejects them.",
-            )
-        )
-    rows = con.execute(TTL_ORDER_SQL).fetchall()
-    if rows:
-        out.append(
-            _finding(
-                "anthropic.ttl_order",
-                "fail",
-                rows,
-                f"{_n(rows, 'request')} put a 1-hour breakpoint after a 5-minute one: the provider rejects them.",
-            )
-        )
-    rows = con.execute(LOOKBACK_SQL).fetchall()
-    if rows:
-        out.append(
-            _finding(
-                "anthropic.lookback",
-                "fail",
-                rows,
-                f"In {_n(rows, 'request')}, the previous call's deepest cache entry lies more than the look-back "
-                "window before this call's next breakpoint, so it was not found.",
-                sum(int(r[2] or 0) for r in rows),
-            )
-        )
-    rows = con.execute(BELOW_MINIMUM_SQL).fetchall()
-    if rows:
-        out.append(
-            _finding(
-                "anthropic.below_minimum",
-                "warn",
-                rows,
+    return [
+        *_query_finding(
+            con,
+            MAX_BREAKPOINTS_SQL,
+            "anthropic.max_breakpoints",
+            "fail",
+            lambda rows: (
+                f"{_n(rows, 'request')} set more than {rows[0][3]} breakpoints (up to "
+                f"{max(r[2] for r in rows)}): the provider rejects them."
+            ),
+        ),
+        *_query_finding(
+            con,
+            TTL_ORDER_SQL,
+            "anthropic.ttl_order",
+            "fail",
+            lambda rows: (
+                f"{_n(rows, 'request')} put a 1-hour breakpoint after a 5-minute one: the provider rejects them."
+            ),
+        ),
+        *_query_finding(
+            con,
+            LOOKBACK_SQL,
+            "anthropic.lookback",
+            "fail",
+            lambda rows: (
+                f"In {_n(rows, 'request')}, the previous call's deepest cache entry lies more than the "
+                "look-back window before this call's next breakpoint, so it was not found."
+            ),
+            at_risk=True,
+        ),
+        *_query_finding(
+            con,
+            BELOW_MINIMUM_SQL,
+            "anthropic.below_minimum",
+            "warn",
+            lambda rows: (
                 f"{_n(rows, 'request')} set breakpoints that close a prefix under the model's minimum "
-                f"({', '.join(sorted({f'{r[3]:,}' for r in rows}))} tokens): those prefixes are never cached.",
-            )
-        )
-    return out
+                f"({', '.join(sorted({f'{r[3]:,}' for r in rows}))} tokens): those prefixes are never cached."
+            ),
+        ),
+    ]
 
 
 def _dataset_changing(con: duckdb.DuckDBPyConnection) -> list[Finding]:
-    out = []
-    rows = con.execute(VOLATILE_SQL).fetchall()
-    if rows:
-        out.append(
-            _finding(
-                "anthropic.volatile_before_breakpoint",
-                "fail",
-                rows,
-                f"{_n(rows, 'request')} carry system or tool content that changes between requests before the first "
-                "breakpoint: what that breakpoint writes cannot be read back.",
-                sum(int(r[2] or 0) for r in rows),
-            )
-        )
-    rows = con.execute(STABLE_AFTER_SQL).fetchall()
-    if rows:
-        out.append(
-            _finding(
-                "prefix.stable_after_changing",
-                "warn",
-                rows,
-                f"{_n(rows, 'request')} place stable tools or system instructions after content that changes "
-                "between requests: moving the changing part to the end would let the stable part be reused.",
-                sum(int(r[2] or 0) for r in rows),
-            )
-        )
-    return out
+    return [
+        *_query_finding(
+            con,
+            VOLATILE_SQL,
+            "anthropic.volatile_before_breakpoint",
+            "fail",
+            lambda rows: (
+                f"{_n(rows, 'request')} carry system or tool content that changes between requests "
+                "before the first breakpoint: what that breakpoint writes cannot be read back."
+            ),
+            at_risk=True,
+        ),
+        *_query_finding(
+            con,
+            STABLE_AFTER_SQL,
+            "prefix.stable_after_changing",
+            "warn",
+            lambda rows: (
+                f"{_n(rows, 'request')} place stable tools or system instructions after content that "
+                "changes between requests: moving the changing part to the end would let the stable part be reused."
+            ),
+            at_risk=True,
+        ),
+    ]
 
 
 def _cache_key_findings(con: duckdb.DuckDBPyConnection) -> tuple[list[Finding], list[str]]:

@@ -166,35 +166,25 @@ def kv_target(request: Request, family: str) -> KvTarget:
     )
 
 
-def kv_compatibility_key(target: KvTarget) -> str:
-    return hex_id(
-        "kvc_",
-        KVC_V,
-        (
-            target.provider,
-            target.model,
-            target.model_revision,
-            target.quantization,
-            target.engine,
-            target.region,
-            target.tenant,
-            target.family,
-        ),
+def _target_parts(target: KvTarget, *, isolated: bool) -> tuple[str, ...]:
+    """The target's fields in hash order; the tenant (the isolation namespace) sits just before the family."""
+    namespace = (target.tenant,) if isolated else ()
+    return (
+        target.provider,
+        target.model,
+        target.model_revision,
+        target.quantization,
+        target.engine,
+        target.region,
+        *namespace,
+        target.family,
     )
+
+
+def kv_compatibility_key(target: KvTarget) -> str:
+    return hex_id("kvc_", KVC_V, _target_parts(target, isolated=True))
 
 
 def target_key(target: KvTarget) -> str:
     """The same target with the isolation namespace left out: used to show cross-tenant opportunity."""
-    return hex_id(
-        "tgt_",
-        KVC_V,
-        (
-            target.provider,
-            target.model,
-            target.model_revision,
-            target.quantization,
-            target.engine,
-            target.region,
-            target.family,
-        ),
-    )
+    return hex_id("tgt_", KVC_V, _target_parts(target, isolated=False))

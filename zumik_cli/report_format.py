@@ -24,6 +24,14 @@ def as_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def share_of(part: object, whole: object) -> float | None:
+    """part / whole as a fraction, or None where either is missing or the whole is zero."""
+    numerator, denominator = as_number(part), as_number(whole)
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
 def format_count(value: object) -> str:
     """An exact count with thousands separators (1,234,567), for tables where precision matters."""
     number = as_number(value)

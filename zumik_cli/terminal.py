@@ -5,6 +5,7 @@ Only the CLI imports this module; it turns core results (plain dicts and datacla
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -26,6 +27,14 @@ def tokens(value: int | None) -> str:
         if abs(value) >= size:
             return f"{value / size:.1f}{suffix}"
     return str(value)
+
+
+def numbers_table(title: str, columns: Sequence[str], numbers: Collection[str]) -> Table:
+    """A titled table whose number columns are right-justified and the rest left, as every listing here is."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column in numbers else "left")
+    return table
 
 
 def percent(value: float | None) -> str:
@@ -103,9 +112,9 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
         )
     causes = [c for c in summary["causes"] if c["tokens"]]
     if causes:
-        cause_table = Table(title="Where reuse was lost")
-        for column in ("stage", "cause", "tokens", "requests", "evidence"):
-            cause_table.add_column(column, justify="right" if column in ("tokens", "requests") else "left")
+        cause_table = numbers_table(
+            "Where reuse was lost", ("stage", "cause", "tokens", "requests", "evidence"), ("tokens", "requests")
+        )
         for cause in sorted(causes, key=lambda c: -c["tokens"]):
             cause_table.add_row(
                 cause["stage"],
@@ -125,9 +134,8 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
     for name, rows in summary.get("breakdowns", {}).items():
         if not rows or name == "session":
             continue
-        table = Table(title=f"By {name}")
-        for column in ("key", "requests", "total", "eligible", "candidate", "realized", "missed"):
-            table.add_column(column, justify="left" if column == "key" else "right")
+        numbers = ("requests", "total", "eligible", "candidate", "realized", "missed")
+        table = numbers_table(f"By {name}", ("key", *numbers), numbers)
         for row in rows[:10]:
             table.add_row(
                 str(row["key"] or "-"),
@@ -182,9 +190,11 @@ def replay(console: Console, summary: dict[str, Any]) -> None:
         f"capacity {engine['capacity_blocks']} blocks",
         highlight=False,
     )
-    table = Table(title="Predicted vs measured prefix-cache hits")
-    for column in ("", "tokens", "share of prompt", "evidence"):
-        table.add_column(column, justify="left" if column in ("", "evidence") else "right")
+    table = numbers_table(
+        "Predicted vs measured prefix-cache hits",
+        ("", "tokens", "share of prompt", "evidence"),
+        ("tokens", "share of prompt"),
+    )
     table.add_row("prompt", tokens(summary["prompt_tokens"]), "", "")
     table.add_row(
         "predicted", tokens(summary["predicted_tokens"]), percent(summary["predicted_rate"]), badge("simulated")

@@ -10,9 +10,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from .terminal import badge, tokens
+from .terminal import badge, numbers_table, tokens
 
 SEVERITY_STYLE = {"fail": "bold red", "warn": "yellow", "info": "dim"}
 
@@ -32,17 +31,17 @@ def divergence(console: Console, result: dict[str, Any], limit: int = 30) -> Non
         highlight=False,
     )
     if totals["by_cause"]:
-        table = Table(title="Tokens lost, by cause")
-        for column in ("cause", "breaks", "tokens"):
-            table.add_column(column, justify="left" if column == "cause" else "right")
+        table = numbers_table("Tokens lost, by cause", ("cause", "breaks", "tokens"), ("breaks", "tokens"))
         for row in totals["by_cause"]:
             table.add_row(row["label"], f"{row['breaks']:,}", tokens(row["tokens"]))
         console.print(table)
     breaks = sorted(result["breaks"], key=lambda b: -b["lost_tokens"])
     if breaks:
-        table = Table(title=f"Breaks ({len(breaks):,}, largest first)")
-        for column in ("session", "request", "parent", "cause", "token", "lost", "detail"):
-            table.add_column(column, justify="right" if column in ("request", "parent", "token", "lost") else "left")
+        table = numbers_table(
+            f"Breaks ({len(breaks):,}, largest first)",
+            ("session", "request", "parent", "cause", "token", "lost", "detail"),
+            ("request", "parent", "token", "lost"),
+        )
         for b in breaks[:limit]:
             table.add_row(
                 escape(b["session_id"]),
@@ -58,9 +57,11 @@ def divergence(console: Console, result: dict[str, Any], limit: int = 30) -> Non
             console.print(f"[dim]{len(breaks) - limit:,} more breaks not shown (--json lists all)[/]")
     spans = result["volatile_spans"]
     if spans:
-        table = Table(title="Volatile spans in system and tool text")
-        for column in ("where", "shape", "example", "values", "requests", "breaks"):
-            table.add_column(column, justify="right" if column in ("values", "requests", "breaks") else "left")
+        table = numbers_table(
+            "Volatile spans in system and tool text",
+            ("where", "shape", "example", "values", "requests", "breaks"),
+            ("values", "requests", "breaks"),
+        )
         for span in spans[:limit]:
             table.add_row(
                 escape(span["where"]),
@@ -108,9 +109,11 @@ def check(console: Console, report: dict[str, Any]) -> None:
         highlight=False,
     )
     if report["findings"]:
-        table = Table(title="Cache-configuration findings")
-        for column in ("severity", "check", "requests", "at risk", "finding", "fix"):
-            table.add_column(column, justify="right" if column in ("requests", "at risk") else "left")
+        table = numbers_table(
+            "Cache-configuration findings",
+            ("severity", "check", "requests", "at risk", "finding", "fix"),
+            ("requests", "at risk"),
+        )
         for f in report["findings"]:
             style = SEVERITY_STYLE[f["severity"]]
             table.add_row(
@@ -131,10 +134,10 @@ def recommendations(console: Console, result: dict[str, Any], top: int = 3) -> N
     if not ranked:
         console.print("No change zumik can simulate would save tokens or money on this data.", highlight=False)
     else:
-        table = Table(title="Recommendations, ranked by simulated savings")
-        columns = ("#", "change", "sessions", "requests", "tokens saved", "money saved", "write cost change", "tag")
-        for column in columns:
-            table.add_column(column, justify="left" if column in ("change", "tag") else "right")
+        numbers = ("sessions", "requests", "tokens saved", "money saved", "write cost change")
+        table = numbers_table(
+            "Recommendations, ranked by simulated savings", ("#", "change", *numbers, "tag"), ("#", *numbers)
+        )
         for rank, rec in enumerate(ranked, start=1):
             table.add_row(
                 str(rank),
