@@ -131,7 +131,9 @@ def _dense_ids(ids: IntArray) -> tuple[npt.NDArray[np.integer], int]:
     return indices.to_numpy(zero_copy_only=False), n_units
 
 
-def _check_workload(offsets: IntArray, unit_ids: IntArray, unit_tokens: IntArray | None = None) -> None:
+def _check_workload(
+    offsets: IntArray, unit_ids: npt.NDArray[np.integer], unit_tokens: npt.NDArray[np.integer] | None = None
+) -> None:
     if offsets.ndim != 1 or offsets.shape[0] < 1 or offsets[0] != 0:
         raise ValueError("offsets must be a 1-D array that starts at 0 (CSR offsets, n_requests + 1 long)")
     if offsets[-1] != unit_ids.shape[0]:
@@ -146,11 +148,35 @@ def _as_int64(values: npt.ArrayLike) -> IntArray:
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
+def _given_dense(unit_ids: npt.ArrayLike, n_units: int) -> npt.NDArray[np.integer]:
+    # Ids the caller already numbered 0..n_units-1 (``levels.Workload``): kept in their own integer type and
+    # not renumbered, which saves a hash pass and an int64 copy of every access (30M at 1M Mooncake requests).
+    ids = np.ascontiguousarray(unit_ids)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"dense unit ids must be integers, got {ids.dtype}")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n_units):
+        raise ValueError(f"dense unit ids must lie in 0..{n_units - 1}")
+    return ids
+
+
 def _prefix_depths(
-    offsets: npt.ArrayLike, unit_ids: npt.ArrayLike, order: Order, unit_tokens: npt.ArrayLike | None
+    offsets: npt.ArrayLike,
+    unit_ids: npt.ArrayLike,
+    order: Order,
+    unit_tokens: npt.ArrayLike | None,
+    n_units: int | None = None,
 ) -> IntArray:
     # The one path to the kernel for both forms: unit_tokens=None counts units (int32 tree), else token sizes.
     offsets_arr = _as_int64(offsets)
+    if n_units is not None and unit_tokens is None:
+        dense = _given_dense(unit_ids, n_units)
+        _check_workload(offsets_arr, dense)
+        if order not in _TOUCHED_IN_REVERSE:
+            raise ValueError(f"unknown order {order!r}; use one of {sorted(_TOUCHED_IN_REVERSE)}")
+        if dense.shape[0] >= _MAX_ACCESSES:
+            raise ValueError(f"at most {_MAX_ACCESSES - 1} unit accesses per call; split the workload by time")
+        tree = np.zeros(dense.shape[0] + 1, dtype=np.int32)
+        return _stack_depths()(offsets_arr, dense, n_units, _TOUCHED_IN_REVERSE[order], tree)
     ids = _as_int64(unit_ids)
     tokens = None if unit_tokens is None else _as_int64(unit_tokens)
     _check_workload(offsets_arr, ids, tokens)
@@ -187,15 +213,18 @@ def _unit_sizes(ids: IntArray, dense: npt.NDArray[np.integer], tokens: IntArray)
     return sizes
 
 
-def lru_prefix_depths(offsets: npt.ArrayLike, unit_ids: npt.ArrayLike, order: Order = "request") -> IntArray:
+def lru_prefix_depths(
+    offsets: npt.ArrayLike, unit_ids: npt.ArrayLike, order: Order = "request", *, n_units: int | None = None
+) -> IntArray:
     """Per unit access, the smallest LRU capacity (in units) at which it is a leading-prefix hit.
 
     That is the running max, within its request, of the LRU stack depth at the moment the request starts
     (1 + distinct other units touched since this unit's last touch; ``FIRST_ACCESS`` if never seen). An
     access is a hit in a cache of K units iff its value is <= K. ``order`` is the recency order of a
     request's units after it runs, as in ``simulate_lru``. O(N log N) in the number of accesses.
+    ``n_units``: the ids are already numbered 0..n_units-1 (any integer type) and are used as they are.
     """
-    return _prefix_depths(offsets, unit_ids, order, None)
+    return _prefix_depths(offsets, unit_ids, order, None, n_units)
 
 
 def lru_prefix_token_depths(
@@ -219,6 +248,8 @@ def capacity_curve(
     capacities_tokens: Sequence[int | None],
     unit_size_tokens: int,
     order: Order = "request",
+    *,
+    n_units: int | None = None,
 ) -> list[tuple[int | None, int]]:
     """Token-weighted LRU hits for each capacity, from one pass of stack depths.
 
@@ -226,16 +257,19 @@ def capacity_curve(
     cache cannot keep part of a block). ``None`` is an unbounded cache: every leading unit seen before is a
     hit. Returns ``(capacity, hit_tokens)`` pairs in the order given. The reference figures count capacity in
     decimal tokens (1M = 1,000,000 tokens = 1,953 blocks of 512; 1,048,576 does not reproduce them).
+    ``n_units``: the ids are already numbered 0..n_units-1 and are not renumbered (see ``lru_prefix_depths``).
     """
     if unit_size_tokens <= 0:
         raise ValueError(f"unit_size_tokens must be positive, got {unit_size_tokens}")
-    tokens = _as_int64(unit_tokens)
-    ids = _as_int64(unit_ids)
+    tokens = np.ascontiguousarray(unit_tokens)
+    if tokens.dtype.kind not in "iu":
+        tokens = _as_int64(tokens)
+    ids = np.ascontiguousarray(unit_ids) if n_units is not None else _as_int64(unit_ids)
     _check_workload(_as_int64(offsets), ids, tokens)
-    depths = lru_prefix_depths(offsets, ids, order=order)
+    levels = lru_prefix_depths(offsets, ids, order=order, n_units=n_units)
     # Level k holds the tokens first hit at k units (level 0: never hit). Weights go through float64, exact
-    # while the workload has fewer than 2**53 tokens.
-    levels = np.where(depths == FIRST_ACCESS, 0, depths)
+    # while the workload has fewer than 2**53 tokens. The depths are ours: zeroed in place, not copied.
+    levels[levels == FIRST_ACCESS] = 0
     tokens_by_level = np.rint(np.bincount(levels, weights=tokens)).astype(np.int64)
     hits_up_to = np.cumsum(tokens_by_level) - tokens_by_level[0] if levels.size else np.zeros(1, np.int64)
     top = hits_up_to.shape[0] - 1

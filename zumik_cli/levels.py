@@ -34,7 +34,7 @@ IntArray = npt.NDArray[np.int64]
 
 REQ_COLUMNS_SQL = "SELECT rid, ord, ts, ttl, fam_id, tgt_id, kvc_id FROM req ORDER BY ord"
 BLOCK_COLUMNS_SQL = """
-SELECT r.ord::BIGINT AS ord, b.pos, b.chain, b.tokens, b.end_token
+SELECT r.ord::INTEGER AS ord, b.pos::INTEGER AS pos, b.chain, b.tokens::INTEGER AS tokens, b.end_token
 FROM request_blocks b JOIN req r USING (rid)
 """
 LEVEL_COLUMNS = ("n_fam", "t_fam", "n_tgt", "t_tgt", "n_kvc", "t_kvc", "n_warm", "t_warm", "t_ttl_300", "t_ttl_3600")
@@ -44,13 +44,15 @@ LEVEL_COLUMNS = ("n_fam", "t_fam", "n_tgt", "t_tgt", "n_kvc", "t_kvc", "n_warm",
 class Workload:
     """Every request with blocks, in time order, as CSR arrays: the input of ``capacity``.
 
-    ``units`` numbers each distinct (KV key, chain) pair; ``rids[i]`` is request i's rid.
+    ``units`` numbers each distinct (KV key, chain) pair 0..n_units-1 (int32, in first-seen order);
+    ``rids[i]`` is request i's rid.
     """
 
     offsets: IntArray
-    units: IntArray
+    units: npt.NDArray[np.integer]
     sizes: IntArray
     rids: IntArray
+    n_units: int
 
 
 def _place_kernel(ords: IntArray, pos: IntArray, offsets: IntArray) -> tuple[IntArray, bool]:
@@ -69,6 +71,17 @@ def _place_kernel(ords: IntArray, pos: IntArray, offsets: IntArray) -> tuple[Int
         filled[s] = True
         slot[i] = s
     return slot, True
+
+
+def _in_place_kernel(ords: npt.NDArray[np.integer], pos: npt.NDArray[np.integer], offsets: IntArray) -> bool:
+    # True when block i already sits at offsets[ord - 1] + pos (the join returned the blocks in time order, as
+    # for a trace ingested in time order): the placement is then the identity and nothing is permuted.
+    for i in range(ords.shape[0]):
+        o = ords[i] - 1
+        p = pos[i]
+        if p < 0 or p >= offsets[o + 1] - offsets[o] or offsets[o] + p != i:
+            return False
+    return True
 
 
 def _levels_kernel(
@@ -141,19 +154,68 @@ def _compiled(kernel: Callable[..., Any]) -> Callable[..., Any]:
     return numba.njit(cache=True, nogil=True)(kernel)
 
 
+def _number_kernel(values: IntArray, out: npt.NDArray[np.int32], bits: int) -> int:
+    # Open addressing (linear probing) on a multiplicative hash; the table doubles past half full. Returns the
+    # number of distinct values, or -1 when they outgrow int32 numbers.
+    size = 1 << bits
+    keys = np.empty(size, dtype=np.int64)
+    slots = np.full(size, -1, dtype=np.int32)
+    shift = 64 - bits
+    n = 0
+    for i in range(values.shape[0]):
+        v = values[i]
+        h = (np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(shift)
+        while True:
+            k = slots[h]
+            if k < 0:
+                if n >= 2**31 - 1:
+                    return -1
+                keys[h] = v
+                slots[h] = n
+                out[i] = n
+                n += 1
+                break
+            if keys[h] == v:
+                out[i] = k
+                break
+            h = (h + np.uint64(1)) & np.uint64(size - 1)
+        if 2 * n > size:
+            bits += 1
+            size = 1 << bits
+            shift = 64 - bits
+            old_keys, old_slots = keys, slots
+            keys = np.empty(size, dtype=np.int64)
+            slots = np.full(size, -1, dtype=np.int32)
+            for j in range(old_slots.shape[0]):
+                if old_slots[j] >= 0:
+                    g = (np.uint64(old_keys[j]) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(shift)
+                    while slots[g] >= 0:
+                        g = (g + np.uint64(1)) & np.uint64(size - 1)
+                    keys[g] = old_keys[j]
+                    slots[g] = old_slots[j]
+    return n
+
+
 def _encode(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int32], int]:
-    # Arrow's hash encoding numbers equal values 0, 1, ... in first-seen order: no sort.
-    encoded = pa.array(values, type=pa.int64()).dictionary_encode()
-    return encoded.indices.to_numpy(zero_copy_only=False), len(encoded.dictionary)
+    # Numbers equal values 0, 1, ... in first-seen order, as Arrow's dictionary_encode does, in a compiled hash
+    # table of about 12 bytes per distinct value (Arrow's memo took about 1.2 GB for 30M blocks): no sort.
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    out = np.empty(values.shape[0], dtype=np.int32)
+    n = _compiled(_number_kernel)(values, out, 16)
+    if n < 0:
+        encoded = pa.array(values, type=pa.int64()).dictionary_encode()
+        return encoded.indices.to_numpy(zero_copy_only=False), len(encoded.dictionary)
+    return out, int(n)
 
 
 def _pair_units(
-    ids: npt.NDArray[np.int64], chains: npt.NDArray[np.int32], n_chains: int
+    req_ids: npt.NDArray[np.int64], counts: IntArray, chains: npt.NDArray[np.int32], n_chains: int
 ) -> tuple[npt.NDArray[np.int32], int]:
-    # Number the distinct (id, chain) pairs; with one id the chain's own number is the pair's.
-    if ids.shape[0] == 0 or ids.min() == ids.max():
+    # Number the distinct (id, chain) pairs; with one id the chain's own number is the pair's. ``req_ids`` is
+    # per request: spread over the blocks only when there is more than one id.
+    if req_ids.shape[0] == 0 or req_ids.min() == req_ids.max():
         return chains, n_chains
-    return _encode(ids * np.int64(n_chains) + chains)
+    return _encode(np.repeat(req_ids.astype(np.int64), counts) * np.int64(n_chains) + chains)
 
 
 def _block_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
@@ -161,7 +223,10 @@ def _block_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
     # requests), and each column is dropped once read in time order.
     rows = con.execute("SELECT count(*) FROM request_blocks b JOIN req r USING (rid)").fetchall()[0][0]
     names = ("ord", "pos", "chain", "tokens", "end_token")
-    columns = {name: np.empty(rows, dtype=np.int64) for name in names}
+    # int32 where a value is a count of requests, of a request's blocks or of a block's tokens (DuckDB refuses
+    # the cast rather than wrap, should one ever not fit): 28 bytes a block instead of 40
+    narrow = ("ord", "pos", "tokens")
+    columns = {name: np.empty(rows, dtype=np.int32 if name in narrow else np.int64) for name in names}
     at = 0
     for batch in con.sql(BLOCK_COLUMNS_SQL).fetch_arrow_reader(1 << 20):
         n = batch.num_rows
@@ -186,28 +251,30 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
     pos = columns.pop("pos")
     counts = np.bincount(ords - 1, minlength=n_req) if len(ords) else np.zeros(n_req, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    slot, placed = _compiled(_place_kernel)(ords, pos, offsets)
-    if placed:
-        order = np.empty_like(slot)
-        order[slot] = np.arange(len(slot), dtype=np.int64)
-    else:  # positions with gaps or repeats: sort them instead
-        order = np.lexsort((pos, ords))
-    del ords, slot
-    pos = pos[order]
+    order: IntArray | None = None
+    if not _compiled(_in_place_kernel)(ords, pos, offsets):
+        slot, placed = _compiled(_place_kernel)(ords, pos, offsets)
+        if placed:
+            order = np.empty_like(slot)
+            order[slot] = np.arange(len(slot), dtype=np.int64)
+        else:  # positions with gaps or repeats: sort them instead
+            order = np.lexsort((pos, ords))
+        del slot
+        pos = pos[order]
+    del ords
 
     def column(name: str) -> npt.NDArray[np.int64]:
-        return columns.pop(name)[order]
+        values = columns.pop(name)
+        return values if order is None else values[order]
 
     chains, n_chains = _encode(column("chain"))
-    block_req = np.repeat(np.arange(n_req, dtype=np.int64), counts)
-    kvc_ids = req.column("kvc_id").to_numpy()
-    kvc_unit, n_kvc = _pair_units(kvc_ids[block_req], chains, n_chains)
+    kvc_unit, n_kvc = _pair_units(req.column("kvc_id").to_numpy(), counts, chains, n_chains)
     if coincide:
         tgt_unit, n_tgt, fam_unit, n_fam = kvc_unit, n_kvc, kvc_unit, n_kvc
     else:
-        tgt_unit, n_tgt = _pair_units(req.column("tgt_id").to_numpy()[block_req], chains, n_chains)
-        fam_unit, n_fam = _pair_units(req.column("fam_id").to_numpy()[block_req], chains, n_chains)
-    del block_req, chains
+        tgt_unit, n_tgt = _pair_units(req.column("tgt_id").to_numpy(), counts, chains, n_chains)
+        fam_unit, n_fam = _pair_units(req.column("fam_id").to_numpy(), counts, chains, n_chains)
+    del chains
     ts = req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64)
     ttl = req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64)
     end_token = column("end_token")
@@ -220,10 +287,12 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
     # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
     con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {aggregates} FROM levels_in GROUP BY rid")
     con.unregister("levels_in")
+    del end_token, pos, out, tgt_unit, fam_unit
     sizes = column("tokens")
     return Workload(
         offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
-        units=kvc_unit.astype(np.int64),
+        units=kvc_unit,
         sizes=sizes,
         rids=rids,
+        n_units=n_kvc,
     )
