@@ -56,11 +56,15 @@ def read_manifest(root: Path) -> Manifest:
         raw = json.loads(path.read_text())
     except ValueError as exc:
         raise DatasetError(f"{path} is unreadable ({exc}): re-create the dataset with `zumik ingest`") from exc
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path} is unreadable (not a JSON object): re-create the dataset with `zumik ingest`")
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # JSON true is not schema 1
+        newer = type(version) is int and version > SCHEMA_VERSION
         raise DatasetError(
             f"{root} was written with dataset schema {version} (by zumik {raw.get('zumik_version')}); this zumik "
-            f"reads schema {SCHEMA_VERSION}: re-ingest the traces into a new folder with `zumik ingest`"
+            f"reads schema {SCHEMA_VERSION}: {'upgrade zumik to read it, or ' if newer else ''}re-ingest the traces "
+            "into a new folder with `zumik ingest`"
         )
     known = {"schema_version", "zumik_version", "parts", "inputs", "quarantine"}
     return Manifest(
@@ -103,10 +107,13 @@ def writer_lock(root: Path) -> Iterator[None]:
 
 
 def remove_orphans(root: Path, manifest: Manifest) -> None:
-    """Parts and staging folders a killed writer left behind are not in the manifest: delete them."""
+    """Parts, staging folders and half-written manifests a killed writer left behind are not in the manifest:
+    delete them (under the writer lock, so no live writer owns them)."""
     listed = {p for parts in manifest.parts.values() for p in parts} | set(manifest.quarantine)
     for staging in root.glob(".staging-*"):
         shutil.rmtree(staging, ignore_errors=True)
+    for temporary in root.glob(f".{MANIFEST}.*"):
+        temporary.unlink(missing_ok=True)
     for table in [*TABLES, "quarantine"]:
         folder = root / table
         if folder.is_dir():
@@ -131,6 +138,10 @@ class Dataset:
         con = duckdb.connect(
             ":memory:", config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(self.root / ".duckdb-tmp")}
         )
+        # DuckDB draws a progress bar on stdout for any query over two seconds, terminal or not: stdout is data.
+        # Inside Jupyter the setting is refused (it wants ipywidgets), and there stdout is not data anyway.
+        with contextlib.suppress(duckdb.InvalidInputException):
+            con.execute("SET enable_progress_bar_print = false")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         for table in self.manifest.parts:
