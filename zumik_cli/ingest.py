@@ -33,7 +33,7 @@ from .errors import InputError
 from .memo import MISSING, Memo
 from .model import Artifact, Quarantined, Request, Source
 from .readers.hashid import HashColumns
-from .rows import block_rows, hash_rows
+from .rows import ChainCache, block_rows, hash_rows
 from .schema import BLOCKS, REQUESTS, TABLES, TOKENS
 from .tokenization import Tokenizer, tokenizer_for_model
 
@@ -72,12 +72,24 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+# request_blocks is integers only, tens of millions of rows for a large trace: dictionary pages there cost more
+# time than they save space, and lz4 writes (and DuckDB reads) it several times faster than zstd.
+_PARQUET_OPTIONS: dict[str, dict[str, Any]] = {"request_blocks": {"compression": "lz4", "use_dictionary": False}}
+
+
 class _PartWriter:
-    """One Parquet part per table per ingest run, written batch by batch under the staging folder."""
+    """One Parquet part per table per ingest run, written batch by batch under the staging folder.
+
+    Arrow builds each batch in the calling thread; the Parquet encoding and compression run on a writer thread
+    (Arrow releases the GIL there) while the caller reads and identifies the next batch. One write is in
+    flight at a time, so memory holds at most two batches.
+    """
 
     def __init__(self, staging: Path, run: str) -> None:
         self.staging, self.run = staging, run
         self.writers: dict[str, pq.ParquetWriter] = {}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-write")
+        self.pending: Future[None] | None = None
 
     def write(self, table: str, rows: Columns) -> None:
         schema = TABLES[table]
@@ -86,14 +98,30 @@ class _PartWriter:
         batch = pa.table({name: _array(rows[name], schema.field(name).type) for name in schema.names})
         if table not in self.writers:
             (self.staging / table).mkdir(parents=True, exist_ok=True)
-            self.writers[table] = pq.ParquetWriter(
-                self.staging / table / f"part-{self.run}.parquet", schema, compression="zstd"
-            )
-        self.writers[table].write_table(batch)
+            options = _PARQUET_OPTIONS.get(table, {"compression": "zstd"})
+            self.writers[table] = pq.ParquetWriter(self.staging / table / f"part-{self.run}.parquet", schema, **options)
+        self.wait()
+        self.pending = self.pool.submit(self.writers[table].write_table, batch)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def abandon(self) -> None:
+        """On a failed run: let the write in flight end (its error, if any, is not the one to report)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.exception()
+        self.pool.shutdown()
 
     def close(self) -> list[str]:
-        for writer in self.writers.values():
-            writer.close()
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown()
+            for writer in self.writers.values():
+                writer.close()
         return [f"{table}/part-{self.run}.parquet" for table in self.writers]
 
 
@@ -436,7 +464,7 @@ def _items(
             else:
                 detected += 1
                 entry["format"] = reader.name
-                for item in (reader.read_columns or reader.read)(sample):
+                for item in readers.read_all(reader, sample):
                     if isinstance(item, HashColumns):
                         entry["requests"] += len(item)
                     else:
@@ -508,6 +536,7 @@ def _ingest_run(
     already: set[str],
 ) -> IngestSummary:
     writer = _PartWriter(staging, run)
+    chain_cache = ChainCache()
     materializer = _Materializer(tokenizer, known_blocks)
     inputs: list[dict[str, Any]] = []
     quarantine: list[dict[str, Any]] = []
@@ -548,7 +577,12 @@ def _ingest_run(
         for item in _items(files, digests, format, already, inputs, progress):
             if isinstance(item, Quarantined):
                 quarantine.append(
-                    {"file": item.source.path, "line": item.source.line, "reason": item.reason, "excerpt": item.excerpt}
+                    {
+                        "file": item.source.path,
+                        "line": item.source.line,
+                        "reason": readers.redact(item.reason),  # a reason may quote a logged error message
+                        "excerpt": item.excerpt,
+                    }
                 )
                 continue
             if isinstance(item, HashColumns):
@@ -556,7 +590,7 @@ def _ingest_run(
                     flush()
                 drain(0)
                 started = time.perf_counter()
-                rows = hash_rows(item, seq + 1, known_traces)
+                rows = hash_rows(item, seq + 1, known_traces, chain_cache)
                 materializer.timings["identify"] += time.perf_counter() - started
                 kept = len(rows[0]["rid"])
                 counts["duplicates"] += len(item) - kept
@@ -580,6 +614,9 @@ def _ingest_run(
         if batch:
             flush()
         drain(0)
+    except BaseException:
+        writer.abandon()
+        raise
     finally:
         materializer.close()
     new_parts = writer.close()

@@ -199,7 +199,7 @@ def _number_kernel(values: IntArray, out: npt.NDArray[np.int32], bits: int) -> i
 
 def _encode(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int32], int]:
     # Numbers equal values 0, 1, ... in first-seen order, as Arrow's dictionary_encode does, in a compiled hash
-    # table of 16 bytes a slot, at most twice the distinct values (Arrow's memo took about 1.2 GB for 30M blocks): no sort.
+    # table of 16 bytes a slot (Arrow's memo took about 1.2 GB for 30M blocks): no sort.
     values = np.ascontiguousarray(values, dtype=np.int64)
     out = np.empty(values.shape[0], dtype=np.int32)
     # sized for half the values to be distinct (capped at 2^24 slots, 256 MiB): no rehash at the Mooncake mix

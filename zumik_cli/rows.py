@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,18 +72,73 @@ def _target_keys(family: str) -> tuple[str, str]:
     return identity.kv_compatibility_key(target), identity.target_key(target)
 
 
-def _chains(scope: str, hash_ids: np.ndarray) -> np.ndarray:
-    """``identity.hash_chain_ids`` for every id: hashed once per distinct id in the batch."""
+DENSE_IDS = 1 << 25  # ids below this are looked up in a flat table (9 bytes an entry), not dictionary-encoded
+
+
+class ChainCache:
+    """Chain ids already computed, per scope, kept across the batches of an ingest run.
+
+    Trace files number their blocks 0, 1, 2, ...: such ids index a flat array of chain ids (and a flag saying
+    which are computed) that grows as larger ids arrive, so each distinct id is hashed once per run and no hash
+    table is built. A batch with a negative id or one past ``DENSE_IDS`` goes the dictionary-encoding way.
+    """
+
+    def __init__(self) -> None:
+        self.tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def chains(self, scope: str, hash_ids: np.ndarray) -> np.ndarray | None:
+        if not len(hash_ids):
+            return np.empty(0, dtype=np.int64)
+        low, high = int(hash_ids.min()), int(hash_ids.max())
+        if low < 0 or high >= DENSE_IDS:
+            return None
+        values, known = self.tables.get(scope, (np.empty(0, np.int64), np.empty(0, np.bool_)))
+        if high >= len(values):
+            size = min(max(high + 1, 2 * len(values)), DENSE_IDS)
+            values = np.concatenate([values, np.zeros(size - len(values), np.int64)])
+            known = np.concatenate([known, np.zeros(size - len(known), np.bool_)])
+        fresh = _first_seen(hash_ids, known)  # marks them known
+        if len(fresh):
+            values[fresh] = _digest_chains(scope, fresh)
+        self.tables[scope] = (values, known)
+        return values[hash_ids]
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_seen(ids: Any, known: Any) -> Any:
+    # The ids not yet known, each once, in first-seen order; they are marked known.
+    out = np.empty(ids.shape[0], dtype=np.int64)
+    n = 0
+    for i in range(ids.shape[0]):
+        v = ids[i]
+        if not known[v]:
+            known[v] = True
+            out[n] = v
+            n += 1
+    return out[:n].copy()
+
+
+def _digest_chains(scope: str, distinct: np.ndarray) -> np.ndarray:
     from . import digests
 
-    encoded = pa.array(hash_ids, type=pa.int64()).dictionary_encode()
-    distinct = encoded.dictionary.to_numpy()
     prefix = identity.CHAIN_V + _part(scope.encode("utf-8", "surrogatepass"))
-    chains = digests.as_int64(digests.digest_decimals(prefix, distinct, 8))
+    return digests.as_int64(digests.digest_decimals(prefix, distinct, 8))
+
+
+def _chains(scope: str, hash_ids: np.ndarray, cache: ChainCache | None = None) -> np.ndarray:
+    """``identity.hash_chain_ids`` for every id: hashed once per distinct id in the batch (or run, with a cache)."""
+    if cache is not None:
+        known = cache.chains(scope, hash_ids)
+        if known is not None:
+            return known
+    encoded = pa.array(hash_ids, type=pa.int64()).dictionary_encode()
+    chains = _digest_chains(scope, encoded.dictionary.to_numpy())
     return chains[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def hash_rows(columns: HashColumns, seq0: int, known_traces: set[str]) -> tuple[Columns, ...]:
+def hash_rows(
+    columns: HashColumns, seq0: int, known_traces: set[str], chain_cache: ChainCache | None = None
+) -> tuple[Columns, ...]:
     """Rows of the four tables for a batch of hash-id records; records already in the dataset are skipped."""
     from . import digests
 
@@ -108,7 +164,7 @@ def hash_rows(columns: HashColumns, seq0: int, known_traces: set[str]) -> tuple[
     offsets = columns.offsets
     counts = np.diff(offsets)
     starts = offsets[:-1]
-    chain = _chains(columns.scope, columns.hash_ids)
+    chain = _chains(columns.scope, columns.hash_ids, chain_cache)
     pos = np.arange(len(chain), dtype=np.int64) - np.repeat(starts, counts)
     size = columns.block_size
     tokens = np.clip(np.repeat(columns.input_length, counts) - pos * size, 0, size)

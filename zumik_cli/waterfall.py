@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -262,20 +263,29 @@ def _capacity_hits(con: duckdb.DuckDBPyConnection, workload: Workload, capacity_
     con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
 
 
+def _start_curve(
+    con: duckdb.DuckDBPyConnection, workload: Workload, capacities: tuple[int | None, ...], pool: ThreadPoolExecutor
+) -> Future[list[tuple[int | None, int]]]:
+    """The capacity curve's hits, computed on a worker (the kernel releases the GIL) while DuckDB runs SQL."""
+    offsets, units, sizes = workload.offsets, workload.units, workload.sizes
+    block = _uniform_block(con)
+    if block:
+        return pool.submit(
+            capacity.capacity_curve, offsets, units, sizes, list(capacities), block, n_units=workload.n_units
+        )
+    return pool.submit(capacity.token_capacity_curve, offsets, units, sizes, list(capacities))
+
+
 def _curve(
-    con: duckdb.DuckDBPyConnection, workload: Workload, capacities: tuple[int | None, ...], total: int
+    con: duckdb.DuckDBPyConnection, hits_future: Future[list[tuple[int | None, int]]], total: int
 ) -> list[dict[str, Any]]:
     if not total:
         return []
-    offsets, units, sizes = workload.offsets, workload.units, workload.sizes
     # stages are scaled to reported totals; the curve uses the same per-request scale
-    scale = con.execute("SELECT avg(scale) FILTER (WHERE scaled) FROM per_request").fetchone()
-    factor = scale[0] if scale and scale[0] else 1.0
-    block = _uniform_block(con)
-    if block:
-        hits = capacity.capacity_curve(offsets, units, sizes, list(capacities), block, n_units=workload.n_units)
-    else:
-        hits = capacity.token_capacity_curve(offsets, units, sizes, list(capacities))
+    # fetchall, not fetchone: a result left open on ``con`` would refuse the caller's next ``con.sql``
+    scale = con.execute("SELECT avg(scale) FILTER (WHERE scaled) FROM per_request").fetchall()
+    factor = scale[0][0] if scale and scale[0][0] else 1.0
+    hits = hits_future.result()
     return [{"capacity_tokens": cap, "rate": round(min(h * factor / total, 1.0), 6)} for cap, h in hits]
 
 
@@ -295,11 +305,13 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     con.execute(REQ_SQL)
     con.execute(_sql("units.sql"))
     workload = compute_levels(con, _levels_coincide(con))
-    _partials(con)
-    con.execute(BREAKPOINT_SQL)
-    _capacity_hits(con, workload, options.capacity_tokens)
-    con.execute(_sql("per_request.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
-    summary = _summarise(con, options, packs, workload)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
+        curve = _start_curve(con, workload, options.capacities, pool) if options.curves else None
+        _partials(con)
+        con.execute(BREAKPOINT_SQL)
+        _capacity_hits(con, workload, options.capacity_tokens)
+        con.execute(_sql("per_request.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
+        summary = _summarise(con, options, packs, workload, curve)
     per_request = con.sql("SELECT * FROM stages ORDER BY ord").to_arrow_table()
     return Waterfall(summary=summary, per_request=per_request)
 
@@ -357,13 +369,13 @@ SELECT cause, sum(tokens) AS tokens, count(*) FILTER (WHERE tokens > 0) AS reque
 PROVIDER_CAUSES_SQL = """
 SELECT coalesce(nullif(miss_reason, ''), 'provider_miss_unexplained') AS cause, sum(missed) AS tokens,
        count(*) AS requests
-FROM stages WHERE missed > 0 GROUP BY ALL ORDER BY tokens DESC
+FROM stages WHERE missed > 0 GROUP BY ALL ORDER BY tokens DESC, cause
 """
 
 BREAKDOWN_SQL = """
 SELECT {key} AS key, count(*) AS requests, sum(total) AS total, sum(eligible) AS eligible,
        sum(candidate) AS candidate, sum(realized) AS realized, sum(missed) AS missed
-FROM stages GROUP BY ALL ORDER BY missed DESC NULLS LAST, total DESC LIMIT ?
+FROM stages GROUP BY ALL ORDER BY missed DESC NULLS LAST, total DESC, key LIMIT ?
 """
 
 BREAKDOWN_KEYS = {
@@ -414,7 +426,11 @@ def _money(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]) -> dict[
 
 
 def _summarise(
-    con: duckdb.DuckDBPyConnection, options: WaterfallOptions, packs: dict[str, RulesPack], workload: Workload
+    con: duckdb.DuckDBPyConnection,
+    options: WaterfallOptions,
+    packs: dict[str, RulesPack],
+    workload: Workload,
+    curve: Future[list[tuple[int | None, int]]] | None = None,
 ) -> dict[str, Any]:
     cursor = con.execute(TOTALS_SQL)
     names = [d[0] for d in cursor.description]
@@ -537,7 +553,7 @@ def _summarise(
         },
         "causes": causes,
         "money": _money(con, packs),
-        "capacity_curve": _curve(con, workload, options.capacities, total) if options.curves else [],
+        "capacity_curve": _curve(con, curve, total) if curve is not None else [],
         "ttl_sensitivity": ttl_curve,
         "breakdowns": breakdowns,
         "cannot_compute": cannot,
