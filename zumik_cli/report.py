@@ -24,6 +24,7 @@ import plotly.offline
 
 from zumik_cli import __version__
 from zumik_cli.errors import ZumikError
+from zumik_cli.readers import redact
 from zumik_cli.report_charts import EVIDENCE_COLOURS, EVIDENCE_LEVELS, FONT_STACK
 from zumik_cli.report_format import format_count
 from zumik_cli.report_html import (
@@ -75,13 +76,14 @@ class ReportInputs:
 
 
 def _samples_section(inputs: ReportInputs) -> Markup:
-    """Prompt excerpts, only when the caller asked for text; each is cut short and escaped."""
+    """Prompt excerpts, only when the caller asked for text; each is cut short, escaped, and has key-shaped strings
+    (API keys, bearer tokens, credential fields) redacted: a report travels further than the dataset."""
     samples = as_rows(list(inputs.samples or []))
     if not inputs.include_text or not samples:
         return Markup("")
     cards = []
     for sample in samples[:TABLE_ROW_LIMIT]:
-        text = str(sample.get("text") or "")
+        text = redact(str(sample.get("text") or ""))
         cut = text[:SAMPLE_CHARS] + ("\n[... cut]" if len(text) > SAMPLE_CHARS else "")
         header = join(["Trace ", tag("code", sample.get("trace_id") or "unknown")])
         cards.append(card(tag("p", header, class_="small"), tag("pre", cut, class_="sample")))

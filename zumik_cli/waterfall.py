@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from . import capacity
@@ -247,6 +248,17 @@ def _uniform_block(con: duckdb.DuckDBPyConnection) -> int | None:
     return int(sizes[0][0]) if len(sizes) == 1 and sizes[0][0] else None
 
 
+def _sized_units(workload: Workload) -> npt.NDArray[np.integer]:
+    """Unit ids for the token-weighted LRU, which needs one size per unit.
+
+    A hash-id trace's partial last block shares its id with the full block a later request holds; a block cache
+    never caches a partial block, so each (unit, size) pair counts as its own unit. Content blocks have one size
+    each, so for them this changes nothing.
+    """
+    key = workload.units.astype(np.int64) * (int(workload.sizes.max(initial=0)) + 1) + workload.sizes
+    return np.unique(key, return_inverse=True)[1].reshape(-1)
+
+
 def _capacity_hits(con: duckdb.DuckDBPyConnection, workload: Workload, capacity_tokens: int | None) -> None:
     if capacity_tokens is None:
         con.execute(
@@ -258,7 +270,7 @@ def _capacity_hits(con: duckdb.DuckDBPyConnection, workload: Workload, capacity_
     if block:
         hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // block)
     else:
-        hits = capacity.request_hits(offsets, units, sizes, capacity_tokens)
+        hits = capacity.request_hits(offsets, _sized_units(workload), sizes, capacity_tokens)
     con.register("cap_in", pa.table({"rid": pa.array(rids, pa.int64()), "t_cap": pa.array(hits, pa.int64())}))
     con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
 
@@ -273,7 +285,7 @@ def _start_curve(
         return pool.submit(
             capacity.capacity_curve, offsets, units, sizes, list(capacities), block, n_units=workload.n_units
         )
-    return pool.submit(capacity.token_capacity_curve, offsets, units, sizes, list(capacities))
+    return pool.submit(capacity.token_capacity_curve, offsets, _sized_units(workload), sizes, list(capacities))
 
 
 def _curve(

@@ -24,13 +24,21 @@ MAX_DOCUMENT_BYTES = 1 << 30
 
 Item = Request | Quarantined
 
-# Quarantine excerpts are stored in the dataset, where secrets never go (DESIGN.md section 10).
+# Quarantine excerpts and reasons are stored in the dataset, where secrets never go (DESIGN.md section 10). A field
+# is a secret's name, quoted or not, then its value: a JSON or Python string (one a truncated line cut off too) or a
+# bare word; tokens are secrets by their shape, wherever they are.
+_SECRET_NAME = (
+    r"(?:proxy-)?authorization|[\w-]*api[_-]?key|(?:set-)?cookie|[\w-]*(?:access|refresh|auth|id|session)[_-]?token|"
+    r"[\w-]*secret|password"
+)
 _SECRET_FIELD = re.compile(
-    r'("(?:proxy-)?authorization"|"x-api-key"|"api[_-]?key"|"x-goog-api-key"|"(?:set-)?cookie"|'
-    r'"access[_-]?token"|"secret"|"password")(\s*:\s*)"(?:[^"\\]|\\.)*"',
+    rf"""(["']?\b(?:{_SECRET_NAME})["']?\s*[:=]\s*)(\[redacted\]|"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s,;}}\]]+)""",
     re.IGNORECASE,
 )
-_SECRET_TOKEN = re.compile(r"\b[Bb]earer\s+[\w.~+/=-]+|\b(?:sk|pk|rk)-[\w-]{12,}|\bAIza[\w-]{20,}")
+_SECRET_TOKEN = re.compile(
+    r"\b[Bb]earer\s+[\w.~+/=-]+|\bBasic\s+[\w+/=]{8,}|\b(?:sk|pk|rk)-[\w-]{12,}|\bAIza[\w-]{20,}|"
+    r"\bgh[pousr]_\w{20,}|\bxox[abprs]-[\w-]{10,}|\bAKIA[0-9A-Z]{16}\b|\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}"
+)
 
 
 @dataclass(frozen=True)
@@ -94,12 +102,16 @@ def read_json_lines(sample: Sample, convert: Callable[[Any, Source], Request | l
         yield from convert_guarded(convert, value, source)
 
 
+# What a record of an unexpected shape raises while it is converted: a quarantine reason, never a crash.
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError)
+
+
 def convert_guarded(
     convert: Callable[[Any, Source], Request | list[Request] | None], value: Any, source: Source
 ) -> Iterator[Item]:
     try:
         result = convert(value, source)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+    except SHAPE_ERRORS as exc:
         yield Quarantined(source, f"wrong shape: {type(exc).__name__}: {exc}"[:300], _excerpt(value))
         return
     if result is None:
@@ -126,9 +138,21 @@ def _check_encodable(request: Request) -> None:
 
 
 def excerpt(text: str) -> str:
-    """The start of a bad record, for the quarantine, with header values, bearer tokens and API keys redacted."""
-    text = _SECRET_FIELD.sub(r'\1\2"[redacted]"', text)
-    return _SECRET_TOKEN.sub("[redacted]", text)[:200]
+    """The start of a bad record, for the quarantine, with header values, bearer tokens and API keys redacted.
+
+    Only a window is redacted (a bad line may be 50 MB), wide enough that no secret in the first 200 characters is
+    cut by it."""
+    return redact(text[:4096])[:200]
+
+
+def redact(text: str) -> str:
+    """The text with secret-shaped tokens and the values of secret-named fields replaced by ``[redacted]``."""
+    return _SECRET_FIELD.sub(_redacted_field, _SECRET_TOKEN.sub("[redacted]", text))
+
+
+def _redacted_field(match: re.Match[str]) -> str:
+    quote = match.group(2)[:1] if match.group(2)[:1] in "\"'" else ""
+    return f"{match.group(1)}{quote}[redacted]{quote}"
 
 
 def _excerpt(value: Any) -> str:
@@ -203,6 +227,16 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
             yield path
         else:
             raise InputError(f"{path} does not exist: check the path (folders are searched for .json and .jsonl)")
+
+
+def read_all(reader: Reader, sample: Sample) -> Iterator[Any]:
+    """Everything ``reader`` reads from ``sample`` (batches too). Readers quarantine bad records themselves; should
+    one still fail on a shape nobody foresaw, what it read is kept and the rest of the file is quarantined."""
+    try:
+        yield from (reader.read_columns or reader.read)(sample)
+    except SHAPE_ERRORS as exc:
+        reason = f"the {reader.name} reader stopped, the rest of the file is unread: {type(exc).__name__}: {exc}"
+        yield Quarantined(Source(str(sample.path), 0), reason[:300])
 
 
 def _registry() -> dict[str, Reader]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..model import Artifact, Quarantined, Request, Source
 from ..usage import normalize_usage
-from . import Item, Reader, Sample, convert_guarded, iter_json_lines
+from . import SHAPE_ERRORS, Item, Reader, Sample, convert_guarded, iter_json_lines
 from .diagnostics import anthropic_miss
 from .fields import parse_time, text
 from .messages import content_parts
@@ -81,6 +81,24 @@ def _to_request(call: _Call, fmt: str, session: str) -> Request:
     )
 
 
+def _unreadable(line: dict[str, Any]) -> str:
+    """Why a message line cannot take part in a call (its content, usage or diagnostics do not read), or ``""``."""
+    try:
+        _parts(line)
+        message = _message(line)
+        usage = message.get("usage")
+        if usage is not None and not isinstance(usage, dict):
+            raise ValueError("message.usage is not an object")
+        output = (usage or {}).get("output_tokens")
+        if output is not None and (isinstance(output, bool) or not isinstance(output, int)):
+            raise ValueError(f"output_tokens is not an integer: {output!r}"[:120])
+        normalize_usage(usage)
+        anthropic_miss(message.get("diagnostics") or line.get("diagnostics"))
+    except SHAPE_ERRORS as exc:
+        return f"wrong shape: {type(exc).__name__}: {exc}"[:300]
+    return ""
+
+
 def _is_call(line: dict[str, Any]) -> bool:
     message = line.get("message")
     return (
@@ -131,8 +149,11 @@ def _read_transcript(sample: Sample) -> Iterator[Item]:
             yield Quarantined(source, f"a {value.get('type')} line without a message object")
             continue
         if value.get("uuid"):
-            nodes[text(value["uuid"])] = value
+            nodes.setdefault(text(value["uuid"]), value)  # a line repeated later never rewrites the conversation
         if _is_call(value):
+            if reason := _unreadable(value):
+                yield Quarantined(source, reason)  # this line only: the call's other lines still make the call
+                continue
             message_id = text(value["message"]["id"])
             call = calls.get(message_id)
             if call is None:
@@ -195,15 +216,15 @@ def _read_stream(sample: Sample) -> Iterator[Item]:
             yield Quarantined(source, f"a {kind} line without a message object")
             continue
         thread = text(value.get("parent_tool_use_id"))
+        if reason := _unreadable(value):
+            yield Quarantined(source, reason)
+            continue
         if _is_call(value):
             message_id = text(value["message"]["id"])
             if message_id not in calls:
                 calls[message_id] = _Call(message_id, value, source, context=threads.get(thread, ()))
             calls[message_id].lines.append(value)
-        try:
-            threads[thread] = (*threads.get(thread, ()), *_parts(value))
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
-            yield Quarantined(source, f"wrong shape: {type(exc).__name__}: {exc}"[:300])
+        threads[thread] = (*threads.get(thread, ()), *_parts(value))
     for call in calls.values():
         yield from convert_guarded(lambda c, _s: _to_request(c, "claude-code-stream", session), call, call.source)
 

@@ -6,6 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 MAX_INT64 = 2**63 - 1
+# Unix seconds of the years 1 and 9999: what every date type downstream (DuckDB, datetime) can hold.
+EARLIEST, LATEST = -62_135_596_800.0, 253_402_300_799.0
+
+
+def moment(seconds: float, value: Any) -> float:
+    """``seconds`` when it is a time some calendar can show; a wrong shape otherwise (NaN and infinities too)."""
+    if not EARLIEST <= seconds <= LATEST:
+        raise ValueError(f"unreadable time {value!r}"[:120])
+    return seconds
 
 
 def parse_time(value: Any) -> float | None:
@@ -14,7 +23,7 @@ def parse_time(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         number = float(value)
-        return number / 1000.0 if number > 1e11 else number
+        return moment(number / 1000.0 if number > 1e11 else number, value)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -23,10 +32,10 @@ def parse_time(value: Any) -> float | None:
             pass
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
-        moment = datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        when = datetime.fromisoformat(text)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.timestamp()
     raise ValueError(f"unreadable time {value!r}")
 
 

@@ -8,6 +8,7 @@ their blocks locally), so two files never share a block by accident.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,10 @@ import pyarrow as pa
 from ..identity import derived_trace_id
 from ..model import HashBlocks, Quarantined, Request, Source, Usage
 from . import Item, Reader, Sample, convert_guarded, parse_json_line, read_json_lines
-from .fields import count, text
+from .fields import EARLIEST, LATEST, count, moment, text
 
 COLUMN_CHUNK_BYTES = 1 << 24
+_NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r]*[^{ \t\r\n]")
 
 
 def _count(value: Any, name: str) -> int:
@@ -82,7 +84,12 @@ def _scope(sample: Sample, fmt: str) -> str:
 def _mooncake(record: Any, source: Source, scope: str) -> Request:
     blocks = _blocks(record, "input_length", block_size(record, 512), scope)
     return _hash_request(
-        "mooncake", source, str(source.line), blocks, float(record["timestamp"]) / 1000.0, record.get("output_length")
+        "mooncake",
+        source,
+        str(source.line),
+        blocks,
+        moment(float(record["timestamp"]) / 1000.0, record["timestamp"]),
+        record.get("output_length"),
     )
 
 
@@ -136,6 +143,8 @@ def _mooncake_arrays(chunk: bytes, lines: int) -> pa.Table | None:
 
     if b'"block_size"' in chunk or chunk.startswith(b"\xef\xbb\xbf"):
         return None
+    if chunk.lstrip()[:1] != b"{" or _NOT_AN_OBJECT_LINE.search(chunk):
+        return None  # Arrow's reader crashes the process (SIGSEGV, pyarrow 26) on a chunk whose first value is null
     try:
         table = pajson.read_json(
             io.BytesIO(chunk),
@@ -154,6 +163,9 @@ def _mooncake_arrays(chunk: bytes, lines: int) -> pa.Table | None:
         return None
     lengths = table.column("input_length").to_numpy()
     if len(lengths) and int(lengths.min()) < 0:
+        return None
+    seconds = table.column("timestamp").to_numpy() / 1000.0
+    if not ((seconds >= EARLIEST) & (seconds <= LATEST)).all():
         return None
     return table
 
@@ -229,7 +241,7 @@ def _read_bailian(sample: Sample) -> Iterator[Item]:
             source,
             str(source.line),
             blocks,
-            float(record["timestamp"]),
+            moment(float(record["timestamp"]), record["timestamp"]),
             record.get("output_length"),
             session_id=root,
         )
@@ -277,7 +289,7 @@ def _start(entry: Any, offset: float) -> float | None:
     if not isinstance(entry, dict):
         return None
     try:
-        return offset + float(entry.get("t", 0.0))
+        return moment(offset + float(entry.get("t", 0.0)), entry.get("t"))
     except (TypeError, ValueError, OverflowError):
         return None
 

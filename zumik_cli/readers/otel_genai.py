@@ -22,7 +22,7 @@ from typing import Any
 
 from ..model import Artifact, Quarantined, Request, Source, Usage, canonical_arguments, canonical_json
 from . import Item, Reader, Sample, convert_guarded, iter_json_lines
-from .fields import text
+from .fields import moment, text
 from .messages import openai_messages, openai_tools, ordered
 
 CALL_OPERATIONS = ("chat", "text_completion", "generate_content")
@@ -233,7 +233,7 @@ def is_call(attrs: dict[str, Any]) -> bool:
 
 
 def _nanos(value: Any) -> float | None:
-    return int(value) / 1e9 if value not in (None, "", 0, "0") else None
+    return moment(int(value) / 1e9, value) if value not in (None, "", 0, "0") else None
 
 
 def to_request(span: Any, source: Source, resource: dict[str, Any]) -> Request | None:
