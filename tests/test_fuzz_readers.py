@@ -36,7 +36,7 @@ CLAUDE_SESSION = "3f9c2a7e-51d4-4b8e-9a0c-6e1d2f7b8c90"
 # the fixture each format's damaged records are made from
 SEEDS = {
     "zumik": FIXTURES / "zumik.jsonl",
-    "mini-swe-agent": FIXTURES / "demo-1.traj.json",
+    "mini-swe-agent": FIXTURES / "mini-swe-agent-demo.json",
     "tau-bench": FIXTURES / "gpt-4o-retail.json",
     "claude-code": FORMATS_DIR / "claude_code" / "projects" / "-home-dev-shop" / f"{CLAUDE_SESSION}.jsonl",
     "claude-code-stream": FORMATS_DIR / "claude_code_stream" / "headless-run.jsonl",

@@ -36,7 +36,7 @@ def read(path: Path, forced: str | None = None) -> tuple[str, list[Request], lis
         ("anthropic_messages.jsonl", "anthropic", 3),
         ("zumik.jsonl", "zumik", 3),
         ("gpt-4o-retail.json", "tau-bench", 4),
-        ("demo-1.traj.json", "mini-swe-agent", 2),
+        ("mini-swe-agent-demo.json", "mini-swe-agent", 2),
         ("mooncake.jsonl", "mooncake", 4),
         ("bailian.jsonl", "bailian", 4),
         ("weka_trace.json", "weka", 4),
@@ -142,7 +142,7 @@ def test_tau_bench_files_of_two_models_keep_their_calls_apart(tmp_path: Path) ->
 
 
 def test_mini_swe_agent_usage_and_time_come_from_each_recorded_response() -> None:
-    _, requests, _ = read(FIXTURES / "demo-1.traj.json")
+    _, requests, _ = read(FIXTURES / "mini-swe-agent-demo.json")
     first, second = requests
 
     assert (first.trace_id, first.model, first.provider) == ("gen-demo-1", "google/gemini-3-pro-preview", "google")
