@@ -39,8 +39,8 @@ from zumik_cli.report_html import (
     tag,
 )
 
-SIMULATE_HINT = "zumik simulate DATASET"
-REPLAY_HINT = "zumik replay DATASET --release alr_..."
+SIMULATE_HINT = "zumik simulate --data DATASET --releases releases.yaml"
+REPLAY_HINT = "zumik replay --data DATASET --release alr_..."
 
 
 def _not_given(anchor: str, title: str, run: str, command: str, then: str) -> Markup:
