@@ -295,6 +295,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
             "Agent JSONL: peak memory",
         ),
     )
+    palette = ("#1f6feb", "#d97706", "#059669", "#9333ea", "#dc2626")
+    colours = {tool: palette[i % len(palette)] for i, tool in enumerate(peers.TOOLS)}
+    shown: set[str] = set()
     for col, kind in enumerate(("mooncake", "content"), start=1):
         for tool in peers.TOOLS:
             rows = [r for r in results["rows"] if r["kind"] == kind and r["tool"] == tool]
@@ -302,16 +305,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 continue
             x = [r["requests"] if kind == "mooncake" else r["bytes"] / 1e6 for r in rows]
             text = [r["status"] for r in rows]
+            line = {"color": colours[tool]}
             figure.add_trace(
-                go.Scatter(x=x, y=[r["wall_s"] for r in rows], name=tool, legendgroup=tool, text=text,
-                           showlegend=col == 1 or kind == "content" and tool == "cacheeconomics"),
+                go.Scatter(x=x, y=[r["wall_s"] for r in rows], name=tool, legendgroup=tool, text=text, line=line,
+                           marker=line, showlegend=tool not in shown),
                 row=1, col=col,
             )  # fmt: skip
+            shown.add(tool)
             figure.add_trace(
-                go.Scatter(x=x, y=[r["peak_mb"] for r in rows], name=tool, legendgroup=tool, showlegend=False),
-                row=2,
-                col=col,
-            )
+                go.Scatter(x=x, y=[r["peak_mb"] for r in rows], name=tool, legendgroup=tool, line=line, marker=line,
+                           showlegend=False),
+                row=2, col=col,
+            )  # fmt: skip
         figure.update_xaxes(type="log", title_text="requests" if kind == "mooncake" else "MB of JSONL", col=col)
     figure.update_yaxes(type="log", title_text="seconds", row=1)
     figure.update_yaxes(type="log", title_text="peak MB", row=2)
