@@ -12,32 +12,47 @@ when none of them has a time); the TTL columns need ``ts IS NULL OR prev_ts IS N
 ``prev_ts`` the time of the use just before. Each level is a max over the request's blocks.
 
 Why not SQL: that window sorts every block (30M rows for 1M Mooncake requests) and spills past DuckDB's
-memory limit. Here each request's blocks are placed at ``offset[ord] + pos`` (no sort), the (key, chain) pairs
-are numbered by Arrow's hash encoding, and one numba pass in request order keeps, per numbered pair, its first
-use, its last time and its TTL horizon. The same time-ordered blocks feed the capacity analysis (``Workload``),
-so neither pass sorts the blocks.
+memory limit. Here one compiled pass in time order numbers each (key, chain) pair in an open-addressing hash
+table and keeps, per pair, its first use, its last time and its TTL horizon. The blocks are streamed batch by
+batch in the dataset's own order, which is time order for a trace ingested in time order: then no block column
+is ever whole and the pass runs on a second thread while DuckDB reads the next batch. Any other order is found
+out by the pass itself (a block that is not the next one of the next request), and the blocks are then read
+whole and placed in time order first (``offset[ord] + pos``, no sort). The time-ordered units and sizes feed the
+capacity analysis (``Workload``), so neither pass sorts the blocks.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from .errors import ZumikError
+
 IntArray = npt.NDArray[np.int64]
 
-REQ_COLUMNS_SQL = "SELECT rid, ord, ts, ttl, fam_id, tgt_id, kvc_id FROM req ORDER BY ord"
-BLOCK_COLUMNS_SQL = """
+REQ_COLUMNS_SQL = (
+    "SELECT rid, ord, ts, ttl, fam_id, tgt_id, kvc_id, coalesce(n_blocks, 0) AS n_blocks FROM req ORDER BY ord"
+)
+# the dataset's own order (a plain scan keeps it: DuckDB preserves insertion order)
+STORED_BLOCKS_SQL = "SELECT rid, pos, chain, tokens, end_token FROM request_blocks"
+JOINED_BLOCKS_SQL = """
 SELECT r.ord::INTEGER AS ord, b.pos::INTEGER AS pos, b.chain, b.tokens::INTEGER AS tokens, b.end_token
 FROM request_blocks b JOIN req r USING (rid)
 """
 LEVEL_COLUMNS = ("n_fam", "t_fam", "n_tgt", "t_tgt", "n_kvc", "t_kvc", "n_warm", "t_warm", "t_ttl_300", "t_ttl_3600")
+BATCH_ROWS = 1 << 20
+# a pass stops before a block for one of these reasons; it then resumes from that block
+DONE, OUT_OF_ORDER, GROW = 0, 1, 2
+CHAIN, FAM, TGT, KVC = 0, 1, 2, 3  # the pass's hash tables
+MAX_UNITS = 2**31 - 2  # units are int32
 
 
 @dataclass(frozen=True)
@@ -50,12 +65,292 @@ class Workload:
 
     offsets: IntArray
     units: npt.NDArray[np.integer]
-    sizes: IntArray
+    sizes: npt.NDArray[np.integer]
     rids: IntArray
     n_units: int
 
 
-def _place_kernel(ords: IntArray, pos: IntArray, offsets: IntArray) -> tuple[IntArray, bool]:
+def _jit(kernel: Callable[..., Any]) -> Any:
+    return numba.njit(cache=True, nogil=True)(kernel)
+
+
+@_jit
+def _slot(table: IntArray, bits: int, key: int) -> int:
+    # Open addressing (linear probing) on a multiplicative hash of 2^bits slots; each slot holds its key and
+    # number side by side (16 bytes), so a probe costs one cache miss, not two. Returns the key's slot, or the
+    # empty one where it belongs.
+    mask = np.uint64((1 << bits) - 1)
+    h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)
+    while table[h, 1] >= 0 and table[h, 0] != key:
+        h = (h + np.uint64(1)) & mask
+    return int(h)
+
+
+@_jit
+def _rehash(old: IntArray, new: IntArray, bits: int) -> None:
+    for i in range(old.shape[0]):
+        if old[i, 1] >= 0:
+            h = _slot(new, bits, old[i, 0])
+            new[h, 0] = old[i, 0]
+            new[h, 1] = old[i, 1]
+
+
+@_jit
+def _number(table: IntArray, bits: IntArray, used: IntArray, k: int, key: int) -> int:
+    # The key's number in table k, a new one (the next) for a new key; -1 when that would pass half full.
+    h = _slot(table, bits[k], key)
+    number = table[h, 1]
+    if number < 0:
+        if 2 * (used[k] + 1) > table.shape[0]:
+            return -1
+        number = used[k]
+        table[h, 0] = key
+        table[h, 1] = number
+        used[k] += 1
+    return number
+
+
+@_jit
+def _flush(out: IntArray, r: int, acc: IntArray) -> None:
+    for k in range(10):
+        out[k, r] = max(out[k, r], acc[k])
+        acc[k] = 0
+
+
+@_jit
+def _pass(
+    at: int,
+    checked: bool,
+    rids: IntArray,
+    pos: IntArray,
+    chain: IntArray,
+    end_token: IntArray,
+    cursor: IntArray,
+    req_rid: IntArray,
+    n_blocks: IntArray,
+    ts: npt.NDArray[np.float64],
+    ttl: npt.NDArray[np.float64],
+    pair_ids: IntArray,
+    coincide: bool,
+    chain_table: IntArray,
+    fam_table: IntArray,
+    tgt_table: IntArray,
+    kvc_table: IntArray,
+    bits: IntArray,
+    used: IntArray,
+    first_fam: IntArray,
+    first_tgt: IntArray,
+    state: npt.NDArray[np.float64],
+    out: IntArray,
+    units: npt.NDArray[np.int32],
+) -> tuple[int, int]:
+    # Blocks ``at``.. of a batch in the dataset's order. ``cursor`` is (request index, blocks of it seen):
+    # ``checked``, each block must be the next one of the request in time order (index = ord - 1), else the
+    # pass stops with OUT_OF_ORDER. A table that would pass half full stops it with GROW + the table before
+    # anything of the block is changed, so the caller grows it and resumes at the same block. ``pair_ids[k, r]``
+    # is request r's family, target and key number; ``state[u]`` is (first use, previous time, horizon) of key
+    # unit u, NaN for NULL; a NaN time or horizon stands for NULL. A request's levels gather in ``acc`` and
+    # go to ``out`` when its last block is passed (or the pass stops).
+    n_req = n_blocks.shape[0]
+    r, seen = cursor[0], cursor[1]
+    acc = np.zeros(10, dtype=np.int64)
+    code, stop = DONE, pos.shape[0]
+    for b in range(at, pos.shape[0]):
+        if r < n_req and seen >= n_blocks[r]:
+            _flush(out, r, acc)
+            while r < n_req and seen >= n_blocks[r]:
+                r += 1
+                seen = 0
+        if r >= n_req or (checked and (rids[b] != req_rid[r] or pos[b] != seen)):
+            code, stop = OUT_OF_ORDER, b
+            break
+        c = _number(chain_table, bits, used, CHAIN, chain[b])
+        if c < 0:
+            code, stop = GROW + CHAIN, b
+            break
+        u = c
+        f = g = c
+        if not coincide:
+            f = _number(fam_table, bits, used, FAM, (pair_ids[0, r] << np.int64(32)) | c)
+            g = _number(tgt_table, bits, used, TGT, (pair_ids[1, r] << np.int64(32)) | c)
+            u = _number(kvc_table, bits, used, KVC, (pair_ids[2, r] << np.int64(32)) | c)
+            if f < 0 or g < 0 or u < 0:
+                code, stop = GROW + (FAM if f < 0 else TGT if g < 0 else KVC), b
+                break
+        seen += 1
+        units[b] = u
+        t = ts[r]
+        no_time = np.isnan(t)
+        n = pos[b] + 1
+        e = end_token[b]
+        if not coincide:
+            if first_fam[f] < 0:
+                first_fam[f] = r
+            elif first_fam[f] < r:
+                acc[0] = max(acc[0], n)
+                acc[1] = max(acc[1], e)
+            if first_tgt[g] < 0:
+                first_tgt[g] = r
+            elif first_tgt[g] < r:
+                acc[2] = max(acc[2], n)
+                acc[3] = max(acc[3], e)
+        first = state[u, 0]
+        if np.isnan(first):
+            state[u, 0] = r
+        elif first < r:
+            if coincide:
+                acc[0] = max(acc[0], n)
+                acc[1] = max(acc[1], e)
+                acc[2] = max(acc[2], n)
+                acc[3] = max(acc[3], e)
+            acc[4] = max(acc[4], n)
+            acc[5] = max(acc[5], e)
+            a = state[u, 2]
+            if no_time or np.isnan(a) or t <= a:
+                acc[6] = max(acc[6], n)
+                acc[7] = max(acc[7], e)
+            p = state[u, 1]
+            if no_time or np.isnan(p) or t - p <= 300:
+                acc[8] = max(acc[8], e)
+            if no_time or np.isnan(p) or t - p <= 3600:
+                acc[9] = max(acc[9], e)
+        state[u, 1] = t
+        horizon = t + ttl[r]
+        if not no_time and (np.isnan(state[u, 2]) or horizon > state[u, 2]):
+            state[u, 2] = horizon
+    if r < n_req:
+        _flush(out, r, acc)
+    cursor[0], cursor[1] = r, seen
+    return code, stop
+
+
+class _Pass:
+    """The state of one levels pass: hash tables, per-unit state and per-request results, grown on demand."""
+
+    def __init__(self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int) -> None:
+        self.req_rid = np.ascontiguousarray(req.column("rid").to_numpy(), dtype=np.int64)
+        self.n_blocks = np.ascontiguousarray(n_blocks, dtype=np.int64)
+        n_req = len(self.req_rid)
+        self.ts = req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64)
+        self.ttl = req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64)
+        self.pair_ids = (
+            np.stack([req.column(name).to_numpy().astype(np.int64) for name in ("fam_id", "tgt_id", "kvc_id")])
+            if n_req
+            else np.zeros((3, 0), dtype=np.int64)
+        )
+        self.coincide = coincide
+        self.cursor = np.zeros(2, dtype=np.int64)
+        self.used = np.zeros(4, dtype=np.int64)
+        # sized for half the blocks to be distinct (at most 2^24 slots, 256 MiB): no rehash at the Mooncake mix
+        # (pair tables start smaller: they grow only where families, targets and keys differ)
+        chain_bits = min(24, max(10, (expected_blocks // 2).bit_length() + 1))
+        self.bits = np.array([chain_bits] + [1 if coincide else min(chain_bits, 20)] * 3, dtype=np.int64)
+        self.tables = tuple(_empty_table(int(b)) for b in self.bits)
+        self.first_fam = np.full(len(self.tables[FAM]) // 2 + 1, -1, dtype=np.int64)
+        self.first_tgt = np.full(len(self.tables[TGT]) // 2 + 1, -1, dtype=np.int64)
+        self.state = np.full((len(self.tables[CHAIN if coincide else KVC]) // 2 + 1, 3), np.nan)
+        self.out = np.zeros((10, n_req), dtype=np.int64)
+
+    def feed(
+        self,
+        rids: IntArray,
+        pos: IntArray,
+        chain: IntArray,
+        end_token: IntArray,
+        units: npt.NDArray[np.int32],
+        checked: bool = True,
+    ) -> bool:
+        """Run the pass over the next blocks; False when they are not the next ones in time order.
+
+        Unchecked, the blocks are taken as the next ones whatever their rid and position (``rids`` unused).
+        """
+        at = 0
+        while True:
+            code, at = _pass(
+                at, checked, rids, pos, chain, end_token, self.cursor, self.req_rid, self.n_blocks, self.ts,
+                self.ttl, self.pair_ids, self.coincide, *self.tables, self.bits, self.used, self.first_fam,
+                self.first_tgt, self.state, self.out, units,
+            )  # fmt: skip
+            if code == DONE:
+                return True
+            if code == OUT_OF_ORDER:
+                return False
+            self._grow(code - GROW)
+
+    def complete(self) -> bool:
+        """Every request's blocks were seen."""
+        r, seen = int(self.cursor[0]), int(self.cursor[1])
+        rest = self.n_blocks[r:]
+        return r >= len(self.n_blocks) or (seen == rest[0] and not rest[1:].any())
+
+    def _grow(self, k: int) -> None:
+        old = self.tables[k]
+        if self.used[k] >= MAX_UNITS:
+            raise ZumikError("more than 2^31 distinct blocks: split the dataset by tenant or time and compare parts")
+        self.bits[k] += 1
+        new = _empty_table(int(self.bits[k]))
+        _rehash(old, new, int(self.bits[k]))
+        tables = list(self.tables)
+        tables[k] = new
+        self.tables = tuple(tables)  # type: ignore[assignment]
+        cap = new.shape[0] // 2 + 1
+        if k == (CHAIN if self.coincide else KVC):
+            self.state = _extend(self.state, cap, np.nan)
+        elif k == FAM:
+            self.first_fam = _extend(self.first_fam, cap, -1)
+        elif k == TGT:
+            self.first_tgt = _extend(self.first_tgt, cap, -1)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.used[CHAIN if self.coincide else KVC])
+
+
+def _empty_table(bits: int) -> IntArray:
+    table = np.empty((1 << bits, 2), dtype=np.int64)
+    table[:, 1] = -1
+    return table
+
+
+def _extend(values: npt.NDArray[Any], rows: int, fill: float) -> npt.NDArray[Any]:
+    grown = np.full((rows, *values.shape[1:]), fill, dtype=values.dtype)
+    grown[: len(values)] = values
+    return grown
+
+
+def _stored_batches(con: duckdb.DuckDBPyConnection) -> Iterator[pa.RecordBatch]:
+    yield from con.sql(STORED_BLOCKS_SQL).to_arrow_reader(BATCH_ROWS)
+
+
+def _ordered_pass(
+    con: duckdb.DuckDBPyConnection, run: _Pass, total: int
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None:
+    # The blocks as stored, batch by batch, the pass of one batch on a worker while DuckDB reads the next
+    # (both release the GIL). None as soon as a block is not the next one in time order, or a block is missing.
+    units = np.empty(total, dtype=np.int32)
+    sizes = np.empty(total, dtype=np.int32)
+    at = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-levels") as pool:
+        pending: Future[bool] | None = None
+        for batch in _stored_batches(con):
+            n = batch.num_rows
+            if at + n > total or (pending is not None and not pending.result()):
+                return None
+            sizes[at : at + n] = batch.column("tokens").to_numpy()
+            rids, pos, chain, end_token = (
+                batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
+            )
+            pending = pool.submit(run.feed, rids, pos, chain, end_token, units[at : at + n])
+            at += n
+        if pending is not None and not pending.result():
+            return None
+    if at != total or not run.complete():
+        return None
+    return units, sizes
+
+
+@_jit
+def _place(ords: IntArray, pos: IntArray, offsets: IntArray) -> tuple[IntArray, bool]:
     # Block i goes to offsets[ord - 1] + pos; valid only when each request's positions are 0..n-1 exactly once.
     n = ords.shape[0]
     slot = np.empty(n, dtype=np.int64)
@@ -73,165 +368,16 @@ def _place_kernel(ords: IntArray, pos: IntArray, offsets: IntArray) -> tuple[Int
     return slot, True
 
 
-def _in_place_kernel(ords: npt.NDArray[np.integer], pos: npt.NDArray[np.integer], offsets: IntArray) -> bool:
-    # True when block i already sits at offsets[ord - 1] + pos (the join returned the blocks in time order, as
-    # for a trace ingested in time order): the placement is then the identity and nothing is permuted.
-    for i in range(ords.shape[0]):
-        o = ords[i] - 1
-        p = pos[i]
-        if p < 0 or p >= offsets[o + 1] - offsets[o] or offsets[o] + p != i:
-            return False
-    return True
-
-
-def _levels_kernel(
-    offsets: IntArray,
-    ts: npt.NDArray[np.float64],
-    ttl: npt.NDArray[np.float64],
-    pos: IntArray,
-    end_token: IntArray,
-    kvc_unit: npt.NDArray[np.integer],
-    n_kvc_units: int,
-    tgt_unit: npt.NDArray[np.integer],
-    n_tgt_units: int,
-    fam_unit: npt.NDArray[np.integer],
-    n_fam_units: int,
-) -> IntArray:
-    # Requests in time order (index = ord - 1); blocks in CSR order. A NaN time or horizon stands for NULL.
-    n_req = offsets.shape[0] - 1
-    out = np.zeros((10, n_req), dtype=np.int64)
-    first_kvc = np.full(n_kvc_units, -1, dtype=np.int64)
-    first_tgt = np.full(n_tgt_units, -1, dtype=np.int64)
-    first_fam = np.full(n_fam_units, -1, dtype=np.int64)
-    prev_ts = np.full(n_kvc_units, np.nan)
-    alive_until = np.full(n_kvc_units, np.nan)
-    for r in range(n_req):
-        t = ts[r]
-        no_time = np.isnan(t)
-        horizon = t + ttl[r]
-        for j in range(offsets[r], offsets[r + 1]):
-            n = pos[j] + 1
-            e = end_token[j]
-            f = fam_unit[j]
-            if first_fam[f] < 0:
-                first_fam[f] = r
-            elif first_fam[f] < r:
-                out[0, r] = max(out[0, r], n)
-                out[1, r] = max(out[1, r], e)
-            g = tgt_unit[j]
-            if first_tgt[g] < 0:
-                first_tgt[g] = r
-            elif first_tgt[g] < r:
-                out[2, r] = max(out[2, r], n)
-                out[3, r] = max(out[3, r], e)
-            u = kvc_unit[j]
-            if first_kvc[u] < 0:
-                first_kvc[u] = r
-            elif first_kvc[u] < r:
-                out[4, r] = max(out[4, r], n)
-                out[5, r] = max(out[5, r], e)
-                a = alive_until[u]
-                if no_time or np.isnan(a) or t <= a:
-                    out[6, r] = max(out[6, r], n)
-                    out[7, r] = max(out[7, r], e)
-                p = prev_ts[u]
-                if no_time or np.isnan(p) or t - p <= 300:
-                    out[8, r] = max(out[8, r], e)
-                if no_time or np.isnan(p) or t - p <= 3600:
-                    out[9, r] = max(out[9, r], e)
-            prev_ts[u] = t
-            if not no_time and (np.isnan(alive_until[u]) or horizon > alive_until[u]):
-                alive_until[u] = horizon
-    return out
-
-
-@functools.cache
-def _compiled(kernel: Callable[..., Any]) -> Callable[..., Any]:
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency of zumik
-        return kernel
-    return numba.njit(cache=True, nogil=True)(kernel)
-
-
-def _number_kernel(values: IntArray, out: npt.NDArray[np.int32], bits: int) -> int:
-    # Open addressing (linear probing) on a multiplicative hash; the table doubles past half full. Returns the
-    # number of distinct values, or -1 when they outgrow int32 numbers. Each slot holds its key and number side
-    # by side (16 bytes), so a probe costs one cache miss, not two.
-    size = 1 << bits
-    table = np.empty((size, 2), dtype=np.int64)
-    table[:, 1] = -1
-    shift = 64 - bits
-    n = 0
-    for i in range(values.shape[0]):
-        v = values[i]
-        h = (np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(shift)
-        while True:
-            k = table[h, 1]
-            if k < 0:
-                if n >= 2**31 - 1:
-                    return -1
-                table[h, 0] = v
-                table[h, 1] = n
-                out[i] = n
-                n += 1
-                break
-            if table[h, 0] == v:
-                out[i] = k
-                break
-            h = (h + np.uint64(1)) & np.uint64(size - 1)
-        if 2 * n > size:
-            bits += 1
-            size = 1 << bits
-            shift = 64 - bits
-            old = table
-            table = np.empty((size, 2), dtype=np.int64)
-            table[:, 1] = -1
-            for j in range(old.shape[0]):
-                if old[j, 1] >= 0:
-                    g = (np.uint64(old[j, 0]) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(shift)
-                    while table[g, 1] >= 0:
-                        g = (g + np.uint64(1)) & np.uint64(size - 1)
-                    table[g, 0] = old[j, 0]
-                    table[g, 1] = old[j, 1]
-    return n
-
-
-def _encode(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int32], int]:
-    # Numbers equal values 0, 1, ... in first-seen order, as Arrow's dictionary_encode does, in a compiled hash
-    # table of 16 bytes a slot (Arrow's memo took about 1.2 GB for 30M blocks): no sort.
-    values = np.ascontiguousarray(values, dtype=np.int64)
-    out = np.empty(values.shape[0], dtype=np.int32)
-    # sized for half the values to be distinct (capped at 2^24 slots, 256 MiB): no rehash at the Mooncake mix
-    bits = min(24, max(16, (values.shape[0] // 2).bit_length()))
-    n = _compiled(_number_kernel)(values, out, bits)
-    if n < 0:
-        encoded = pa.array(values, type=pa.int64()).dictionary_encode()
-        return encoded.indices.to_numpy(zero_copy_only=False), len(encoded.dictionary)
-    return out, int(n)
-
-
-def _pair_units(
-    req_ids: npt.NDArray[np.int64], counts: IntArray, chains: npt.NDArray[np.int32], n_chains: int
-) -> tuple[npt.NDArray[np.int32], int]:
-    # Number the distinct (id, chain) pairs; with one id the chain's own number is the pair's. ``req_ids`` is
-    # per request: spread over the blocks only when there is more than one id.
-    if req_ids.shape[0] == 0 or req_ids.min() == req_ids.max():
-        return chains, n_chains
-    return _encode(np.repeat(req_ids.astype(np.int64), counts) * np.int64(n_chains) + chains)
-
-
-def _block_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
-    # Streamed batch by batch into numpy arrays: DuckDB never holds the whole join result (30M rows at 1M
-    # requests), and each column is dropped once read in time order.
+def _joined_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
+    # Streamed batch by batch into numpy arrays: DuckDB never holds the whole join result.
     rows = con.execute("SELECT count(*) FROM request_blocks b JOIN req r USING (rid)").fetchall()[0][0]
     names = ("ord", "pos", "chain", "tokens", "end_token")
     # int32 where a value is a count of requests, of a request's blocks or of a block's tokens (DuckDB refuses
-    # the cast rather than wrap, should one ever not fit): 28 bytes a block instead of 40
+    # the cast rather than wrap, should one ever not fit)
     narrow = ("ord", "pos", "tokens")
     columns = {name: np.empty(rows, dtype=np.int32 if name in narrow else np.int64) for name in names}
     at = 0
-    for batch in con.sql(BLOCK_COLUMNS_SQL).to_arrow_reader(1 << 20):
+    for batch in con.sql(JOINED_BLOCKS_SQL).to_arrow_reader(BATCH_ROWS):
         n = batch.num_rows
         for name in names:
             columns[name][at : at + n] = batch.column(name).to_numpy()
@@ -241,6 +387,30 @@ def _block_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
     return columns
 
 
+def _placed_pass(
+    con: duckdb.DuckDBPyConnection, req: pa.Table, coincide: bool
+) -> tuple[_Pass, npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    # Any order: every block joined to its request's order, placed at offsets[ord - 1] + pos, then one pass.
+    columns = _joined_columns(con)
+    ords, pos = columns.pop("ord"), columns.pop("pos")
+    n_req = req.num_rows
+    counts = np.bincount(ords - 1, minlength=n_req) if len(ords) else np.zeros(n_req, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    slot, placed = _place(ords, pos, offsets)
+    if placed:
+        order = np.empty_like(slot)
+        order[slot] = np.arange(len(slot), dtype=np.int64)
+    else:  # positions with gaps or repeats: sort them instead
+        order = np.lexsort((pos, ords))
+    del slot, ords
+    run = _Pass(req, counts, coincide, len(order))
+    units = np.empty(len(order), dtype=np.int32)
+    # in time order by construction, repeated or missing positions included: the pass does not check it
+    placed_pos = pos[order]
+    run.feed(placed_pos, placed_pos, columns.pop("chain")[order], columns.pop("end_token")[order], units, False)
+    return run, units, columns.pop("tokens")[order]
+
+
 def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
     """Create the temp table ``levels`` (one row per rid with blocks) from ``req`` and ``request_blocks``.
 
@@ -248,54 +418,27 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
     Returns the time-ordered blocks for the capacity analysis.
     """
     req = con.sql(REQ_COLUMNS_SQL).to_arrow_table()
-    n_req = req.num_rows
-    columns = _block_columns(con)
-    ords = columns.pop("ord")
-    pos = columns.pop("pos")
-    counts = np.bincount(ords - 1, minlength=n_req) if len(ords) else np.zeros(n_req, dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    order: IntArray | None = None
-    if not _compiled(_in_place_kernel)(ords, pos, offsets):
-        slot, placed = _compiled(_place_kernel)(ords, pos, offsets)
-        if placed:
-            order = np.empty_like(slot)
-            order[slot] = np.arange(len(slot), dtype=np.int64)
-        else:  # positions with gaps or repeats: sort them instead
-            order = np.lexsort((pos, ords))
-        del slot
-        pos = pos[order]
-    del ords
-
-    def column(name: str) -> npt.NDArray[np.int64]:
-        values = columns.pop(name)
-        return values if order is None else values[order]
-
-    chains, n_chains = _encode(column("chain"))
-    kvc_unit, n_kvc = _pair_units(req.column("kvc_id").to_numpy(), counts, chains, n_chains)
-    if coincide:
-        tgt_unit, n_tgt, fam_unit, n_fam = kvc_unit, n_kvc, kvc_unit, n_kvc
+    n_blocks = req.column("n_blocks").to_numpy()
+    total = int(n_blocks.sum())
+    run = _Pass(req, n_blocks, coincide, total)
+    ordered = _ordered_pass(con, run, total)
+    if ordered is None:
+        run, units, sizes = _placed_pass(con, req, coincide)
     else:
-        tgt_unit, n_tgt = _pair_units(req.column("tgt_id").to_numpy(), counts, chains, n_chains)
-        fam_unit, n_fam = _pair_units(req.column("fam_id").to_numpy(), counts, chains, n_chains)
-    del chains
-    ts = req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64)
-    ttl = req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64)
-    end_token = column("end_token")
-    out = _compiled(_levels_kernel)(offsets, ts, ttl, pos, end_token, kvc_unit, n_kvc, tgt_unit, n_tgt, fam_unit, n_fam)
+        units, sizes = ordered
+    counts = run.n_blocks
     has_blocks = counts > 0
-    rids = req.column("rid").to_numpy()[has_blocks]
-    table = pa.table({"rid": rids, **{name: out[k][has_blocks] for k, name in enumerate(LEVEL_COLUMNS)}})
+    rids = run.req_rid[has_blocks]
+    table = pa.table({"rid": rids, **{name: run.out[k][has_blocks] for k, name in enumerate(LEVEL_COLUMNS)}})
     con.register("levels_in", table)
     aggregates = ", ".join(f"max({name}) AS {name}" for name in LEVEL_COLUMNS)
     # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
     con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {aggregates} FROM levels_in GROUP BY rid")
     con.unregister("levels_in")
-    del end_token, pos, out, tgt_unit, fam_unit
-    sizes = column("tokens")
     return Workload(
         offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
-        units=kvc_unit,
+        units=units,
         sizes=sizes,
         rids=rids,
-        n_units=n_kvc,
+        n_units=run.n_units,
     )

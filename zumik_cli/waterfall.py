@@ -1,9 +1,9 @@
 """The reuse waterfall: total -> eligible -> candidate -> realized -> missed, with causes, money and evidence.
 
 All set-based work is DuckDB SQL over the dataset (``sql/units.sql``, ``sql/siblings.sql``,
-``sql/per_request.sql``); Python only computes token-exact overlaps inside the first differing block (numpy, on
-the few block pairs SQL selects) and LRU stack depths (``capacity``). Definitions live in ``DEFINITIONS`` and
-travel with every result.
+``sql/per_request.sql``, ``sql/stages.sql``); compiled passes find the shared prefixes (``levels``) and LRU stack
+depths (``capacity``), and Python computes token-exact overlaps inside the first differing block (numpy, on the
+few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel with every result.
 """
 
 from __future__ import annotations
@@ -148,17 +148,18 @@ def _pack_table(con: duckdb.DuckDBPyConnection, options: WaterfallOptions) -> di
     return packs
 
 
+# Per request, only what the computation reads (numbers and a few short codes): the descriptive text of each
+# request (``TEXT_COLUMNS``) joins the result at the end, once, instead of travelling through every table.
 REQ_SQL = """
 CREATE OR REPLACE TEMP TABLE req AS
-SELECT r.rid, r.trace_id,
-       row_number() OVER (ORDER BY r.timestamp NULLS LAST, r.seq) AS ord,
-       r.timestamp AS ts, r.materialization_family AS family, r.target_key AS target,
-       r.kv_compatibility_key AS kvc, r.model, r.provider, r.tenant, r.session_id, r.alias, r.alias_release,
-       r.tokenizer_exact, r.block_granularity > 0 AS hashid, r.n_blocks, r.breakpoints,
+SELECT r.rid, r.seq,
+       row_number() OVER (ORDER BY r.timestamp NULLS LAST, r.seq, r.rid) AS ord,
+       r.timestamp AS ts, r.tokenizer_exact, r.block_granularity > 0 AS hashid, r.n_blocks,
+       CASE WHEN p.gran_kind = 'breakpoints' THEN r.breakpoints END AS breakpoints,
        (r.prompt_tokens_counted IS NULL AND r.block_granularity = 0) AS usage_only,
        coalesce(r.prompt_tokens_counted, r.prompt_tokens_reported, 0) AS counted,
        r.prompt_tokens_reported AS reported, r.cached_tokens_reported AS cached,
-       r.cache_write_tokens_reported AS writes, r.miss_reason,
+       r.cache_write_tokens_reported AS writes,
        CASE WHEN list_contains(r.breakpoint_ttls, '1h') THEN '1h' ELSE '5m' END AS write_ttl,
        p.pack,
        CASE WHEN NOT p.ttl_fixed AND list_contains(r.breakpoint_ttls, '1h') AND p.ttl_1h IS NOT NULL
@@ -181,6 +182,20 @@ JOIN packs_in p ON p.provider IS NOT DISTINCT FROM r.provider AND p.engine IS NO
                AND p.model IS NOT DISTINCT FROM r.model
 """
 
+# per_request's name -> the requests column it shows
+TEXT_COLUMNS = {
+    "trace_id": "trace_id",
+    "model": "model",
+    "provider": "provider",
+    "engine": "engine",
+    "tenant": "tenant",
+    "session_id": "session_id",
+    "alias": "alias",
+    "alias_release": "alias_release",
+    "family": "materialization_family",
+    "kvc": "kv_compatibility_key",
+    "miss_reason": "miss_reason",
+}
 BREAKPOINT_SQL = """
 CREATE OR REPLACE TEMP TABLE bp_hits AS
 WITH marks AS (
@@ -197,6 +212,9 @@ JOIN marks written ON written.kvc_id = u.kvc_id AND written.chain = u.chain AND 
 JOIN marks mine ON mine.rid = u.rid AND mine.pos >= u.pos AND mine.pos - u.pos < r.lookback
 GROUP BY u.rid
 """
+EMPTY_BREAKPOINTS_SQL = (
+    "CREATE OR REPLACE TEMP TABLE bp_hits AS SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_bp WHERE false"
+)
 
 
 def _sql(name: str) -> str:
@@ -209,9 +227,15 @@ def _lcp(a: np.ndarray, b: np.ndarray) -> int:
     return int(diff[0]) if len(diff) else n
 
 
-def _partials(con: duckdb.DuckDBPyConnection) -> None:
-    """Token-exact overlap inside the first block a request does not share, against its siblings."""
-    pairs = con.sql(_sql("siblings.sql").replace("$max_siblings", str(MAX_SIBLINGS))).to_arrow_table()
+def _partials(con: duckdb.DuckDBPyConnection, has_content: bool) -> None:
+    """Token-exact overlap inside the first block a request does not share, against its siblings.
+
+    Only content blocks have tokens to compare: without them (hash-id traces) the siblings are not looked for.
+    """
+    if has_content:
+        pairs = con.sql(_sql("siblings.sql").replace("$max_siblings", str(MAX_SIBLINGS))).to_arrow_table()
+    else:
+        pairs = pa.table({"rid": pa.array([], pa.int64())})
     if pairs.num_rows:
         con.register("pair_blocks", pairs)
         token_rows = con.execute("""
@@ -295,7 +319,7 @@ def _curve(
         return []
     # stages are scaled to reported totals; the curve uses the same per-request scale
     # fetchall, not fetchone: a result left open on ``con`` would refuse the caller's next ``con.sql``
-    scale = con.execute("SELECT avg(scale) FILTER (WHERE scaled) FROM per_request").fetchall()
+    scale = con.execute("SELECT avg(scale) FILTER (WHERE scaled) FROM stages").fetchall()
     factor = scale[0][0] if scale and scale[0][0] else 1.0
     hits = hits_future.result()
     return [{"capacity_tokens": cap, "rate": round(min(h * factor / total, 1.0), 6)} for cap, h in hits]
@@ -317,15 +341,54 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     con.execute(REQ_SQL)
     con.execute(_sql("units.sql"))
     workload = compute_levels(con, _levels_coincide(con))
+    kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
         curve = _start_curve(con, workload, options.capacities, pool) if options.curves else None
-        _partials(con)
-        con.execute(BREAKPOINT_SQL)
+        _partials(con, has_content=bool(kinds[0]))
+        con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
         _capacity_hits(con, workload, options.capacity_tokens)
-        con.execute(_sql("per_request.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
+        con.execute(_sql("per_request.sql"))
+        stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
+        per_request = _with_text(con, _in_order(stages.to_arrow_table()))
+        con.register("stages", per_request)
         summary = _summarise(con, options, packs, workload, curve)
-    per_request = con.sql("SELECT * FROM stages ORDER BY ord").to_arrow_table()
     return Waterfall(summary=summary, per_request=per_request)
+
+
+def _in_order(table: pa.Table) -> pa.Table:
+    """The rows in ``ord`` order (1..n, each once): as they come, when they come so."""
+    ords = table.column("ord").to_numpy()
+    if np.array_equal(ords, np.arange(1, len(ords) + 1)):
+        return table
+    order = np.empty(len(ords), dtype=np.int64)
+    order[ords - 1] = np.arange(len(ords))
+    return table.take(order)
+
+
+def _with_text(con: duckdb.DuckDBPyConnection, numbers: pa.Table) -> pa.Table:
+    """The per-request numbers (in ``ord`` order) with each request's text from ``requests``.
+
+    The text is read in the dataset's order, which for a trace ingested in time order is already ``ord``'s;
+    else it is sorted by ``req``'s key (time, NULLs last, then seq, then rid). Either way rid and seq must
+    then match row for row.
+    """
+    names = ", ".join(f"{column} AS {name}" for name, column in TEXT_COLUMNS.items())
+    text = con.sql(f"SELECT rid, seq, timestamp, {names} FROM requests").to_arrow_table()
+    rid, seq = text.column("rid").to_numpy(), text.column("seq").to_numpy()
+    wanted = numbers.column("rid").to_numpy(), numbers.column("seq").to_numpy()
+    if not (np.array_equal(rid, wanted[0]) and np.array_equal(seq, wanted[1])):
+        ts = text.column("timestamp")
+        missing = ts.is_null().to_numpy(zero_copy_only=False)
+        order = np.lexsort((rid, seq, ts.fill_null(0.0).to_numpy(zero_copy_only=False), missing))
+        if not (np.array_equal(rid[order], wanted[0]) and np.array_equal(seq[order], wanted[1])):
+            raise ZumikError("the dataset changed while the waterfall read it: run the command again")
+        text = text.take(order)
+    columns = {"rid": numbers.column("rid"), "trace_id": text.column("trace_id")}
+    columns.update({name: numbers.column(name) for name in ("ord", "ts")})
+    columns.update({name: text.column(name) for name in TEXT_COLUMNS if name != "trace_id"})
+    # seq only matched the rows: it numbers ingest runs, which say nothing of a request
+    columns.update({name: numbers.column(name) for name in numbers.column_names if name not in (*columns, "seq")})
+    return pa.table(columns)
 
 
 def _stage(tokens: int | None, total: int, evidence: str) -> dict[str, Any]:
@@ -404,9 +467,9 @@ BREAKDOWN_KEYS = {
 
 def _money(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]) -> dict[str, Any]:
     rows = con.execute("""
-        SELECT s.model, s.provider, r.engine, s.write_ttl, sum(s.total), sum(coalesce(s.realized, 0)),
-               sum(coalesce(s.writes, 0)), sum(coalesce(s.missed, 0)), count(*)
-        FROM stages s JOIN requests r USING (rid) GROUP BY ALL
+        SELECT model, provider, engine, write_ttl, sum(total), sum(coalesce(realized, 0)),
+               sum(coalesce(writes, 0)), sum(coalesce(missed, 0)), count(*)
+        FROM stages GROUP BY ALL
     """).fetchall()
     totals = dict.fromkeys(("billed", "without_cache", "realized_savings", "missed_savings", "cache_write_cost"), 0.0)
     unpriced, dates = 0, set()

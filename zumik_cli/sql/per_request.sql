@@ -1,5 +1,7 @@
 -- One row per request: every waterfall stage in the request's own token units, the rule that cut each stage,
--- and what the provider reported. Inputs: req, levels, partial, bp_hits, cap_hits (temp tables).
+-- and what the provider reported. Inputs: req, levels, partial, bp_hits, cap_hits (temp tables). Numbers only:
+-- the request's text (trace id, model, tenant, ...) joins the result in ``waterfall.py``. Views, not tables:
+-- the one reader is stages.sql, whose result goes straight to Arrow (1M requests are a few hundred MB a copy).
 
 -- What a target serves of a reusable prefix of x tokens: nothing under its minimum, then x rounded down to its
 -- granularity (whole blocks short of the recomputed last token, increments, or the longest prefix readable at a
@@ -18,7 +20,7 @@ CREATE OR REPLACE TEMP MACRO servable(x, counted, min_tokens, gran_kind, block_s
         ELSE x
     END;
 
-CREATE OR REPLACE TEMP TABLE per_request AS
+CREATE OR REPLACE TEMP VIEW per_request AS
 WITH joined AS (
     SELECT r.*,
            coalesce(l.t_fam, 0) + coalesce(p.p_fam, 0) AS e0,
@@ -71,27 +73,8 @@ WITH joined AS (
                AS c1
     FROM granular
 )
-SELECT rid, trace_id, ord, ts, model, provider, tenant, session_id, alias, alias_release, family, kvc, pack,
-       tokenizer_exact, hashid, usage_only, counted, reported, cached, writes, miss_reason, write_ttl, total, scale,
+SELECT rid, seq, ord, ts, pack,
+       tokenizer_exact, hashid, usage_only, counted, reported, cached, writes, write_ttl, total, scale,
        (reported IS NOT NULL AND NOT tokenizer_exact AND NOT hashid) AS scaled,
        least(e0, counted) AS eligible_counted, e1, t1, k1, w1, m1, g1, c1, ttl300, ttl3600
 FROM capped;
-
--- Requests with usage but no content (usage-only logs) have no eligible or candidate: NULL, never zero.
-CREATE OR REPLACE TEMP TABLE stages AS
-SELECT *,
-       CASE WHEN NOT usage_only THEN e1 END AS eligible,
-       CASE WHEN NOT usage_only THEN t1 END AS same_target,
-       CASE WHEN NOT usage_only THEN k1 END AS same_key,
-       CASE WHEN NOT usage_only THEN w1 END AS warm,
-       CASE WHEN NOT usage_only THEN m1 END AS above_minimum,
-       CASE WHEN NOT usage_only THEN g1 END AS granular,
-       CASE WHEN NOT usage_only THEN c1 END AS candidate,
-       CASE WHEN NOT usage_only THEN ttl300 END AS candidate_ttl_300,
-       CASE WHEN NOT usage_only THEN ttl3600 END AS candidate_ttl_3600,
-       cached AS realized,
-       CASE WHEN cached IS NOT NULL AND NOT usage_only THEN greatest(c1 - cached, 0) END AS missed,
-       CASE WHEN cached IS NOT NULL AND NOT usage_only THEN greatest(cached - c1, 0) ELSE 0 END AS over_realized,
-       -- estimated rows (proxy tokenizer, coarse blocks) carry rounding error: an excess inside it is noted apart
-       CASE WHEN scaled OR hashid THEN ceil(total * $over_tolerance)::BIGINT ELSE 0 END AS over_tolerance
-FROM per_request;
