@@ -152,9 +152,7 @@ def _pack_table(con: duckdb.DuckDBPyConnection, options: WaterfallOptions) -> di
 # request (``TEXT_COLUMNS``) joins the result at the end, once, instead of travelling through every table.
 REQ_SQL = """
 CREATE OR REPLACE TEMP TABLE req AS
-SELECT r.rid, r.seq,
-       row_number() OVER (ORDER BY r.timestamp NULLS LAST, r.seq, r.rid) AS ord,
-       r.timestamp AS ts, r.tokenizer_exact, r.block_granularity > 0 AS hashid, r.n_blocks,
+SELECT r.rid, r.seq, o.ord, r.timestamp AS ts, r.tokenizer_exact, r.block_granularity > 0 AS hashid, r.n_blocks,
        CASE WHEN p.gran_kind = 'breakpoints' THEN r.breakpoints END AS breakpoints,
        (r.prompt_tokens_counted IS NULL AND r.block_granularity = 0) AS usage_only,
        coalesce(r.prompt_tokens_counted, r.prompt_tokens_reported, 0) AS counted,
@@ -167,6 +165,9 @@ SELECT r.rid, r.seq,
        p.min_tokens, p.gran_kind, p.block_size, p.recompute_last, p.inc_first, p.inc_step, p.lookback,
        fam.id AS fam_id, tgt.id AS tgt_id, kvc.id AS kvc_id
 FROM requests r
+-- the request order is numbered on these three columns alone and joined back by seq (unique: ingest numbers
+-- every request once across runs): a window over the whole row sorted every column with it
+JOIN (SELECT seq, row_number() OVER (ORDER BY timestamp NULLS LAST, seq, rid) AS ord FROM requests) o USING (seq)
 -- dense_rank() over each key, computed on its few distinct values and joined back: three windows over every
 -- request sorted the million strings three times (about 5 s of the 1M-request waterfall)
 JOIN (SELECT v, row_number() OVER (ORDER BY v) AS id
@@ -339,6 +340,11 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         raise ZumikError(f"the dataset at {dataset.root} has no requests: ingest traces first with `zumik ingest`")
     packs = _pack_table(con, options)
     con.execute(REQ_SQL)
+    if con.execute("SELECT count(*) FROM req").fetchall()[0][0] != n[0]:
+        raise ZumikError(
+            f"the dataset at {dataset.root} numbers two requests with the same seq, which ingest never does: "
+            "ingest the traces again into a new dataset"
+        )
     con.execute(_sql("units.sql"))
     workload = compute_levels(con, _levels_coincide(con))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
