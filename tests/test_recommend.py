@@ -380,6 +380,16 @@ def test_diagnose_ends_with_the_recommendations_and_the_report_begins_with_them(
     assert terminal.stdout.index("Reuse waterfall") < terminal.stdout.index("ranked by simulated savings")
 
 
+def test_the_report_command_opens_with_the_same_recommendations_as_diagnose(sample, sample_recommendations, tmp_path):
+    dataset, _ = sample
+    result = CliRunner().invoke(app, ["report", "--data", str(dataset.root), "--output", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "r.html").read_text()
+    top = sample_recommendations.to_json(limit=3)["recommendations"]
+    assert top and 0 < html.index('id="recommendations"') < html.index('id="headline"')
+    assert all(rec["title"] in html for rec in top)
+
+
 def test_the_report_escapes_recommendations_and_leaves_the_section_out_when_none_were_computed(
     report_waterfall, report_manifest, hostile_payloads
 ):

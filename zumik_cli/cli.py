@@ -303,7 +303,9 @@ def report(
     ] = None,
     include_text: Annotated[bool, typer.Option(help="Include prompt text excerpts (off by default).")] = False,
 ) -> None:
-    """Write the self-contained HTML report of a dataset (one file, no network needed to open it)."""
+    """Write the self-contained HTML report of a dataset (one file, no network needed to open it), with the
+    recommendations ``diagnose`` gives."""
+    from .cli_diagnosis import diagnose_recommendations
     from .dataset import Dataset
     from .report import write_dataset_report
     from .waterfall import compute_waterfall
@@ -311,7 +313,15 @@ def report(
     dataset = Dataset(data)
     options = _options(rules, ttl, capacity_tokens, ["model", "alias", "release", "tenant", "session"], None)
     result = compute_waterfall(dataset, options)
-    path = write_dataset_report(dataset, result.summary, output, generated_at=generated_at, include_text=include_text)
+    recommendations = diagnose_recommendations(dataset, options, baseline=result)
+    path = write_dataset_report(
+        dataset,
+        result.summary,
+        output,
+        generated_at=generated_at,
+        include_text=include_text,
+        recommendations=recommendations,
+    )
     out.print(str(path))
 
 
