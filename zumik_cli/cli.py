@@ -303,8 +303,7 @@ def report(
     ] = None,
     include_text: Annotated[bool, typer.Option(help="Include prompt text excerpts (off by default).")] = False,
 ) -> None:
-    """Write the self-contained HTML report of a dataset (one file, no network needed to open it), with the
-    recommendations ``diagnose`` gives."""
+    """Write the self-contained HTML report of a dataset, recommendations included (one file, no network needed)."""
     from .cli_diagnosis import diagnose_recommendations
     from .dataset import Dataset
     from .report import write_dataset_report
