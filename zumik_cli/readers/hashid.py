@@ -11,7 +11,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +20,9 @@ from ..identity import derived_trace_id
 from ..model import HashBlocks, Quarantined, Request, Source, Usage
 from . import Item, Reader, Sample, convert_guarded, parse_json_line, read_json_lines
 from .fields import EARLIEST, LATEST, count, moment, text
+
+if TYPE_CHECKING:
+    from .mooncake_scan import MooncakeArrays
 
 COLUMN_CHUNK_BYTES = 1 << 24
 _NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r]*[^{ \t\r\n]")
@@ -131,15 +134,39 @@ _MOONCAKE_SCHEMA = pa.schema(
 )
 
 
-def _mooncake_arrays(chunk: bytes, lines: int) -> pa.Table | None:
-    """The chunk parsed by Arrow, or None where any record might read otherwise record by record.
+def _mooncake_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
+    """The chunk's records as arrays, or None where any record might read otherwise record by record.
+
+    The compiled scanner reads plain chunks (traces as Mooncake publishes them); Arrow reads most of the rest.
+    Whichever read it, the records must be ones the per-record reader would keep, every one of them.
+    """
+    from .mooncake_scan import scan_mooncake
+
+    arrays = scan_mooncake(chunk, lines)
+    if arrays is None:
+        arrays = _arrow_arrays(chunk, lines)
+    if arrays is None or len(arrays.timestamps) != lines:
+        return None
+    if len(arrays.input_length) and int(arrays.input_length.min()) < 0:
+        return None
+    seconds = arrays.timestamps
+    if not ((seconds >= EARLIEST) & (seconds <= LATEST)).all():
+        return None
+    return arrays
+
+
+def _arrow_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
+    """The chunk parsed by Arrow, or None where Arrow might read a record otherwise than the per-record reader.
 
     Arrow is strict where the per-record reader is lenient (a string timestamp, a float count, a huge id): any
     such record fails the whole chunk, which then goes the per-record way. What Arrow accepts here, the
     per-record reader reads the same: objects with numeric fields, a list of int64 hash ids, no blank lines,
     no explicit block size (Arrow cannot tell an explicit null from an absent key).
     """
+    import pyarrow.compute as pc
     import pyarrow.json as pajson
+
+    from .mooncake_scan import MooncakeArrays
 
     if b'"block_size"' in chunk or chunk.startswith(b"\xef\xbb\xbf"):
         return None
@@ -153,26 +180,27 @@ def _mooncake_arrays(chunk: bytes, lines: int) -> pa.Table | None:
         )
     except (pa.ArrowException, ValueError):
         return None
-    if table.num_rows != lines:
-        return None
     ids = table.column("hash_ids").combine_chunks()
     for name in ("timestamp", "input_length"):
         if table.column(name).null_count:
             return None
     if ids.null_count or ids.values.null_count:
         return None
-    lengths = table.column("input_length").to_numpy()
-    if len(lengths) and int(lengths.min()) < 0:
-        return None
-    seconds = table.column("timestamp").to_numpy() / 1000.0
-    if not ((seconds >= EARLIEST) & (seconds <= LATEST)).all():
-        return None
-    return table
+    milliseconds = table.column("timestamp").to_numpy()
+    if np.signbit(milliseconds[milliseconds == 0]).any():
+        return None  # Arrow reads the integer -0 as -0.0, where the per-record reader has the integer 0
+    offsets = ids.offsets.to_numpy().astype(np.int64)
+    output = table.column("output_length").combine_chunks()
+    return MooncakeArrays(
+        timestamps=milliseconds / 1000.0,
+        input_length=table.column("input_length").to_numpy(),
+        output_length=pc.if_else(pc.less(output, 0), pa.scalar(None, pa.int64()), output),
+        offsets=offsets - offsets[0],
+        hash_ids=ids.values.to_numpy()[offsets[0] : offsets[-1]],
+    )
 
 
 def _read_mooncake_columns(sample: Sample) -> Iterator[HashColumns | Item]:
-    import pyarrow.compute as pc
-
     scope = _scope(sample, "mooncake")
     path = str(sample.path)
     first = 1
@@ -181,8 +209,8 @@ def _read_mooncake_columns(sample: Sample) -> Iterator[HashColumns | Item]:
             if not chunk.endswith(b"\n"):
                 chunk += handle.readline()
             lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-            table = _mooncake_arrays(chunk, lines)
-            if table is None:
+            arrays = _mooncake_arrays(chunk, lines)
+            if arrays is None:
                 parts = chunk.split(b"\n")
                 for offset, line in enumerate(parts[:lines]):
                     raw = line + b"\n" if offset < len(parts) - 1 else line  # as reading the file line by line
@@ -195,21 +223,17 @@ def _read_mooncake_columns(sample: Sample) -> Iterator[HashColumns | Item]:
                     else:
                         yield from convert_guarded(lambda r, s: _mooncake(r, s, scope), value, Source(path, number))
             else:
-                ids = table.column("hash_ids").combine_chunks()
-                offsets = ids.offsets.to_numpy().astype(np.int64)
-                output = table.column("output_length").combine_chunks()
-                output = pc.if_else(pc.less(output, 0), pa.scalar(None, pa.int64()), output)
                 yield HashColumns(
                     format="mooncake",
                     path=path,
                     scope=scope,
                     block_size=512,
                     lines=np.arange(first, first + lines, dtype=np.int64),
-                    timestamps=table.column("timestamp").to_numpy() / 1000.0,
-                    input_length=table.column("input_length").to_numpy(),
-                    output_length=output,
-                    offsets=offsets - offsets[0],
-                    hash_ids=ids.values.to_numpy()[offsets[0] : offsets[-1]],
+                    timestamps=arrays.timestamps,
+                    input_length=arrays.input_length,
+                    output_length=arrays.output_length,
+                    offsets=arrays.offsets,
+                    hash_ids=arrays.hash_ids,
                 )
             first += lines
 
