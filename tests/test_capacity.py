@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zumik_cli.capacity import (
+    _EXACT,
     FIRST_ACCESS,
-    _stack_depths_kernel,
+    _lru_pass_kernel,
     capacity_curve,
     lru_prefix_depths,
     lru_prefix_token_depths,
@@ -240,17 +241,56 @@ def test_an_unbounded_cache_hits_every_leading_unit_seen_before(work, order):
     assert int(simulate_lru(offsets, ids, tokens, None, order=order).sum()) == expected
 
 
+def kernel_depths(offsets, ids, order, span, tokens=None, horizon=_EXACT, python=False):
+    """The kernel's depths with a tree of ``span`` positions, so that tests choose how often it renumbers."""
+    uniques, first, dense = np.unique(ids, return_index=True, return_inverse=True)
+    tree = np.zeros(span + 1, dtype=np.int32 if tokens is None else np.int64)
+    sizes = None if tokens is None else tokens[first]
+    depths = np.empty(len(ids), dtype=np.int64)
+    kernel = _lru_pass_kernel.py_func if python else _lru_pass_kernel
+    kernel(offsets.astype(np.int64), dense.ravel(), len(uniques), order == "vllm", horizon, tree, sizes, depths)
+    return depths.tolist()
+
+
 @settings(deadline=None, max_examples=30)
 @given(workloads, orders)
 def test_the_compiled_pass_gives_what_the_plain_python_one_gives(work, order):
     offsets, ids, _ = work
-    dense = np.unique(ids, return_inverse=True)[1].ravel().astype(np.int64)
 
-    tree = np.zeros(len(ids) + 1, dtype=np.int32)
+    plain = kernel_depths(offsets, ids, order, 1, python=True)
 
-    plain = _stack_depths_kernel(offsets.astype(np.int64), dense, int(dense.max(initial=-1)) + 1, order == "vllm", tree)
+    assert lru_prefix_depths(offsets, ids, order=order).tolist() == plain
 
-    assert lru_prefix_depths(offsets, ids, order=order).tolist() == plain.tolist()
+
+@settings(deadline=None)
+@given(workloads, orders)
+def test_renumbering_a_full_tree_and_growing_one_too_small_change_no_depth(work, order):
+    offsets, ids, _ = work
+
+    never_full = kernel_depths(offsets, ids, order, len(ids))
+
+    for span in range(1, len(ids)):
+        assert kernel_depths(offsets, ids, order, span) == never_full
+
+
+@settings(deadline=None)
+@given(workloads, orders)
+def test_a_curve_for_one_capacity_drops_the_deeper_units_and_still_equals_direct_simulation(work, order):
+    offsets, ids, tokens = work
+
+    for k in every_capacity(ids):
+        expected = int(simulate_lru(offsets, ids, tokens, k, order=order).sum())
+        assert capacity_curve(offsets, ids, tokens, [k, None], 1, order=order)[0] == (k, expected)
+        # The tree no larger than the horizon needs: a renumbering at nearly every touch.
+        depths = np.array(kernel_depths(offsets, ids, order, k + 1, horizon=k))
+        assert int(tokens[depths <= k].sum()) == expected
+
+
+def test_a_depth_past_the_horizon_reads_as_one_past_it():
+    offsets, ids, _ = workload([[A], [B], [C], [A], [A]])
+
+    assert kernel_depths(offsets, ids, "request", 2, horizon=1) == [FIRST_ACCESS] * 3 + [2, 1]
+    assert kernel_depths(offsets, ids, "request", 5) == [FIRST_ACCESS] * 3 + [3, 1]
 
 
 # --- Token-weighted depths: units of different sizes in a cache counted in tokens ---------------------------
@@ -453,14 +493,32 @@ def test_an_unbounded_token_cache_hits_what_an_unbounded_unit_cache_hits(work, o
 @given(sized_workloads(), orders)
 def test_the_compiled_token_pass_gives_what_the_plain_python_one_gives(work, order):
     offsets, ids, tokens = work
-    uniques, first, dense = np.unique(ids, return_index=True, return_inverse=True)
-    tree = np.zeros(len(ids) + 1, dtype=np.int64)
 
-    plain = _stack_depths_kernel(
-        offsets.astype(np.int64), dense.ravel().astype(np.int64), len(uniques), order == "vllm", tree, tokens[first]
-    )
+    plain = kernel_depths(offsets, ids, order, 1, tokens, python=True)
 
-    assert lru_prefix_token_depths(offsets, ids, tokens, order=order).tolist() == plain.tolist()
+    assert lru_prefix_token_depths(offsets, ids, tokens, order=order).tolist() == plain
+
+
+@settings(deadline=None)
+@given(sized_workloads(), orders)
+def test_renumbering_a_full_token_tree_and_growing_one_too_small_change_no_depth(work, order):
+    offsets, ids, tokens = work
+
+    never_full = kernel_depths(offsets, ids, order, len(ids), tokens)
+
+    for span in range(1, len(ids)):
+        assert kernel_depths(offsets, ids, order, span, tokens) == never_full
+
+
+@settings(deadline=None)
+@given(sized_workloads(sizes=st.integers(0, 3)), orders)
+def test_a_token_curve_for_one_capacity_drops_the_deeper_units_and_still_equals_direct_simulation(work, order):
+    # Small sizes, zeros included: more units fit within a horizon than the room first guessed, so the tree grows.
+    offsets, ids, tokens = work
+
+    for capacity in capacities_where_hits_can_change(offsets, ids, tokens, order)[:-1]:
+        expected = int(simulate_lru_tokens(offsets, ids, tokens, capacity, order=order).sum())
+        assert token_capacity_curve(offsets, ids, tokens, [capacity, None], order=order)[0] == (capacity, expected)
 
 
 @pytest.mark.realdata

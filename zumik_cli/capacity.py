@@ -27,15 +27,22 @@ fixed size matters: with C = 10, touching A (5) then B (6) evicts A, and if B th
 <= 10 while A is gone; so the token-weighted functions refuse a unit whose size differs between accesses.
 ``lru_prefix_token_depths`` gives these depths (a Fenwick tree holding each unit's size at its last touch
 time, where the unit form holds a 1) and ``simulate_lru_tokens`` replays the policy to check them.
+
+A curve needs exact depths only up to its largest finite capacity, the pass's horizon: a unit deeper than that
+stays deeper until it is touched again, and then its depth starts over. So the tree keeps only the units within
+the horizon, renumbered in recency order each time it fills, and stays about twice their number (small enough
+to stay in cache, however many distinct units the workload has); the curves add each access's tokens to the
+first capacity it hits at inside the pass, and keep nothing per access.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -53,46 +60,83 @@ _TOUCHED_IN_REVERSE = {"request": False, "vllm": True}
 """How each order of ``simulate_lru`` retires a request, as a touch order the stack-depth pass can follow."""
 
 _MAX_ACCESSES = 2**31
-"""The unit-count Fenwick tree counts in int32 (half the memory traffic of int64, about 1.5x faster at 10^7)."""
+"""The pass keeps touch positions in int32, and counts units in an int32 tree (half the memory traffic)."""
+
+_EXACT = 2**62
+"""A horizon beyond every depth (a workload's sizes add up to less, see ``_unit_sizes``): all come out exact."""
+
+_NEVER_SEEN = -1
+_DROPPED = -2
+"""The touch position of a unit the pass dropped: seen, and deeper than the horizon until touched again."""
+
+_jit = numba.njit(cache=True, nogil=True)
 
 
-def _stack_depths_kernel(
+@_jit
+def _lru_pass_kernel(
     offsets: IntArray,
     dense_ids: npt.NDArray[np.integer],
     n_units: int,
     reverse: bool,
+    horizon: int,
     tree: npt.NDArray[np.integer],
     unit_sizes: IntArray | None = None,
-) -> IntArray:
-    # A Fenwick tree over touch times holds each unit's size (1 when unit_sizes is None) at its last touch, so a
-    # unit's depth, its own size plus those of the distinct units touched since, is the total size of all units
-    # seen less the sum before that touch. The caller passes the zeroed tree (n_access + 1 long): int32 is enough
-    # to count units, token sums need int64. numba prunes the `unit_sizes is None` branches, so counting units
-    # costs what it did before sizes existed. Compiled by numba when available; the same code runs as Python.
-    n_access = dense_ids.shape[0]
-    last = np.full(n_units, -1, dtype=np.int64)
-    depths = np.empty(n_access, dtype=np.int64)
+    depths: IntArray | None = None,
+    weights: npt.NDArray[np.integer] | None = None,
+    bounds: IntArray | None = None,
+    hist: IntArray | None = None,
+) -> None:
+    # A Fenwick tree over touch positions holds each unit's size (1 when unit_sizes is None) at its last touch,
+    # so a unit's depth is the total size held less the sum before that touch. When the tree is full, the units
+    # deeper than `horizon` leave it and the rest are renumbered (see the module docstring); the caller sizes
+    # it (int32 to count units, int64 for tokens). Each access's depth (the running max within its request;
+    # FIRST_ACCESS if never seen; horizon + 1 if deeper) goes to `depths`, or its weight to `hist`: at the
+    # first of the ascending `bounds` it is within, then one bucket past them and one for first accesses.
+    # numba prunes the branches of the arguments left None; `.py_func` runs the same code as Python.
+    span = tree.shape[0] - 1
+    unit_at = np.empty(span, dtype=np.int32)
+    last = np.full(n_units, _NEVER_SEEN, dtype=np.int32)
     sentinel = np.int64(FIRST_ACCESS)
+    deep = np.int64(horizon) + 1
     total = np.int64(0)
     now = 0
     for r in range(offsets.shape[0] - 1):
         start = offsets[r]
         end = offsets[r + 1]
         running = np.int64(0)
+        bucket = 0
         for j in range(start, end):
             seen_at = last[dense_ids[j]]
-            if seen_at < 0:
+            if seen_at == _NEVER_SEEN:
                 depth = sentinel
+            elif seen_at == _DROPPED:
+                depth = deep
             else:
                 before = np.int64(0)
                 i = seen_at
                 while i > 0:
                     before += tree[i]
                     i -= i & -i
-                depth = total - before
+                depth = min(total - before, deep)
             running = max(running, depth)
-            depths[j] = running
+            if depths is not None:
+                depths[j] = running
+            if hist is not None:
+                assert bounds is not None and weights is not None
+                # running never falls within a request, so neither does its bucket
+                if running == sentinel:
+                    bucket = bounds.shape[0] + 1
+                while bucket < bounds.shape[0] and bounds[bucket] < running:
+                    bucket += 1
+                hist[bucket] += weights[j]
         for step in range(end - start):
+            if now == span:
+                total, now = _drop_and_renumber(tree, unit_at, last, unit_sizes, horizon, now)
+                if now > span // 2:
+                    # the horizon keeps more units than the caller guessed: twice the room, so as to renumber
+                    # no more than once per as many touches as the tree holds
+                    span = min(2 * span, dense_ids.shape[0])
+                    tree, unit_at = _grown(tree, unit_at, now, span)
             j = end - 1 - step if reverse else start + step
             unit = dense_ids[j]
             size = 1 if unit_sizes is None else unit_sizes[unit]
@@ -100,28 +144,78 @@ def _stack_depths_kernel(
             if seen_at < 0:
                 total += size
             else:
+                unit_at[seen_at] = _NEVER_SEEN
+                # nodes past the newest position are not built yet (see _append)
                 i = seen_at + 1
-                while i <= n_access:
+                while i <= now:
                     tree[i] -= size
                     i += i & -i
-            i = now + 1
-            while i <= n_access:
-                tree[i] += size
-                i += i & -i
+            _append(tree, now, size)
+            unit_at[now] = unit
             last[unit] = now
             now += 1
-    return depths
 
 
-@functools.cache
-def _stack_depths() -> Callable[..., IntArray]:
-    # Compiled on first use so that importing this module stays cheap; the plain-Python fallback gives the
-    # same answers, only about a hundred times slower.
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency of zumik
-        return _stack_depths_kernel
-    return numba.njit(cache=True, nogil=True)(_stack_depths_kernel)
+@_jit
+def _append(tree: npt.NDArray[np.integer], position: int, size: int) -> None:
+    # Positions only grow, so a node is built when its own position comes: node p sums (p - lowbit(p), p], its
+    # entry and its children p - 1, p - 2, p - 4, ..., all final by then. About one step, where the usual
+    # update walks every ancestor up to the end of the tree.
+    node = position + 1
+    held = np.int64(size)
+    child = 1
+    while child < (node & -node):
+        held += tree[node - child]
+        child <<= 1
+    tree[node] = held
+
+
+@_jit
+def _grown(
+    tree: npt.NDArray[np.integer], unit_at: npt.NDArray[np.int32], used: int, span: int
+) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.int32]]:
+    # A node depends only on the positions up to its own, so the built ones carry over as they are.
+    grown_tree = np.zeros(span + 1, dtype=tree.dtype)
+    grown_tree[: used + 1] = tree[: used + 1]
+    grown_at = np.empty(span, dtype=np.int32)
+    grown_at[:used] = unit_at[:used]
+    return grown_tree, grown_at
+
+
+@_jit
+def _drop_and_renumber(
+    tree: npt.NDArray[np.integer],
+    unit_at: npt.NDArray[np.int32],
+    last: npt.NDArray[np.int32],
+    unit_sizes: IntArray | None,
+    horizon: int,
+    now: int,
+) -> tuple[np.int64, int]:
+    # Keeps the most recent units up to the horizon at positions 0, 1, ... in the same order, and marks the
+    # others dropped; returns the size now held and the next free position. Linear in the tree's size.
+    held = np.int64(0)
+    newest_dropped = now - 1
+    while newest_dropped >= 0:
+        unit = unit_at[newest_dropped]
+        if unit >= 0:
+            size = 1 if unit_sizes is None else unit_sizes[unit]
+            if held + size > horizon:
+                break
+            held += size
+        newest_dropped -= 1
+    for position in range(newest_dropped + 1):
+        unit = unit_at[position]
+        if unit >= 0:
+            last[unit] = _DROPPED
+    kept = 0
+    for position in range(newest_dropped + 1, now):
+        unit = unit_at[position]
+        if unit >= 0:
+            unit_at[kept] = unit
+            last[unit] = kept
+            _append(tree, kept, 1 if unit_sizes is None else unit_sizes[unit])
+            kept += 1
+    return held, kept
 
 
 def _dense_ids(ids: IntArray) -> tuple[npt.NDArray[np.integer], int]:
@@ -144,6 +238,12 @@ def _check_workload(
         raise ValueError("unit_tokens must have one entry per unit id")
 
 
+def _check_capacities(capacities: Sequence[int | None]) -> None:
+    for capacity in capacities:
+        if capacity is not None and capacity < 0:
+            raise ValueError(f"capacities must be non-negative or None, got {capacity}")
+
+
 def _as_int64(values: npt.ArrayLike) -> IntArray:
     return np.ascontiguousarray(values, dtype=np.int64)
 
@@ -159,40 +259,77 @@ def _given_dense(unit_ids: npt.ArrayLike, n_units: int) -> npt.NDArray[np.intege
     return ids
 
 
-def _prefix_depths(
+@dataclass(frozen=True)
+class _Workload:
+    """A checked workload with its units numbered 0..n_units-1: what every use of the kernel starts from."""
+
+    offsets: IntArray
+    dense: npt.NDArray[np.integer]
+    n_units: int
+    reverse: bool
+    unit_sizes: IntArray | None
+    """Each unit's one size, indexed by dense id, for depths in tokens; None counts units."""
+
+    def run(
+        self,
+        horizon: int,
+        depths: IntArray | None = None,
+        weights: npt.NDArray[np.integer] | None = None,
+        bounds: IntArray | None = None,
+        hist: IntArray | None = None,
+    ) -> None:
+        # Room for the units within the horizon (for tokens a guess from the mean size, which the kernel
+        # doubles if short) and as many touches again between renumberings: three or four times as much
+        # room was no faster on 1M Mooncake requests.
+        horizon = min(horizon, _EXACT)
+        sizes = self.unit_sizes
+        typical = 1 if sizes is None or not sizes.size else max(1, int(sizes.mean()))
+        span = min(self.dense.shape[0], 2 * min(self.n_units, horizon // typical) + 1)
+        tree = np.zeros(span + 1, dtype=np.int32 if sizes is None else np.int64)
+        _lru_pass_kernel(
+            self.offsets, self.dense, self.n_units, self.reverse, horizon, tree, sizes, depths, weights, bounds, hist
+        )
+
+    def depths(self, horizon: int = _EXACT) -> IntArray:
+        """Per access, its depth if within the horizon, ``horizon + 1`` if deeper, ``FIRST_ACCESS`` if new."""
+        depths = np.empty(self.dense.shape[0], dtype=np.int64)
+        self.run(horizon, depths=depths)
+        return depths
+
+    def hits(self, limits: Sequence[int | None], weights: npt.NDArray[np.integer]) -> list[int]:
+        """For each limit (the largest depth that hits; None: any depth), the weight of the accesses that hit."""
+        bounds = np.unique(np.array([limit for limit in limits if limit is not None], dtype=np.int64))
+        hist = np.zeros(bounds.shape[0] + 2, dtype=np.int64)
+        self.run(int(bounds[-1]) if bounds.size else 0, weights=weights, bounds=bounds, hist=hist)
+        hits_within = np.cumsum(hist)
+        places = [bounds.shape[0] if limit is None else int(np.searchsorted(bounds, limit)) for limit in limits]
+        return [int(hits_within[place]) for place in places]
+
+
+def _prepare(
     offsets: npt.ArrayLike,
     unit_ids: npt.ArrayLike,
     order: Order,
-    unit_tokens: npt.ArrayLike | None,
+    unit_tokens: npt.NDArray[np.integer] | None = None,
+    *,
+    sized: bool = False,
     n_units: int | None = None,
-) -> IntArray:
-    # The one path to the kernel for both forms: unit_tokens=None counts units (int32 tree), else token sizes.
+) -> _Workload:
+    # Checks the workload and numbers its units, unless the caller did (n_units given). Sized, each unit
+    # takes its size from unit_tokens; unsized, unit_tokens are only checked against the ids.
     offsets_arr = _as_int64(offsets)
-    if n_units is not None and unit_tokens is None:
-        dense = _given_dense(unit_ids, n_units)
-        _check_workload(offsets_arr, dense)
-        if order not in _TOUCHED_IN_REVERSE:
-            raise ValueError(f"unknown order {order!r}; use one of {sorted(_TOUCHED_IN_REVERSE)}")
-        if dense.shape[0] >= _MAX_ACCESSES:
-            raise ValueError(f"at most {_MAX_ACCESSES - 1} unit accesses per call; split the workload by time")
-        tree = np.zeros(dense.shape[0] + 1, dtype=np.int32)
-        return _stack_depths()(offsets_arr, dense, n_units, _TOUCHED_IN_REVERSE[order], tree)
-    ids = _as_int64(unit_ids)
-    tokens = None if unit_tokens is None else _as_int64(unit_tokens)
-    _check_workload(offsets_arr, ids, tokens)
+    ids: npt.NDArray[np.integer] = _as_int64(unit_ids) if n_units is None else _given_dense(unit_ids, n_units)
+    _check_workload(offsets_arr, ids, unit_tokens)
     if order not in _TOUCHED_IN_REVERSE:
         raise ValueError(f"unknown order {order!r}; use one of {sorted(_TOUCHED_IN_REVERSE)}")
-    reverse = _TOUCHED_IN_REVERSE[order]
-    if tokens is None and ids.shape[0] >= _MAX_ACCESSES:
+    if ids.shape[0] >= _MAX_ACCESSES:
         raise ValueError(f"at most {_MAX_ACCESSES - 1} unit accesses per call; split the workload by time")
-    dense, n_units = _dense_ids(ids)
-    if tokens is None:
-        return _stack_depths()(offsets_arr, dense, n_units, reverse, np.zeros(ids.shape[0] + 1, dtype=np.int32))
-    tree = np.zeros(ids.shape[0] + 1, dtype=np.int64)
-    return _stack_depths()(offsets_arr, dense, n_units, reverse, tree, _unit_sizes(ids, dense, tokens))
+    dense, n_units = (ids, n_units) if n_units is not None else _dense_ids(_as_int64(ids))
+    sizes = _unit_sizes(ids, dense, _as_int64(unit_tokens)) if sized and unit_tokens is not None else None
+    return _Workload(offsets_arr, dense, n_units, _TOUCHED_IN_REVERSE[order], sizes)
 
 
-def _unit_sizes(ids: IntArray, dense: npt.NDArray[np.integer], tokens: IntArray) -> IntArray:
+def _unit_sizes(ids: npt.NDArray[np.integer], dense: npt.NDArray[np.integer], tokens: IntArray) -> IntArray:
     # Each unit's one size, indexed by dense id. The token depth only predicts the cache when a unit's size
     # is the same at every access (see the module docstring), so a size that changes is refused, not guessed.
     if tokens.size and int(tokens.min()) < 0:
@@ -224,7 +361,7 @@ def lru_prefix_depths(
     request's units after it runs, as in ``simulate_lru``. O(N log N) in the number of accesses.
     ``n_units``: the ids are already numbered 0..n_units-1 (any integer type) and are used as they are.
     """
-    return _prefix_depths(offsets, unit_ids, order, None, n_units)
+    return _prepare(offsets, unit_ids, order, n_units=n_units).depths()
 
 
 def lru_prefix_token_depths(
@@ -238,7 +375,7 @@ def lru_prefix_token_depths(
     C tokens iff its value is <= C (the module docstring states and proves this). A unit's size is its
     ``unit_tokens``, which must be non-negative and the same at each of its accesses. O(N log N).
     """
-    return _prefix_depths(offsets, unit_ids, order, unit_tokens)
+    return _prepare(offsets, unit_ids, order, _as_int64(unit_tokens), sized=True).depths()
 
 
 def capacity_curve(
@@ -258,36 +395,24 @@ def capacity_curve(
     hit. Returns ``(capacity, hit_tokens)`` pairs in the order given. The reference figures count capacity in
     decimal tokens (1M = 1,000,000 tokens = 1,953 blocks of 512; 1,048,576 does not reproduce them).
     ``n_units``: the ids are already numbered 0..n_units-1 and are not renumbered (see ``lru_prefix_depths``).
+    Depths are exact only up to the largest finite capacity, all the curve needs (see the module docstring).
     """
     if unit_size_tokens <= 0:
         raise ValueError(f"unit_size_tokens must be positive, got {unit_size_tokens}")
+    _check_capacities(capacities_tokens)
     tokens = np.ascontiguousarray(unit_tokens)
-    if tokens.dtype.kind not in "iu":
+    if tokens.dtype.kind != "i":
         tokens = _as_int64(tokens)
-    ids = np.ascontiguousarray(unit_ids) if n_units is not None else _as_int64(unit_ids)
-    _check_workload(_as_int64(offsets), ids, tokens)
-    levels = lru_prefix_depths(offsets, ids, order=order, n_units=n_units)
-    # Level k holds the tokens first hit at k units (level 0: never hit). Weights go through float64, exact
-    # while the workload has fewer than 2**53 tokens. The depths are ours: zeroed in place, not copied.
-    levels[levels == FIRST_ACCESS] = 0
-    tokens_by_level = np.rint(np.bincount(levels, weights=tokens)).astype(np.int64)
-    hits_up_to = np.cumsum(tokens_by_level) - tokens_by_level[0] if levels.size else np.zeros(1, np.int64)
-    top = hits_up_to.shape[0] - 1
-    curve: list[tuple[int | None, int]] = []
-    for capacity in capacities_tokens:
-        if capacity is not None and capacity < 0:
-            raise ValueError(f"capacities must be non-negative or None, got {capacity}")
-        level = top if capacity is None else min(capacity // unit_size_tokens, top)
-        curve.append((capacity, int(hits_up_to[level])))
-    return curve
+    work = _prepare(offsets, unit_ids, order, tokens, n_units=n_units)
+    limits = [None if capacity is None else capacity // unit_size_tokens for capacity in capacities_tokens]
+    return list(zip(capacities_tokens, work.hits(limits, tokens), strict=True))
 
 
 def _token_limit(capacity: int | None) -> int:
     # The largest token depth that hits; an unbounded cache hits every depth but FIRST_ACCESS.
     if capacity is None:
         return int(FIRST_ACCESS) - 1
-    if capacity < 0:
-        raise ValueError(f"capacities must be non-negative or None, got {capacity}")
+    _check_capacities([capacity])
     return int(capacity)
 
 
@@ -304,17 +429,10 @@ def token_capacity_curve(
     block. ``None`` is an unbounded cache. Returns ``(capacity, hit_tokens)`` pairs in the order given. With
     every unit ``s`` tokens it equals ``capacity_curve(..., unit_size_tokens=s)``.
     """
-    limits = [_token_limit(capacity) for capacity in capacities_tokens]
+    _check_capacities(capacities_tokens)
     tokens = _as_int64(unit_tokens)
-    depths = lru_prefix_token_depths(offsets, unit_ids, tokens, order=order)
-    # Depths span token counts, too wide to bin one by one as capacity_curve does; bin each access at the
-    # first capacity it fits in instead (O(N log K)). Weights go through float64, exact below 2**53 tokens.
-    steps = np.unique(np.array(limits, dtype=np.int64))
-    first_fit = np.searchsorted(steps, depths)
-    tokens_by_step = np.rint(np.bincount(first_fit, weights=tokens, minlength=steps.size + 1)).astype(np.int64)
-    hits_at = np.cumsum(tokens_by_step[:-1])
-    places = np.searchsorted(steps, limits)
-    return [(capacity, int(hits_at[k])) for capacity, k in zip(capacities_tokens, places.tolist(), strict=True)]
+    work = _prepare(offsets, unit_ids, order, tokens, sized=True)
+    return list(zip(capacities_tokens, work.hits(capacities_tokens, tokens), strict=True))
 
 
 def request_hits(
@@ -330,11 +448,11 @@ def request_hits(
     than replayed, so it is fast enough for whole traces; ``simulate_lru_tokens`` is the replay it matches.
     """
     limit = _token_limit(capacity_tokens)
-    offsets_arr = _as_int64(offsets)
     tokens = _as_int64(unit_tokens)
-    depths = lru_prefix_token_depths(offsets_arr, unit_ids, tokens, order=order)
+    work = _prepare(offsets, unit_ids, order, tokens, sized=True)
+    depths = work.depths(horizon=limit)
     hit_so_far = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(np.where(depths <= limit, tokens, 0))))
-    return hit_so_far[offsets_arr[1:]] - hit_so_far[offsets_arr[:-1]]
+    return hit_so_far[work.offsets[1:]] - hit_so_far[work.offsets[:-1]]
 
 
 CacheState = OrderedDict[Hashable, int]
