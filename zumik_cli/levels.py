@@ -81,7 +81,7 @@ def _slot(table: IntArray, bits: int, key: int) -> int:
     # empty one where it belongs.
     mask = np.uint64((1 << bits) - 1)
     h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)
-    while table[h, 1] >= 0 and table[h, 0] != key:
+    while table[h, 1] != 0 and table[h, 0] != key:
         h = (h + np.uint64(1)) & mask
     return int(h)
 
@@ -89,7 +89,7 @@ def _slot(table: IntArray, bits: int, key: int) -> int:
 @_jit
 def _rehash(old: IntArray, new: IntArray, bits: int) -> None:
     for i in range(old.shape[0]):
-        if old[i, 1] >= 0:
+        if old[i, 1] != 0:
             h = _slot(new, bits, old[i, 0])
             new[h, 0] = old[i, 0]
             new[h, 1] = old[i, 1]
@@ -97,15 +97,16 @@ def _rehash(old: IntArray, new: IntArray, bits: int) -> None:
 
 @_jit
 def _number(table: IntArray, bits: IntArray, used: IntArray, k: int, key: int) -> int:
-    # The key's number in table k, a new one (the next) for a new key; -1 when that would pass half full.
+    # The key's number in table k, a new one (the next: ``used[k]`` before the call) for a new key; -1 when that
+    # would pass half full. A slot holds its number + 1, so that a table of zeros is empty.
     h = _slot(table, bits[k], key)
-    number = table[h, 1]
+    number = table[h, 1] - 1
     if number < 0:
         if 2 * (used[k] + 1) > table.shape[0]:
             return -1
         number = used[k]
         table[h, 0] = key
-        table[h, 1] = number
+        table[h, 1] = number + 1
         used[k] += 1
     return number
 
@@ -164,19 +165,36 @@ def _pass(
         if r >= n_req or (checked and (rids[b] != req_rid[r] or pos[b] != seen)):
             code, stop = OUT_OF_ORDER, b
             break
+        # a unit's state is set the moment it is numbered (numbers come in order: a new one is ``used`` before
+        # the call), before the pass can stop, so no array is filled up front
+        fresh = used[CHAIN]
         c = _number(chain_table, bits, used, CHAIN, chain[b])
         if c < 0:
             code, stop = GROW + CHAIN, b
             break
-        u = c
-        f = g = c
+        u = f = g = c
         if not coincide:
+            fresh = used[FAM]
             f = _number(fam_table, bits, used, FAM, (pair_ids[0, r] << np.int64(32)) | c)
-            g = _number(tgt_table, bits, used, TGT, (pair_ids[1, r] << np.int64(32)) | c)
-            u = _number(kvc_table, bits, used, KVC, (pair_ids[2, r] << np.int64(32)) | c)
-            if f < 0 or g < 0 or u < 0:
-                code, stop = GROW + (FAM if f < 0 else TGT if g < 0 else KVC), b
+            if f < 0:
+                code, stop = GROW + FAM, b
                 break
+            if f == fresh:
+                first_fam[f] = -1
+            fresh = used[TGT]
+            g = _number(tgt_table, bits, used, TGT, (pair_ids[1, r] << np.int64(32)) | c)
+            if g < 0:
+                code, stop = GROW + TGT, b
+                break
+            if g == fresh:
+                first_tgt[g] = -1
+            fresh = used[KVC]
+            u = _number(kvc_table, bits, used, KVC, (pair_ids[2, r] << np.int64(32)) | c)
+            if u < 0:
+                code, stop = GROW + KVC, b
+                break
+        if u == fresh:
+            state[u, 0] = state[u, 1] = state[u, 2] = np.nan
         seen += 1
         units[b] = u
         t = ts[r]
@@ -246,9 +264,10 @@ class _Pass:
         chain_bits = min(24, max(10, (expected_blocks // 2).bit_length() + 1))
         self.bits = np.array([chain_bits] + [1 if coincide else min(chain_bits, 20)] * 3, dtype=np.int64)
         self.tables = tuple(_empty_table(int(b)) for b in self.bits)
-        self.first_fam = np.full(len(self.tables[FAM]) // 2 + 1, -1, dtype=np.int64)
-        self.first_tgt = np.full(len(self.tables[TGT]) // 2 + 1, -1, dtype=np.int64)
-        self.state = np.full((len(self.tables[CHAIN if coincide else KVC]) // 2 + 1, 3), np.nan)
+        # rows are set as units are numbered (see _pass): nothing to fill, and untouched pages cost nothing
+        self.first_fam = np.empty(len(self.tables[FAM]) // 2 + 1, dtype=np.int64)
+        self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
+        self.state = np.empty((len(self.tables[CHAIN if coincide else KVC]) // 2 + 1, 3))
         self.out = np.zeros((10, n_req), dtype=np.int64)
 
     def feed(
@@ -295,11 +314,11 @@ class _Pass:
         self.tables = tuple(tables)  # type: ignore[assignment]
         cap = new.shape[0] // 2 + 1
         if k == (CHAIN if self.coincide else KVC):
-            self.state = _extend(self.state, cap, np.nan)
+            self.state = _extend(self.state, cap)
         elif k == FAM:
-            self.first_fam = _extend(self.first_fam, cap, -1)
+            self.first_fam = _extend(self.first_fam, cap)
         elif k == TGT:
-            self.first_tgt = _extend(self.first_tgt, cap, -1)
+            self.first_tgt = _extend(self.first_tgt, cap)
 
     @property
     def n_units(self) -> int:
@@ -307,13 +326,12 @@ class _Pass:
 
 
 def _empty_table(bits: int) -> IntArray:
-    table = np.empty((1 << bits, 2), dtype=np.int64)
-    table[:, 1] = -1
-    return table
+    # zeros from calloc: the kernel maps them as pages are first touched, and no pass fills them
+    return np.zeros((1 << bits, 2), dtype=np.int64)
 
 
-def _extend(values: npt.NDArray[Any], rows: int, fill: float) -> npt.NDArray[Any]:
-    grown = np.full((rows, *values.shape[1:]), fill, dtype=values.dtype)
+def _extend(values: npt.NDArray[Any], rows: int) -> npt.NDArray[Any]:
+    grown = np.empty((rows, *values.shape[1:]), dtype=values.dtype)
     grown[: len(values)] = values
     return grown
 
