@@ -35,7 +35,7 @@ def _run(req: pa.Table, counts: np.ndarray, coincide: bool, blocks: dict[str, np
     run = _Pass(req, counts, coincide, 2)  # the smallest tables: they must grow along the way
     units = np.empty(len(blocks["pos"]), dtype=np.int32)
     bounds = [0, *cuts, len(units)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in zip(bounds, bounds[1:], strict=False):
         assert run.feed(*(blocks[k][a:b] for k in ("rids", "pos", "chain", "end_token")), units[a:b])
     assert run.complete()
     return run.out.copy(), units, run.n_units

@@ -15,10 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
+import plotly.io as pio
 import plotly.offline
 import pytest
 
-from zumik_cli.report import TABLE_ROW_LIMIT, ReportInputs, render_report, write_report
+from zumik_cli.errors import ZumikError
+from zumik_cli.report import TABLE_ROW_LIMIT, ReportInputs, _inlinable, render_report, write_report
 from zumik_cli.report_format import (
     format_capacity,
     format_count,
@@ -116,6 +119,23 @@ def test_chart_divs_have_fixed_ids_not_random_ones(full_inputs: ReportInputs) ->
     assert list(figures(render_report(full_inputs))) == ids
 
 
+def test_each_chart_is_written_as_plotly_writes_the_same_figure(
+    full_inputs: ReportInputs, hostile_report_inputs: ReportInputs
+) -> None:
+    # The report builds its figures as plain dicts: plotly must accept each one unchanged, and write it with the
+    # same bytes, so that a report does not change with the way it was built.
+    for inputs in (full_inputs, hostile_report_inputs):
+        document = render_report(inputs)
+        block = re.search(r'id="zumik-figures">(.*?)</script>', document, re.S)
+        assert block is not None
+        for div_id, figure in figures(document).items():
+            drawn = go.Figure()
+            drawn.add_traces(figure["data"])
+            drawn.update_layout({**figure["layout"], "template": "none"})  # a dict would merge into the default
+            written = pio.to_json(drawn, validate=True, engine="json").replace("&", "\\u0026")
+            assert f'"{div_id}":{written}' in block.group(1)
+
+
 def test_write_report_replaces_the_file_atomically_and_leaves_nothing_else(
     inputs: ReportInputs, tmp_path: Path
 ) -> None:
@@ -179,6 +199,12 @@ def test_the_content_security_policy_forbids_fetches_and_names_each_script_by_ha
     assert len(executable) == 2
     expected = {f"'sha256-{sha256_base64(script)}'" for script in executable}
     assert set(directives["script-src"].split()) == expected
+
+
+def test_a_plotly_js_that_could_close_its_script_element_is_refused_whatever_its_case() -> None:
+    with pytest.raises(ZumikError, match="cannot be inlined"):
+        _inlinable(b"var a = '</ScRiPt >';")
+    assert _inlinable("var a = '</scr\u0130pt>';".encode())[0] == "var a = '</scr\u0130pt>';"
 
 
 def test_plotly_is_configured_without_logo_or_math_typesetting(inputs: ReportInputs) -> None:

@@ -1,9 +1,14 @@
-"""The report's charts, as plotly figures, and the colours that carry evidence levels.
+"""The report's charts, as plotly figure JSON, and the colours that carry evidence levels.
 
 Plotly renders trace and axis text as a small HTML dialect (``<b>``, ``<a href>``, ``<br>``), so every string
 that comes from the data is passed through ``html.escape`` here, at the point where it enters plotly: plotly
 then shows ``&lt;script&gt;`` as the literal text ``<script>`` and never builds an element from it. Bars take
 the colour of their evidence level, the same colour the HTML badges use, so a reader learns one key.
+
+Figures are plain dicts, not ``plotly.graph_objects``: those validate every property as it is set, which cost
+more than the rest of the report put together. The keys come in the order plotly's own serialisation gives
+them, so the report's bytes did not change when the objects went; a test has plotly validate and write each
+figure and compares the bytes.
 """
 
 from __future__ import annotations
@@ -12,8 +17,6 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import plotly.graph_objects as go
 
 from zumik_cli.report_format import (
     as_number,
@@ -50,6 +53,10 @@ _REPLAY_HOVER = "%{customdata[0]}: predicted %{customdata[1]}, measured %{custom
 _INK = "#1f2937"
 _MUTED = "#6b7280"
 _GRID = "#e5e7eb"
+# plotly's "none" template as plotly writes it: one empty scatter, because an empty template means the default.
+_NO_TEMPLATE = {"data": {"scatter": [{"type": "scatter"}]}}
+
+Figure = dict[str, Any]  # {"data": [trace, ...], "layout": {...}}, as plotly.js reads it
 
 
 def evidence_key(value: object) -> str:
@@ -73,10 +80,27 @@ def _text(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=False)
 
 
+def _figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> Figure:
+    return {"data": traces, "layout": layout}
+
+
+def _trace(kind: str, **properties: Any) -> dict[str, Any]:
+    """One trace, keys sorted with its type last, as plotly's trace constructors leave them."""
+    return {**_sorted(properties), "type": kind}
+
+
+def _sorted(properties: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _sorted(value) if isinstance(value, Mapping) else value for key, value in sorted(properties.items())}
+
+
 def _layout(**overrides: Any) -> dict[str, Any]:
-    """The shared look: no template (a small, predictable JSON), system fonts, light grid."""
+    """The shared look: no template (a small, predictable JSON), system fonts, light grid.
+
+    A nested override merges into the default, where None removes a key (as it unsets one in plotly); any other
+    override replaces it.
+    """
     layout: dict[str, Any] = {
-        "template": "none",
+        "template": _NO_TEMPLATE,
         "font": {"family": FONT_STACK, "size": 13, "color": _INK},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
@@ -92,7 +116,20 @@ def _layout(**overrides: Any) -> dict[str, Any]:
             layout[key] = {**layout[key], **value}
         else:
             layout[key] = value
-    return layout
+    return _in_update_order(layout)
+
+
+def _in_update_order(layout: Mapping[str, Any]) -> dict[str, Any]:
+    """The layout in the order plotly's update_layout serialises it: nested objects first, then plain values,
+    each in the order given, None left out; an annotation's or shape's keys are sorted, as its constructor
+    sets them."""
+    nested = {key: _in_update_order(value) for key, value in layout.items() if isinstance(value, Mapping)}
+    plain = {
+        key: [_sorted(item) for item in value] if key in ("annotations", "shapes") else value
+        for key, value in layout.items()
+        if value is not None and not isinstance(value, Mapping)
+    }
+    return {**nested, **plain}
 
 
 @dataclass(frozen=True)
@@ -105,7 +142,7 @@ class StageBar:
     evidence: object
 
 
-def waterfall_figure(stages: Sequence[StageBar]) -> go.Figure:
+def waterfall_figure(stages: Sequence[StageBar]) -> Figure:
     """The headline waterfall: one absolute bar per stage, coloured and badged by evidence level.
 
     Each stage is drawn from zero at its own size, not as a delta from the previous bar: missed is part of
@@ -115,14 +152,15 @@ def waterfall_figure(stages: Sequence[StageBar]) -> go.Figure:
     """
     labels = [_text(stage.label) for stage in stages]
     tallest = max((as_number(stage.tokens) or 0.0 for stage in stages), default=0.0) or 1.0
-    figure = go.Figure()
+    traces = []
     levels = [*EVIDENCE_LEVELS, "unknown"]
     for level in levels:
         members = [i for i, stage in enumerate(stages) if evidence_key(stage.evidence) == level]
         if not members:
             continue
-        figure.add_trace(
-            go.Waterfall(
+        traces.append(
+            _trace(
+                "waterfall",
                 name=level if level != "unknown" else "unknown evidence",
                 x=[labels[i] for i in members],
                 y=[as_number(stages[i].tokens) or 0.0 for i in members],
@@ -160,16 +198,16 @@ def waterfall_figure(stages: Sequence[StageBar]) -> go.Figure:
         }
         for i, stage in enumerate(stages)
     ]
-    figure.update_layout(
+    return _figure(
+        traces,
         _layout(
             waterfallmode="overlay",
             height=380,
             annotations=badges,
             xaxis={"type": "category", "categoryorder": "array", "categoryarray": labels, "gridcolor": None},
             yaxis={"title": {"text": "tokens"}, "tickformat": "~s", "range": [0, tallest * 1.3]},
-        )
+        ),
     )
-    return figure
 
 
 def _bar_text(stage: StageBar) -> str:
@@ -178,44 +216,43 @@ def _bar_text(stage: StageBar) -> str:
     return f"{_text(format_tokens(stage.tokens))} · {_text(format_percent(stage.rate))}"
 
 
-def causes_figure(causes: Sequence[Mapping[str, Any]], total_tokens: object) -> go.Figure:
+def causes_figure(causes: Sequence[Mapping[str, Any]], total_tokens: object) -> Figure:
     """Loss causes as horizontal bars, largest first, each in its evidence colour."""
     ranked = sorted(causes, key=lambda cause: -(as_number(cause.get("tokens")) or 0.0))
     total = as_number(total_tokens)
     labels = _unique([_text(cause.get("label") or cause.get("cause")) for cause in ranked])
     shares = [_text(format_percent(_ratio(cause.get("tokens"), total))) for cause in ranked]
-    figure = go.Figure(
-        go.Bar(
-            orientation="h",
-            y=labels,
-            x=[as_number(cause.get("tokens")) or 0.0 for cause in ranked],
-            marker={"color": [evidence_colour(cause.get("evidence")) for cause in ranked]},
-            text=[
-                f"{_text(format_tokens(cause.get('tokens')))} · {share}"
-                for cause, share in zip(ranked, shares, strict=True)
-            ],
-            textposition="outside",
-            cliponaxis=False,
-            customdata=[
-                [
-                    _text(cause.get("stage")),
-                    _text(format_count(cause.get("tokens"))),
-                    _text(cause.get("evidence")),
-                ]
-                for cause in ranked
-            ],
-            hovertemplate="%{y} (%{customdata[0]}): %{customdata[1]} tokens, %{customdata[2]}<extra></extra>",
-        )
+    bars = _trace(
+        "bar",
+        orientation="h",
+        y=labels,
+        x=[as_number(cause.get("tokens")) or 0.0 for cause in ranked],
+        marker={"color": [evidence_colour(cause.get("evidence")) for cause in ranked]},
+        text=[
+            f"{_text(format_tokens(cause.get('tokens')))} · {share}"
+            for cause, share in zip(ranked, shares, strict=True)
+        ],
+        textposition="outside",
+        cliponaxis=False,
+        customdata=[
+            [
+                _text(cause.get("stage")),
+                _text(format_count(cause.get("tokens"))),
+                _text(cause.get("evidence")),
+            ]
+            for cause in ranked
+        ],
+        hovertemplate="%{y} (%{customdata[0]}): %{customdata[1]} tokens, %{customdata[2]}<extra></extra>",
     )
-    figure.update_layout(
+    return _figure(
+        [bars],
         _layout(
             height=max(220, 44 * len(ranked) + 80),
             margin={"r": 96},
             yaxis={"type": "category", "autorange": "reversed", "gridcolor": None},
             xaxis={"title": {"text": "tokens lost"}, "tickformat": "~s", "rangemode": "tozero"},
-        )
+        ),
     )
-    return figure
 
 
 def _ratio(part: object, whole: float | None) -> float | None:
@@ -233,7 +270,7 @@ def _unique(labels: Sequence[str]) -> list[str]:
     return result
 
 
-def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.Figure | None:
+def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> Figure | None:
     """Candidate reuse against KV-cache capacity on a log axis; an unbounded cache is the dashed ceiling.
 
     Returns None when the curve has no bounded point, since a log axis of nothing is not a chart.
@@ -246,29 +283,27 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.
     if not bounded:
         return None
     colour = evidence_colour(evidence)
-    figure = go.Figure(
-        go.Scatter(
-            x=[as_number(point.get("capacity_tokens")) for point in bounded],
-            y=[as_number(point.get("rate")) for point in bounded],
-            mode="lines+markers",
-            line={"color": colour, "width": 2.5},
-            marker={"size": 8, "color": colour},
-            customdata=[
-                [
-                    _text(format_capacity(point.get("capacity_tokens"))),
-                    _text(format_percent(point.get("rate"))),
-                ]
-                for point in bounded
-            ],
-            hovertemplate="capacity %{customdata[0]} tokens: %{customdata[1]} of input<extra></extra>",
-        )
+    line = _trace(
+        "scatter",
+        x=[as_number(point.get("capacity_tokens")) for point in bounded],
+        y=[as_number(point.get("rate")) for point in bounded],
+        mode="lines+markers",
+        line={"color": colour, "width": 2.5},
+        marker={"size": 8, "color": colour},
+        customdata=[
+            [
+                _text(format_capacity(point.get("capacity_tokens"))),
+                _text(format_percent(point.get("rate"))),
+            ]
+            for point in bounded
+        ],
+        hovertemplate="capacity %{customdata[0]} tokens: %{customdata[1]} of input<extra></extra>",
     )
-    annotations = []
-    shapes = []
+    ceiling_marks: dict[str, Any] = {}
     ceiling = next((point for point in curve if point.get("capacity_tokens") is None), None)
     ceiling_rate = as_number(ceiling.get("rate")) if ceiling is not None else None
     if ceiling_rate is not None:
-        shapes.append(
+        ceiling_marks["shapes"] = [
             {
                 "type": "line",
                 "xref": "paper",
@@ -279,8 +314,8 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.
                 "y1": ceiling_rate,
                 "line": {"color": _MUTED, "width": 1.5, "dash": "dash"},
             }
-        )
-        annotations.append(
+        ]
+        ceiling_marks["annotations"] = [
             {
                 "xref": "paper",
                 "x": 0,
@@ -292,12 +327,12 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.
                 "showarrow": False,
                 "font": {"color": _MUTED, "size": 12},
             }
-        )
+        ]
     highest = max([as_number(point.get("rate")) or 0.0 for point in bounded] + [ceiling_rate or 0.0])
-    figure.update_layout(
+    return _figure(
+        [line],
         _layout(
-            shapes=shapes,
-            annotations=annotations,
+            **ceiling_marks,
             xaxis={
                 "type": "log",
                 "title": {"text": "KV-cache capacity (tokens, log scale)"},
@@ -309,12 +344,11 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> go.
                 "tickformat": ".0%",
                 "range": [0, max(highest * 1.15, 0.05)],
             },
-        )
+        ),
     )
-    return figure
 
 
-def ttl_figure(points: Sequence[Mapping[str, Any]], evidence: object) -> go.Figure | None:
+def ttl_figure(points: Sequence[Mapping[str, Any]], evidence: object) -> Figure | None:
     """Candidate reuse for each cache TTL, shortest first and "no expiry" last; None when there are none."""
     if not points:
         return None
@@ -324,19 +358,19 @@ def ttl_figure(points: Sequence[Mapping[str, Any]], evidence: object) -> go.Figu
     )
     labels = _unique([_text(format_duration(point.get("ttl_seconds"))) for point in ordered])
     rates = [as_number(point.get("rate")) for point in ordered]
-    figure = go.Figure(
-        go.Bar(
-            x=labels,
-            y=[rate or 0.0 for rate in rates],
-            marker={"color": evidence_colour(evidence)},
-            text=[_text(format_percent(rate)) for rate in rates],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="TTL %{x}: %{text} of input<extra></extra>",
-        )
+    bars = _trace(
+        "bar",
+        x=labels,
+        y=[rate or 0.0 for rate in rates],
+        marker={"color": evidence_colour(evidence)},
+        text=[_text(format_percent(rate)) for rate in rates],
+        textposition="outside",
+        cliponaxis=False,
+        hovertemplate="TTL %{x}: %{text} of input<extra></extra>",
     )
     highest = max((rate or 0.0 for rate in rates), default=0.0)
-    figure.update_layout(
+    return _figure(
+        [bars],
         _layout(
             xaxis={"type": "category", "title": {"text": "cache TTL"}, "gridcolor": None},
             yaxis={
@@ -344,48 +378,46 @@ def ttl_figure(points: Sequence[Mapping[str, Any]], evidence: object) -> go.Figu
                 "tickformat": ".0%",
                 "range": [0, max(highest * 1.2, 0.05)],
             },
-        )
+        ),
     )
-    return figure
 
 
-def policy_figure(policies: Sequence[Mapping[str, Any]], currency: object) -> go.Figure:
+def policy_figure(policies: Sequence[Mapping[str, Any]], currency: object) -> Figure:
     """Each simulated policy as a point of cost against realized reuse: down and to the right is better."""
-    figure = go.Figure(
-        go.Scatter(
-            x=[as_number(row.get("cost")) for row in policies],
-            y=[as_number(row.get("realized_rate")) for row in policies],
-            mode="markers+text",
-            text=[_text(row.get("policy")) for row in policies],
-            textposition=_alternating(policies),
-            marker={
-                "size": 13,
-                "color": [evidence_colour(row.get("evidence")) for row in policies],
-                "line": {"color": "#ffffff", "width": 1},
-            },
-            customdata=[
-                [
-                    _text(format_money(row.get("cost"), currency)),
-                    _text(format_percent(row.get("realized_rate"))),
-                    _text(format_latency(row.get("latency_ms"))),
-                    _text(row.get("evidence")),
-                ]
-                for row in policies
-            ],
-            hovertemplate="%{text}: %{customdata[0]}, reuse %{customdata[1]}, latency %{customdata[2]}, "
-            "%{customdata[3]}<extra></extra>",
-            cliponaxis=False,
-        )
+    points = _trace(
+        "scatter",
+        x=[as_number(row.get("cost")) for row in policies],
+        y=[as_number(row.get("realized_rate")) for row in policies],
+        mode="markers+text",
+        text=[_text(row.get("policy")) for row in policies],
+        textposition=_alternating(policies),
+        marker={
+            "size": 13,
+            "color": [evidence_colour(row.get("evidence")) for row in policies],
+            "line": {"color": "#ffffff", "width": 1},
+        },
+        customdata=[
+            [
+                _text(format_money(row.get("cost"), currency)),
+                _text(format_percent(row.get("realized_rate"))),
+                _text(format_latency(row.get("latency_ms"))),
+                _text(row.get("evidence")),
+            ]
+            for row in policies
+        ],
+        hovertemplate="%{text}: %{customdata[0]}, reuse %{customdata[1]}, latency %{customdata[2]}, "
+        "%{customdata[3]}<extra></extra>",
+        cliponaxis=False,
     )
     symbol = format_money(0, currency).replace("0.00", "")
-    figure.update_layout(
+    return _figure(
+        [points],
         _layout(
             margin={"t": 32, "r": 48},
             xaxis={"title": {"text": "cost"}, "tickprefix": _text(symbol)},
             yaxis={"title": {"text": "realized reuse (share of input)"}, "tickformat": ".1%"},
-        )
+        ),
     )
-    return figure
 
 
 def _alternating(policies: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -397,39 +429,37 @@ def _alternating(policies: Sequence[Mapping[str, Any]]) -> list[str]:
     return positions
 
 
-def replay_figure(replays: Sequence[Mapping[str, Any]]) -> go.Figure:
+def replay_figure(replays: Sequence[Mapping[str, Any]]) -> Figure:
     """Predicted against measured cached tokens per replayed request; points on the diagonal agree."""
     predicted = [as_number(row.get("predicted_tokens")) for row in replays]
     measured = [as_number(row.get("measured_tokens")) for row in replays]
     reach = max([value or 0.0 for value in predicted + measured] + [1.0])
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=[0, reach],
-            y=[0, reach],
-            mode="lines",
-            line={"color": _MUTED, "dash": "dash", "width": 1},
-            hoverinfo="skip",
-        )
+    diagonal = _trace(
+        "scatter",
+        x=[0, reach],
+        y=[0, reach],
+        mode="lines",
+        line={"color": _MUTED, "dash": "dash", "width": 1},
+        hoverinfo="skip",
     )
-    figure.add_trace(
-        go.Scatter(
-            x=predicted,
-            y=measured,
-            mode="markers",
-            marker={"size": 8, "color": EVIDENCE_COLOURS["replayed"], "opacity": 0.75},
-            customdata=[
-                [
-                    _text(row.get("trace_id")),
-                    _text(format_count(row.get("predicted_tokens"))),
-                    _text(format_count(row.get("measured_tokens"))),
-                ]
-                for row in replays
-            ],
-            hovertemplate=_REPLAY_HOVER,
-        )
+    points = _trace(
+        "scatter",
+        x=predicted,
+        y=measured,
+        mode="markers",
+        marker={"size": 8, "color": EVIDENCE_COLOURS["replayed"], "opacity": 0.75},
+        customdata=[
+            [
+                _text(row.get("trace_id")),
+                _text(format_count(row.get("predicted_tokens"))),
+                _text(format_count(row.get("measured_tokens"))),
+            ]
+            for row in replays
+        ],
+        hovertemplate=_REPLAY_HOVER,
     )
-    figure.update_layout(
+    return _figure(
+        [diagonal, points],
         _layout(
             xaxis={
                 "title": {"text": "predicted cached tokens (simulated)"},
@@ -441,15 +471,15 @@ def replay_figure(replays: Sequence[Mapping[str, Any]]) -> go.Figure:
                 "tickformat": "~s",
                 "range": [0, reach * 1.05],
             },
-        )
+        ),
     )
-    return figure
 
 
 __all__ = [
     "EVIDENCE_COLOURS",
     "EVIDENCE_LEVELS",
     "FONT_STACK",
+    "Figure",
     "StageBar",
     "capacity_figure",
     "causes_figure",
