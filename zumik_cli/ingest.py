@@ -34,7 +34,7 @@ from .memo import MISSING, Memo
 from .model import Artifact, Quarantined, Request, Source
 from .readers.hashid import HashColumns
 from .rows import ChainCache, block_rows, hash_rows
-from .schema import BLOCKS, REQUESTS, TABLES, TOKENS
+from .schema import BLOCKS, REQUEST_BLOCKS, REQUESTS, TABLES, TOKENS
 from .tokenization import Tokenizer, tokenizer_for_model
 
 BATCH_REQUESTS = 2000
@@ -73,16 +73,30 @@ def file_digest(path: Path) -> str:
 
 
 # request_blocks is integers only, tens of millions of rows for a large trace: dictionary pages there cost more
-# time than they save space, and lz4 writes (and DuckDB reads) it several times faster than zstd.
-_PARQUET_OPTIONS: dict[str, dict[str, Any]] = {"request_blocks": {"compression": "lz4", "use_dictionary": False}}
+# time than they save space, and lz4 writes (and DuckDB reads) it several times faster than zstd. lz4 shrinks the
+# counting columns twentyfold; the chain columns are 64-bit hashes, which it shrinks by a sixth for more CPU,
+# writing them, than it saves reading them back, so they go uncompressed.
+_HASH_COLUMNS = ("block_id", "chain", "parent")
+# A dictionary finds little to share in a column that is unique (or nearly) per request: building it is wasted work.
+_UNIQUE_PER_REQUEST = ("trace_id", "rid", "seq", "source_line", "timestamp", "materialization_key")
+_PARQUET_OPTIONS: dict[str, dict[str, Any]] = {
+    "request_blocks": {
+        "compression": {name: "none" if name in _HASH_COLUMNS else "lz4" for name in REQUEST_BLOCKS.names},
+        "use_dictionary": False,
+    },
+    "requests": {
+        "compression": "zstd",
+        "use_dictionary": [name for name in REQUESTS.names if name not in _UNIQUE_PER_REQUEST],
+    },
+}
 
 
 class _PartWriter:
     """One Parquet part per table per ingest run, written batch by batch under the staging folder.
 
-    Arrow builds each batch in the calling thread; the Parquet encoding and compression run on a writer thread
-    (Arrow releases the GIL there) while the caller reads and identifies the next batch. One write is in
-    flight at a time, so memory holds at most two batches.
+    Arrow builds each batch in the calling thread; the Parquet encoding and compression of all its tables run on
+    a writer thread (Arrow releases the GIL there) while the caller reads and identifies the next batch. One
+    batch is in flight at a time, so memory holds at most two batches.
     """
 
     def __init__(self, staging: Path, run: str) -> None:
@@ -91,17 +105,26 @@ class _PartWriter:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-write")
         self.pending: Future[None] | None = None
 
-    def write(self, table: str, rows: Columns) -> None:
-        schema = TABLES[table]
-        if not rows or not len(next(iter(rows.values()))):
-            return
-        batch = pa.table({name: _array(rows[name], schema.field(name).type) for name in schema.names})
-        if table not in self.writers:
-            (self.staging / table).mkdir(parents=True, exist_ok=True)
-            options = _PARQUET_OPTIONS.get(table, {"compression": "zstd"})
-            self.writers[table] = pq.ParquetWriter(self.staging / table / f"part-{self.run}.parquet", schema, **options)
+    def write(self, rows: dict[str, Columns]) -> None:
+        """Queue one batch: its rows for each table (a table without rows is skipped)."""
+        tables: dict[str, pa.Table] = {}
+        for table, columns in rows.items():
+            schema = TABLES[table]
+            if not columns or not len(next(iter(columns.values()))):
+                continue
+            tables[table] = pa.table({name: _array(columns[name], schema.field(name).type) for name in schema.names})
+            if table not in self.writers:
+                (self.staging / table).mkdir(parents=True, exist_ok=True)
+                options = _PARQUET_OPTIONS.get(table, {"compression": "zstd"})
+                path = self.staging / table / f"part-{self.run}.parquet"
+                self.writers[table] = pq.ParquetWriter(path, schema, **options)
         self.wait()
-        self.pending = self.pool.submit(self.writers[table].write_table, batch)
+        if tables:
+            self.pending = self.pool.submit(self._write_tables, tables)
+
+    def _write_tables(self, tables: dict[str, pa.Table]) -> None:
+        for table, batch in tables.items():
+            self.writers[table].write_table(batch)
 
     def wait(self) -> None:
         if self.pending is not None:
@@ -142,14 +165,12 @@ def _manifest_columns(
     rids: list[int], bids: list[list[int]], chains: list[list[int]], sizes: list[list[int]]
 ) -> Columns:
     """request_blocks columns for a batch, built with numpy rather than seven appends per block."""
-    counts = np.fromiter((len(b) for b in bids), dtype=np.int64, count=len(bids))
-    total = int(counts.sum())
-    starts = np.zeros(len(counts), dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
+    offsets = np.zeros(len(bids) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter((len(b) for b in bids), dtype=np.int64, count=len(bids)), out=offsets[1:])
+    total = int(offsets[-1])
     chain = np.fromiter(itertools.chain.from_iterable(chains), dtype=np.int64, count=total)
     tokens = np.fromiter(itertools.chain.from_iterable(sizes), dtype=np.int64, count=total)
-    return block_rows(np.repeat(np.asarray(rids, dtype=np.int64), counts), pos, starts, counts, chain, tokens, bids)
+    return block_rows(np.asarray(rids, dtype=np.int64), offsets, chain, tokens, bids)
 
 
 @dataclass
@@ -548,8 +569,7 @@ def _ingest_run(
 
     def write(rows: tuple[Columns, ...]) -> None:
         started = time.perf_counter()
-        for table, columns in zip(("requests", "request_blocks", "blocks", "tokens"), rows, strict=True):
-            writer.write(table, columns)
+        writer.write(dict(zip(("requests", "request_blocks", "blocks", "tokens"), rows, strict=True)))
         counts["blocks"] += len(rows[2]["block_id"])
         counted = rows[0]["prompt_tokens_counted"]
         if isinstance(counted, pa.Array):

@@ -23,22 +23,12 @@ Columns = dict[str, Any]
 
 
 def block_rows(
-    rid: np.ndarray,
-    pos: np.ndarray,
-    starts: np.ndarray,
-    counts: np.ndarray,
-    chain: np.ndarray,
-    tokens: np.ndarray,
-    block_ids: Any = None,
+    rids: np.ndarray, offsets: np.ndarray, chain: np.ndarray, tokens: np.ndarray, block_ids: Any = None
 ) -> Columns:
-    """request_blocks columns from per-block arrays; ``starts``/``counts`` locate each request's blocks."""
-    nonempty = counts > 0
-    parent = np.empty_like(chain)
-    if len(chain):
-        parent[1:] = chain[:-1]
-        parent[starts[nonempty]] = identity.ROOT_CHAIN
-    running = np.cumsum(tokens)
-    before = np.repeat(running[starts[nonempty]] - tokens[starts[nonempty]], counts[nonempty])
+    """request_blocks columns from per-block arrays; request i (id ``rids[i]``) owns ``offsets[i]:offsets[i + 1]``."""
+    # numpy allocates the outputs: it asks for huge pages, where numba's allocator page-faults 4 KiB at a time
+    rid, pos, parent, end_token = (np.empty(len(chain), dtype=np.int64) for _ in range(4))
+    _fill_block_columns(offsets, rids, chain, tokens, identity.ROOT_CHAIN, rid, pos, parent, end_token)
     if block_ids is None:
         block_id = chain
     else:
@@ -50,8 +40,33 @@ def block_rows(
         "chain": chain,
         "parent": parent,
         "tokens": tokens,
-        "end_token": running - before,
+        "end_token": end_token,
     }
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_block_columns(
+    offsets: Any, rids: Any, chain: Any, tokens: Any, root: int, rid: Any, pos: Any, parent: Any, end_token: Any
+) -> None:
+    # One pass over the blocks instead of a repeat and a temporary per column: a batch has millions of them.
+    for r in range(offsets.shape[0] - 1):
+        above = np.int64(root)
+        running = np.int64(0)
+        for i in range(offsets[r], offsets[r + 1]):
+            rid[i] = rids[r]
+            pos[i] = i - offsets[r]
+            parent[i] = above
+            above = chain[i]
+            running += tokens[i]
+            end_token[i] = running
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_hash_block_tokens(offsets: Any, input_length: Any, size: int, tokens: Any) -> None:
+    # A hash-id request's input fills its blocks in order: whole blocks, then the remainder, then nothing.
+    for r in range(offsets.shape[0] - 1):
+        for i in range(offsets[r], offsets[r + 1]):
+            tokens[i] = min(max(input_length[r] - (i - offsets[r]) * size, 0), size)
 
 
 def _part(data: bytes) -> bytes:
@@ -64,6 +79,15 @@ def _strings(fixed: np.ndarray) -> pa.Array:
     width = fixed.dtype.itemsize
     offsets = np.arange(len(fixed) + 1, dtype=np.int32) * width
     return pa.Array.from_buffers(pa.string(), len(fixed), [None, pa.py_buffer(offsets), pa.py_buffer(fixed.tobytes())])
+
+
+def _repeated(value: str, n: int) -> pa.Array:
+    """``n`` copies of one string as an Arrow string array, its buffers written whole rather than cast."""
+    data = value.encode()
+    if n * len(data) >= 1 << 31:  # past 32-bit offsets: Arrow's cast says so
+        return pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([value])).cast(pa.string())
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(data))
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
 
 
 @functools.lru_cache(maxsize=256)
@@ -146,7 +170,10 @@ def hash_rows(
     trace_prefix = identity.TRACE_V + _part(columns.format.encode()) + scope_part
     trace_text = digests.as_hex("trc_", digests.digest_decimals(trace_prefix, columns.lines, 12))
     trace_ids = trace_text.astype(str).tolist()
-    keep = np.fromiter((t not in known_traces for t in trace_ids), dtype=np.bool_, count=len(trace_ids))
+    if known_traces.isdisjoint(trace_ids):  # the usual case, a trace read once: no Python loop per record
+        keep = np.ones(len(trace_ids), dtype=np.bool_)
+    else:
+        keep = np.fromiter((t not in known_traces for t in trace_ids), dtype=np.bool_, count=len(trace_ids))
     known_traces.update(trace_ids)
     if not keep.all():
         columns = _select(columns, keep)
@@ -158,17 +185,16 @@ def hash_rows(
     message[:, len(identity.TRACE_V) : len(identity.TRACE_V) + 8] = np.frombuffer(
         width.to_bytes(8, "little"), dtype=np.uint8
     )
-    message[:, len(identity.TRACE_V) + 8 :] = np.frombuffer(trace_text.tobytes(), dtype=np.uint8).reshape(n, width)
+    message[:, len(identity.TRACE_V) + 8 :] = trace_text.view(np.uint8).reshape(n, width)
     rid = digests.as_int64(digests.digest_rows(message, 8))
 
     offsets = columns.offsets
     counts = np.diff(offsets)
-    starts = offsets[:-1]
     chain = _chains(columns.scope, columns.hash_ids, chain_cache)
-    pos = np.arange(len(chain), dtype=np.int64) - np.repeat(starts, counts)
     size = columns.block_size
-    tokens = np.clip(np.repeat(columns.input_length, counts) - pos * size, 0, size)
-    blocks = block_rows(np.repeat(rid, counts), pos, starts, counts, chain, tokens)
+    tokens = np.empty(len(chain), dtype=np.int64)
+    _fill_hash_block_tokens(offsets, columns.input_length, size, tokens)
+    blocks = block_rows(rid, offsets, chain, tokens)
 
     family = f"hashid:{columns.scope}:{size}"
     last = np.where(counts > 0, chain[np.maximum(offsets[1:] - 1, 0)] if len(chain) else 0, 0)
@@ -177,7 +203,7 @@ def hash_rows(
     kvc, target = _target_keys(family)
 
     def same(value: str) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([value])).cast(pa.string())
+        return _repeated(value, n)
 
     nulls = pa.nulls(n, pa.int64())
     empty_lists = pa.ListArray.from_arrays(np.zeros(n + 1, dtype=np.int32), pa.array([], pa.int64()))

@@ -1,0 +1,60 @@
+"""The vectorised BLAKE2b equals hashlib however the messages fall into lanes, blocks, slices and threads."""
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from zumik_cli import digests
+
+
+def _decimal_digest(prefix: bytes, value: int, size: int) -> bytes:
+    text = str(value).encode()
+    return hashlib.blake2b(prefix + len(text).to_bytes(8, "little") + text, digest_size=size).digest()
+
+
+def test_decimal_digests_equal_hashlib_when_messages_of_one_group_span_different_block_counts() -> None:
+    rng = np.random.default_rng(1)
+    extremes = np.array([0, 7, -1, 10, 2**63 - 1, -(2**63), 123_456_789, -987], dtype=np.int64)
+    values = np.concatenate([extremes, rng.integers(-(2**63), 2**63 - 1, 150, dtype=np.int64)])  # not whole lanes
+    # prefixes around 128 bytes: "7" fits in the first block, "-9223372036854775808" spills into a second
+    for length in (0, 50, 100, 101, 108, 119, 120, 127, 128, 300):
+        prefix = bytes(rng.integers(0, 256, length, dtype=np.uint8))
+        for size in (8, 12, 64):
+            got = digests.digest_decimals(prefix, values, size)
+            assert [bytes(row) for row in got] == [_decimal_digest(prefix, int(v), size) for v in values]
+
+
+def test_row_digests_equal_hashlib_for_any_width() -> None:
+    rng = np.random.default_rng(2)
+    for width in (0, 1, 44, 127, 128, 129, 256, 300):
+        rows = rng.integers(0, 256, (digests.LANES + 3, width), dtype=np.uint8)
+        for size in (8, 12, 64):
+            expected = [hashlib.blake2b(bytes(row), digest_size=size).digest() for row in rows]
+            assert [bytes(row) for row in digests.digest_rows(rows, size)] == expected
+
+
+def test_no_messages_give_no_digests() -> None:
+    assert digests.digest_decimals(b"p", np.array([], dtype=np.int64), 8).shape == (0, 8)
+    assert digests.digest_rows(np.zeros((0, 5), dtype=np.uint8), 12).shape == (0, 12)
+
+
+def test_slices_hashed_on_helper_threads_give_what_one_slice_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = np.random.default_rng(3).integers(0, 1 << 23, 10_001)
+    rows = np.random.default_rng(4).integers(0, 256, (10_001, 44), dtype=np.uint8)
+    monkeypatch.setattr(digests, "SLICE_MIN", 1 << 62)
+    whole = digests.digest_decimals(b"scope", values, 8), digests.digest_rows(rows, 8)
+    monkeypatch.setattr(digests, "SLICE_MIN", 1000)
+    monkeypatch.setattr(digests, "_cores", lambda: 3)  # three uneven slices, whatever this machine has
+    sliced = digests.digest_decimals(b"scope", values, 8), digests.digest_rows(rows, 8)
+    assert np.array_equal(whole[0], sliced[0]) and np.array_equal(whole[1], sliced[1])
+    assert bytes(sliced[0][-1]) == _decimal_digest(b"scope", int(values[-1]), 8)
+
+
+def test_callers_on_several_threads_each_get_their_own_digests() -> None:
+    arrays = [np.arange(k * 20_000, (k + 1) * 20_000) for k in range(4)]
+    alone = [digests.digest_decimals(b"p", a, 8) for a in arrays]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda a: digests.digest_decimals(b"p", a, 8), arrays))
+    assert all(np.array_equal(x, y) for x, y in zip(alone, together, strict=True))
