@@ -1,10 +1,18 @@
-"""The compiled levels pass: first-seen numbering, batches and table growth change nothing, order is checked."""
+"""The compiled levels pass: one id per chain, batches, parts and table growth change nothing, order is checked."""
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 
 from zumik_cli import capacity
 from zumik_cli.levels import _Pass
+
+
+def _feed(run: _Pass, blocks: dict[str, np.ndarray], units: np.ndarray, checked: bool = True) -> bool:
+    with ThreadPoolExecutor(2) as pool:
+        futures = run.start(pool, *(blocks[k] for k in ("rids", "pos", "chain", "end_token")), units, checked)
+        return all(f.result() for f in futures)
 
 
 def _requests(counts: np.ndarray, seed: int = 0) -> pa.Table:
@@ -36,19 +44,19 @@ def _run(req: pa.Table, counts: np.ndarray, coincide: bool, blocks: dict[str, np
     units = np.empty(len(blocks["pos"]), dtype=np.int32)
     bounds = [0, *cuts, len(units)]
     for a, b in zip(bounds, bounds[1:], strict=False):
-        assert run.feed(*(blocks[k][a:b] for k in ("rids", "pos", "chain", "end_token")), units[a:b])
+        assert _feed(run, {k: v[a:b] for k, v in blocks.items()}, units[a:b])
     assert run.complete()
     return run.out.copy(), units, run.n_units
 
 
-def test_units_number_chains_in_first_seen_order_like_arrow() -> None:
+def test_units_give_each_chain_one_id_below_the_bound() -> None:
     counts = np.random.default_rng(1).integers(0, 9, 2_000)
     req = _requests(counts)
     blocks = _blocks(counts, req)
     _, units, n = _run(req, counts, True, blocks)
-    expected = pa.array(blocks["chain"]).dictionary_encode()
-    assert n == len(expected.dictionary)
-    assert np.array_equal(units, expected.indices.to_numpy())
+    pairs = set(zip(blocks["chain"].tolist(), units.tolist(), strict=True))
+    assert len(pairs) == len(set(blocks["chain"].tolist())) == len(set(units.tolist()))
+    assert units.min() >= 0 and units.max() < n <= 2 * len(pairs) + 2
 
 
 def test_batches_and_table_growth_change_no_level() -> None:
@@ -70,9 +78,9 @@ def test_a_block_out_of_time_order_stops_the_pass() -> None:
     swapped["rids"][[1, 2]] = swapped["rids"][[2, 1]]
     run = _Pass(req, counts, True, 5)
     units = np.empty(5, dtype=np.int32)
-    assert not run.feed(*(swapped[k] for k in ("rids", "pos", "chain", "end_token")), units)
+    assert not _feed(run, swapped, units)
     short = _Pass(req, counts, True, 5)
-    assert short.feed(*(blocks[k][:4] for k in ("rids", "pos", "chain", "end_token")), units[:4])
+    assert _feed(short, {k: v[:4] for k, v in blocks.items()}, units[:4])
     assert not short.complete()
 
 

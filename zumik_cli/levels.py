@@ -53,14 +53,15 @@ BATCH_ROWS = 1 << 20
 DONE, OUT_OF_ORDER, GROW = 0, 1, 2
 CHAIN, FAM, TGT, KVC = 0, 1, 2, 3  # the pass's hash tables
 MAX_UNITS = 2**31 - 2  # units are int32
+PARTS = 2  # the levels pass runs in this many parts by chain, one a core (a power of two)
 
 
 @dataclass(frozen=True)
 class Workload:
     """Every request with blocks, in time order, as CSR arrays: the input of ``capacity``.
 
-    ``units`` numbers each distinct (KV key, chain) pair 0..n_units-1 (int32, in first-seen order);
-    ``rids[i]`` is request i's rid.
+    ``units`` numbers each distinct (KV key, chain) pair with an int32 id below ``n_units`` (a few ids may go
+    unused); ``rids[i]`` is request i's rid.
     """
 
     offsets: IntArray
@@ -121,6 +122,8 @@ def _flush(out: IntArray, r: int, acc: IntArray) -> None:
 @_jit
 def _pass(
     at: int,
+    part: int,
+    parts: int,
     checked: bool,
     rids: IntArray,
     pos: IntArray,
@@ -145,7 +148,8 @@ def _pass(
     out: IntArray,
     units: npt.NDArray[np.int32],
 ) -> tuple[int, int]:
-    # Blocks ``at``.. of a batch in the dataset's order. ``cursor`` is (request index, blocks of it seen):
+    # Blocks ``at``.. of a batch in the dataset's order, those whose chain is ``part`` modulo ``parts`` (a power of
+    # two): each part keeps its own tables, state and results. ``cursor`` is (request index, blocks of it seen):
     # ``checked``, each block must be the next one of the request in time order (index = ord - 1), else the
     # pass stops with OUT_OF_ORDER. A table that would pass half full stops it with GROW + the table before
     # anything of the block is changed, so the caller grows it and resumes at the same block. ``pair_ids[k, r]``
@@ -165,6 +169,9 @@ def _pass(
         if r >= n_req or (checked and (rids[b] != req_rid[r] or pos[b] != seen)):
             code, stop = OUT_OF_ORDER, b
             break
+        if chain[b] & (parts - 1) != part:  # another part's chain
+            seen += 1
+            continue
         # a unit's state is set the moment it is numbered (numbers come in order: a new one is ``used`` before
         # the call), before the pass can stop, so no array is filled up front
         fresh = used[CHAIN]
@@ -196,7 +203,7 @@ def _pass(
         if u == fresh:
             state[u, 0] = state[u, 1] = state[u, 2] = np.nan
         seen += 1
-        units[b] = u
+        units[b] = u * parts + part
         t = ts[r]
         no_time = np.isnan(t)
         n = pos[b] + 1
@@ -242,33 +249,25 @@ def _pass(
     return code, stop
 
 
-class _Pass:
-    """The state of one levels pass: hash tables, per-unit state and per-request results, grown on demand."""
+class _Part:
+    """The state of one part of a levels pass: hash tables, per-unit state and per-request results, grown on demand.
 
-    def __init__(self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int) -> None:
-        self.req_rid = np.ascontiguousarray(req.column("rid").to_numpy(), dtype=np.int64)
-        self.n_blocks = np.ascontiguousarray(n_blocks, dtype=np.int64)
-        n_req = len(self.req_rid)
-        self.ts = req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64)
-        self.ttl = req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64)
-        self.pair_ids = (
-            np.stack([req.column(name).to_numpy().astype(np.int64) for name in ("fam_id", "tgt_id", "kvc_id")])
-            if n_req
-            else np.zeros((3, 0), dtype=np.int64)
-        )
-        self.coincide = coincide
+    A part sees every block (to follow the requests) but numbers and judges only its own chains; no (key, chain)
+    pair belongs to two parts, so the parts run side by side and their per-request results combine by max.
+    """
+
+    def __init__(self, requests: _Requests, part: int, chain_bits: int) -> None:
+        self.requests, self.part = requests, part
         self.cursor = np.zeros(2, dtype=np.int64)
         self.used = np.zeros(4, dtype=np.int64)
-        # sized for half the blocks to be distinct (at most 2^24 slots, 256 MiB): no rehash at the Mooncake mix
-        # (pair tables start smaller: they grow only where families, targets and keys differ)
-        chain_bits = min(24, max(10, (expected_blocks // 2).bit_length() + 1))
-        self.bits = np.array([chain_bits] + [1 if coincide else min(chain_bits, 20)] * 3, dtype=np.int64)
+        # pair tables start smaller: they grow only where families, targets and keys differ
+        self.bits = np.array([chain_bits] + [1 if requests.coincide else min(chain_bits, 20)] * 3, dtype=np.int64)
         self.tables = tuple(_empty_table(int(b)) for b in self.bits)
         # rows are set as units are numbered (see _pass): nothing to fill, and untouched pages cost nothing
         self.first_fam = np.empty(len(self.tables[FAM]) // 2 + 1, dtype=np.int64)
         self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
-        self.state = np.empty((len(self.tables[CHAIN if coincide else KVC]) // 2 + 1, 3))
-        self.out = np.zeros((10, n_req), dtype=np.int64)
+        self.state = np.empty((len(self.tables[CHAIN if requests.coincide else KVC]) // 2 + 1, 3))
+        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int64)
 
     def feed(
         self,
@@ -277,17 +276,14 @@ class _Pass:
         chain: IntArray,
         end_token: IntArray,
         units: npt.NDArray[np.int32],
-        checked: bool = True,
+        checked: bool,
     ) -> bool:
-        """Run the pass over the next blocks; False when they are not the next ones in time order.
-
-        Unchecked, the blocks are taken as the next ones whatever their rid and position (``rids`` unused).
-        """
+        req = self.requests
         at = 0
         while True:
             code, at = _pass(
-                at, checked, rids, pos, chain, end_token, self.cursor, self.req_rid, self.n_blocks, self.ts,
-                self.ttl, self.pair_ids, self.coincide, *self.tables, self.bits, self.used, self.first_fam,
+                at, self.part, PARTS, checked, rids, pos, chain, end_token, self.cursor, req.req_rid, req.n_blocks,
+                req.ts, req.ttl, req.pair_ids, req.coincide, *self.tables, self.bits, self.used, self.first_fam,
                 self.first_tgt, self.state, self.out, units,
             )  # fmt: skip
             if code == DONE:
@@ -297,14 +293,13 @@ class _Pass:
             self._grow(code - GROW)
 
     def complete(self) -> bool:
-        """Every request's blocks were seen."""
         r, seen = int(self.cursor[0]), int(self.cursor[1])
-        rest = self.n_blocks[r:]
-        return r >= len(self.n_blocks) or (seen == rest[0] and not rest[1:].any())
+        rest = self.requests.n_blocks[r:]
+        return r >= len(self.requests.n_blocks) or (seen == rest[0] and not rest[1:].any())
 
     def _grow(self, k: int) -> None:
         old = self.tables[k]
-        if self.used[k] >= MAX_UNITS:
+        if self.used[k] >= MAX_UNITS // PARTS:
             raise ZumikError("more than 2^31 distinct blocks: split the dataset by tenant or time and compare parts")
         self.bits[k] += 1
         new = _empty_table(int(self.bits[k]))
@@ -313,16 +308,77 @@ class _Pass:
         tables[k] = new
         self.tables = tuple(tables)  # type: ignore[assignment]
         cap = new.shape[0] // 2 + 1
-        if k == (CHAIN if self.coincide else KVC):
+        if k == (CHAIN if self.requests.coincide else KVC):
             self.state = _extend(self.state, cap)
         elif k == FAM:
             self.first_fam = _extend(self.first_fam, cap)
         elif k == TGT:
             self.first_tgt = _extend(self.first_tgt, cap)
 
+
+@dataclass(frozen=True)
+class _Requests:
+    """The requests in time order (index = ord - 1), as every part of a pass reads them."""
+
+    req_rid: IntArray
+    n_blocks: IntArray
+    ts: npt.NDArray[np.float64]
+    ttl: npt.NDArray[np.float64]
+    pair_ids: IntArray  # (family, target, key) number per request
+    coincide: bool
+
+
+class _Pass:
+    """One levels pass over every block in time order, in ``PARTS`` parts by chain that run on their own threads."""
+
+    def __init__(self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int) -> None:
+        rid = np.ascontiguousarray(req.column("rid").to_numpy(), dtype=np.int64)
+        self.requests = _Requests(
+            req_rid=rid,
+            n_blocks=np.ascontiguousarray(n_blocks, dtype=np.int64),
+            ts=req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64),
+            ttl=req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
+            pair_ids=(
+                np.stack([req.column(name).to_numpy().astype(np.int64) for name in ("fam_id", "tgt_id", "kvc_id")])
+                if len(rid)
+                else np.zeros((3, 0), dtype=np.int64)
+            ),
+            coincide=coincide,
+        )
+        # each part's chain table sized for half its blocks to be distinct (at most 2^23 slots, 128 MiB): no
+        # rehash at the Mooncake mix
+        chain_bits = min(23, max(10, (expected_blocks // (2 * PARTS)).bit_length() + 1))
+        self.parts = [_Part(self.requests, part, chain_bits) for part in range(PARTS)]
+
+    def start(
+        self,
+        pool: ThreadPoolExecutor,
+        rids: IntArray,
+        pos: IntArray,
+        chain: IntArray,
+        end_token: IntArray,
+        units: npt.NDArray[np.int32],
+        checked: bool = True,
+    ) -> list[Future[bool]]:
+        """Start every part on the next blocks; each future says False when a block is out of time order.
+
+        Unchecked, the blocks are taken as the next ones whatever their rid and position (``rids`` unused).
+        """
+        return [pool.submit(p.feed, rids, pos, chain, end_token, units, checked) for p in self.parts]
+
+    def complete(self) -> bool:
+        """Every request's blocks were seen."""
+        return all(part.complete() for part in self.parts)
+
+    @property
+    def out(self) -> IntArray:
+        """Per request (columns) the ten levels (rows), the parts' combined."""
+        return np.maximum.reduce([part.out for part in self.parts])
+
     @property
     def n_units(self) -> int:
-        return int(self.used[CHAIN if self.coincide else KVC])
+        """A bound on the unit ids: part p numbers its units p, p + PARTS, p + 2 * PARTS, ..."""
+        return PARTS * max(int(part.used[CHAIN if self.requests.coincide else KVC]) for part in self.parts)
 
 
 def _empty_table(bits: int) -> IntArray:
@@ -343,24 +399,24 @@ def _stored_batches(con: duckdb.DuckDBPyConnection) -> Iterator[pa.RecordBatch]:
 def _ordered_pass(
     con: duckdb.DuckDBPyConnection, run: _Pass, total: int
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None:
-    # The blocks as stored, batch by batch, the pass of one batch on a worker while DuckDB reads the next
-    # (both release the GIL). None as soon as a block is not the next one in time order, or a block is missing.
+    # The blocks as stored, batch by batch, the parts of the pass on one batch on their threads while DuckDB reads
+    # the next (all release the GIL). None as soon as a block is not the next one in time order, or is missing.
     units = np.empty(total, dtype=np.int32)
     sizes = np.empty(total, dtype=np.int32)
     at = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-levels") as pool:
-        pending: Future[bool] | None = None
+    with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
+        pending: list[Future[bool]] = []
         for batch in _stored_batches(con):
             n = batch.num_rows
-            if at + n > total or (pending is not None and not pending.result()):
+            if at + n > total or not all(f.result() for f in pending):
                 return None
             sizes[at : at + n] = batch.column("tokens").to_numpy()
             rids, pos, chain, end_token = (
                 batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
             )
-            pending = pool.submit(run.feed, rids, pos, chain, end_token, units[at : at + n])
+            pending = run.start(pool, rids, pos, chain, end_token, units[at : at + n])
             at += n
-        if pending is not None and not pending.result():
+        if not all(f.result() for f in pending):
             return None
     if at != total or not run.complete():
         return None
@@ -425,7 +481,10 @@ def _placed_pass(
     units = np.empty(len(order), dtype=np.int32)
     # in time order by construction, repeated or missing positions included: the pass does not check it
     placed_pos = pos[order]
-    run.feed(placed_pos, placed_pos, columns.pop("chain")[order], columns.pop("end_token")[order], units, False)
+    chain, end_token = columns.pop("chain")[order], columns.pop("end_token")[order]
+    with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
+        for done in run.start(pool, placed_pos, placed_pos, chain, end_token, units, False):
+            done.result()
     return run, units, columns.pop("tokens")[order]
 
 
@@ -444,10 +503,11 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool) -> Workload:
         run, units, sizes = _placed_pass(con, req, coincide)
     else:
         units, sizes = ordered
-    counts = run.n_blocks
+    counts = run.requests.n_blocks
     has_blocks = counts > 0
-    rids = run.req_rid[has_blocks]
-    table = pa.table({"rid": rids, **{name: run.out[k][has_blocks] for k, name in enumerate(LEVEL_COLUMNS)}})
+    rids = run.requests.req_rid[has_blocks]
+    out = run.out
+    table = pa.table({"rid": rids, **{name: out[k][has_blocks] for k, name in enumerate(LEVEL_COLUMNS)}})
     con.register("levels_in", table)
     aggregates = ", ".join(f"max({name}) AS {name}" for name in LEVEL_COLUMNS)
     # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
