@@ -346,7 +346,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
             "ingest the traces again into a new dataset"
         )
     con.execute(_sql("units.sql"))
-    workload = compute_levels(con, _levels_coincide(con))
+    workload = compute_levels(con, _levels_coincide(con), dataset.parts("request_blocks"))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
         curve = _start_curve(con, workload, options.capacities, pool) if options.curves else None
