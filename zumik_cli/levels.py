@@ -34,6 +34,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from llvmlite import ir
+from numba.extending import intrinsic
 
 from .errors import ZumikError
 
@@ -54,6 +56,7 @@ DONE, OUT_OF_ORDER, GROW = 0, 1, 2
 CHAIN, FAM, TGT, KVC = 0, 1, 2, 3  # the pass's hash tables
 MAX_UNITS = 2**31 - 2  # units are int32
 PARTS = 2  # the levels pass runs in this many parts by chain, one a core (a power of two)
+PREFETCH_AHEAD = 16  # blocks: how far ahead the pass asks for a chain's hash slot
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,36 @@ def _jit(kernel: Callable[..., Any]) -> Any:
     return numba.njit(cache=True, nogil=True)(kernel)
 
 
+@intrinsic
+def _prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+    # LLVM's prefetch hint for array[index] (read, keep in all cache levels): it changes no result. The pass asks
+    # for the hash slot of a block a few blocks ahead, so that slot is in cache when its turn comes.
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        byte = ir.IntType(8).as_pointer()
+        int32 = ir.IntType(32)
+        hint = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [byte, int32, int32, int32])
+        )
+        address = builder.bitcast(builder.gep(data, [args[1]]), byte)
+        builder.call(hint, [address, ir.Constant(int32, 0), ir.Constant(int32, 3), ir.Constant(int32, 1)])
+        return context.get_dummy_value()
+
+    return numba.types.void(array, index), codegen
+
+
+@_jit
+def _home(bits: int, key: int) -> int:
+    return int((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+
+
 @_jit
 def _slot(table: IntArray, bits: int, key: int) -> int:
     # Open addressing (linear probing) on a multiplicative hash of 2^bits slots; each slot holds its key and
     # number side by side (16 bytes), so a probe costs one cache miss, not two. Returns the key's slot, or the
     # empty one where it belongs.
     mask = np.uint64((1 << bits) - 1)
-    h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)
+    h = np.uint64(_home(bits, key))
     while table[h, 1] != 0 and table[h, 0] != key:
         h = (h + np.uint64(1)) & mask
     return int(h)
@@ -160,7 +186,11 @@ def _pass(
     r, seen = cursor[0], cursor[1]
     acc = np.zeros(10, dtype=np.int64)
     code, stop = DONE, pos.shape[0]
+    ahead = np.int64(PREFETCH_AHEAD)
+    flat = chain_table.reshape(-1)
     for b in range(at, pos.shape[0]):
+        if b + ahead < pos.shape[0] and chain[b + ahead] & (parts - 1) == part:
+            _prefetch(flat, np.int64(2 * _home(bits[CHAIN], chain[b + ahead])))  # type: ignore[call-arg]  # typed by numba
         if r < n_req and seen >= n_blocks[r]:
             _flush(out, r, acc)
             while r < n_req and seen >= n_blocks[r]:
