@@ -545,20 +545,23 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
         run, units, sizes = _placed_pass(con, req, coincide)
     else:
         units, sizes = ordered
-    counts = run.requests.n_blocks
+    counts, n_units, out = run.requests.n_blocks, run.n_units, run.out
     has_blocks = counts > 0
     rids = run.requests.req_rid[has_blocks]
-    out = run.out
+    del run  # its tables and unit state (hundreds of MB at 1M requests) go before DuckDB takes the levels
     table = pa.table({"rid": rids, **{name: out[k][has_blocks] for k, name in enumerate(LEVEL_COLUMNS)}})
-    con.register("levels_in", table)
-    aggregates = ", ".join(f"max({name}) AS {name}" for name in LEVEL_COLUMNS)
-    # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
-    con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {aggregates} FROM levels_in GROUP BY rid")
-    con.unregister("levels_in")
+    del out
+    if con.execute("SELECT count(DISTINCT rid) = count(*) FROM req").fetchall()[0][0]:
+        con.register("levels", table)  # DuckDB reads the Arrow table where it lies
+    else:  # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
+        con.register("levels_in", table)
+        aggregates = ", ".join(f"max({name}) AS {name}" for name in LEVEL_COLUMNS)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {aggregates} FROM levels_in GROUP BY rid")
+        con.unregister("levels_in")
     return Workload(
         offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
         units=units,
         sizes=sizes,
         rids=rids,
-        n_units=run.n_units,
+        n_units=n_units,
     )
