@@ -171,7 +171,16 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _warm_up(plan: list[tuple[str, str, Path, int]], args: argparse.Namespace) -> None:
-    """One unmeasured zumik run per kind, so that numba's compiled kernels are in its on-disk cache."""
+    """One unmeasured zumik run per kind, so that numba's compiled kernels are in its on-disk cache.
+
+    zumik's modules are compiled to bytecode first, as installing a wheel does (the peers' are): an editable
+    install under PYTHONDONTWRITEBYTECODE would compile them again on every run.
+    """
+    import compileall
+
+    import zumik_cli
+
+    compileall.compile_dir(str(Path(zumik_cli.__file__).parent), quiet=1)
     seen = set()
     for kind, _, path, _ in plan:
         if kind not in seen:
