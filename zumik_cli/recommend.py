@@ -38,20 +38,23 @@ RULES_SCHEMA = pa.schema(
 # full input price. Usage-only requests have nothing a change could alter and are left out.
 COST_SQL = """
 WITH rows AS (
-    SELECT s.provider, r.engine, s.model, s.write_ttl, s.total, s.candidate,
-           least(round(coalesce(list_max(r.breakpoints), r.prompt_tokens_counted) * s.scale)::BIGINT, s.total)
-               AS last_mark,
-           k.gran_kind, k.min_tokens
+    SELECT s.rid, s.provider, s.engine, s.model, s.write_ttl, s.total, s.candidate, s.scale, k.gran_kind, k.min_tokens
     FROM wf s
-    JOIN requests r USING (rid)
-    JOIN rc_rules k ON k.provider IS NOT DISTINCT FROM s.provider AND k.engine IS NOT DISTINCT FROM r.engine
+    JOIN rc_rules k ON k.provider IS NOT DISTINCT FROM s.provider AND k.engine IS NOT DISTINCT FROM s.engine
                    AND k.model IS NOT DISTINCT FROM s.model
     WHERE NOT s.usage_only
+), marks AS (
+    -- only targets that write at breakpoints need the request's own marks
+    SELECT w.rid, least(round(coalesce(list_max(r.breakpoints), r.prompt_tokens_counted) * w.scale)::BIGINT, w.total)
+               AS last_mark
+    FROM rows w JOIN requests r USING (rid)
+    WHERE w.gran_kind = 'breakpoints'
 )
 SELECT provider, engine, model, write_ttl, count(*) AS requests, sum(total) AS total, sum(candidate) AS candidate,
        sum(CASE WHEN gran_kind = 'breakpoints' AND last_mark >= min_tokens
                 THEN greatest(last_mark - candidate, 0) ELSE 0 END) AS written
-FROM rows GROUP BY ALL
+FROM rows LEFT JOIN marks USING (rid)
+GROUP BY ALL
 """
 
 
