@@ -1,16 +1,19 @@
 """Run one command and measure it as the operating system saw it: wall time, CPU time and peak memory.
 
-CPU time and peak resident memory come from ``wait4`` on the child (its own threads included, and any
-children it waited for), so they need neither ``/usr/bin/time`` nor sampling; other work on the machine
+CPU time and peak resident memory come from ``wait4`` on the command (its own threads included, and any
+children it waited for), called by a small launcher (``bench/launch.py``) that starts it, so that the harness's
+own memory is not counted in it, and neither ``/usr/bin/time`` nor sampling is needed; other work on the machine
 inflates wall time but not CPU time, which is why both are kept. A run past its time or memory limit is
 killed and recorded as such rather than waited for.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +36,7 @@ class Run:
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_LAUNCHER = Path(__file__).with_name("launch.py")
 
 
 def _resident_bytes(pid: int) -> int:
@@ -53,14 +57,29 @@ def run(
 ) -> Run:
     out = stdout.open("wb") if stdout else subprocess.PIPE
     began = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE, start_new_session=True)
+    report_read, report_write = os.pipe()
+    # started through bench/launch.py, so that the command's peak memory is not floored at the harness's own
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(_LAUNCHER), str(report_write), *command],
+        cwd=cwd,
+        env=env,
+        stdout=out,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        pass_fds=(report_write,),
+    )
+    os.close(report_write)
+    report = os.fdopen(report_read, "rb")
+    pid = int(report.readline() or b"-1")
     killed: list[str] = []
+    sampled_peak = [0]
     done = threading.Event()
 
     def watch() -> None:
-        # the child's resident memory, sampled to enforce the limit; wait4 gives the exact peak afterwards
+        # the command's resident memory, sampled to enforce the limit; wait4 gives the exact peak afterwards
         while not done.wait(0.2):
-            rss = _resident_bytes(process.pid)
+            rss = _resident_bytes(pid) if pid > 0 else 0
+            sampled_peak[0] = max(sampled_peak[0], rss)
             over_time = time.perf_counter() - began > timeout_s
             if over_time or rss > memory_limit_mb * 1e6:
                 killed.append("time" if over_time else "memory")
@@ -75,20 +94,25 @@ def run(
     stdout_text = b""
     if stdout is None and process.stdout is not None:
         stdout_text = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    launcher_code = process.wait()
     wall = time.perf_counter() - began
     done.set()
     reader.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
+    measured = json.loads(report.read() or b"{}")
+    report.close()
     if stdout:
         out.close()  # type: ignore[union-attr]
         stdout_text = stdout.read_bytes()[-4000:]
+    stderr_text = stderr_reader[0] if stderr_reader else b""
+    if "error" in measured:
+        stderr_text += f"could not start {command[0]}: {measured['error']}".encode()
     return Run(
-        wall_s=round(wall, 3),
-        cpu_s=round(usage.ru_utime + usage.ru_stime, 3),
-        peak_mb=round(usage.ru_maxrss / 1024, 1),
-        exit_code=process.returncode,
+        # a killed run has no report from the launcher: its wall time and sampled peak are the harness's
+        wall_s=round(measured.get("wall_s", wall), 3),
+        cpu_s=round(measured.get("cpu_s", 0.0), 3),
+        peak_mb=round(measured["peak_kb"] / 1024 if "peak_kb" in measured else sampled_peak[0] / 2**20, 1),
+        exit_code=measured.get("exit_code", launcher_code),
         killed=killed[0] if killed else "",
         stdout_tail=stdout_text[-4000:].decode("utf-8", "replace"),
-        stderr_tail=(stderr_reader[0] if stderr_reader else b"")[-2000:].decode("utf-8", "replace"),
+        stderr_tail=stderr_text[-2000:].decode("utf-8", "replace"),
     )

@@ -12,7 +12,7 @@ from zumik_cli import digests, identity
 
 # bench/ sits beside the package, not in it: the harness is run from the checkout (python -m bench.run)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import mooncake, run, workloads  # noqa: E402
+from bench import measure, mooncake, run, workloads  # noqa: E402
 
 
 def test_the_harness_runs_zumik_on_tiny_inputs_and_writes_its_table_json_and_plot(tmp_path: Path) -> None:
@@ -39,6 +39,24 @@ def test_the_harness_runs_zumik_on_tiny_inputs_and_writes_its_table_json_and_plo
     assert (tmp_path / "out" / "plot.html").stat().st_size > 0
     written = docs.read_text()
     assert "old" not in written and "| mooncake 200 requests |" in written and written.endswith("after\n")
+
+
+def test_a_measured_command_has_its_own_peak_memory_not_the_harness_s(tmp_path: Path) -> None:
+    held = np.ones(300_000_000 // 8)  # the harness holding 300 MB, as it does after generating workloads
+    script = "b = bytearray(120_000_000)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('done')"
+
+    small = measure.run([sys.executable, "-c", "print('done')"])
+    large = measure.run([sys.executable, "-c", script])
+    failed = measure.run([sys.executable, "-c", "raise SystemExit(3)"])
+    slow = measure.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5)
+    missing = measure.run([str(tmp_path / "no-such-tool")])
+
+    assert held.sum() > 0
+    assert small.exit_code == 0 and small.stdout_tail.strip() == "done" and small.peak_mb < 100
+    assert 120 < large.peak_mb < 220 and large.cpu_s > 0
+    assert failed.exit_code == 3 and not failed.killed
+    assert slow.killed == "time" and slow.wall_s < 10
+    assert missing.exit_code != 0 and "could not start" in missing.stderr_tail
 
 
 def test_resending_keeps_the_unique_content_and_so_the_tokenized_characters(tmp_path: Path) -> None:
