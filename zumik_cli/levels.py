@@ -553,7 +553,7 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
     del out
     con.register("levels_in", table)
     # a table of DuckDB's own, not a view of the Arrow one: the breakpoint and sibling joins plan far better on it
-    # (about a third of the time and memory on 1 GB of agent traffic)
+    # (on 1 GB of agent traffic the view took the peak from 1.08 GB to 1.56 GB; docs/benchmarks.md)
     if con.execute("SELECT count(DISTINCT rid) = count(*) FROM req").fetchall()[0][0]:
         con.execute("CREATE OR REPLACE TEMP TABLE levels AS SELECT * FROM levels_in")
     else:  # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
