@@ -519,3 +519,30 @@ def _system_text(dataset: Dataset) -> str:
     rows = dataset.connect().execute("SELECT DISTINCT text FROM blocks WHERE kind = 'system'").fetchall()
     assert len(rows) == 1
     return str(rows[0][0])
+
+
+def test_a_report_with_prompt_text_shows_each_system_and_tool_edit_as_it_was_and_became(planted, tmp_path):
+    import html
+    import re
+
+    dataset, result = planted
+    cli = CliRunner()
+
+    shown = cli.invoke(app, ["report", "--data", str(dataset.root), "-o", str(tmp_path / "t.html"), "--include-text"])
+    hidden = cli.invoke(app, ["report", "--data", str(dataset.root), "-o", str(tmp_path / "n.html")])
+
+    assert shown.exit_code == 0 and hidden.exit_code == 0, shown.stderr + hidden.stderr
+    page = (tmp_path / "t.html").read_text()
+    section = html.unescape(re.search(r'<section id="samples">(.*?)</section>', page, re.S).group(1))
+    edits = sorted(
+        (b for b in result.breaks if b.cause in ("system_changed", "tools_changed") and "span" in str(b.detail)),
+        key=lambda b: (-b.lost_tokens, b.trace_id),
+    )
+    assert len(edits) >= 3
+    # every edit, biggest loss first, each with the changed text as it was and as it became
+    assert [section.index(b.trace_id) for b in edits] == sorted(section.index(b.trace_id) for b in edits)
+    assert f"Current time: {TIME_OLD}\n" in section and f"Current time: {TIME_NEW}\n" in section
+    assert "\nAnswer briefly.\n" in section and "\nAnswer in full, with sources.\n" in section
+    assert "tool get_shipment changed at character" in section
+    assert "Answer in full" not in (tmp_path / "n.html").read_text()
+    assert 'id="samples"' not in (tmp_path / "n.html").read_text()

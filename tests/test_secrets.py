@@ -245,6 +245,32 @@ def test_a_key_pasted_into_the_prompt_never_reaches_a_report(include_text: bool,
     assert "Zq1promptkeyMARK" not in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.parametrize("filler", [0, 7, 23, 31])
+def test_a_key_in_an_edited_system_prompt_is_redacted_where_the_report_shows_the_edit(
+    filler: int, tmp_path: Path
+) -> None:
+    from test_cli_ingest import zumik
+
+    # the key sits just before the edited word, at several distances, so that a context cut through it would show
+    first, second = json.loads(good_lines("zumik")[0]), json.loads(good_lines("zumik")[0])
+    rules = " ".join(f"Rule {i}: check the build log before answering." for i in range(40))
+    edits = (("k-1", "2026-03-03T09:00:00Z", "staging"), ("k-2", "2026-03-03T09:00:30Z", "production"))
+    for record, (trace, stamp, level) in zip((first, second), edits, strict=True):
+        text = f"You fix failing tests. {'x' * filler} {PROMPT_KEY} deploys to {level}. {rules}"
+        record.update(trace_id=trace, timestamp=stamp)
+        record["system"] = [{"type": "text", "text": text}]
+    (tmp_path / "edit.jsonl").write_text(f"{json.dumps(first)}\n{json.dumps(second)}\n")
+    ingest([tmp_path / "edit.jsonl"], tmp_path / "data")
+
+    result = zumik("report", "--data", tmp_path / "data", "--output", tmp_path / "r.html", "--include-text")
+
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "deploys to staging" in page and "deploys to production" in page  # the edit is shown
+    assert "[redacted] deploys to staging" in page
+    assert "promptkey" not in page and "Zq1" not in page
+
+
 def test_prompt_samples_shown_on_request_have_key_shaped_strings_redacted(
     report_waterfall: dict[str, Any], report_manifest: dict[str, Any]
 ) -> None:

@@ -301,7 +301,10 @@ def report(
     generated_at: Annotated[
         str | None, typer.Option(help="Fixed generation time to print (for reproducible files).")
     ] = None,
-    include_text: Annotated[bool, typer.Option(help="Include prompt text excerpts (off by default).")] = False,
+    include_text: Annotated[
+        bool,
+        typer.Option(help="Show the prompt text where system prompts and tool definitions changed (off by default)."),
+    ] = False,
 ) -> None:
     """Write the self-contained HTML report of a dataset, recommendations included (one file, no network needed)."""
     from .cli_diagnosis import diagnose_recommendations

@@ -445,6 +445,8 @@ def _span(con: duckdb.DuckDBPyConnection, kind: str, old_block: int, new_block: 
     verdict = volatility.judge(shape, values, requests)
     return {
         "where": where,
+        "old_block": old_block,
+        "new_block": new_block,
         "offset": new_span[0],
         "old": _cut(old[slice(*old_span)]),
         "new": _cut(new[slice(*new_span)]),

@@ -79,19 +79,75 @@ class ReportInputs:
 def _samples_section(inputs: ReportInputs) -> Markup:
     """Prompt excerpts, only when the caller asked for text; each is cut short, escaped, and has key-shaped strings
     (API keys, bearer tokens, credential fields) redacted: a report travels further than the dataset."""
-    samples = as_rows(list(inputs.samples or []))
-    if not inputs.include_text or not samples:
+    if not inputs.include_text:
         return Markup("")
     from zumik_cli.readers import redact  # here: the trace readers cost more to load than the rest of the report
 
+    samples = as_rows(list(inputs.samples or []))
     cards = []
     for sample in samples[:TABLE_ROW_LIMIT]:
         text = redact(str(sample.get("text") or ""))
         cut = text[:SAMPLE_CHARS] + ("\n[... cut]" if len(text) > SAMPLE_CHARS else "")
         header = join(["Trace ", tag("code", sample.get("trace_id") or "unknown")])
+        if sample.get("heading"):
+            header = join([header, ": ", redact(str(sample["heading"]))])
         cards.append(card(tag("p", header, class_="small"), tag("pre", cut, class_="sample")))
-    intro = "This report was asked to include prompt text: share it only with people allowed to read it."
-    return section("samples", "Example prompts", intro, *cards, more_note(len(cards), len(samples), "examples"))
+    intro = (
+        "Where a system prompt or tool definition changed between a request and the one before it on its branch, "
+        "for the changes that cost the most reuse (zumik divergence --data DATASET lists every break). This report "
+        "was asked to include prompt text: share it only with people allowed to read it."
+    )
+    if not cards:
+        cards.append(
+            tag(
+                "p",
+                "No request here changed the text of a system prompt or tool definition (content-free traces have no "
+                "text to show).",
+            )
+        )
+    return section("samples", "Where prompts changed", intro, *cards, more_note(len(cards), len(samples), "changes"))
+
+
+def prompt_changes(dataset: Any) -> list[dict[str, Any]]:
+    """The report's text samples: each break that edited a system prompt or a tool definition, most tokens lost
+    first, with the changed span as it was and as it became, between the same few characters of context.
+
+    Both texts are redacted whole before they are compared and cut, so that no cut can leave part of a key that
+    redaction would no longer recognise."""
+    from .divergence import CAUSES, compute_divergence
+    from .readers import redact
+    from .volatility import CONTEXT_CHARS, diff_span
+
+    con = dataset.connect()
+    samples = []
+    for b in sorted(compute_divergence(dataset).breaks, key=lambda b: (-b.lost_tokens, b.trace_id)):
+        for part in ("system", "tools"):
+            span = b.detail.get(part, {}).get("span")
+            if not span:
+                continue
+            texts = dict(
+                con.execute(
+                    "SELECT block_id, text FROM blocks WHERE block_id IN (?, ?)", [span["old_block"], span["new_block"]]
+                ).fetchall()
+            )
+            old, new = redact(texts.get(span["old_block"]) or ""), redact(texts.get(span["new_block"]) or "")
+            diff = diff_span(old, new)
+            before = old[max(0, diff.start - CONTEXT_CHARS) : diff.start]
+            after = new[diff.new_end : diff.new_end + CONTEXT_CHARS]
+            heading = f"{CAUSES[b.cause]}, {b.lost_tokens:,} tokens lost; {span['where']} changed at character "
+            samples.append(
+                {
+                    "trace_id": b.trace_id,
+                    "heading": f"{heading}{span['offset']:,}",
+                    "text": f"was: ...{before}{_cut(old[diff.start : diff.old_end])}{after}...\n"
+                    f"now: ...{before}{_cut(new[diff.start : diff.new_end])}{after}...",
+                }
+            )
+    return samples
+
+
+def _cut(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else f"{text[:limit]} [... cut]"
 
 
 def _methodology_section(inputs: ReportInputs) -> Markup:
@@ -389,6 +445,7 @@ def write_dataset_report(
             policies=policies,
             replays=replays,
             include_text=include_text,
+            samples=prompt_changes(dataset) if include_text else None,
             recommendations=recommendations,
         ),
         path,
