@@ -182,6 +182,38 @@ def test_a_file_that_grew_adds_only_its_new_records(tmp_path: Path) -> None:
     assert [s[0] for s in seqs] == [1, 2, 3]
 
 
+def test_hash_id_traces_with_one_name_in_two_folders_keep_their_own_requests_and_ids(tmp_path: Path) -> None:
+    lines = (FIXTURES / "mooncake.jsonl").read_text().splitlines()
+    other = [json.loads(line) | {"input_length": json.loads(line)["input_length"] + 7} for line in lines]
+    for folder, records in (("a", [json.loads(line) for line in lines]), ("b", other)):
+        (tmp_path / folder).mkdir()
+        write_jsonl(tmp_path / folder / "trace.jsonl", records)
+
+    first, second = (ingest([tmp_path / f / "trace.jsonl"], tmp_path / "data") for f in ("a", "b"))
+
+    assert (first.requests, second.requests, second.duplicates_skipped) == (len(lines), len(lines), 0)
+    # block 0 of one trace is not block 0 of the other: nothing is shared between them
+    distinct_ids = len({h for line in lines for h in json.loads(line)["hash_ids"]})
+    assert one(tmp_path / "data", "SELECT count(DISTINCT chain) FROM request_blocks") == 2 * distinct_ids
+
+
+def test_a_hash_id_log_that_grew_adds_only_its_new_records_under_the_same_ids(tmp_path: Path) -> None:
+    records = [json.loads(line) for line in (FIXTURES / "mooncake.jsonl").read_text().splitlines()]
+    log = tmp_path / "trace.jsonl"
+    write_jsonl(log, records[:2])
+    ingest([log], tmp_path / "data")
+    write_jsonl(log, records)
+
+    again = ingest([log], tmp_path / "data")
+
+    assert (again.requests, again.duplicates_skipped) == (len(records) - 2, 2)
+    whole = ingest([log], tmp_path / "whole")
+    query = "SELECT trace_id, list(chain ORDER BY pos) FROM request_blocks JOIN requests USING (rid) GROUP BY 1"
+    grown = Dataset(tmp_path / "data").connect().execute(query).fetchall()
+    assert sorted(grown) == sorted(Dataset(tmp_path / "whole").connect().execute(query).fetchall())
+    assert whole.requests == len(records)
+
+
 # --- tokenization -------------------------------------------------------------------------------------------
 
 

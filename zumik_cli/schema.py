@@ -234,7 +234,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "rid": "The request (`requests.rid`).",
         "pos": "Position of the block in the prompt, from 0.",
         "block_id": "The content block (`blocks.block_id`); in hash-id traces, an id of the trace's own block id "
-        "scoped to its file.",
+        "scoped to its trace (file name and first record).",
         "chain": "Prefix chain id: covers this block and every block before it, so an equal chain is an equal prefix.",
         "parent": "Chain id of the block before (0 for the first block).",
         "tokens": "Tokens in this block.",

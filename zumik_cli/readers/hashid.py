@@ -1,13 +1,15 @@
 """Content-free hash-id traces: Mooncake, Alibaba Bailian and WEKA kv-cache-tester.
 
 Each request carries prefix-chained block ids of a fixed size instead of content; its recorded input length is
-its prompt size and nothing says what was cached. Ids are scoped to the file they come from (the traces number
-their blocks locally), so two files never share a block by accident.
+its prompt size and nothing says what was cached. Ids are scoped to the trace they come from (the traces number
+their blocks locally), so two traces never share a block by accident; see ``_scope``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,7 +80,16 @@ def _hash_request(
 
 
 def _scope(sample: Sample, fmt: str) -> str:
-    return f"{fmt}:{sample.path.name}"
+    """The trace that numbered the ids: its file name and a digest of its first record (a WEKA document's id and
+    first request). A log that grows keeps both, so ingesting it again adds only its new records under the same
+    ids; two traces that share a name in different folders get ids and trace ids of their own."""
+    first: Any = sample.records[0] if sample.records else None
+    if sample.kind == "json" and isinstance(sample.document, dict):
+        requests = sample.document.get("requests")
+        first = [sample.document.get("id"), requests[0] if isinstance(requests, list) and requests else None]
+    canonical = json.dumps(first, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    digest = hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+    return f"{fmt}:{sample.path.name}:{digest}"
 
 
 # --- Mooncake: {timestamp (ms), input_length, output_length, hash_ids}, 512-token blocks -----------------
