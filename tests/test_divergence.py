@@ -533,7 +533,8 @@ def test_a_report_with_prompt_text_shows_each_system_and_tool_edit_as_it_was_and
 
     assert shown.exit_code == 0 and hidden.exit_code == 0, shown.stderr + hidden.stderr
     page = (tmp_path / "t.html").read_text()
-    section = html.unescape(re.search(r'<section id="samples">(.*?)</section>', page, re.S).group(1))
+    markup = re.search(r'<section id="samples">(.*?)</section>', page, re.S).group(1)
+    section = html.unescape(re.sub(r"<[^>]+>", "", markup))
     edits = sorted(
         (b for b in result.breaks if b.cause in ("system_changed", "tools_changed") and "span" in str(b.detail)),
         key=lambda b: (-b.lost_tokens, b.trace_id),
@@ -544,5 +545,6 @@ def test_a_report_with_prompt_text_shows_each_system_and_tool_edit_as_it_was_and
     assert f"Current time: {TIME_OLD}\n" in section and f"Current time: {TIME_NEW}\n" in section
     assert "\nAnswer briefly.\n" in section and "\nAnswer in full, with sources.\n" in section
     assert "tool get_shipment changed at character" in section
+    assert "<mark>2026-06-09T09:20:11Z</mark>" in markup and "<mark>in full, with sources.</mark>" in markup
     assert "Answer in full" not in (tmp_path / "n.html").read_text()
     assert 'id="samples"' not in (tmp_path / "n.html").read_text()

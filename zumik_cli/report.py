@@ -86,12 +86,19 @@ def _samples_section(inputs: ReportInputs) -> Markup:
     samples = as_rows(list(inputs.samples or []))
     cards = []
     for sample in samples[:TABLE_ROW_LIMIT]:
-        text = redact(str(sample.get("text") or ""))
-        cut = text[:SAMPLE_CHARS] + ("\n[... cut]" if len(text) > SAMPLE_CHARS else "")
+        shown = {key: redact(str(value or "")) for key, value in sample.items() if key != "trace_id"}
         header = join(["Trace ", tag("code", sample.get("trace_id") or "unknown")])
-        if sample.get("heading"):
-            header = join([header, ": ", redact(str(sample["heading"]))])
-        cards.append(card(tag("p", header, class_="small"), tag("pre", cut, class_="sample")))
+        if shown.get("heading"):
+            header = join([header, ": ", shown["heading"]])
+        if "old" in shown and "new" in shown:  # an edit: the text as it was and as it became, the change marked
+            before, after = shown.get("before", ""), shown.get("after", "")
+            body = [_edited_text(label, before, shown[key], after) for label, key in _EDIT_SIDES]
+        else:
+            text = shown.get("text", "")
+            body = [
+                tag("pre", text[:SAMPLE_CHARS] + ("\n[... cut]" if len(text) > SAMPLE_CHARS else ""), class_="sample")
+            ]
+        cards.append(card(tag("p", header, class_="small"), *body))
     intro = (
         "Where a system prompt or tool definition changed between a request and the one before it on its branch, "
         "for the changes that cost the most reuse (zumik divergence --data DATASET lists every break). This report "
@@ -106,6 +113,14 @@ def _samples_section(inputs: ReportInputs) -> Markup:
             )
         )
     return section("samples", "Where prompts changed", intro, *cards, more_note(len(cards), len(samples), "changes"))
+
+
+_EDIT_SIDES = (("As it was", "old"), ("As it became", "new"))
+
+
+def _edited_text(label: str, before: str, span: str, after: str) -> Markup:
+    text = join(["...", before, tag("mark", span[:SAMPLE_CHARS]), after, "..."])
+    return join([tag("p", label, class_="small"), tag("pre", text, class_="sample")])
 
 
 def prompt_changes(dataset: Any) -> list[dict[str, Any]]:
@@ -132,15 +147,15 @@ def prompt_changes(dataset: Any) -> list[dict[str, Any]]:
             )
             old, new = redact(texts.get(span["old_block"]) or ""), redact(texts.get(span["new_block"]) or "")
             diff = diff_span(old, new)
-            before = old[max(0, diff.start - CONTEXT_CHARS) : diff.start]
-            after = new[diff.new_end : diff.new_end + CONTEXT_CHARS]
             heading = f"{CAUSES[b.cause]}, {b.lost_tokens:,} tokens lost; {span['where']} changed at character "
             samples.append(
                 {
                     "trace_id": b.trace_id,
                     "heading": f"{heading}{span['offset']:,}",
-                    "text": f"was: ...{before}{_cut(old[diff.start : diff.old_end])}{after}...\n"
-                    f"now: ...{before}{_cut(new[diff.start : diff.new_end])}{after}...",
+                    "before": old[max(0, diff.start - CONTEXT_CHARS) : diff.start],
+                    "old": _cut(old[diff.start : diff.old_end]),
+                    "new": _cut(new[diff.start : diff.new_end]),
+                    "after": new[diff.new_end : diff.new_end + CONTEXT_CHARS],
                 }
             )
     return samples
