@@ -50,3 +50,24 @@ def test_diagnose_prints_the_waterfall_and_writes_a_report(tmp_path: Path):
     assert summary["requests"] == 107
     assert summary["total_input_tokens"]["evidence"] == "measured"
     assert summary["report"] == str(report) and report.exists()
+
+
+def test_piped_tables_are_wide_enough_to_show_release_ids_whole(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    data = str(tmp_path / "data")
+    assert CliRunner().invoke(app, ["ingest", str(ROOT / "sample_traces"), "--data", data]).exit_code == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    zumik = str(Path(sys.executable).with_name("zumik"))
+
+    piped = subprocess.run([zumik, "waterfall", "--data", data, "--by", "release"], env=env, capture_output=True)
+    narrow = subprocess.run(
+        [zumik, "waterfall", "--data", data, "--by", "release"], env=env | {"COLUMNS": "60"}, capture_output=True
+    )
+
+    assert piped.returncode == 0 and narrow.returncode == 0, piped.stderr
+    releases = {line.split()[1] for line in piped.stdout.decode().splitlines() if line.startswith("│ alr_")}
+    assert len(releases) >= 5 and all(len(r) == len("alr_2026_06_09_003") for r in releases)
+    assert "alr_2026_06_09_003" not in narrow.stdout.decode()  # a width the user set is still obeyed
