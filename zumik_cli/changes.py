@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from . import identity, volatility
 from .model import Artifact
-from .rules import RulesPack, pack_for
+from .rules import RulesPack
 from .scenario import Scenario, ScenarioBuilder
 from .schema import REQUEST_BLOCKS
 from .tokenization import load_tokenizer
@@ -36,38 +36,11 @@ class Change:
 
 Maker = Callable[[duckdb.DuckDBPyConnection, ScenarioBuilder, dict[str, RulesPack], bool], Change | None]
 
-PACKS_SCHEMA = pa.schema(
-    [
-        ("provider", pa.string()),
-        ("engine", pa.string()),
-        ("ttl", pa.float64()),
-        ("ttl_1h", pa.float64()),
-        ("gran_kind", pa.string()),
-        ("max_breakpoints", pa.int64()),
-    ]
+# ``ch_packs`` is registered by ``rules.register_target_rules``, one row per provider, engine and model
+JOIN_PACKS = (
+    "JOIN ch_packs p ON p.provider IS NOT DISTINCT FROM r.provider AND p.engine IS NOT DISTINCT FROM r.engine "
+    "AND p.model IS NOT DISTINCT FROM r.model"
 )
-
-
-def register_packs(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], forced: RulesPack | None) -> None:
-    """``ch_packs``: per provider and engine, the TTLs and granularity of the pack that applies."""
-    rows = []
-    for provider, engine in con.execute("SELECT DISTINCT provider, engine FROM requests").fetchall():
-        pack = forced or pack_for(provider or "", engine or "", packs)
-        gran = pack.granularity
-        rows.append(
-            {
-                "provider": provider,
-                "engine": engine,
-                "ttl": pack.ttl_seconds,
-                "ttl_1h": (pack.raw.get("ttl_choices") or {}).get("1h"),
-                "gran_kind": gran.get("kind", "tokens"),
-                "max_breakpoints": int(gran.get("max_breakpoints", 4)),
-            }
-        )
-    con.register("ch_packs", pa.Table.from_pylist(rows, schema=PACKS_SCHEMA))
-
-
-JOIN_PACKS = "JOIN ch_packs p ON p.provider IS NOT DISTINCT FROM r.provider AND p.engine IS NOT DISTINCT FROM r.engine"
 
 TTL_SESSIONS_SQL = f"""
 SELECT DISTINCT session_id FROM (

@@ -20,7 +20,7 @@ import pyarrow as pa
 from . import volatility
 from .dataset import Dataset
 from .request_body import RequestBody
-from .rules import RulesPack, get_pack, load_packs, pack_for
+from .rules import RulesPack, get_pack, load_packs, pack_for, register_target_rules
 
 SEVERITIES = ("fail", "warn", "info")
 EXAMPLES = 5
@@ -261,18 +261,6 @@ _VOLATILE_SHAPES = {"uuid", "datetime", "date", "time", "request_id", "epoch", "
 
 # --- a dataset ------------------------------------------------------------------------------------------------
 
-RULES_SCHEMA = pa.schema(
-    [
-        ("provider", pa.string()),
-        ("engine", pa.string()),
-        ("model", pa.string()),
-        ("gran_kind", pa.string()),
-        ("min_tokens", pa.int64()),
-        ("max_breakpoints", pa.int64()),
-        ("lookback", pa.int64()),
-    ]
-)
-
 REQUESTS_SQL = """
 CREATE OR REPLACE TEMP TABLE ck_req AS
 SELECT r.rid, r.trace_id, r.session_id, r.timestamp, r.seq, r.source_path, r.source_line, r.n_blocks,
@@ -374,7 +362,7 @@ def check_dataset(dataset: Dataset, rules: str | None = None, rules_files: tuple
     con = dataset.connect()
     packs = load_packs(rules_files)
     forced = get_pack(rules, packs) if rules else None
-    _register_rules(con, packs, forced)
+    register_target_rules(con, "ck_rules", packs, forced)
     volatile = list(volatility.volatile_head_blocks(con))
     con.register("ck_volatile", pa.table({"block_id": pa.array(volatile, pa.int64())}))
     con.execute(REQUESTS_SQL)
@@ -388,25 +376,6 @@ def check_dataset(dataset: Dataset, rules: str | None = None, rules_files: tuple
     """).fetchone() or (0, 0, 0)
     checked = {"requests": int(counts[0]), "breakpoint_requests": int(counts[1]), "openai_requests": int(counts[2])}
     return CheckReport(str(dataset.root), _ordered(findings), checked, notes)
-
-
-def _register_rules(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], forced: RulesPack | None) -> None:
-    rows = []
-    for provider, engine, model in con.execute("SELECT DISTINCT provider, engine, model FROM requests").fetchall():
-        pack = forced or pack_for(provider or "", engine or "", packs)
-        gran = pack.granularity
-        rows.append(
-            {
-                "provider": provider,
-                "engine": engine,
-                "model": model,
-                "gran_kind": gran.get("kind", "tokens"),
-                "min_tokens": pack.minimum_tokens(model or ""),
-                "max_breakpoints": int(gran.get("max_breakpoints", 4)),
-                "lookback": int(gran.get("lookback_blocks", 20)),
-            }
-        )
-    con.register("ck_rules", pa.Table.from_pylist(rows, schema=RULES_SCHEMA))
 
 
 def _n(items: Any, noun: str) -> str:

@@ -14,24 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from .changes import MAKERS, Change, register_packs
+from .changes import MAKERS, Change
 from .dataset import Dataset
-from .rules import RulesPack, get_pack, load_packs, pack_for
+from .rules import get_pack, load_packs, register_target_rules
 from .scenario import ScenarioBuilder
 from .waterfall import Waterfall, WaterfallOptions, compute_waterfall, weakest
 
 TOP = 3
-RULES_SCHEMA = pa.schema(
-    [
-        ("provider", pa.string()),
-        ("engine", pa.string()),
-        ("model", pa.string()),
-        ("gran_kind", pa.string()),
-        ("min_tokens", pa.int64()),
-    ]
-)
 
 # Per request: what a cache serves (candidate), what it writes (from the served prefix to the last breakpoint,
 # on targets that write at breakpoints and only when that breakpoint reaches the minimum), and the rest at the
@@ -74,24 +63,6 @@ class SimulatedCost:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
 
 
-def _rules_table(con: Any, packs: dict[str, RulesPack], forced: RulesPack | None) -> dict[tuple[Any, ...], RulesPack]:
-    rows, chosen = [], {}
-    for provider, engine, model in con.execute("SELECT DISTINCT provider, engine, model FROM requests").fetchall():
-        pack = forced or pack_for(provider or "", engine or "", packs)
-        chosen[(provider, engine, model)] = pack
-        rows.append(
-            {
-                "provider": provider,
-                "engine": engine,
-                "model": model,
-                "gran_kind": pack.granularity.get("kind", "tokens"),
-                "min_tokens": pack.minimum_tokens(model or ""),
-            }
-        )
-    con.register("rc_rules", pa.Table.from_pylist(rows, schema=RULES_SCHEMA))
-    return chosen
-
-
 def simulated_cost(dataset: Dataset, waterfall: Waterfall, options: WaterfallOptions | None = None) -> SimulatedCost:
     """Price one waterfall run: reads at the read multiplier, writes at the TTL's write multiplier, the rest full."""
     options = options or WaterfallOptions()
@@ -99,7 +70,7 @@ def simulated_cost(dataset: Dataset, waterfall: Waterfall, options: WaterfallOpt
     forced = get_pack(options.rules, packs) if options.rules else None
     con = dataset.connect()
     con.register("wf", waterfall.per_request)
-    chosen = _rules_table(con, packs, forced)
+    chosen = register_target_rules(con, "rc_rules", packs, forced)
     requests = total = candidate = written = unpriced = 0
     cost = write_cost = 0.0
     for provider, engine, model, write_ttl, n, tot, cand, wrote in con.execute(COST_SQL).fetchall():
@@ -217,7 +188,7 @@ def compute_recommendations(
     with tempfile.TemporaryDirectory(prefix="zumik-recommend-") as scratch:
         builder = ScenarioBuilder(dataset, Path(scratch))
         con = dataset.connect()
-        register_packs(con, packs, forced)
+        register_target_rules(con, "ch_packs", packs, forced)
         for name, make in MAKERS.items():
             if only and name not in only:
                 continue

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import RulesError
+
+if TYPE_CHECKING:
+    import duckdb
 
 REQUIRED = ("name", "version", "effective_from", "source", "granularity", "prices_per_mtok")
 DEFAULT_PACK = "ideal"
@@ -135,3 +138,37 @@ def get_pack(name: str, packs: dict[str, RulesPack]) -> RulesPack:
     if name not in packs:
         raise RulesError(f"no rules pack named {name!r}; loaded: {', '.join(packs)} (see `zumik rules`)")
     return packs[name]
+
+
+def register_target_rules(
+    con: duckdb.DuckDBPyConnection, name: str, packs: dict[str, RulesPack], forced: RulesPack | None
+) -> dict[tuple[Any, ...], RulesPack]:
+    """Register table ``name``: for each (provider, engine, model) in ``requests``, the rules of the pack that applies
+    (``forced`` when given) that SQL joins on. Returns the pack chosen for each."""
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [(column, pa.string()) for column in ("provider", "engine", "model", "gran_kind")]
+        + [(column, pa.int64()) for column in ("min_tokens", "max_breakpoints", "lookback")]
+        + [(column, pa.float64()) for column in ("ttl", "ttl_1h")]
+    )
+    rows, chosen = [], {}
+    for provider, engine, model in con.execute("SELECT DISTINCT provider, engine, model FROM requests").fetchall():
+        pack = forced or pack_for(provider or "", engine or "", packs)
+        chosen[(provider, engine, model)] = pack
+        gran = pack.granularity
+        rows.append(
+            {
+                "provider": provider,
+                "engine": engine,
+                "model": model,
+                "gran_kind": gran.get("kind", "tokens"),
+                "min_tokens": pack.minimum_tokens(model or ""),
+                "max_breakpoints": int(gran.get("max_breakpoints", 4)),
+                "lookback": int(gran.get("lookback_blocks", 20)),
+                "ttl": pack.ttl_seconds,
+                "ttl_1h": (pack.raw.get("ttl_choices") or {}).get("1h"),
+            }
+        )
+    con.register(name, pa.Table.from_pylist(rows, schema=schema))
+    return chosen

@@ -132,19 +132,27 @@ def _chain(uuid: str, nodes: dict[str, dict[str, Any]], memo: dict[str, tuple[Ar
     return base
 
 
-def _read_transcript(sample: Sample) -> Iterator[Item]:
+def _object_lines(sample: Sample, what: str) -> Iterator[Quarantined | tuple[Source, dict[str, Any]]]:
+    """Each line of the file as an object with where it came from; a line that is not one is quarantined."""
     path = str(sample.path)
+    for number, value in iter_json_lines(sample.path):
+        if isinstance(value, Quarantined):
+            yield value
+        elif not isinstance(value, dict):
+            yield Quarantined(Source(path, number), f"a {what} line is not an object")
+        else:
+            yield Source(path, number), value
+
+
+def _read_transcript(sample: Sample) -> Iterator[Item]:
     nodes: dict[str, dict[str, Any]] = {}
     calls: dict[str, _Call] = {}
     session = sample.path.stem
-    for number, value in iter_json_lines(sample.path):
-        source = Source(path, number)
-        if isinstance(value, Quarantined):
-            yield value
+    for item in _object_lines(sample, "transcript"):
+        if isinstance(item, Quarantined):
+            yield item
             continue
-        if not isinstance(value, dict):
-            yield Quarantined(source, "a transcript line is not an object")
-            continue
+        source, value = item
         if value.get("type") in ("user", "assistant") and not isinstance(value.get("message"), dict):
             yield Quarantined(source, f"a {value.get('type')} line without a message object")
             continue
@@ -195,18 +203,14 @@ READER = Reader(
 
 
 def _read_stream(sample: Sample) -> Iterator[Item]:
-    path = str(sample.path)
     threads: dict[str, tuple[Artifact, ...]] = {}
     calls: dict[str, _Call] = {}
     session = sample.path.stem
-    for number, value in iter_json_lines(sample.path):
-        source = Source(path, number)
-        if isinstance(value, Quarantined):
-            yield value
+    for item in _object_lines(sample, "stream-json"):
+        if isinstance(item, Quarantined):
+            yield item
             continue
-        if not isinstance(value, dict):
-            yield Quarantined(source, "a stream-json line is not an object")
-            continue
+        source, value = item
         kind = value.get("type")
         if kind == "system" and value.get("subtype") == "init":
             session = text(value.get("session_id")) or session
