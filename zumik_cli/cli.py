@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
@@ -30,19 +28,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-PIPED_WIDTH = 160
-
-
-def _console(stderr: bool = False) -> Console:
-    console = Console(stderr=stderr, soft_wrap=True)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # piped or logged: no window to fit, and at rich's 80 columns release ids, models and prices are cut short
-        console.width = PIPED_WIDTH
-    return console
-
-
-out = _console()
-err = _console(stderr=True)
+out = terminal.console()
+err = terminal.console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

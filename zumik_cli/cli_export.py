@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from . import terminal
 
 # Declared here, not imported from ``cli``: ``cli`` imports this module at its end.
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder (Parquet + manifest.json).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of talk on stderr.")]
-err = Console(stderr=True)
+err = terminal.console(stderr=True)
 
 
 def export(

@@ -5,12 +5,25 @@ Only the CLI imports this module; it turns core results (plain dicts and datacla
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+PIPED_WIDTH = 160
+
+
+def console(stderr: bool = False) -> Console:
+    """A console for the command's output: the terminal's width, or 160 columns when piped or logged, where rich's
+    default of 80 would cut release ids, models and prices short (COLUMNS, when set, still decides)."""
+    made = Console(stderr=stderr, soft_wrap=True)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made.width = PIPED_WIDTH
+    return made
+
 
 EVIDENCE_STYLE = {
     "measured": "bold green",
