@@ -18,6 +18,7 @@ import time
 
 def main() -> None:
     fd, command = int(sys.argv[1]), sys.argv[2:]
+    os.set_inheritable(fd, False)  # the command must not hold the report open: the harness reads it to its end
     began = time.perf_counter()
     try:
         pid = os.posix_spawnp(command[0], command, os.environ)
