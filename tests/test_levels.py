@@ -23,6 +23,8 @@ def _requests(counts: np.ndarray, seed: int = 0) -> pa.Table:
             "rid": np.arange(n, dtype=np.int64) * 7 + 3,
             "ts": np.sort(rng.uniform(0, 10_000, n)),
             "ttl": pa.array([300.0] * n),
+            "ttl_long": pa.array([3600.0] * n),
+            "long_until": pa.array(rng.integers(-1, 3, n) * 16),  # none, or the end of the first or second block
             "fam_id": np.ones(n, dtype=np.int64),
             "tgt_id": rng.integers(1, 3, n),
             "kvc_id": rng.integers(1, 4, n),

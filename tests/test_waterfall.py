@@ -1066,3 +1066,24 @@ def test_usage_only_logs_give_total_and_realized_but_never_an_invented_eligible(
     assert s["realized"]["tokens"] is not None
     assert s["eligible"]["tokens"] is None and s["candidate"]["tokens"] is None and s["missed"]["tokens"] is None
     assert any(c["row"] == "eligible" and "usage-only" in c["reason"] for c in s["cannot_compute"])
+
+
+@pytest.mark.parametrize(("gap", "reaches"), [(200, "conversation"), (1000, "system"), (3601, "nothing")])
+def test_blocks_past_the_last_one_hour_breakpoint_live_only_as_long_as_the_five_minute_one(
+    tmp_path, tokenizer_spec, gap, reaches
+):
+    # the usual Anthropic layout: system prompt cached for an hour, the conversation so far for five minutes
+    def turn(trace_id: str, at: float, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        return record(
+            trace_id, at, provider="anthropic", model=SONNET, system=[part(words(0, 1100), "1h")], messages=messages
+        )
+
+    first = [user([part(words(5000, 1000), "5m")])]
+    records = [turn("a", 0, first), turn("b", gap, [*first, assistant("ok"), user([part(words(7000, 50), "5m")])])]
+
+    w = run(tmp_path, tokenizer_spec, records)
+
+    a, b = rows(w)["a"], rows(w)["b"]
+    expected = {"conversation": a["total"], "system": 1100, "nothing": 0}[reaches]
+    assert b["candidate"] == expected
+    assert causes(w)["expired"] == (b["same_key"] - expected if reaches != "conversation" else 0)

@@ -7,9 +7,10 @@ SQL this replaces (one window over every block, partitioned by (key, chain) and 
 ``ord``), kept here as the invariant: a block of request r at level L counts when its (L-id, chain) was first
 used by a request earlier than r (``first < ord``: never by r itself), where L-id is the family, target or KV
 compatibility key; warm also needs ``ts IS NULL OR alive_until IS NULL OR ts <= alive_until``, where
-``alive_until`` is the max of ``ts + coalesce(ttl, inf)`` over the earlier uses of that (key, chain) (NULL
-when none of them has a time); the TTL columns need ``ts IS NULL OR prev_ts IS NULL OR ts - prev_ts <= T``,
-``prev_ts`` the time of the use just before. Each level is a max over the request's blocks.
+``alive_until`` is the max of ``ts + coalesce(ttl, inf)`` over the earlier uses of that (key, chain), ``ttl``
+the block's own (NULL when none of them has a time); the TTL columns need
+``ts IS NULL OR prev_ts IS NULL OR ts - prev_ts <= T``, ``prev_ts`` the time of the use just before. Each level
+is a max over the request's blocks.
 
 Why not SQL: that window sorts every block (30M rows for 1M Mooncake requests) and spills past DuckDB's
 memory limit. Here one compiled pass in time order numbers each (key, chain) pair in an open-addressing hash
@@ -42,7 +43,8 @@ from .errors import ZumikError
 IntArray = npt.NDArray[np.int64]
 
 REQ_COLUMNS_SQL = (
-    "SELECT rid, ord, ts, ttl, fam_id, tgt_id, kvc_id, coalesce(n_blocks, 0) AS n_blocks FROM req ORDER BY ord"
+    "SELECT rid, ord, ts, ttl, ttl_long, coalesce(long_until, -1) AS long_until, fam_id, tgt_id, kvc_id, "
+    "coalesce(n_blocks, 0) AS n_blocks FROM req ORDER BY ord"
 )
 STORED_COLUMNS = ("rid", "pos", "chain", "tokens", "end_token")
 JOINED_BLOCKS_SQL = """
@@ -160,6 +162,8 @@ def _pass(
     n_blocks: IntArray,
     ts: npt.NDArray[np.float64],
     ttl: npt.NDArray[np.float64],
+    ttl_long: npt.NDArray[np.float64],
+    long_until: IntArray,
     pair_ids: IntArray,
     coincide: bool,
     chain_table: IntArray,
@@ -270,7 +274,7 @@ def _pass(
             if no_time or np.isnan(p) or t - p <= 3600:
                 acc[9] = max(acc[9], e)
         state[u, 1] = t
-        horizon = t + ttl[r]
+        horizon = t + (ttl_long[r] if e <= long_until[r] else ttl[r])
         if not no_time and (np.isnan(state[u, 2]) or horizon > state[u, 2]):
             state[u, 2] = horizon
     if r < n_req:
@@ -313,8 +317,8 @@ class _Part:
         while True:
             code, at = _pass(
                 at, self.part, PARTS, checked, rids, pos, chain, end_token, self.cursor, req.req_rid, req.n_blocks,
-                req.ts, req.ttl, req.pair_ids, req.coincide, *self.tables, self.bits, self.used, self.first_fam,
-                self.first_tgt, self.state, self.out, units,
+                req.ts, req.ttl, req.ttl_long, req.long_until, req.pair_ids, req.coincide, *self.tables, self.bits,
+                self.used, self.first_fam, self.first_tgt, self.state, self.out, units,
             )  # fmt: skip
             if code == DONE:
                 return True
@@ -353,7 +357,9 @@ class _Requests:
     req_rid: IntArray
     n_blocks: IntArray
     ts: npt.NDArray[np.float64]
-    ttl: npt.NDArray[np.float64]
+    ttl: npt.NDArray[np.float64]  # of blocks past the last 1-hour breakpoint (all blocks, without one)
+    ttl_long: npt.NDArray[np.float64]  # of blocks that end at or before it
+    long_until: IntArray  # the token offset of that breakpoint; -1 for none
     pair_ids: IntArray  # (family, target, key) number per request
     coincide: bool
 
@@ -368,6 +374,8 @@ class _Pass:
             n_blocks=np.ascontiguousarray(n_blocks, dtype=np.int64),
             ts=req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64),
             ttl=req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
+            ttl_long=req.column("ttl_long").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
+            long_until=np.ascontiguousarray(req.column("long_until").to_numpy(), dtype=np.int64),
             pair_ids=(
                 np.stack([req.column(name).to_numpy().astype(np.int64) for name in ("fam_id", "tgt_id", "kvc_id")])
                 if len(rid)

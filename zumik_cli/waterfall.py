@@ -42,7 +42,8 @@ DEFINITIONS = {
     "materialization family (same tokenizer and prompt compiler), whatever the model, tenant or time gap.",
     "candidate": "The part of eligible a cache could have served under the rules pack of the target the request "
     "went to: only earlier requests with the same KV compatibility key (model, revision, engine, tenant), only "
-    "prefixes last used within the TTL (refreshed on use), above the minimum cacheable length, rounded down to the "
+    "prefixes last used within the TTL (refreshed on use; up to a 1-hour breakpoint, an hour), above the minimum "
+    "cacheable length, rounded down to the "
     "target's granularity or breakpoints, and within capacity for engines with a bounded KV cache (LRU).",
     "realized": "Cache-read tokens the provider reported (measured); requests whose log has no cache field are "
     "unknown, not zero, and left out of realized and missed.",
@@ -160,8 +161,12 @@ SELECT r.rid, r.seq, o.ord, r.timestamp AS ts, r.tokenizer_exact, r.block_granul
        r.cache_write_tokens_reported AS writes,
        CASE WHEN list_contains(r.breakpoint_ttls, '1h') THEN '1h' ELSE '5m' END AS write_ttl,
        p.pack,
-       CASE WHEN NOT p.ttl_fixed AND list_contains(r.breakpoint_ttls, '1h') AND p.ttl_1h IS NOT NULL
-            THEN p.ttl_1h ELSE p.pack_ttl END AS ttl,
+       -- a block lives as long as the longest-lived breakpoint at or after its end: up to the last 1-hour
+       -- breakpoint for an hour (long_until, ttl_long), past it for the pack's TTL (ttl), like the provider's entries
+       p.pack_ttl AS ttl,
+       CASE WHEN NOT p.ttl_fixed AND p.ttl_1h IS NOT NULL THEN p.ttl_1h ELSE p.pack_ttl END AS ttl_long,
+       CASE WHEN NOT p.ttl_fixed AND p.ttl_1h IS NOT NULL
+            THEN list_max(list_filter(r.breakpoints, lambda x, i: r.breakpoint_ttls[i] = '1h')) END AS long_until,
        p.min_tokens, p.gran_kind, p.block_size, p.recompute_last, p.inc_first, p.inc_step, p.lookback,
        fam.id AS fam_id, tgt.id AS tgt_id, kvc.id AS kvc_id
 FROM requests r
