@@ -116,10 +116,12 @@ def _samples_section(inputs: ReportInputs) -> Markup:
 
 
 _EDIT_SIDES = (("As it was", "old"), ("As it became", "new"))
+EDIT_CHARS = 400
 
 
 def _edited_text(label: str, before: str, span: str, after: str) -> Markup:
-    text = join(["...", before, tag("mark", span[:SAMPLE_CHARS]), after, "..."])
+    shown = span if len(span) <= EDIT_CHARS else f"{span[:EDIT_CHARS]} [... cut]"
+    text = join(["...", before, tag("mark", shown), after, "..."])
     return join([tag("p", label, class_="small"), tag("pre", text, class_="sample")])
 
 
@@ -131,38 +133,30 @@ def prompt_changes(dataset: Any) -> list[dict[str, Any]]:
     redaction would no longer recognise."""
     from .divergence import CAUSES, compute_divergence
     from .readers import redact
-    from .volatility import CONTEXT_CHARS, diff_span
+    from .volatility import contexts, diff_span
 
-    con = dataset.connect()
+    breaks = sorted(compute_divergence(dataset).breaks, key=lambda b: (-b.lost_tokens, b.trace_id))
+    edits = [(b, span) for b in breaks for part in ("system", "tools") if (span := b.detail.get(part, {}).get("span"))]
+    ids = sorted({block for _, span in edits for block in (span["old_block"], span["new_block"])})
+    query = "SELECT block_id, text FROM blocks WHERE list_contains(?, block_id)"
+    texts = dict(dataset.connect().execute(query, [ids]).fetchall()) if ids else {}
     samples = []
-    for b in sorted(compute_divergence(dataset).breaks, key=lambda b: (-b.lost_tokens, b.trace_id)):
-        for part in ("system", "tools"):
-            span = b.detail.get(part, {}).get("span")
-            if not span:
-                continue
-            texts = dict(
-                con.execute(
-                    "SELECT block_id, text FROM blocks WHERE block_id IN (?, ?)", [span["old_block"], span["new_block"]]
-                ).fetchall()
-            )
-            old, new = redact(texts.get(span["old_block"]) or ""), redact(texts.get(span["new_block"]) or "")
-            diff = diff_span(old, new)
-            heading = f"{CAUSES[b.cause]}, {b.lost_tokens:,} tokens lost; {span['where']} changed at character "
-            samples.append(
-                {
-                    "trace_id": b.trace_id,
-                    "heading": f"{heading}{span['offset']:,}",
-                    "before": old[max(0, diff.start - CONTEXT_CHARS) : diff.start],
-                    "old": _cut(old[diff.start : diff.old_end]),
-                    "new": _cut(new[diff.start : diff.new_end]),
-                    "after": new[diff.new_end : diff.new_end + CONTEXT_CHARS],
-                }
-            )
+    for b, span in edits:
+        old, new = redact(texts.get(span["old_block"]) or ""), redact(texts.get(span["new_block"]) or "")
+        diff = diff_span(old, new)
+        before, after = contexts(new, diff.start, diff.new_end)
+        heading = f"{CAUSES[b.cause]}, {b.lost_tokens:,} tokens lost; {span['where']} changed at character "
+        samples.append(
+            {
+                "trace_id": b.trace_id,
+                "heading": f"{heading}{span['offset']:,}",
+                "before": before,
+                "old": old[diff.start : diff.old_end],
+                "new": new[diff.start : diff.new_end],
+                "after": after,
+            }
+        )
     return samples
-
-
-def _cut(text: str, limit: int = 400) -> str:
-    return text if len(text) <= limit else f"{text[:limit]} [... cut]"
 
 
 def _methodology_section(inputs: ReportInputs) -> Markup:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..identity import derived_trace_id
-from ..model import HashBlocks, Quarantined, Request, Source, Usage
+from ..model import HashBlocks, Quarantined, Request, Source, Usage, canonical_json
 from . import Item, Reader, Sample, convert_guarded, parse_json_line, read_json_lines
 from .fields import EARLIEST, LATEST, count, moment, text
 
@@ -87,8 +86,7 @@ def _scope(sample: Sample, fmt: str) -> str:
     if sample.kind == "json" and isinstance(sample.document, dict):
         requests = sample.document.get("requests")
         first = [sample.document.get("id"), requests[0] if isinstance(requests, list) and requests else None]
-    canonical = json.dumps(first, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-    digest = hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+    digest = hashlib.blake2b(canonical_json(first).encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
     return f"{fmt}:{sample.path.name}:{digest}"
 
 
