@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from bench.mooncake import write_trace
-from zumik_cli.synth import SynthConfig, write_jsonl
+from zumik_cli.synth.traffic import SynthConfig, write_jsonl
 
 _decode = msgspec.json.Decoder().decode
 _TRACE_ID = re.compile(rb'"trace_id":"([^"]*)"')

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from zumik_cli.report import ReportInputs
+    from zumik_cli.render.report.page import ReportInputs
 
 REPORT_GENERATED_AT = "2026-06-12T09:30:00Z"
 
@@ -382,7 +382,7 @@ def hostile_payloads() -> tuple[str, str]:
 @pytest.fixture
 def hostile_report_inputs() -> ReportInputs:
     """Report inputs in which every string of every field carries both attack payloads."""
-    from zumik_cli.report import ReportInputs  # here, so that tests of other modules need not load plotly
+    from zumik_cli.render.report.page import ReportInputs  # here, so that tests of other modules need not load plotly
 
     return ReportInputs(
         waterfall=hostile(report_waterfall_dict()),

@@ -1,6 +1,6 @@
 """Small hand-built workloads and release histories for the release, policy, simulate and explain tests.
 
-Records are zumik JSONL written here and ingested with the real `zumik_cli.ingest.ingest`; releases are YAML
+Records are zumik JSONL written here and ingested with the real `zumik_cli.ingest.pipeline.ingest`; releases are YAML
 documents written to a real file. Targets use made-up providers (no rules pack claims them, so the ``ideal`` pack
 applies: no TTL, no minimum, token granularity) unless a test names a pack.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from zumik_cli.ingest import ingest
+from zumik_cli.ingest.pipeline import ingest
 
 BASE = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -156,7 +156,7 @@ def budget_target(**kw: Any) -> dict[str, Any]:
 
 
 def decisions(data: Path, policy: str) -> list[dict[str, Any]]:
-    from zumik_cli.dataset import Dataset
+    from zumik_cli.dataset.store import Dataset
 
     cursor = (
         Dataset(data)
@@ -180,7 +180,7 @@ def synth_dataset(sessions: int = 40, seed: int = 0) -> tuple[Path, Path]:
     import shutil
     import tempfile
 
-    from zumik_cli.synth import SynthConfig, write_jsonl
+    from zumik_cli.synth.traffic import SynthConfig, write_jsonl
 
     if (sessions, seed) not in _SYNTH:
         folder = Path(tempfile.mkdtemp(prefix="zumik-synth-releases-"))
@@ -193,7 +193,7 @@ def synth_dataset(sessions: int = 40, seed: int = 0) -> tuple[Path, Path]:
 
 
 def write_release_history_path(config: Any, path: Path) -> Path:
-    from zumik_cli.synth_releases import write_release_history
+    from zumik_cli.synth.releases import write_release_history
 
     write_release_history(config, path)
     return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zumik_cli import digests, identity
+from zumik_cli.core import digests, identity
 
 # bench/ sits beside the package, not in it: the harness is run from the checkout (python -m bench.run)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zumik_cli.capacity import (
+from zumik_cli.analysis.capacity import (
     _EXACT,
     FIRST_ACCESS,
     _lru_pass_kernel,

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from zumik_cli.check import check_body, check_dataset
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.request_body import read_body
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis.check import check_body, check_dataset
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.ingest.request_body import read_body
 
 SONNET = "claude-sonnet-4-5"  # anthropic pack: at most 4 breakpoints, 20-block look-back, 1,024-token minimum
 LONG_SYSTEM = "".join(

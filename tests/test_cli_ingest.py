@@ -14,8 +14,8 @@ from conftest import FIXTURES
 from typer.testing import CliRunner
 
 from zumik_cli.cli import app
+from zumik_cli.dataset.schema import SCHEMA_VERSION
 from zumik_cli.readers import load_formats
-from zumik_cli.schema import SCHEMA_VERSION
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

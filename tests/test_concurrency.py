@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from test_crash import agent_traffic, zumik_command
 
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.waterfall import compute_waterfall
+from zumik_cli.analysis.waterfall import compute_waterfall
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
 
 READERS = 100
 BEFORE, AFTER = 10, 10  # readers that finish before the ingest starts, and that start after it ended
@@ -126,7 +126,7 @@ def test_every_reader_gets_the_waterfall_from_before_or_after_an_append_never_a_
 SLOW_QUERY = """
 import sys
 import duckdb
-from zumik_cli.dataset import Dataset
+from zumik_cli.dataset.store import Dataset
 
 con = Dataset(sys.argv[1]).connect() if len(sys.argv) > 1 else duckdb.connect()
 con.execute("SET progress_bar_time = 0")  # what DuckDB does after two seconds, at once

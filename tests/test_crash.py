@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from zumik_cli.dataset import Dataset, read_manifest
-from zumik_cli.ingest import ingest
-from zumik_cli.schema import TABLES
-from zumik_cli.waterfall import WaterfallOptions, compute_waterfall
+from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
+from zumik_cli.dataset.schema import TABLES
+from zumik_cli.dataset.store import Dataset, read_manifest
+from zumik_cli.ingest.pipeline import ingest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SESSIONS, TURNS = 300, 20  # 6,000 small requests: three batches, so parts are written long before the end
@@ -73,7 +73,7 @@ def uninterrupted(traffic: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 
 def zumik_command(*args: str | Path) -> list[str]:
     script = Path(sys.executable).with_name("zumik")
-    head = [str(script)] if script.exists() else [sys.executable, "-c", "from zumik_cli.cli import app; app()"]
+    head = [str(script)] if script.exists() else [sys.executable, "-c", "from zumik_cli.cli.main import app; app()"]
     return [*head, *(str(arg) for arg in args)]
 
 

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES
 
-from zumik_cli.dataset import Dataset, read_manifest
-from zumik_cli.errors import DatasetError
-from zumik_cli.ingest import ingest
-from zumik_cli.schema import SCHEMA_VERSION, TABLES
+from zumik_cli.core.errors import DatasetError
+from zumik_cli.dataset.schema import SCHEMA_VERSION, TABLES
+from zumik_cli.dataset.store import Dataset, read_manifest
+from zumik_cli.ingest.pipeline import ingest
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from zumik_cli import digests
+from zumik_cli.core import digests
 
 
 def _decimal_digest(prefix: bytes, value: int, size: int) -> bytes:

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from zumik_cli.check import check_dataset
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset
-from zumik_cli.divergence import Break, Divergence, compute_divergence
-from zumik_cli.ingest import ingest
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis.check import check_dataset
+from zumik_cli.diagnosis.divergence import Break, Divergence, compute_divergence
+from zumik_cli.ingest.pipeline import ingest
 
 MODEL = "gpt-4"  # cl100k_base: exact and offline, so every count is the model's own
 T0 = 1_781_000_000.0

@@ -17,8 +17,8 @@ from conftest import FIXTURES
 from typer.main import get_command
 
 from zumik_cli.cli import app
-from zumik_cli.ingest import ingest
-from zumik_cli.schema import COLUMN_DOCS, TABLE_DOCS, TABLES
+from zumik_cli.dataset.schema import COLUMN_DOCS, TABLE_DOCS, TABLES
+from zumik_cli.ingest.pipeline import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ("docs/cli.md", "docs/schema.md")
@@ -81,7 +81,7 @@ def test_every_table_and_column_has_a_meaning_beside_its_schema() -> None:
         for column in columns
         if table not in TABLES or column not in TABLES[table].names
     ]
-    assert not missing, f"add to TABLE_DOCS / COLUMN_DOCS in zumik_cli/schema.py: {', '.join(missing)}"
+    assert not missing, f"add to TABLE_DOCS / COLUMN_DOCS in zumik_cli/dataset/schema.py: {', '.join(missing)}"
     assert not stale, f"COLUMN_DOCS describes columns that no longer exist: {', '.join(stale)}"
 
 

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from zumik_cli.engines import ENGINES, EngineResult
-from zumik_cli.engines.vllm_local import TINY_LLAMA, VllmLocalEngine
-from zumik_cli.errors import MissingExtraError, ZumikError
+from zumik_cli.core.errors import MissingExtraError, ZumikError
+from zumik_cli.replay.engines import ENGINES, EngineResult
+from zumik_cli.replay.engines.vllm_local import TINY_LLAMA, VllmLocalEngine
 
 BLOCK = 32
 CAPACITY = 64

@@ -22,14 +22,14 @@ from release_workloads import (
 )
 from typer.testing import CliRunner
 
+from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset
-from zumik_cli.errors import ZumikError
-from zumik_cli.explain import RECORD_FIELDS, explain, recompute
-from zumik_cli.release_store import recorded_history
-from zumik_cli.releases import load_history
-from zumik_cli.simulate import simulate
-from zumik_cli.waterfall import WaterfallOptions, compute_waterfall
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis.explain import RECORD_FIELDS, explain, recompute
+from zumik_cli.routing.release_store import recorded_history
+from zumik_cli.routing.releases import load_history
+from zumik_cli.routing.simulate import simulate
 
 MINI = ("openai", "gpt-4o-mini")
 

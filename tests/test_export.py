@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from zumik_cli import readers
+from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset
-from zumik_cli.errors import ZumikError
-from zumik_cli.export import export_trace
-from zumik_cli.ingest import ingest
-from zumik_cli.synth import SynthConfig, write_jsonl
-from zumik_cli.waterfall import WaterfallOptions, compute_waterfall
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.export import export_trace
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.synth.traffic import SynthConfig, write_jsonl
 
 FORMATS = Path(__file__).parent / "fixtures" / "formats"
 IDEAL = WaterfallOptions(rules="ideal", curves=False)

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zumik_cli import readers
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.model import Quarantined, Request
+from zumik_cli.core.model import Quarantined, Request
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
 from zumik_cli.readers.hashid import HashColumns
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,10 +10,10 @@ from conftest import FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zumik_cli import identity
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.model import Artifact
+from zumik_cli.core import identity
+from zumik_cli.core.model import Artifact
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
 
 SYSTEM = "You are a careful coding agent. Read files before you edit them."
 QUESTION = "Why does test_parse fail?"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from conftest import FIXTURES
 
-from zumik_cli.dataset import Dataset, read_manifest
-from zumik_cli.errors import InputError, ZumikError
-from zumik_cli.ingest import IngestSummary, ingest
+from zumik_cli.core.errors import InputError, ZumikError
+from zumik_cli.dataset.store import Dataset, read_manifest
+from zumik_cli.ingest.pipeline import IngestSummary, ingest
 from zumik_cli.readers import load_formats
 
 SECRET = "sk-live-0123456789abcdefghij"

@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 
-from zumik_cli import capacity
-from zumik_cli.levels import _Pass
+from zumik_cli.analysis import capacity
+from zumik_cli.analysis.levels import _Pass
 
 
 def _feed(run: _Pass, blocks: dict[str, np.ndarray], units: np.ndarray, checked: bool = True) -> bool:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from conftest import FIXTURES
 
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.waterfall import compute_waterfall
+from zumik_cli.analysis.waterfall import compute_waterfall
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
 
 
 def test_a_dataset_mixing_hash_id_and_content_traces_has_a_waterfall(tmp_path: Path) -> None:

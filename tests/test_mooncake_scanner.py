@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zumik_cli.model import Quarantined, Request, Source
+from zumik_cli.core.model import Quarantined, Request, Source
 from zumik_cli.readers import Sample, convert_guarded, parse_json_line
 from zumik_cli.readers.fields import EARLIEST, LATEST
 from zumik_cli.readers.hashid import MOONCAKE, HashColumns, _mooncake, _mooncake_arrays

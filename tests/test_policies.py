@@ -23,7 +23,7 @@ from release_workloads import (
     write_history,
 )
 
-from zumik_cli.policies import (
+from zumik_cli.routing.policies import (
     POLICIES,
     PolicyInputs,
     TargetState,
@@ -36,8 +36,8 @@ from zumik_cli.policies import (
     reuse_aware,
     reuse_probability,
 )
-from zumik_cli.releases import Release, history_from_documents, load_history
-from zumik_cli.simulate import simulate
+from zumik_cli.routing.releases import Release, history_from_documents, load_history
+from zumik_cli.routing.simulate import simulate
 
 
 def make_release(targets: list[dict], policy: str = "primary", constraints: dict | None = None) -> Release:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from zumik_cli.prefix_cache import CacheRules, PrefixCache, Prompt
-from zumik_cli.rules import load_packs
+from zumik_cli.analysis.prefix_cache import CacheRules, PrefixCache, Prompt
+from zumik_cli.rules.pack import load_packs
 
 
 def prompt(chains: list[int], sizes: list[int], at: float, tenant: str = "t", **kw) -> Prompt:

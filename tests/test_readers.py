@@ -10,10 +10,10 @@ import pytest
 from conftest import FIXTURES
 
 from zumik_cli import readers
-from zumik_cli.dataset import Dataset
-from zumik_cli.errors import InputError
-from zumik_cli.ingest import IngestSummary, ingest
-from zumik_cli.model import Artifact, Quarantined, Request
+from zumik_cli.core.errors import InputError
+from zumik_cli.core.model import Artifact, Quarantined, Request
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import IngestSummary, ingest
 
 
 def read(path: Path, forced: str | None = None) -> tuple[str, list[Request], list[Quarantined]]:

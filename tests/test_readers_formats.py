@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset, read_manifest
-from zumik_cli.ingest import ingest
-from zumik_cli.usage import normalize_usage
-from zumik_cli.waterfall import WaterfallOptions, compute_waterfall
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.dataset.store import Dataset, read_manifest
+from zumik_cli.ingest.pipeline import ingest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 CLAUDE_SESSION = "3f9c2a7e-51d4-4b8e-9a0c-6e1d2f7b8c90"

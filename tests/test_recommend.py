@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset
-from zumik_cli.errors import ZumikError
-from zumik_cli.ingest import ingest
-from zumik_cli.recommend import Recommendation, compute_recommendations, simulated_cost
-from zumik_cli.reconcile import parse_period, reconcile
-from zumik_cli.report import ReportInputs, render_report
-from zumik_cli.tokenization import tokenizer_for_model
-from zumik_cli.waterfall import WaterfallOptions, compute_waterfall
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis.recommend import Recommendation, compute_recommendations, simulated_cost
+from zumik_cli.diagnosis.reconcile import parse_period, reconcile
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.ingest.tokenization import tokenizer_for_model
+from zumik_cli.render.report.page import ReportInputs, render_report
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_traces"
 OPTIONS = WaterfallOptions(curves=False)

@@ -23,13 +23,13 @@ from release_workloads import (
 from typer.testing import CliRunner
 
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset
-from zumik_cli.errors import ReleaseError
-from zumik_cli.release_derivation import new_release
-from zumik_cli.release_store import check_history, verify
-from zumik_cli.releases import History, history_from_documents, load_history, release_digest
-from zumik_cli.synth import SynthConfig
-from zumik_cli.synth_releases import release_history, write_release_history
+from zumik_cli.core.errors import ReleaseError
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.routing.release_derivation import new_release
+from zumik_cli.routing.release_store import check_history, verify
+from zumik_cli.routing.releases import History, history_from_documents, load_history, release_digest
+from zumik_cli.synth.releases import release_history, write_release_history
+from zumik_cli.synth.traffic import SynthConfig
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "releases.schema.json").read_text())
 

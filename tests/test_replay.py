@@ -21,10 +21,10 @@ import pytest
 from typer.testing import CliRunner
 
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset
-from zumik_cli.errors import ZumikError
-from zumik_cli.ingest import ingest
-from zumik_cli.replay import ReplayOptions, load_prompts, namespaced, predict, replay, select_requests
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.replay.run import ReplayOptions, load_prompts, namespaced, predict, replay, select_requests
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_traces"
@@ -56,7 +56,7 @@ def test_prediction_evicts_a_finished_requests_tail_before_its_head():
 
 
 def test_namespaces_keep_two_kv_keys_from_sharing_a_prefix():
-    from zumik_cli.replay import ReplayRequest
+    from zumik_cli.replay.run import ReplayRequest
 
     same = ids(40_000, 10 * BLOCK)
     requests = [ReplayRequest(1, "a", "kvc_tenant_a", "", same), ReplayRequest(2, "b", "kvc_tenant_b", "", same)]
@@ -98,7 +98,7 @@ def test_replay_without_vllm_says_which_extra_to_install(sample_data: Path):
 
 def engine(capacity_blocks: int | None = None) -> Any:
     pytest.importorskip("vllm", reason="vLLM is not installed: run `make engines`")
-    from zumik_cli.engines.vllm_local import VllmLocalEngine
+    from zumik_cli.replay.engines.vllm_local import VllmLocalEngine
 
     return VllmLocalEngine(block_size=BLOCK, capacity_blocks=capacity_blocks)
 
@@ -196,7 +196,7 @@ def free_port() -> int:
 @pytest.fixture
 def vllm_server() -> Any:
     pytest.importorskip("vllm", reason="vLLM is not installed: run `make engines`")
-    from zumik_cli.engines.vllm_local import TINY_LLAMA
+    from zumik_cli.replay.engines.vllm_local import TINY_LLAMA
 
     port = free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}

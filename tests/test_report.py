@@ -20,9 +20,8 @@ import plotly.io as pio
 import plotly.offline
 import pytest
 
-from zumik_cli.errors import ZumikError
-from zumik_cli.report import TABLE_ROW_LIMIT, ReportInputs, _inlinable, render_report, write_report
-from zumik_cli.report_format import (
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.render.report.format import (
     format_capacity,
     format_count,
     format_duration,
@@ -31,6 +30,7 @@ from zumik_cli.report_format import (
     format_percent,
     format_tokens,
 )
+from zumik_cli.render.report.page import TABLE_ROW_LIMIT, ReportInputs, _inlinable, render_report, write_report
 
 GENERATED_AT = "2026-06-12T09:30:00Z"
 PLOTLY_JS = plotly.offline.get_plotlyjs()

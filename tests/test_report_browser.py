@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from zumik_cli.report import ReportInputs, write_report
+from zumik_cli.render.report.page import ReportInputs, write_report
 
 pytestmark = pytest.mark.browser
 

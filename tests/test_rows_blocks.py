@@ -3,7 +3,8 @@
 import numpy as np
 import pyarrow as pa
 
-from zumik_cli import identity, rows
+from zumik_cli.core import identity
+from zumik_cli.ingest import rows
 
 
 def _by_arrays(rids: np.ndarray, offsets: np.ndarray, chain: np.ndarray, tokens: np.ndarray) -> dict[str, np.ndarray]:

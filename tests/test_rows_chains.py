@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from zumik_cli import identity, rows
+from zumik_cli.core import identity
+from zumik_cli.ingest import rows
 
 
 def test_chain_cache_matches_per_batch_and_identity() -> None:

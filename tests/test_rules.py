@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from zumik_cli.errors import RulesError
-from zumik_cli.rules import REQUIRED, get_pack, load_packs, pack_for
+from zumik_cli.core.errors import RulesError
+from zumik_cli.rules.pack import REQUIRED, get_pack, load_packs, pack_for
 
 SHIPPED = {"anthropic", "gemini", "ideal", "openai", "sglang", "vllm"}
 
@@ -42,7 +42,7 @@ def test_every_shipped_pack_is_dated_sourced_and_complete():
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", pack.effective_from), name
         assert pack.version and pack.source, name
         assert pack.granularity["kind"] in {"tokens", "blocks", "increments", "breakpoints"}, name
-        assert pack.origin == f"zumik_cli/rulepacks/{name}.json"
+        assert pack.origin == f"zumik_cli/rules/data/{name}.json"
         assert pack.describe()["name"] == name
 
 

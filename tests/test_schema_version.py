@@ -14,8 +14,8 @@ import pytest
 from conftest import FIXTURES
 from test_cli_ingest import words, zumik
 
-from zumik_cli.ingest import ingest
-from zumik_cli.schema import SCHEMA_VERSION
+from zumik_cli.dataset.schema import SCHEMA_VERSION
+from zumik_cli.ingest.pipeline import ingest
 
 RE_INGEST = "re-ingest the traces into a new folder with `zumik ingest`"
 SAMPLE_RELEASES = Path(__file__).parents[1] / "sample_traces" / "releases.yaml"

@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 from test_fuzz_readers import DOCUMENT_FORMATS, FORMATS, SEEDS, baseline, good_lines
 
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.report import ReportInputs, render_report
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.render.report.page import ReportInputs, render_report
 
 # credential -> the marker searched for (each marker is unique to its credential)
 SECRETS = {

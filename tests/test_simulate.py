@@ -24,15 +24,15 @@ from release_workloads import (
 )
 from typer.testing import CliRunner
 
+from zumik_cli.analysis.prefix_cache import Prompt
 from zumik_cli.cli import app
-from zumik_cli.dataset import Dataset, read_manifest
-from zumik_cli.decisions import policy_comparison
-from zumik_cli.errors import ZumikError
-from zumik_cli.policies import POLICIES
-from zumik_cli.prefix_cache import Prompt
-from zumik_cli.releases import History, history_from_documents, load_history
-from zumik_cli.simulate import simulate, simulate_workload
-from zumik_cli.workload import WorkRequest, load_workload
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.store import Dataset, read_manifest
+from zumik_cli.routing.decisions import policy_comparison
+from zumik_cli.routing.policies import POLICIES
+from zumik_cli.routing.releases import History, history_from_documents, load_history
+from zumik_cli.routing.simulate import simulate, simulate_workload
+from zumik_cli.routing.workload import WorkRequest, load_workload
 
 SIMULATED = [p for p in POLICIES if p != "recorded"]
 
@@ -268,7 +268,7 @@ def test_on_the_synth_demo_reuse_aware_and_cache_affinity_capture_at_least_the_r
 def test_the_releases_recorded_by_simulate_round_trip_to_the_same_digests(small):
     data, releases = small
     simulate(data, load_history(releases))
-    from zumik_cli.release_store import recorded_history
+    from zumik_cli.routing.release_store import recorded_history
 
     stored = recorded_history(Dataset(data))
     assert [r.digest for r in stored.releases] == [r.digest for r in load_history(releases).releases]

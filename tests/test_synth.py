@@ -13,8 +13,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from zumik_cli.errors import ZumikError
-from zumik_cli.synth import SynthConfig, alias_releases, generate, write_jsonl
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.synth.traffic import SynthConfig, alias_releases, generate, write_jsonl
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "zumik-jsonl.schema.json").read_text())
 ANTHROPIC_MINIMUM = {"claude-sonnet-4-5": 1024, "claude-haiku-4-5": 4096}

@@ -17,16 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from release_workloads import ingest_records, release, session, target, when
 
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.policies import POLICIES
-from zumik_cli.prefix_cache import CacheRules, PrefixCache, Prompt
-from zumik_cli.releases import history_from_documents
-from zumik_cli.replay import ReplayRequest, load_prompts, namespaced, predict, select_requests
-from zumik_cli.rules import load_packs
-from zumik_cli.simulate import simulate_workload
-from zumik_cli.waterfall import WaterfallOptions, compute_waterfall
-from zumik_cli.workload import WorkRequest, load_workload
+from zumik_cli.analysis.prefix_cache import CacheRules, PrefixCache, Prompt
+from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.replay.run import ReplayRequest, load_prompts, namespaced, predict, select_requests
+from zumik_cli.routing.policies import POLICIES
+from zumik_cli.routing.releases import history_from_documents
+from zumik_cli.routing.simulate import simulate_workload
+from zumik_cli.routing.workload import WorkRequest, load_workload
+from zumik_cli.rules.pack import load_packs
 
 TENANTS = ("acme", "globex", "initech")
 SLOW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

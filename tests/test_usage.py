@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.model import Usage
-from zumik_cli.usage import normalize_usage
+from zumik_cli.core.model import Usage
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
 
 counts = st.integers(min_value=0, max_value=10**9)
 

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from zumik_cli import capacity
-from zumik_cli.dataset import Dataset
-from zumik_cli.errors import ZumikError
-from zumik_cli.ingest import ingest
-from zumik_cli.waterfall import Waterfall, WaterfallOptions, compute_waterfall
+from zumik_cli.analysis import capacity
+from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, compute_waterfall
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
 
 VOCAB_SIZE = 4000
 MARKUP = ("<|im_start|>", "<|im_end|>")

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from zumik_cli.dataset import Dataset
-from zumik_cli.ingest import ingest
-from zumik_cli.waterfall import Waterfall, WaterfallOptions, compute_waterfall
+from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, compute_waterfall
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 

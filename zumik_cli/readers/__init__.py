@@ -7,7 +7,6 @@ quarantined with a reason and the rest of the file goes on. Adding a format is o
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,30 +14,15 @@ from typing import Any
 
 import msgspec
 
-from ..errors import InputError
-from ..model import Quarantined, Request, Source
+from zumik_cli.core.errors import InputError
+from zumik_cli.core.model import Quarantined, Request, Source
+from zumik_cli.core.redact import redact
 
 HEAD_BYTES = 1 << 16
 SNIFF_RECORDS = 5
 MAX_DOCUMENT_BYTES = 1 << 30
 
 Item = Request | Quarantined
-
-# Quarantine excerpts and reasons are stored in the dataset, where secrets never go (DESIGN.md section 10). A field
-# is a secret's name, quoted or not, then its value: a JSON or Python string (one a truncated line cut off too) or a
-# bare word; tokens are secrets by their shape, wherever they are.
-_SECRET_NAME = (
-    r"(?:proxy-)?authorization|[\w-]*api[_-]?key|(?:set-)?cookie|[\w-]*(?:access|refresh|auth|id|session)[_-]?token|"
-    r"[\w-]*secret|password"
-)
-_SECRET_FIELD = re.compile(
-    rf"""(["']?\b(?:{_SECRET_NAME})["']?\s*[:=]\s*)(\[redacted\]|"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s,;}}\]]+)""",
-    re.IGNORECASE,
-)
-_SECRET_TOKEN = re.compile(
-    r"\b[Bb]earer\s+[\w.~+/=-]+|\bBasic\s+[\w+/=]{8,}|\b(?:sk|pk|rk)-[\w-]{12,}|\bAIza[\w-]{20,}|"
-    r"\bgh[pousr]_\w{20,}|\bxox[abprs]-[\w-]{10,}|\bAKIA[0-9A-Z]{16}\b|\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}"
-)
 
 
 @dataclass(frozen=True)
@@ -145,16 +129,6 @@ def excerpt(text: str) -> str:
     return redact(text[:4096])[:200]
 
 
-def redact(text: str) -> str:
-    """The text with secret-shaped tokens and the values of secret-named fields replaced by ``[redacted]``."""
-    return _SECRET_FIELD.sub(_redacted_field, _SECRET_TOKEN.sub("[redacted]", text))
-
-
-def _redacted_field(match: re.Match[str]) -> str:
-    quote = match.group(2)[:1] if match.group(2)[:1] in "\"'" else ""
-    return f"{match.group(1)}{quote}[redacted]{quote}"
-
-
 def _excerpt(value: Any) -> str:
     try:
         return excerpt(json.dumps(value, default=str))
@@ -240,7 +214,7 @@ def read_all(reader: Reader, sample: Sample) -> Iterator[Any]:
 
 
 def _registry() -> dict[str, Reader]:
-    from . import (
+    from zumik_cli.readers import (
         anthropic,
         claude_code,
         codex,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Request, Source, canonical_json
-from ..usage import normalize_usage
-from . import Reader, Sample, read_json_lines
-from .fields import count, parse_time, text
-from .messages import anthropic_messages, anthropic_tools, content_parts, ordered, system_artifacts
-from .openai_chat import meta, split_log
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Request, Source, canonical_json
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.readers import Reader, Sample, read_json_lines
+from zumik_cli.readers.fields import count, parse_time, text
+from zumik_cli.readers.messages import anthropic_messages, anthropic_tools, content_parts, ordered, system_artifacts
+from zumik_cli.readers.openai_chat import meta, split_log
 
 
 def to_request(record: Any, source: Source) -> Request:

@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Artifact, Quarantined, Request, Source
-from ..usage import normalize_usage
-from . import SHAPE_ERRORS, Item, Reader, Sample, convert_guarded, iter_json_lines
-from .diagnostics import anthropic_miss
-from .fields import parse_time, text
-from .messages import content_parts
+from zumik_cli.core.model import Artifact, Quarantined, Request, Source
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.readers import SHAPE_ERRORS, Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers.diagnostics import anthropic_miss
+from zumik_cli.readers.fields import parse_time, text
+from zumik_cli.readers.messages import content_parts
 
 SYNTHETIC_MODEL = "<synthetic>"
 

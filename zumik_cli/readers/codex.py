@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Quarantined, Request, Source, Usage
-from . import Item, Reader, Sample, convert_guarded, iter_json_lines
-from .fields import count, parse_time, text
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Quarantined, Request, Source, Usage
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers.fields import count, parse_time, text
 
 USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fields import count, text
+from zumik_cli.readers.fields import count, text
 
 NO_MISS = ("", None)
 

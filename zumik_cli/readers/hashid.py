@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from ..identity import derived_trace_id
-from ..model import HashBlocks, Quarantined, Request, Source, Usage, canonical_json
-from . import Item, Reader, Sample, convert_guarded, parse_json_line, read_json_lines
-from .fields import EARLIEST, LATEST, count, moment, text
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import HashBlocks, Quarantined, Request, Source, Usage, canonical_json
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded, parse_json_line, read_json_lines
+from zumik_cli.readers.fields import EARLIEST, LATEST, count, moment, text
 
 if TYPE_CHECKING:
-    from .mooncake_scan import MooncakeArrays
+    from zumik_cli.readers.mooncake_scan import MooncakeArrays
 
 COLUMN_CHUNK_BYTES = 1 << 24
 _NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r]*[^{ \t\r\n]")
@@ -149,7 +149,7 @@ def _mooncake_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
     The compiled scanner reads plain chunks (traces as Mooncake publishes them); Arrow reads most of the rest.
     Whichever read it, the records must be ones the per-record reader would keep, every one of them.
     """
-    from .mooncake_scan import scan_mooncake
+    from zumik_cli.readers.mooncake_scan import scan_mooncake
 
     arrays = scan_mooncake(chunk, lines)
     if arrays is None:
@@ -175,7 +175,7 @@ def _arrow_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
     import pyarrow.compute as pc
     import pyarrow.json as pajson
 
-    from .mooncake_scan import MooncakeArrays
+    from zumik_cli.readers.mooncake_scan import MooncakeArrays
 
     if b'"block_size"' in chunk or chunk.startswith(b"\xef\xbb\xbf"):
         return None

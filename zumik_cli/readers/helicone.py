@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Request, Source, Usage, canonical_json
-from ..usage import normalize_usage
-from . import Reader, Sample
-from .fields import count, parse_time, text
-from .messages import content_parts
-from .observability import prompt_artifacts, read_rows, rows
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Request, Source, Usage, canonical_json
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.readers import Reader, Sample
+from zumik_cli.readers.fields import count, parse_time, text
+from zumik_cli.readers.messages import content_parts
+from zumik_cli.readers.observability import prompt_artifacts, read_rows, rows
 
 NO_CACHE_REFERENCE = ("", "00000000-0000-0000-0000-000000000000")
 SESSION_PROPERTY = "Helicone-Session-Id"

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Artifact, Request, Source, Usage, canonical_json
-from . import Reader, Sample
-from .fields import parse_time, text
-from .messages import content_parts
-from .observability import prompt_artifacts, read_rows, rows
-from .openai_chat import meta
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Artifact, Request, Source, Usage, canonical_json
+from zumik_cli.readers import Reader, Sample
+from zumik_cli.readers.fields import parse_time, text
+from zumik_cli.readers.messages import content_parts
+from zumik_cli.readers.observability import prompt_artifacts, read_rows, rows
+from zumik_cli.readers.openai_chat import meta
 
 OBSERVATION_TYPES = ("GENERATION", "SPAN", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EMBEDDING")
 

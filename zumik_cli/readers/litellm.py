@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Artifact, Quarantined, Request, Source, canonical_json
-from ..usage import normalize_usage
-from . import Item, Reader, Sample, convert_guarded, iter_json_lines
-from .fields import parse_time, text
-from .messages import any_tools, openai_messages, ordered, system_artifacts
-from .openai_responses import input_items
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Artifact, Quarantined, Request, Source, canonical_json
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers.fields import parse_time, text
+from zumik_cli.readers.messages import any_tools, openai_messages, ordered, system_artifacts
+from zumik_cli.readers.openai_responses import input_items
 
 
 def _messages(value: Any, call_type: str = "") -> list[Artifact]:

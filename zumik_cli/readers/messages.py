@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from ..memo import MISSING, Memo
-from ..model import Artifact, canonical_arguments, canonical_json
+from zumik_cli.core.memo import MISSING, Memo
+from zumik_cli.core.model import Artifact, canonical_arguments, canonical_json
 
 # Every call of an agent resends its tool definitions and earlier tool calls; their canonical JSON (key-sorted
 # dumps, the slowest part of reading a record) is remembered by the record's own bytes, which msgspec writes

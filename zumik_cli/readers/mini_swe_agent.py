@@ -10,12 +10,12 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Quarantined, Request, Source
-from ..usage import normalize_usage
-from . import Item, Reader, Sample, convert_guarded
-from .fields import parse_time, text
-from .messages import content_parts, openai_messages, ordered
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Quarantined, Request, Source
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded
+from zumik_cli.readers.fields import parse_time, text
+from zumik_cli.readers.messages import content_parts, openai_messages, ordered
 
 
 def _provider(model: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..model import Artifact, Quarantined, Request, Source
-from . import Item, Sample, convert_guarded, iter_json_lines
-from .messages import anthropic_messages, any_tools, openai_messages, ordered, system_artifacts
-from .openai_responses import input_items
+from zumik_cli.core.model import Artifact, Quarantined, Request, Source
+from zumik_cli.readers import Item, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers.messages import anthropic_messages, any_tools, openai_messages, ordered, system_artifacts
+from zumik_cli.readers.openai_responses import input_items
 
 Convert = Callable[[Any, Source], Request | list[Request] | None]
 

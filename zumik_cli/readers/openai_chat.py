@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Request, Source, canonical_json
-from ..usage import normalize_usage
-from . import Reader, Sample, read_json_lines
-from .fields import parse_time, text
-from .messages import content_parts, openai_messages, openai_tools, ordered
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Request, Source, canonical_json
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.readers import Reader, Sample, read_json_lines
+from zumik_cli.readers.fields import parse_time, text
+from zumik_cli.readers.messages import content_parts, openai_messages, openai_tools, ordered
 
 
 def split_log(record: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Artifact, Request, Source, canonical_arguments, canonical_json
-from ..usage import normalize_usage
-from . import Item, Reader, Sample, read_json_lines
-from .diagnostics import openai_miss
-from .fields import parse_time, text
-from .messages import content_parts, ordered, tool_artifact
-from .openai_chat import meta, split_log
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Artifact, Request, Source, canonical_arguments, canonical_json
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.readers import Item, Reader, Sample, read_json_lines
+from zumik_cli.readers.diagnostics import openai_miss
+from zumik_cli.readers.fields import parse_time, text
+from zumik_cli.readers.messages import content_parts, ordered, tool_artifact
+from zumik_cli.readers.openai_chat import meta, split_log
 
 RESPONSE_OBJECT = "response"
 

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from ..model import Artifact, Quarantined, Request, Source, Usage, canonical_arguments, canonical_json
-from . import Item, Reader, Sample, convert_guarded, iter_json_lines
-from .fields import moment, text
-from .messages import openai_messages, openai_tools, ordered
+from zumik_cli.core.model import Artifact, Quarantined, Request, Source, Usage, canonical_arguments, canonical_json
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers.fields import moment, text
+from zumik_cli.readers.messages import openai_messages, openai_tools, ordered
 
 CALL_OPERATIONS = ("chat", "text_completion", "generate_content")
 NOT_CALLS = ("invoke_agent", "create_agent", "execute_tool", "embeddings", "invoke_workflow")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Quarantined, Request, Source
-from . import Item, Reader, Sample, convert_guarded
-from .fields import text
-from .messages import content_parts, openai_messages, ordered
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Quarantined, Request, Source
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded
+from zumik_cli.readers.fields import text
+from zumik_cli.readers.messages import content_parts, openai_messages, ordered
 
 
 def _calls(entry: Any, source: Source, model: str) -> list[Request]:

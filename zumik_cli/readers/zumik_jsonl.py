@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..identity import derived_trace_id
-from ..model import Artifact, Request, Source, canonical_json
-from ..usage import normalize_usage
-from . import Reader, Sample, read_json_lines
-from .fields import count, number, parse_time, text
-from .messages import anthropic_tools, content_parts, ordered, system_artifacts
+from zumik_cli.core.identity import derived_trace_id
+from zumik_cli.core.model import Artifact, Request, Source, canonical_json
+from zumik_cli.core.usage import normalize_usage
+from zumik_cli.readers import Reader, Sample, read_json_lines
+from zumik_cli.readers.fields import count, number, parse_time, text
+from zumik_cli.readers.messages import anthropic_tools, content_parts, ordered, system_artifacts
 
 DEFAULT_FORMAT = {"anthropic": "anthropic", "google": "anthropic"}
 

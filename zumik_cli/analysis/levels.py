@@ -1,0 +1,577 @@
+"""The per-request reuse levels of the waterfall, in one compiled pass over the blocks in time order.
+
+For each request: how many leading blocks it shares with an earlier request at four widening levels of
+strictness, and the token offset where that shared prefix ends (``n_fam``/``t_fam``, ``n_tgt``/``t_tgt``,
+``n_kvc``/``t_kvc``, ``n_warm``/``t_warm``, ``t_ttl_300``, ``t_ttl_3600``). The definitions are those of the
+SQL this replaces (one window over every block, partitioned by (key, chain) and ordered by the request order
+``ord``), kept here as the invariant: a block of request r at level L counts when its (L-id, chain) was first
+used by a request earlier than r (``first < ord``: never by r itself), where L-id is the family, target or KV
+compatibility key; warm also needs ``ts IS NULL OR alive_until IS NULL OR ts <= alive_until``, where
+``alive_until`` is the max of ``ts + coalesce(ttl, inf)`` over the earlier uses of that (key, chain), ``ttl``
+the block's own (NULL when none of them has a time); the TTL columns need
+``ts IS NULL OR prev_ts IS NULL OR ts - prev_ts <= T``, ``prev_ts`` the time of the use just before. Each level
+is a max over the request's blocks.
+
+Why not SQL: that window sorts every block (30M rows for 1M Mooncake requests) and spills past DuckDB's
+memory limit. Here one compiled pass in time order numbers each (key, chain) pair in an open-addressing hash
+table and keeps, per pair, its first use, its last time and its TTL horizon; the pass runs in two parts by chain,
+one a core. The blocks are streamed batch by batch from the dataset's Parquet parts in their order, which is time
+order for a trace ingested in time order: then no block column is ever whole and the pass works on one batch
+while Arrow reads the next. Any other order is found
+out by the pass itself (a block that is not the next one of the next request), and the blocks are then read
+whole and placed in time order first (``offset[ord] + pos``, no sort). The time-ordered units and sizes feed the
+capacity analysis (``Workload``), so neither pass sorts the blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numba
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from llvmlite import ir
+from numba.extending import intrinsic
+
+from zumik_cli.core.errors import ZumikError
+
+IntArray = npt.NDArray[np.int64]
+
+REQ_COLUMNS_SQL = (
+    "SELECT rid, ord, ts, ttl, ttl_long, coalesce(long_until, -1) AS long_until, fam_id, tgt_id, kvc_id, "
+    "coalesce(n_blocks, 0) AS n_blocks FROM req ORDER BY ord"
+)
+STORED_COLUMNS = ("rid", "pos", "chain", "tokens", "end_token")
+JOINED_BLOCKS_SQL = """
+SELECT r.ord::INTEGER AS ord, b.pos::INTEGER AS pos, b.chain, b.tokens::INTEGER AS tokens, b.end_token
+FROM request_blocks b JOIN req r USING (rid)
+"""
+LEVEL_COLUMNS = ("n_fam", "t_fam", "n_tgt", "t_tgt", "n_kvc", "t_kvc", "n_warm", "t_warm", "t_ttl_300", "t_ttl_3600")
+BATCH_ROWS = 1 << 20  # rows a batch of the joined blocks
+# a pass stops before a block for one of these reasons; it then resumes from that block
+DONE, OUT_OF_ORDER, GROW = 0, 1, 2
+CHAIN, FAM, TGT, KVC = 0, 1, 2, 3  # the pass's hash tables
+MAX_UNITS = 2**31 - 2  # units are int32
+PARTS = 2  # the levels pass runs in this many parts by chain, one a core (a power of two)
+PREFETCH_AHEAD = 16  # blocks: how far ahead the pass asks for a chain's hash slot
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Every request with blocks, in time order, as CSR arrays: the input of ``capacity``.
+
+    ``units`` numbers each distinct (KV key, chain) pair with an int32 id below ``n_units`` (a few ids may go
+    unused); ``rids[i]`` is request i's rid.
+    """
+
+    offsets: IntArray
+    units: npt.NDArray[np.integer]
+    sizes: npt.NDArray[np.integer]
+    rids: IntArray
+    n_units: int
+
+
+def _jit(kernel: Callable[..., Any]) -> Any:
+    return numba.njit(cache=True, nogil=True)(kernel)
+
+
+@intrinsic
+def _prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+    # LLVM's prefetch hint for array[index] (read, keep in all cache levels): it changes no result. The pass asks
+    # for the hash slot of a block a few blocks ahead, so that slot is in cache when its turn comes.
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        byte = ir.IntType(8).as_pointer()
+        int32 = ir.IntType(32)
+        hint = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [byte, int32, int32, int32])
+        )
+        address = builder.bitcast(builder.gep(data, [args[1]]), byte)
+        builder.call(hint, [address, ir.Constant(int32, 0), ir.Constant(int32, 3), ir.Constant(int32, 1)])
+        return context.get_dummy_value()
+
+    return numba.types.void(array, index), codegen
+
+
+@_jit
+def _home(bits: int, key: int) -> int:
+    return int((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+
+
+@_jit
+def _slot(table: IntArray, bits: int, key: int) -> int:
+    # Open addressing (linear probing) on a multiplicative hash of 2^bits slots; each slot holds its key and
+    # number side by side (16 bytes), so a probe costs one cache miss, not two. Returns the key's slot, or the
+    # empty one where it belongs.
+    mask = np.uint64((1 << bits) - 1)
+    h = np.uint64(_home(bits, key))
+    while table[h, 1] != 0 and table[h, 0] != key:
+        h = (h + np.uint64(1)) & mask
+    return int(h)
+
+
+@_jit
+def _rehash(old: IntArray, new: IntArray, bits: int) -> None:
+    for i in range(old.shape[0]):
+        if old[i, 1] != 0:
+            h = _slot(new, bits, old[i, 0])
+            new[h, 0] = old[i, 0]
+            new[h, 1] = old[i, 1]
+
+
+@_jit
+def _number(table: IntArray, bits: IntArray, used: IntArray, k: int, key: int) -> int:
+    # The key's number in table k, a new one (the next: ``used[k]`` before the call) for a new key; -1 when that
+    # would pass half full. A slot holds its number + 1, so that a table of zeros is empty.
+    h = _slot(table, bits[k], key)
+    number = table[h, 1] - 1
+    if number < 0:
+        if 2 * (used[k] + 1) > table.shape[0]:
+            return -1
+        number = used[k]
+        table[h, 0] = key
+        table[h, 1] = number + 1
+        used[k] += 1
+    return number
+
+
+@_jit
+def _flush(out: IntArray, r: int, acc: IntArray) -> None:
+    for k in range(10):
+        out[k, r] = max(out[k, r], acc[k])
+        acc[k] = 0
+
+
+@_jit
+def _pass(
+    at: int,
+    part: int,
+    parts: int,
+    checked: bool,
+    rids: IntArray,
+    pos: IntArray,
+    chain: IntArray,
+    end_token: IntArray,
+    cursor: IntArray,
+    req_rid: IntArray,
+    n_blocks: IntArray,
+    ts: npt.NDArray[np.float64],
+    ttl: npt.NDArray[np.float64],
+    ttl_long: npt.NDArray[np.float64],
+    long_until: IntArray,
+    pair_ids: IntArray,
+    coincide: bool,
+    chain_table: IntArray,
+    fam_table: IntArray,
+    tgt_table: IntArray,
+    kvc_table: IntArray,
+    bits: IntArray,
+    used: IntArray,
+    first_fam: IntArray,
+    first_tgt: IntArray,
+    state: npt.NDArray[np.float64],
+    out: IntArray,
+    units: npt.NDArray[np.int32],
+) -> tuple[int, int]:
+    # Blocks ``at``.. of a batch in the dataset's order, those whose chain is ``part`` modulo ``parts`` (a power of
+    # two): each part keeps its own tables, state and results. ``cursor`` is (request index, blocks of it seen):
+    # ``checked``, each block must be the next one of the request in time order (index = ord - 1), else the
+    # pass stops with OUT_OF_ORDER. A table that would pass half full stops it with GROW + the table before
+    # anything of the block is changed, so the caller grows it and resumes at the same block. ``pair_ids[k, r]``
+    # is request r's family, target and key number; ``state[u]`` is (first use, previous time, horizon) of key
+    # unit u, NaN for NULL; a NaN time or horizon stands for NULL. A request's levels gather in ``acc`` and
+    # go to ``out`` when its last block is passed (or the pass stops).
+    n_req = n_blocks.shape[0]
+    r, seen = cursor[0], cursor[1]
+    acc = np.zeros(10, dtype=np.int64)
+    code, stop = DONE, pos.shape[0]
+    ahead = np.int64(PREFETCH_AHEAD)
+    flat = chain_table.reshape(-1)
+    for b in range(at, pos.shape[0]):
+        if b + ahead < pos.shape[0] and chain[b + ahead] & (parts - 1) == part:
+            _prefetch(flat, np.int64(2 * _home(bits[CHAIN], chain[b + ahead])))  # type: ignore[call-arg]  # typed by numba
+        if r < n_req and seen >= n_blocks[r]:
+            _flush(out, r, acc)
+            while r < n_req and seen >= n_blocks[r]:
+                r += 1
+                seen = 0
+        if r >= n_req or (checked and (rids[b] != req_rid[r] or pos[b] != seen)):
+            code, stop = OUT_OF_ORDER, b
+            break
+        if chain[b] & (parts - 1) != part:  # another part's chain
+            seen += 1
+            continue
+        # a unit's state is set the moment it is numbered (numbers come in order: a new one is ``used`` before
+        # the call), before the pass can stop, so no array is filled up front
+        fresh = used[CHAIN]
+        c = _number(chain_table, bits, used, CHAIN, chain[b])
+        if c < 0:
+            code, stop = GROW + CHAIN, b
+            break
+        u = f = g = c
+        if not coincide:
+            fresh = used[FAM]
+            f = _number(fam_table, bits, used, FAM, (pair_ids[0, r] << np.int64(32)) | c)
+            if f < 0:
+                code, stop = GROW + FAM, b
+                break
+            if f == fresh:
+                first_fam[f] = -1
+            fresh = used[TGT]
+            g = _number(tgt_table, bits, used, TGT, (pair_ids[1, r] << np.int64(32)) | c)
+            if g < 0:
+                code, stop = GROW + TGT, b
+                break
+            if g == fresh:
+                first_tgt[g] = -1
+            fresh = used[KVC]
+            u = _number(kvc_table, bits, used, KVC, (pair_ids[2, r] << np.int64(32)) | c)
+            if u < 0:
+                code, stop = GROW + KVC, b
+                break
+        if u == fresh:
+            state[u, 0] = state[u, 1] = state[u, 2] = np.nan
+        seen += 1
+        units[b] = u * parts + part
+        t = ts[r]
+        no_time = np.isnan(t)
+        n = pos[b] + 1
+        e = end_token[b]
+        if not coincide:
+            if first_fam[f] < 0:
+                first_fam[f] = r
+            elif first_fam[f] < r:
+                acc[0] = max(acc[0], n)
+                acc[1] = max(acc[1], e)
+            if first_tgt[g] < 0:
+                first_tgt[g] = r
+            elif first_tgt[g] < r:
+                acc[2] = max(acc[2], n)
+                acc[3] = max(acc[3], e)
+        first = state[u, 0]
+        if np.isnan(first):
+            state[u, 0] = r
+        elif first < r:
+            if coincide:
+                acc[0] = max(acc[0], n)
+                acc[1] = max(acc[1], e)
+                acc[2] = max(acc[2], n)
+                acc[3] = max(acc[3], e)
+            acc[4] = max(acc[4], n)
+            acc[5] = max(acc[5], e)
+            a = state[u, 2]
+            if no_time or np.isnan(a) or t <= a:
+                acc[6] = max(acc[6], n)
+                acc[7] = max(acc[7], e)
+            p = state[u, 1]
+            if no_time or np.isnan(p) or t - p <= 300:
+                acc[8] = max(acc[8], e)
+            if no_time or np.isnan(p) or t - p <= 3600:
+                acc[9] = max(acc[9], e)
+        state[u, 1] = t
+        horizon = t + (ttl_long[r] if e <= long_until[r] else ttl[r])
+        if not no_time and (np.isnan(state[u, 2]) or horizon > state[u, 2]):
+            state[u, 2] = horizon
+    if r < n_req:
+        _flush(out, r, acc)
+    cursor[0], cursor[1] = r, seen
+    return code, stop
+
+
+class _Part:
+    """The state of one part of a levels pass: hash tables, per-unit state and per-request results, grown on demand.
+
+    A part sees every block (to follow the requests) but numbers and judges only its own chains; no (key, chain)
+    pair belongs to two parts, so the parts run side by side and their per-request results combine by max.
+    """
+
+    def __init__(self, requests: _Requests, part: int, chain_bits: int) -> None:
+        self.requests, self.part = requests, part
+        self.cursor = np.zeros(2, dtype=np.int64)
+        self.used = np.zeros(4, dtype=np.int64)
+        # pair tables start smaller: they grow only where families, targets and keys differ
+        self.bits = np.array([chain_bits] + [1 if requests.coincide else min(chain_bits, 20)] * 3, dtype=np.int64)
+        self.tables = tuple(_empty_table(int(b)) for b in self.bits)
+        # rows are set as units are numbered (see _pass): nothing to fill, and untouched pages cost nothing
+        self.first_fam = np.empty(len(self.tables[FAM]) // 2 + 1, dtype=np.int64)
+        self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
+        self.state = np.empty((len(self.tables[CHAIN if requests.coincide else KVC]) // 2 + 1, 3))
+        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int64)
+
+    def feed(
+        self,
+        rids: IntArray,
+        pos: IntArray,
+        chain: IntArray,
+        end_token: IntArray,
+        units: npt.NDArray[np.int32],
+        checked: bool,
+    ) -> bool:
+        req = self.requests
+        at = 0
+        while True:
+            code, at = _pass(
+                at, self.part, PARTS, checked, rids, pos, chain, end_token, self.cursor, req.req_rid, req.n_blocks,
+                req.ts, req.ttl, req.ttl_long, req.long_until, req.pair_ids, req.coincide, *self.tables, self.bits,
+                self.used, self.first_fam, self.first_tgt, self.state, self.out, units,
+            )  # fmt: skip
+            if code == DONE:
+                return True
+            if code == OUT_OF_ORDER:
+                return False
+            self._grow(code - GROW)
+
+    def complete(self) -> bool:
+        r, seen = int(self.cursor[0]), int(self.cursor[1])
+        rest = self.requests.n_blocks[r:]
+        return r >= len(self.requests.n_blocks) or (seen == rest[0] and not rest[1:].any())
+
+    def _grow(self, k: int) -> None:
+        old = self.tables[k]
+        if self.used[k] >= MAX_UNITS // PARTS:
+            raise ZumikError("more than 2^31 distinct blocks: split the dataset by tenant or time and compare parts")
+        self.bits[k] += 1
+        new = _empty_table(int(self.bits[k]))
+        _rehash(old, new, int(self.bits[k]))
+        tables = list(self.tables)
+        tables[k] = new
+        self.tables = tuple(tables)  # type: ignore[assignment]
+        cap = new.shape[0] // 2 + 1
+        if k == (CHAIN if self.requests.coincide else KVC):
+            self.state = _extend(self.state, cap)
+        elif k == FAM:
+            self.first_fam = _extend(self.first_fam, cap)
+        elif k == TGT:
+            self.first_tgt = _extend(self.first_tgt, cap)
+
+
+@dataclass(frozen=True)
+class _Requests:
+    """The requests in time order (index = ord - 1), as every part of a pass reads them."""
+
+    req_rid: IntArray
+    n_blocks: IntArray
+    ts: npt.NDArray[np.float64]
+    ttl: npt.NDArray[np.float64]  # of blocks past the last 1-hour breakpoint (all blocks, without one)
+    ttl_long: npt.NDArray[np.float64]  # of blocks that end at or before it
+    long_until: IntArray  # the token offset of that breakpoint; -1 for none
+    pair_ids: IntArray  # (family, target, key) number per request
+    coincide: bool
+
+
+class _Pass:
+    """One levels pass over every block in time order, in ``PARTS`` parts by chain that run on their own threads."""
+
+    def __init__(self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int) -> None:
+        rid = np.ascontiguousarray(req.column("rid").to_numpy(), dtype=np.int64)
+        self.requests = _Requests(
+            req_rid=rid,
+            n_blocks=np.ascontiguousarray(n_blocks, dtype=np.int64),
+            ts=req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64),
+            ttl=req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
+            ttl_long=req.column("ttl_long").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
+            long_until=np.ascontiguousarray(req.column("long_until").to_numpy(), dtype=np.int64),
+            pair_ids=(
+                np.stack([req.column(name).to_numpy().astype(np.int64) for name in ("fam_id", "tgt_id", "kvc_id")])
+                if len(rid)
+                else np.zeros((3, 0), dtype=np.int64)
+            ),
+            coincide=coincide,
+        )
+        # each part's chain table sized for half its blocks to be distinct (at most 2^23 slots, 128 MiB): no
+        # rehash at the Mooncake mix
+        chain_bits = min(23, max(10, (expected_blocks // (2 * PARTS)).bit_length() + 1))
+        self.parts = [_Part(self.requests, part, chain_bits) for part in range(PARTS)]
+
+    def start(
+        self,
+        pool: ThreadPoolExecutor,
+        rids: IntArray,
+        pos: IntArray,
+        chain: IntArray,
+        end_token: IntArray,
+        units: npt.NDArray[np.int32],
+        checked: bool = True,
+    ) -> list[Future[bool]]:
+        """Start every part on the next blocks; each future says False when a block is out of time order.
+
+        Unchecked, the blocks are taken as the next ones whatever their rid and position (``rids`` unused).
+        """
+        return [pool.submit(p.feed, rids, pos, chain, end_token, units, checked) for p in self.parts]
+
+    def complete(self) -> bool:
+        """Every request's blocks were seen."""
+        return all(part.complete() for part in self.parts)
+
+    @property
+    def out(self) -> IntArray:
+        """Per request (columns) the ten levels (rows), the parts' combined (into the first part's)."""
+        out = self.parts[0].out
+        for part in self.parts[1:]:
+            np.maximum(out, part.out, out=out)
+        return out
+
+    @property
+    def n_units(self) -> int:
+        """A bound on the unit ids: part p numbers its units p, p + PARTS, p + 2 * PARTS, ..."""
+        return PARTS * max(int(part.used[CHAIN if self.requests.coincide else KVC]) for part in self.parts)
+
+
+def _empty_table(bits: int) -> IntArray:
+    # zeros from calloc: the kernel maps them as pages are first touched, and no pass fills them
+    return np.zeros((1 << bits, 2), dtype=np.int64)
+
+
+def _extend(values: npt.NDArray[Any], rows: int) -> npt.NDArray[Any]:
+    grown = np.empty((rows, *values.shape[1:]), dtype=values.dtype)
+    grown[: len(values)] = values
+    return grown
+
+
+def _stored_batches(parts: list[str]) -> Iterator[pa.Table]:
+    # The dataset's parts in their order, a row group at a time (ingest writes one per batch), read by Arrow on its
+    # threads: for this plain scan less than half the CPU of DuckDB's, which builds every Arrow batch in fresh
+    # memory (about 200,000 page faults for 30M blocks), and less memory held than Arrow's batch iterator.
+    import pyarrow.parquet as pq
+
+    for path in parts:
+        with pq.ParquetFile(path, pre_buffer=False) as stored:
+            for group in range(stored.num_row_groups):
+                yield stored.read_row_group(group, columns=list(STORED_COLUMNS), use_threads=True)
+
+
+def _ordered_pass(
+    parts: list[str], run: _Pass, total: int
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None:
+    # The blocks as stored, batch by batch, the parts of the pass on one batch on their threads while Arrow reads
+    # the next (all release the GIL). None as soon as a block is not the next one in time order, or is missing.
+    units = np.empty(total, dtype=np.int32)
+    sizes = np.empty(total, dtype=np.int32)
+    at = 0
+    with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
+        pending: list[Future[bool]] = []
+        for batch in _stored_batches(parts):
+            n = batch.num_rows
+            if at + n > total or not all(f.result() for f in pending):
+                return None
+            sizes[at : at + n] = batch.column("tokens").to_numpy()
+            rids, pos, chain, end_token = (
+                batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
+            )
+            pending = run.start(pool, rids, pos, chain, end_token, units[at : at + n])
+            at += n
+        if not all(f.result() for f in pending):
+            return None
+    if at != total or not run.complete():
+        return None
+    return units, sizes
+
+
+@_jit
+def _place(ords: IntArray, pos: IntArray, offsets: IntArray) -> tuple[IntArray, bool]:
+    # Block i goes to offsets[ord - 1] + pos; valid only when each request's positions are 0..n-1 exactly once.
+    n = ords.shape[0]
+    slot = np.empty(n, dtype=np.int64)
+    filled = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        o = ords[i] - 1
+        p = pos[i]
+        if p < 0 or p >= offsets[o + 1] - offsets[o]:
+            return slot, False
+        s = offsets[o] + p
+        if filled[s]:
+            return slot, False
+        filled[s] = True
+        slot[i] = s
+    return slot, True
+
+
+def _joined_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
+    # Streamed batch by batch into numpy arrays: DuckDB never holds the whole join result.
+    rows = con.execute("SELECT count(*) FROM request_blocks b JOIN req r USING (rid)").fetchall()[0][0]
+    names = ("ord", "pos", "chain", "tokens", "end_token")
+    # int32 where a value is a count of requests, of a request's blocks or of a block's tokens (DuckDB refuses
+    # the cast rather than wrap, should one ever not fit)
+    narrow = ("ord", "pos", "tokens")
+    columns = {name: np.empty(rows, dtype=np.int32 if name in narrow else np.int64) for name in names}
+    at = 0
+    for batch in con.sql(JOINED_BLOCKS_SQL).to_arrow_reader(BATCH_ROWS):
+        n = batch.num_rows
+        for name in names:
+            columns[name][at : at + n] = batch.column(name).to_numpy()
+        at += n
+    if at != rows:
+        raise RuntimeError(f"request_blocks changed while read: {at} rows, then {rows}")
+    return columns
+
+
+def _placed_pass(
+    con: duckdb.DuckDBPyConnection, req: pa.Table, coincide: bool
+) -> tuple[_Pass, npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    # Any order: every block joined to its request's order, placed at offsets[ord - 1] + pos, then one pass.
+    columns = _joined_columns(con)
+    ords, pos = columns.pop("ord"), columns.pop("pos")
+    n_req = req.num_rows
+    counts = np.bincount(ords - 1, minlength=n_req) if len(ords) else np.zeros(n_req, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    slot, placed = _place(ords, pos, offsets)
+    if placed:
+        order = np.empty_like(slot)
+        order[slot] = np.arange(len(slot), dtype=np.int64)
+    else:  # positions with gaps or repeats: sort them instead
+        order = np.lexsort((pos, ords))
+    del slot, ords
+    run = _Pass(req, counts, coincide, len(order))
+    units = np.empty(len(order), dtype=np.int32)
+    # in time order by construction, repeated or missing positions included: the pass does not check it
+    placed_pos = pos[order]
+    chain, end_token = columns.pop("chain")[order], columns.pop("end_token")[order]
+    with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
+        for done in run.start(pool, placed_pos, placed_pos, chain, end_token, units, False):
+            done.result()
+    return run, units, columns.pop("tokens")[order]
+
+
+def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[str]) -> Workload:
+    """Create the temp table ``levels`` (one row per rid with blocks) from ``req`` and ``request_blocks``.
+
+    ``coincide``: each family has one target and each target one key, so the three first uses are one.
+    ``parts``: the Parquet files of ``request_blocks``, in the order of the view. Returns the time-ordered
+    blocks for the capacity analysis.
+    """
+    req = con.sql(REQ_COLUMNS_SQL).to_arrow_table()
+    n_blocks = req.column("n_blocks").to_numpy()
+    total = int(n_blocks.sum())
+    run = _Pass(req, n_blocks, coincide, total)
+    ordered = _ordered_pass(parts, run, total)
+    if ordered is None:
+        run, units, sizes = _placed_pass(con, req, coincide)
+    else:
+        units, sizes = ordered
+    counts, n_units, out = run.requests.n_blocks, run.n_units, run.out
+    has_blocks = counts > 0
+    rids = run.requests.req_rid[has_blocks]
+    del run  # its tables and unit state (hundreds of MB at 1M requests) go before DuckDB takes the levels
+    table = pa.table({"rid": rids, **{name: out[k][has_blocks] for k, name in enumerate(LEVEL_COLUMNS)}})
+    del out
+    con.register("levels_in", table)
+    # a table of DuckDB's own, not a view of the Arrow one: the breakpoint and sibling joins plan far better on it
+    # (on 1 GB of agent traffic the view took the peak from 1.08 GB to 1.56 GB; docs/benchmarks.md)
+    if con.execute("SELECT count(DISTINCT rid) = count(*) FROM req").fetchall()[0][0]:
+        con.execute("CREATE OR REPLACE TEMP TABLE levels AS SELECT * FROM levels_in")
+    else:  # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
+        aggregates = ", ".join(f"max({name}) AS {name}" for name in LEVEL_COLUMNS)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {aggregates} FROM levels_in GROUP BY rid")
+    con.unregister("levels_in")
+    return Workload(
+        offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
+        units=units,
+        sizes=sizes,
+        rids=rids,
+        n_units=n_units,
+    )

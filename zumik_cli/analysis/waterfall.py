@@ -1,0 +1,658 @@
+"""The reuse waterfall: total -> eligible -> candidate -> realized -> missed, with causes, money and evidence.
+
+All set-based work is DuckDB SQL over the dataset (``sql/units.sql``, ``sql/siblings.sql``,
+``sql/per_request.sql``, ``sql/stages.sql``); compiled passes find the shared prefixes (``levels``) and LRU stack
+depths (``capacity``), and Python computes token-exact overlaps inside the first differing block (numpy, on the
+few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel with every result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from zumik_cli.analysis import capacity
+from zumik_cli.analysis.levels import Workload, compute_levels
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.rules.pack import RulesPack, get_pack, load_packs, pack_for
+
+MAX_SIBLINGS = 64
+# An estimated row (proxy tokenizer scaled to the reported total, or coarse hash blocks) can overshoot by rounding;
+# reported reads above its candidate by at most this share of its input are noted apart from real over-realization.
+OVER_REALIZED_TOLERANCE = 0.05
+CAPACITY_LADDER = (16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, None)
+TTL_LADDER = (300, 3600, None)
+BREAKDOWNS = ("model", "alias", "release", "tenant", "session", "day")
+EVIDENCE_ORDER = ("measured", "replayed", "simulated", "estimated")
+
+DEFINITIONS = {
+    "total_input_tokens": "Prompt tokens of every request: as the provider reported them (Anthropic input + cache "
+    "reads + cache writes; OpenAI prompt_tokens, cached included), else as counted by zumik.",
+    "eligible": "Per request, the longest token-exact prefix it shares with any earlier request of the same "
+    "materialization family (same tokenizer and prompt compiler), whatever the model, tenant or time gap.",
+    "candidate": "The part of eligible a cache could have served under the rules pack of the target the request "
+    "went to: only earlier requests with the same KV compatibility key (model, revision, engine, tenant), only "
+    "prefixes last used within the TTL (refreshed on use; up to a 1-hour breakpoint, an hour), above the minimum "
+    "cacheable length, rounded down to the "
+    "target's granularity or breakpoints, and within capacity for engines with a bounded KV cache (LRU).",
+    "realized": "Cache-read tokens the provider reported (measured); requests whose log has no cache field are "
+    "unknown, not zero, and left out of realized and missed.",
+    "missed": "Candidate minus realized, per request, summed over requests whose realized is known; requests whose "
+    "realized exceeds candidate are counted separately as over-realized.",
+    "rates": "Headline rates are token-weighted: stage tokens over total input tokens. Request-weighted means "
+    "average each request's own rate.",
+    "capacity_curve": "Candidate rate under the ideal rules (same KV key, no TTL) with an LRU cache of the given "
+    "size, shared by all targets; a request's hits are its leading blocks present when it starts, then its blocks "
+    "are touched first to last (Mattson stack distances, one pass for every capacity). Content traces count whole "
+    "content blocks; hash-id traces their own blocks.",
+}
+
+CAUSE_LABELS = {
+    "other_model": "other model or target",
+    "other_tenant": "other tenant (isolation)",
+    "expired": "expired (TTL)",
+    "below_minimum": "below minimum cacheable length",
+    "granularity": "granularity or breakpoints",
+    "evicted": "evicted (capacity)",
+    "provider_miss_unexplained": "provider miss (unexplained)",
+}
+
+
+@dataclass(frozen=True)
+class WaterfallOptions:
+    rules: str | None = None
+    ttl_seconds: float | None = None
+    ttl_none: bool = False
+    capacity_tokens: int | None = None
+    by: tuple[str, ...] = ()
+    rules_files: tuple[str, ...] = ()
+    capacities: tuple[int | None, ...] = CAPACITY_LADDER
+    curves: bool = True
+
+
+@dataclass
+class Waterfall:
+    """The result: ``summary`` is the JSON object of docs/waterfall-json.md; ``per_request`` one row a request."""
+
+    summary: dict[str, Any]
+    per_request: pa.Table = field(repr=False)
+
+
+def weakest(levels: Iterable[str]) -> str:
+    present = [lv for lv in levels if lv]
+    return max(present, key=EVIDENCE_ORDER.index) if present else "measured"
+
+
+def _pack_table(con: duckdb.DuckDBPyConnection, options: WaterfallOptions) -> dict[str, RulesPack]:
+    packs = load_packs(tuple(options.rules_files))
+    forced = get_pack(options.rules, packs) if options.rules else None
+    pairs = con.execute("SELECT DISTINCT provider, engine, model FROM requests").fetchall()
+    rows = []
+    for provider, engine, model in pairs:
+        pack = forced or pack_for(provider or "", engine or "", packs)
+        gran = pack.granularity
+        ttl = options.ttl_seconds if options.ttl_seconds is not None else pack.ttl_seconds
+        if options.ttl_none:
+            ttl = None
+        rows.append(
+            {
+                "provider": provider,
+                "engine": engine,
+                "model": model,
+                "pack": pack.name,
+                "pack_ttl": ttl,
+                "ttl_fixed": options.ttl_seconds is not None or options.ttl_none,
+                "min_tokens": pack.minimum_tokens(model or ""),
+                "gran_kind": gran.get("kind", "tokens"),
+                "block_size": int(gran.get("block_size", 1)),
+                "recompute_last": bool(gran.get("recompute_last_token", False)),
+                "inc_first": int(gran.get("first", 0)),
+                "inc_step": int(gran.get("step", 1)),
+                "lookback": int(gran.get("lookback_blocks", 1_000_000)),
+                "ttl_1h": (pack.raw.get("ttl_choices") or {}).get("1h"),
+            }
+        )
+    con.register(
+        "packs_in",
+        pa.Table.from_pylist(
+            rows,
+            schema=pa.schema(
+                [
+                    ("provider", pa.string()),
+                    ("engine", pa.string()),
+                    ("model", pa.string()),
+                    ("pack", pa.string()),
+                    ("pack_ttl", pa.float64()),
+                    ("ttl_fixed", pa.bool_()),
+                    ("min_tokens", pa.int64()),
+                    ("gran_kind", pa.string()),
+                    ("block_size", pa.int64()),
+                    ("recompute_last", pa.bool_()),
+                    ("inc_first", pa.int64()),
+                    ("inc_step", pa.int64()),
+                    ("lookback", pa.int64()),
+                    ("ttl_1h", pa.float64()),
+                ]
+            ),
+        ),
+    )
+    return packs
+
+
+# Per request, only what the computation reads (numbers and a few short codes): the descriptive text of each
+# request (``TEXT_COLUMNS``) joins the result at the end, once, instead of travelling through every table.
+REQ_SQL = """
+CREATE OR REPLACE TEMP TABLE req AS
+SELECT r.rid, r.seq, o.ord, r.timestamp AS ts, r.tokenizer_exact, r.block_granularity > 0 AS hashid, r.n_blocks,
+       CASE WHEN p.gran_kind = 'breakpoints' THEN r.breakpoints END AS breakpoints,
+       (r.prompt_tokens_counted IS NULL AND r.block_granularity = 0) AS usage_only,
+       coalesce(r.prompt_tokens_counted, r.prompt_tokens_reported, 0) AS counted,
+       r.prompt_tokens_reported AS reported, r.cached_tokens_reported AS cached,
+       r.cache_write_tokens_reported AS writes,
+       CASE WHEN list_contains(r.breakpoint_ttls, '1h') THEN '1h' ELSE '5m' END AS write_ttl,
+       p.pack,
+       -- a block lives as long as the longest-lived breakpoint at or after its end: up to the last 1-hour
+       -- breakpoint for an hour (long_until, ttl_long), past it for the pack's TTL (ttl), like the provider's entries
+       p.pack_ttl AS ttl,
+       CASE WHEN NOT p.ttl_fixed AND p.ttl_1h IS NOT NULL THEN p.ttl_1h ELSE p.pack_ttl END AS ttl_long,
+       CASE WHEN NOT p.ttl_fixed AND p.ttl_1h IS NOT NULL
+            THEN list_max(list_filter(r.breakpoints, lambda x, i: r.breakpoint_ttls[i] = '1h')) END AS long_until,
+       p.min_tokens, p.gran_kind, p.block_size, p.recompute_last, p.inc_first, p.inc_step, p.lookback,
+       fam.id AS fam_id, tgt.id AS tgt_id, kvc.id AS kvc_id
+FROM requests r
+-- the request order is numbered on these three columns alone and joined back by seq (unique: ingest numbers
+-- every request once across runs): a window over the whole row sorted every column with it
+JOIN (SELECT seq, row_number() OVER (ORDER BY timestamp NULLS LAST, seq, rid) AS ord FROM requests) o USING (seq)
+-- dense_rank() over each key, computed on its few distinct values and joined back: three windows over every
+-- request sorted the million strings three times (about 5 s of the 1M-request waterfall)
+JOIN (SELECT v, row_number() OVER (ORDER BY v) AS id
+      FROM (SELECT DISTINCT materialization_family AS v FROM requests)) fam
+  ON fam.v IS NOT DISTINCT FROM r.materialization_family
+JOIN (SELECT v, row_number() OVER (ORDER BY v) AS id
+      FROM (SELECT DISTINCT target_key AS v FROM requests)) tgt
+  ON tgt.v IS NOT DISTINCT FROM r.target_key
+JOIN (SELECT v, row_number() OVER (ORDER BY v) AS id
+      FROM (SELECT DISTINCT kv_compatibility_key AS v FROM requests)) kvc
+  ON kvc.v IS NOT DISTINCT FROM r.kv_compatibility_key
+JOIN packs_in p ON p.provider IS NOT DISTINCT FROM r.provider AND p.engine IS NOT DISTINCT FROM r.engine
+               AND p.model IS NOT DISTINCT FROM r.model
+"""
+
+# per_request's name -> the requests column it shows
+TEXT_COLUMNS = {
+    "trace_id": "trace_id",
+    "model": "model",
+    "provider": "provider",
+    "engine": "engine",
+    "tenant": "tenant",
+    "session_id": "session_id",
+    "alias": "alias",
+    "alias_release": "alias_release",
+    "family": "materialization_family",
+    "kvc": "kv_compatibility_key",
+    "miss_reason": "miss_reason",
+}
+BREAKPOINT_SQL = """
+CREATE OR REPLACE TEMP TABLE bp_hits AS
+WITH marks AS (
+    SELECT u.rid, u.pos, u.chain, u.kvc_id, u.ord
+    FROM units u JOIN req r USING (rid)
+    WHERE r.gran_kind = 'breakpoints'
+      AND (list_contains(r.breakpoints, u.end_token) OR (len(r.breakpoints) = 0 AND u.pos = r.n_blocks - 1))
+)
+SELECT u.rid, max(u.end_token) AS t_bp
+FROM units u
+JOIN req r ON r.rid = u.rid AND r.gran_kind = 'breakpoints'
+JOIN levels l ON l.rid = u.rid AND u.pos < l.n_warm
+JOIN marks written ON written.kvc_id = u.kvc_id AND written.chain = u.chain AND written.ord < u.ord
+JOIN marks mine ON mine.rid = u.rid AND mine.pos >= u.pos AND mine.pos - u.pos < r.lookback
+GROUP BY u.rid
+"""
+EMPTY_BREAKPOINTS_SQL = (
+    "CREATE OR REPLACE TEMP TABLE bp_hits AS SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_bp WHERE false"
+)
+
+
+def _sql(name: str) -> str:
+    return resources.files("zumik_cli.analysis.sql").joinpath(name).read_text()
+
+
+def _lcp(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if len(diff) else n
+
+
+def _partials(con: duckdb.DuckDBPyConnection, has_content: bool) -> None:
+    """Token-exact overlap inside the first block a request does not share, against its siblings.
+
+    Only content blocks have tokens to compare: without them (hash-id traces) the siblings are not looked for.
+    """
+    if has_content:
+        pairs = con.sql(_sql("siblings.sql").replace("$max_siblings", str(MAX_SIBLINGS))).to_arrow_table()
+    else:
+        pairs = pa.table({"rid": pa.array([], pa.int64())})
+    if pairs.num_rows:
+        con.register("pair_blocks", pairs)
+        token_rows = con.execute("""
+            SELECT block_id, token_ids FROM tokens
+            WHERE block_id IN (SELECT a FROM pair_blocks UNION SELECT b FROM pair_blocks)
+        """).fetchall()
+        tokens = {bid: np.asarray(ids, dtype=np.int32) for bid, ids in token_rows}
+        empty = np.zeros(0, dtype=np.int32)
+        cache: dict[tuple[int, int], int] = {}
+        lcps = []
+        for a, b in zip(pairs.column("a").to_pylist(), pairs.column("b").to_pylist(), strict=True):
+            key = (a, b)
+            if key not in cache:
+                cache[key] = _lcp(tokens.get(a, empty), tokens.get(b, empty))
+            lcps.append(cache[key])
+        con.register("pair_lcp", pairs.append_column("lcp", pa.array(lcps, pa.int64())))
+        source = "pair_lcp"
+    else:
+        source = "(SELECT NULL::BIGINT AS rid, NULL::VARCHAR AS level, 0::BIGINT AS lcp WHERE false)"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE partial AS
+        SELECT rid,
+               max(CASE WHEN level = 'fam' THEN lcp END) AS p_fam,
+               max(CASE WHEN level = 'tgt' THEN lcp END) AS p_tgt,
+               max(CASE WHEN level = 'kvc' THEN lcp END) AS p_kvc,
+               max(CASE WHEN level = 'warm' THEN lcp END) AS p_warm
+        FROM {source} GROUP BY rid
+    """)
+
+
+def _uniform_block(con: duckdb.DuckDBPyConnection) -> int | None:
+    """Hash-id traces have one block size: capacity then counts whole blocks, as their reference figures do."""
+    sizes = con.execute("SELECT DISTINCT block_granularity FROM requests").fetchall()
+    return int(sizes[0][0]) if len(sizes) == 1 and sizes[0][0] else None
+
+
+def _sized_units(workload: Workload) -> npt.NDArray[np.integer]:
+    """Unit ids for the token-weighted LRU, which needs one size per unit.
+
+    A hash-id trace's partial last block shares its id with the full block a later request holds; a block cache
+    never caches a partial block, so each (unit, size) pair counts as its own unit. Content blocks have one size
+    each, so for them this changes nothing.
+    """
+    key = workload.units.astype(np.int64) * (int(workload.sizes.max(initial=0)) + 1) + workload.sizes
+    return np.unique(key, return_inverse=True)[1].reshape(-1)
+
+
+def _capacity_hits(con: duckdb.DuckDBPyConnection, workload: Workload, capacity_tokens: int | None) -> None:
+    if capacity_tokens is None:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_cap WHERE false"
+        )
+        return
+    offsets, units, sizes, rids = workload.offsets, workload.units, workload.sizes, workload.rids
+    block = _uniform_block(con)
+    if block:
+        hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // block)
+    else:
+        hits = capacity.request_hits(offsets, _sized_units(workload), sizes, capacity_tokens)
+    con.register("cap_in", pa.table({"rid": pa.array(rids, pa.int64()), "t_cap": pa.array(hits, pa.int64())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
+
+
+def _start_curve(
+    con: duckdb.DuckDBPyConnection, workload: Workload, capacities: tuple[int | None, ...], pool: ThreadPoolExecutor
+) -> Future[list[tuple[int | None, int]]]:
+    """The capacity curve's hits, computed on a worker (the kernel releases the GIL) while DuckDB runs SQL."""
+    offsets, units, sizes = workload.offsets, workload.units, workload.sizes
+    block = _uniform_block(con)
+    if block:
+        return pool.submit(
+            capacity.capacity_curve, offsets, units, sizes, list(capacities), block, n_units=workload.n_units
+        )
+    return pool.submit(capacity.token_capacity_curve, offsets, _sized_units(workload), sizes, list(capacities))
+
+
+def _curve(
+    con: duckdb.DuckDBPyConnection, hits_future: Future[list[tuple[int | None, int]]], total: int
+) -> list[dict[str, Any]]:
+    if not total:
+        return []
+    # stages are scaled to reported totals; the curve uses the same per-request scale
+    # fetchall, not fetchone: a result left open on ``con`` would refuse the caller's next ``con.sql``
+    scale = con.execute("SELECT avg(scale) FILTER (WHERE scaled) FROM stages").fetchall()
+    factor = scale[0][0] if scale and scale[0][0] else 1.0
+    hits = hits_future.result()
+    return [{"capacity_tokens": cap, "rate": round(min(h * factor / total, 1.0), 6)} for cap, h in hits]
+
+
+def _levels_coincide(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when every family has one target and every target one key: the three first uses are then one."""
+    rows = con.execute("SELECT count(DISTINCT fam_id) = count(DISTINCT kvc_id) FROM req").fetchall()
+    return bool(rows and rows[0][0])
+
+
+def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None) -> Waterfall:
+    options = options or WaterfallOptions()
+    con = dataset.connect()
+    n = con.execute("SELECT count(*) FROM requests").fetchone()
+    if not n or not n[0]:
+        raise ZumikError(f"the dataset at {dataset.root} has no requests: ingest traces first with `zumik ingest`")
+    packs = _pack_table(con, options)
+    con.execute(REQ_SQL)
+    if con.execute("SELECT count(*) FROM req").fetchall()[0][0] != n[0]:
+        raise ZumikError(
+            f"the dataset at {dataset.root} numbers two requests with the same seq, which ingest never does: "
+            "ingest the traces again into a new dataset"
+        )
+    con.execute(_sql("units.sql"))
+    workload = compute_levels(con, _levels_coincide(con), dataset.parts("request_blocks"))
+    kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
+        curve = _start_curve(con, workload, options.capacities, pool) if options.curves else None
+        _partials(con, has_content=bool(kinds[0]))
+        con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
+        _capacity_hits(con, workload, options.capacity_tokens)
+        con.execute(_sql("per_request.sql"))
+        stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
+        per_request = _with_text(con, _in_order(stages.to_arrow_table()))
+        con.register("stages", per_request)
+        summary = _summarise(con, options, packs, workload, curve)
+    return Waterfall(summary=summary, per_request=per_request)
+
+
+def _in_order(table: pa.Table) -> pa.Table:
+    """The rows in ``ord`` order (1..n, each once): as they come, when they come so."""
+    ords = table.column("ord").to_numpy()
+    if np.array_equal(ords, np.arange(1, len(ords) + 1)):
+        return table
+    order = np.empty(len(ords), dtype=np.int64)
+    order[ords - 1] = np.arange(len(ords))
+    return table.take(order)
+
+
+def _with_text(con: duckdb.DuckDBPyConnection, numbers: pa.Table) -> pa.Table:
+    """The per-request numbers (in ``ord`` order) with each request's text from ``requests``.
+
+    The text is read in the dataset's order, which for a trace ingested in time order is already ``ord``'s;
+    else it is sorted by ``req``'s key (time, NULLs last, then seq, then rid). Either way rid and seq must
+    then match row for row.
+    """
+    names = ", ".join(f"{column} AS {name}" for name, column in TEXT_COLUMNS.items())
+    text = con.sql(f"SELECT rid, seq, timestamp, {names} FROM requests").to_arrow_table()
+    rid, seq = text.column("rid").to_numpy(), text.column("seq").to_numpy()
+    wanted = numbers.column("rid").to_numpy(), numbers.column("seq").to_numpy()
+    if not (np.array_equal(rid, wanted[0]) and np.array_equal(seq, wanted[1])):
+        ts = text.column("timestamp")
+        missing = ts.is_null().to_numpy(zero_copy_only=False)
+        order = np.lexsort((rid, seq, ts.fill_null(0.0).to_numpy(zero_copy_only=False), missing))
+        if not (np.array_equal(rid[order], wanted[0]) and np.array_equal(seq[order], wanted[1])):
+            raise ZumikError("the dataset changed while the waterfall read it: run the command again")
+        text = text.take(order)
+    columns = {"rid": numbers.column("rid"), "trace_id": text.column("trace_id")}
+    columns.update({name: numbers.column(name) for name in ("ord", "ts")})
+    columns.update({name: text.column(name) for name in TEXT_COLUMNS if name != "trace_id"})
+    # seq only matched the rows: it numbers ingest runs, which say nothing of a request
+    columns.update({name: numbers.column(name) for name in numbers.column_names if name not in (*columns, "seq")})
+    return pa.table(columns)
+
+
+def _stage(tokens: int | None, total: int, evidence: str) -> dict[str, Any]:
+    """One waterfall bar; ``None`` tokens means the trace cannot say (never shown as zero)."""
+    if tokens is None:
+        return {"tokens": None, "rate": None, "evidence": evidence}
+    return {"tokens": int(tokens), "rate": round(tokens / total, 6) if total else 0.0, "evidence": evidence}
+
+
+TOTALS_SQL = """
+SELECT count(*) AS requests,
+       sum(total) AS total,
+       sum(eligible) AS eligible,
+       sum(candidate) AS candidate,
+       sum(realized) AS realized,
+       sum(missed) AS missed,
+       sum(CASE WHEN realized IS NOT NULL THEN candidate END) AS candidate_known,
+       count(*) FILTER (WHERE over_realized > over_tolerance) AS over_requests,
+       sum(over_realized) FILTER (WHERE over_realized > over_tolerance) AS over_tokens,
+       count(*) FILTER (WHERE over_realized > 0 AND over_realized <= over_tolerance) AS over_within_requests,
+       sum(over_realized) FILTER (WHERE over_realized > 0 AND over_realized <= over_tolerance) AS over_within_tokens,
+       count(*) FILTER (WHERE usage_only) AS usage_only,
+       sum(total) FILTER (WHERE usage_only) AS usage_only_tokens,
+       count(*) FILTER (WHERE realized IS NULL) AS realized_unknown,
+       count(*) FILTER (WHERE reported IS NULL) AS unreported,
+       bool_or(hashid) AS any_hashid,
+       bool_or(scaled) AS any_scaled,
+       bool_or(NOT tokenizer_exact AND NOT hashid) AS any_proxy,
+       count(*) FILTER (WHERE ts IS NULL) AS no_time,
+       sum(coalesce(writes, 0)) AS writes,
+       count(*) FILTER (WHERE writes IS NOT NULL) AS writes_known,
+       sum(same_target) AS same_target, sum(same_key) AS same_key, sum(warm) AS warm,
+       sum(above_minimum) AS above_minimum, sum(granular) AS granular,
+       sum(candidate_ttl_300) AS ttl300, sum(candidate_ttl_3600) AS ttl3600,
+       avg(eligible / nullif(total, 0)) AS rw_eligible,
+       avg(candidate / nullif(total, 0)) AS rw_candidate,
+       avg(realized / nullif(total, 0)) AS rw_realized,
+       avg(missed / nullif(total, 0)) AS rw_missed
+FROM stages
+"""
+
+CAUSES_SQL = """
+SELECT cause, sum(tokens) AS tokens, count(*) FILTER (WHERE tokens > 0) AS requests FROM (
+    SELECT 'other_model' AS cause, eligible - same_target AS tokens FROM stages
+    UNION ALL SELECT 'other_tenant', same_target - same_key FROM stages
+    UNION ALL SELECT 'expired', same_key - warm FROM stages
+    UNION ALL SELECT 'below_minimum', warm - above_minimum FROM stages
+    UNION ALL SELECT 'granularity', above_minimum - granular FROM stages
+    UNION ALL SELECT 'evicted', granular - candidate FROM stages
+) GROUP BY cause
+"""
+
+PROVIDER_CAUSES_SQL = """
+SELECT coalesce(nullif(miss_reason, ''), 'provider_miss_unexplained') AS cause, sum(missed) AS tokens,
+       count(*) AS requests
+FROM stages WHERE missed > 0 GROUP BY ALL ORDER BY tokens DESC, cause
+"""
+
+BREAKDOWN_SQL = """
+SELECT {key} AS key, count(*) AS requests, sum(total) AS total, sum(eligible) AS eligible,
+       sum(candidate) AS candidate, sum(realized) AS realized, sum(missed) AS missed
+FROM stages GROUP BY ALL ORDER BY missed DESC NULLS LAST, total DESC, key LIMIT ?
+"""
+
+BREAKDOWN_KEYS = {
+    "model": "model",
+    "alias": "alias",
+    "release": "alias_release",
+    "tenant": "tenant",
+    "session": "session_id",
+    "day": "CASE WHEN ts IS NULL THEN '' ELSE strftime(to_timestamp(ts), '%Y-%m-%d') END",
+    "provider": "provider",
+    "rules": "pack",
+}
+
+
+def _money(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]) -> dict[str, Any]:
+    rows = con.execute("""
+        SELECT model, provider, engine, write_ttl, sum(total), sum(coalesce(realized, 0)),
+               sum(coalesce(writes, 0)), sum(coalesce(missed, 0)), count(*)
+        FROM stages GROUP BY ALL
+    """).fetchall()
+    totals = dict.fromkeys(("billed", "without_cache", "realized_savings", "missed_savings", "cache_write_cost"), 0.0)
+    unpriced, dates = 0, set()
+    for model, provider, engine, write_ttl, total, realized, writes, missed, count in rows:
+        pack = pack_for(provider or "", engine or "", packs)
+        prices = pack.prices(model or "")
+        if not prices:
+            unpriced += count
+            continue
+        dates.add(pack.raw.get("prices_as_of"))
+        per_token = prices["input"] / 1e6
+        read, write = pack.read_multiplier(model or ""), pack.write_multiplier(write_ttl)
+        uncached = max(total - realized - writes, 0)
+        billed = per_token * (uncached + realized * read + writes * write)
+        totals["billed"] += billed
+        totals["without_cache"] += per_token * total
+        totals["realized_savings"] += per_token * total - billed
+        totals["missed_savings"] += per_token * missed * (1 - read)
+        totals["cache_write_cost"] += per_token * writes * write
+    return {
+        "currency": "USD",
+        **{k: round(v, 4) for k, v in totals.items()},
+        "evidence": "estimated",
+        "prices_as_of": ", ".join(sorted(d for d in dates if d)) or None,
+        "unpriced_requests": unpriced,
+        "note": "input-side list prices from the rules packs with cache read and write multipliers; "
+        "output tokens are not included",
+    }
+
+
+def _summarise(
+    con: duckdb.DuckDBPyConnection,
+    options: WaterfallOptions,
+    packs: dict[str, RulesPack],
+    workload: Workload,
+    curve: Future[list[tuple[int | None, int]]] | None = None,
+) -> dict[str, Any]:
+    cursor = con.execute(TOTALS_SQL)
+    names = [d[0] for d in cursor.description]
+    row = dict(zip(names, cursor.fetchone() or (), strict=True))
+    t = {k: (v or 0) for k, v in row.items()}
+    total = int(t["total"])
+    known = t["realized_unknown"] < t["requests"]
+    content = t["usage_only"] < t["requests"]
+    counted_evidence = "estimated" if t["any_hashid"] or t["any_proxy"] else "simulated"
+    total_evidence = "measured" if t["unreported"] == 0 else weakest(["measured", counted_evidence])
+    realized_evidence = "measured"
+    missed_evidence = weakest([counted_evidence, realized_evidence])
+    causes = []
+    cause_rows = dict((c, (tok, req)) for c, tok, req in con.execute(CAUSES_SQL).fetchall())
+    for cause in ("other_model", "other_tenant", "expired", "below_minimum", "granularity", "evicted"):
+        tokens, requests = cause_rows.get(cause, (0, 0))
+        causes.append(
+            {
+                "stage": "eligible->candidate",
+                "cause": cause,
+                "label": CAUSE_LABELS[cause],
+                "tokens": int(tokens or 0),
+                "requests": int(requests or 0),
+                "evidence": counted_evidence,
+            }
+        )
+    for cause, tokens, requests in con.execute(PROVIDER_CAUSES_SQL).fetchall():
+        measured = cause != "provider_miss_unexplained"
+        causes.append(
+            {
+                "stage": "candidate->realized",
+                "cause": cause,
+                "label": CAUSE_LABELS.get(cause, f"provider diagnostic: {cause}"),
+                "tokens": int(tokens),
+                "requests": int(requests),
+                "evidence": "measured" if measured else missed_evidence,
+            }
+        )
+    cannot = []
+    if t["realized_unknown"]:
+        cannot.append(
+            {
+                "row": "realized",
+                "reason": f"{t['realized_unknown']} of {t['requests']} requests have no "
+                "reported cache reads (unknown, not zero): realized and missed cover only the others",
+            }
+        )
+    if t["usage_only"]:
+        cannot.append(
+            {
+                "row": "eligible",
+                "reason": f"{t['usage_only']} of {t['requests']} requests ({t['usage_only_tokens']:,} tokens) come "
+                "from usage-only logs with no content to compare: eligible, candidate and missed cover only the "
+                "others" + ("" if content else ", and there are none, so those rows are not computed"),
+            }
+        )
+    if t["no_time"]:
+        cannot.append(
+            {
+                "row": "candidate",
+                "reason": f"{t['no_time']} requests have no timestamp: TTL expiry could "
+                "not be applied to them (order taken from the log)",
+            }
+        )
+    if t["any_scaled"]:
+        cannot.append(
+            {
+                "row": "eligible",
+                "reason": "some tokens were counted with a proxy tokenizer and scaled to "
+                "the provider's reported totals: those figures are estimated",
+            }
+        )
+    by = list(options.by)
+    breakdowns = {}
+    for key in by:
+        if key not in BREAKDOWN_KEYS:
+            raise ZumikError(f"cannot break down by {key!r}: use one of {', '.join(BREAKDOWN_KEYS)}")
+        cursor = con.execute(BREAKDOWN_SQL.format(key=BREAKDOWN_KEYS[key]), [1000])
+        cols = [d[0] for d in cursor.description]
+        breakdowns[key] = [dict(zip(cols, r, strict=True)) for r in cursor.fetchall()]
+    used = [r[0] for r in con.execute("SELECT DISTINCT pack FROM req ORDER BY 1").fetchall()]
+    rules = [
+        {"name": p.name, "version": p.version, "effective_from": p.effective_from, "source": p.source}
+        for p in (packs[name] for name in used)
+    ]
+    ttl_curve = [
+        {"ttl_seconds": 300, "rate": round(t["ttl300"] / total, 6) if total else 0.0},
+        {"ttl_seconds": 3600, "rate": round(t["ttl3600"] / total, 6) if total else 0.0},
+        {"ttl_seconds": None, "rate": round(t["same_key"] / total, 6) if total else 0.0},
+    ]
+    return {
+        "requests": int(t["requests"]),
+        "total_input_tokens": _stage(total, total, total_evidence),
+        "eligible": _stage(t["eligible"] if content else None, total, counted_evidence),
+        "candidate": _stage(t["candidate"] if content else None, total, counted_evidence),
+        "realized": _stage(t["realized"] if known else None, total, realized_evidence),
+        "missed": _stage(t["missed"] if known and content else None, total, missed_evidence),
+        "request_weighted": {
+            k: round(float(row[f"rw_{k}"]), 6) if row[f"rw_{k}"] is not None else None
+            for k in ("eligible", "candidate", "realized", "missed")
+        },
+        "over_realized": {
+            "requests": int(t["over_requests"]),
+            "tokens": int(t["over_tokens"]),
+            "evidence": missed_evidence,
+            "explanation": "requests whose reported cache reads exceed zumik's candidate: the rules pack is "
+            "stricter than the provider, the log misses an earlier request that warmed the cache, or a proxy "
+            "tokenizer's scaling is off; shown, never hidden",
+            "within_estimate_requests": int(t["over_within_requests"]),
+            "within_estimate_tokens": int(t["over_within_tokens"]),
+            "tolerance": f"on estimated rows, an excess of at most {OVER_REALIZED_TOLERANCE:.0%} of the request's "
+            "input is rounding of the estimate and is counted apart (within_estimate_*)",
+        },
+        "cache_writes": {"tokens": int(t["writes"]), "evidence": "measured", "requests_known": int(t["writes_known"])},
+        "cross_tenant_opportunity": {
+            "tokens": int(t["same_target"] - t["same_key"]),
+            "evidence": counted_evidence,
+            "note": "prefix shared with another tenant on the same target; isolation forbids reuse, so it is never "
+            "candidate",
+        },
+        "causes": causes,
+        "money": _money(con, packs),
+        "capacity_curve": _curve(con, curve, total) if curve is not None else [],
+        "ttl_sensitivity": ttl_curve,
+        "breakdowns": breakdowns,
+        "cannot_compute": cannot,
+        "rules": rules,
+        "options": {
+            "rules": options.rules,
+            "ttl_seconds": options.ttl_seconds,
+            "ttl_none": options.ttl_none,
+            "capacity_tokens": options.capacity_tokens,
+        },
+        "definitions": DEFINITIONS,
+    }
+
+
+def finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,331 @@
+"""zumik's command line: each command parses options, calls one core function and renders the result.
+
+stdout carries data (tables, ``--json``); stderr carries talk (progress, warnings, errors). This module holds
+the app and the pipeline's own commands; ``zumik_cli.cli`` registers the other command groups on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+from zumik_cli import __version__
+from zumik_cli.cli.options import (
+    ByOpt,
+    CapOpt,
+    DataOpt,
+    JsonOpt,
+    RulesFileOpt,
+    RulesOpt,
+    TtlOpt,
+    err,
+    handles_errors,
+    out,
+    print_json,
+    progress_bar,
+    show_notes,
+    show_recommendations,
+    waterfall_options,
+    write_report_of,
+)
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.render.terminal import tables as terminal
+
+app = typer.Typer(
+    help="Measure how much of your LLM agents' input could be reused as prefix (KV) cache, how much the "
+    "provider's rules allowed, how much was reused, and why the rest was missed.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Show zumik's version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"zumik {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+@handles_errors
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or folders.", exists=False)],
+    data: DataOpt = Path("data/zumik"),
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format (see `zumik formats`).")] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer for every request: tiktoken:NAME or hf:/path/tokenizer.json.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read traces into a dataset: normalise, identify, tokenize unique blocks once, quarantine bad records."""
+    from zumik_cli.ingest.pipeline import ingest as run_ingest
+
+    bar, update = progress_bar("ingest")
+    with bar:
+        summary = run_ingest(paths, data, format=format, tokenizer=tokenizer, progress=update)
+    if as_json:
+        print_json(summary.to_json())
+    else:
+        terminal.ingest_summary(out, summary)
+    terminal.ingest_warnings(err, summary)
+
+
+@app.command()
+@handles_errors
+def quarantine(data: DataOpt = Path("data/zumik"), as_json: JsonOpt = False) -> None:
+    """List the records ingest could not read, with file, line and reason."""
+    from zumik_cli.dataset.store import Dataset
+
+    entries = Dataset(data).quarantine_entries()
+    if as_json:
+        print_json(entries)
+    elif entries:
+        terminal.simple_table(
+            out,
+            f"Quarantine ({len(entries)})",
+            [{"file": e["file"], "line": e["line"], "reason": e["reason"]} for e in entries],
+        )
+    else:
+        err.print("Nothing quarantined.")
+
+
+@app.command()
+@handles_errors
+def formats(as_json: JsonOpt = False) -> None:
+    """List the trace formats zumik reads, in the order auto-detection tries them."""
+    from zumik_cli.readers import load_formats
+
+    rows = [{"name": r.name, "description": r.description} for r in load_formats().values()]
+    if as_json:
+        print_json(rows)
+    else:
+        terminal.simple_table(out, "Formats", rows)
+
+
+@app.command()
+@handles_errors
+def waterfall(
+    data: DataOpt = Path("data/zumik"),
+    by: ByOpt = None,
+    rules: RulesOpt = None,
+    ttl: TtlOpt = None,
+    capacity_tokens: CapOpt = None,
+    rules_file: RulesFileOpt = None,
+    curve: Annotated[
+        str | None,
+        typer.Option(help="Capacities (tokens, comma-separated) for the LRU curve, e.g. 1000000,3000000,10000000."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute the reuse waterfall (total, eligible, candidate, realized, missed) with causes and money."""
+    import dataclasses
+
+    from zumik_cli.analysis.waterfall import CAPACITY_LADDER, compute_waterfall
+    from zumik_cli.dataset.store import Dataset
+
+    options = waterfall_options(rules, ttl, capacity_tokens, by, rules_file)
+    if curve is not None:
+        try:
+            ladder = tuple(int(float(c)) for c in curve.split(",") if c.strip())
+        except ValueError:
+            raise ZumikError(f"--curve takes capacities in tokens separated by commas, not {curve!r}") from None
+        options = dataclasses.replace(options, capacities=(*ladder, None) if ladder else CAPACITY_LADDER)
+    result = compute_waterfall(Dataset(data), options)
+    if as_json:
+        print_json(result.summary)
+    else:
+        terminal.waterfall(out, result.summary)
+
+
+@app.command()
+@handles_errors
+def diagnose(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or folders.")],
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Dataset folder (default: data/<name of the first input>).")
+    ] = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format.")] = None,
+    rules: RulesOpt = None,
+    ttl: TtlOpt = None,
+    capacity_tokens: CapOpt = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", "-o", help="HTML report path (default: reports/<name>.html).")
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,
+    releases: Annotated[
+        Path | None,
+        typer.Option("--releases", help="Alias release history (YAML): also simulate every routing policy."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest traces, compute the waterfall and write the HTML report: the main job, in one go."""
+    from zumik_cli.diagnosis.diagnose import diagnose as run_diagnosis
+
+    name = paths[0].name.split(".")[0] or "traces"
+    options = waterfall_options(rules, ttl, capacity_tokens, None, None)
+    bar, update = progress_bar("ingest")
+    with bar:
+        diagnosis = run_diagnosis(
+            paths, data or Path("data") / name, options, format=format, releases=releases, progress=update
+        )
+    if diagnosis.ingest is not None:
+        terminal.ingest_warnings(err, diagnosis.ingest)
+    show_notes(diagnosis.notes)
+    report_path = None if no_report else write_report_of(diagnosis, report or Path("reports") / f"{name}.html")
+    if as_json:
+        print_json({**diagnosis.to_json(), "report": str(report_path) if report_path else None})
+    else:
+        terminal.waterfall(out, diagnosis.waterfall.summary)
+        if diagnosis.simulation is not None:
+            from zumik_cli.render.terminal import releases as terminal_releases
+
+            terminal_releases.simulation(out, diagnosis.simulation)
+        show_recommendations(out, diagnosis.recommendations)
+        if report_path:
+            err.print(f"Report: {report_path}")
+
+
+@app.command()
+@handles_errors
+def report(
+    data: DataOpt = Path("data/zumik"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML file.")] = Path(
+        "reports/zumik.html"
+    ),
+    rules: RulesOpt = None,
+    ttl: TtlOpt = None,
+    capacity_tokens: CapOpt = None,
+    generated_at: Annotated[
+        str | None, typer.Option(help="Fixed generation time to print (for reproducible files).")
+    ] = None,
+    include_text: Annotated[
+        bool,
+        typer.Option(help="Show the prompt text where system prompts and tool definitions changed (off by default)."),
+    ] = False,
+) -> None:
+    """Write the self-contained HTML report of a dataset, recommendations included (one file, no network needed)."""
+    from zumik_cli.dataset.store import Dataset
+    from zumik_cli.diagnosis.diagnose import diagnose_dataset
+
+    options = waterfall_options(rules, ttl, capacity_tokens, None, None)
+    diagnosis = diagnose_dataset(Dataset(data), options, include_text=include_text)
+    show_notes(diagnosis.notes)
+    out.print(str(write_report_of(diagnosis, output, generated_at=generated_at, include_text=include_text)))
+
+
+@app.command()
+@handles_errors
+def replay(
+    release: Annotated[
+        str | None,
+        typer.Option("--release", help="Replay the requests resolved through this alias release (default: all)."),
+    ] = None,
+    data: DataOpt = Path("data/zumik"),
+    policy: Annotated[
+        str, typer.Option(help="Whose decisions select the requests: recorded or a simulated policy.")
+    ] = ("recorded"),
+    engine: Annotated[str, typer.Option(help="vllm (in process) or openai-http (a running server).")] = "vllm",
+    model: Annotated[Path | None, typer.Option(help="A real model folder for the in-process engine.")] = None,
+    dummy_model: Annotated[
+        str | None, typer.Option(help="A model config shipped with zumik, run with dummy weights (default tiny-llama).")
+    ] = None,
+    block_size: Annotated[int, typer.Option(help="KV block size in tokens (a multiple of 32 on the CPU).")] = 32,
+    kv_blocks: Annotated[int | None, typer.Option(help="KV cache capacity in blocks (default: what fits).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Replay at most this many requests (the first in time).")] = None,
+    url: Annotated[str | None, typer.Option(help="Server URL for --engine openai-http.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay chosen requests on a real vLLM engine and set its measured prefix-cache hits beside zumik's prediction."""
+    from zumik_cli.dataset.store import Dataset
+    from zumik_cli.replay.run import ReplayOptions
+    from zumik_cli.replay.run import replay as run_replay
+
+    options = ReplayOptions(
+        release=release,
+        policy=policy,
+        engine=engine,
+        model=model,
+        dummy_model=dummy_model,
+        block_size=block_size,
+        kv_blocks=kv_blocks,
+        limit=limit,
+        url=url,
+    )
+    err.print("Starting the engine (tens of seconds on a CPU)...")
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.completed}/{task.total}",
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = bar.add_task("replay", total=None)
+    with bar:
+        result = run_replay(
+            Dataset(data), options, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    if as_json:
+        print_json(result.summary)
+    else:
+        terminal.replay(out, result.summary)
+
+
+@app.command("rules")
+@handles_errors
+def rules_list(
+    rules_file: RulesFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the rules packs loaded (shipped ones, ZUMIK_RULES_PATH folders and --rules-file)."""
+    from zumik_cli.rules.pack import load_packs
+
+    packs = [p.describe() for p in load_packs(tuple(str(f) for f in rules_file or ())).values()]
+    if as_json:
+        print_json(packs)
+    else:
+        terminal.rules(out, packs)
+
+
+@app.command()
+@handles_errors
+def synth(
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")] = Path(
+        "sample_traces/agents.jsonl"
+    ),
+    sessions: Annotated[int, typer.Option(help="Number of agent sessions.")] = 40,
+    tenants: Annotated[int, typer.Option(help="Number of tenants.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
+    parts: Annotated[
+        int, typer.Option(help="Spread whole sessions over N files named NAME-1.jsonl ... NAME-N.jsonl.")
+    ] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate realistic agent traffic in zumik JSONL and its alias release history (deterministic for a seed)."""
+    from zumik_cli.synth.releases import write_release_history
+    from zumik_cli.synth.traffic import SynthConfig, write_jsonl, write_jsonl_parts
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    config = SynthConfig(seed=seed, sessions=sessions, tenants=tenants)
+    if parts > 1:
+        paths = [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, parts + 1)]
+        summary = write_jsonl_parts(config, paths)
+    else:
+        paths = [output]
+        summary = write_jsonl(config, output)
+    releases = output.with_name("releases.yaml")
+    write_release_history(config, releases)
+    if as_json:
+        print_json({"paths": [str(p) for p in paths], "releases": str(releases), **summary.__dict__})
+    else:
+        err.print(
+            f"Wrote {summary.requests} requests in {summary.sessions} sessions to {', '.join(map(str, paths))} "
+            f"and their release history to {releases}"
+        )

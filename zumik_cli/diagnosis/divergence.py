@@ -1,0 +1,547 @@
+"""Session divergence: where each request stopped extending the one before it on its branch, and why.
+
+Within a session, a request's *parent* is the latest earlier request whose prompt (or prompt plus reply) it shares
+the most leading blocks with; a plain continuation has the previous call as parent. A fork (the user rewinds to an
+earlier reply and goes another way, keeping nothing that came after it) has the call whose reply it extends.
+
+A *break* is a request that could not reuse what its parent's cache held: the parent's prompt went idle beyond the
+TTL, the model or target changed, or the content departed inside the parent's prompt. Matching is set-based over
+chain ids in DuckDB; token ids are compared only inside the first block that differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis import volatility
+from zumik_cli.rules.pack import RulesPack, load_packs, pack_for
+
+CAUSES = {
+    "idle_gap": "idle gap beyond the TTL",
+    "model_changed": "model or target changed",
+    "system_changed": "system instructions changed",
+    "tools_changed": "tool definitions changed",
+    "history_truncated": "history truncated or compacted",
+    "history_rewritten": "earlier message or tool result rewritten",
+    "content_reordered": "content reordered",
+    "other": "other",
+}
+SPAN_CHARS = 160
+
+DEFINITIONS = {
+    "parent": "The latest earlier request of the same session sharing the most leading blocks with this one, or, on "
+    "a fork, the one whose reply it extends; the previous request when none shares anything.",
+    "break": "A request that could not reuse what its parent's cache held: idle beyond the parent's TTL, another "
+    "model or target, or content that departs inside the parent's prompt.",
+    "token": "Where reuse broke: 0 when the whole prefix was lost (idle gap, model change), else the first token "
+    "where the request departs from its parent's prompt plus reply.",
+    "lost_tokens": "Of the tokens the parent's prompt could have served (the shorter of the two prompts), those "
+    "this request did not get from it, per cause; counted with zumik's tokenizer.",
+}
+
+REQUESTS_SQL = """
+CREATE OR REPLACE TEMP TABLE dv_req AS
+SELECT rid, trace_id, session_id, tenant, timestamp AS ts, provider, engine, model, model_revision,
+       kv_compatibility_key AS kvc, materialization_family AS family, prompt_tokens_counted AS counted,
+       n_blocks, output_chain,
+       coalesce(list_contains(breakpoint_ttls, '1h'), false) AS wrote_1h, tokenizer_exact,
+       row_number() OVER (PARTITION BY session_id ORDER BY timestamp NULLS LAST, seq) AS k
+FROM requests
+WHERE session_id <> '' AND prompt_tokens_counted IS NOT NULL AND block_granularity = 0
+  AND session_id = coalesce(?, session_id)
+"""
+
+PARENTS_SQL = """
+CREATE OR REPLACE TEMP TABLE dv_units AS
+SELECT b.rid, b.pos, b.block_id, b.chain, b.end_token, r.session_id, r.k
+FROM request_blocks b JOIN dv_req r USING (rid);
+
+-- every chain a request holds: its prompt's, and the one after its reply (prompt plus reply)
+CREATE OR REPLACE TEMP TABLE dv_seen AS
+SELECT session_id, chain, k, rid, false AS reply FROM dv_units
+UNION ALL
+SELECT session_id, output_chain, k, rid, true FROM dv_req WHERE output_chain IS NOT NULL;
+
+-- chain ids are prefix-closed: the deepest block an earlier request of the session also held is the shared length
+CREATE OR REPLACE TEMP TABLE dv_shared AS
+SELECT u.rid, max(u.pos) + 1 AS n_shared
+FROM dv_units u
+JOIN (SELECT session_id, chain, min(k) AS first_k FROM dv_seen GROUP BY ALL) f USING (session_id, chain)
+WHERE f.first_k < u.k
+GROUP BY u.rid;
+
+-- the latest earlier request holding the deepest shared chain (``latest``), and the latest whose reply this one
+-- extends there (``extended``). They differ on a fork (the user rewound to that reply and went another way) and on
+-- an edit right after a reply; only an edit keeps some of the latest one's later blocks.
+CREATE OR REPLACE TEMP TABLE dv_parent AS
+WITH deepest AS (
+    SELECT s.rid, s.n_shared, u.session_id, u.k, u.chain
+    FROM dv_shared s JOIN dv_units u ON u.rid = s.rid AND u.pos = s.n_shared - 1
+), holders AS (
+    SELECT d.rid, d.n_shared, arg_max(e.rid, e.k) AS latest,
+           arg_max(e.rid, e.k) FILTER (WHERE e.reply) AS extended
+    FROM deepest d JOIN dv_seen e ON e.session_id = d.session_id AND e.chain = d.chain AND e.k < d.k
+    GROUP BY d.rid, d.n_shared
+), chosen AS (
+    SELECT h.rid, h.n_shared, h.extended,
+           CASE WHEN h.extended IS NULL OR h.extended = h.latest THEN coalesce(h.extended, h.latest)
+                WHEN EXISTS (SELECT 1 FROM dv_units mine JOIN dv_units theirs USING (block_id)
+                             WHERE mine.rid = h.rid AND mine.pos >= h.n_shared
+                               AND theirs.rid = h.latest AND theirs.pos >= h.n_shared) THEN h.latest
+                ELSE h.extended END AS parent
+    FROM holders h
+), previous AS (
+    SELECT rid, lag(rid) OVER (PARTITION BY session_id ORDER BY k) AS prev FROM dv_req
+)
+SELECT p.rid, coalesce(c.parent, p.prev) AS parent, p.prev, coalesce(c.parent = c.extended, false) AS extends_reply,
+       coalesce(c.n_shared, 0) AS n_shared
+FROM previous p
+LEFT JOIN chosen c ON c.rid = p.rid
+WHERE coalesce(c.parent, p.prev) IS NOT NULL;
+"""
+
+PAIRS_SQL = """
+SELECT r.rid, r.session_id, r.k, r.trace_id, q.rid AS parent_rid, q.k AS parent_k, q.trace_id AS parent_trace,
+       p.n_shared, p.extends_reply, p.parent <> p.prev AS branched,
+       r.ts - q.ts AS gap, t.ttl,
+       r.counted, q.counted AS parent_counted,
+       r.kvc <> q.kvc AS target_changed, r.family <> q.family AS family_changed,
+       concat_ws(' ', r.provider, r.model, nullif(r.model_revision, '')) AS target,
+       concat_ws(' ', q.provider, q.model, nullif(q.model_revision, '')) AS parent_target,
+       coalesce(ub.end_token, 0) AS shared_block_tokens,
+       ra.block_id AS r_block, qa.block_id AS q_block,
+       r.tokenizer_exact AND q.tokenizer_exact AS exact
+FROM dv_parent p
+JOIN dv_req r ON r.rid = p.rid
+JOIN dv_req q ON q.rid = p.parent
+JOIN dv_ttl t ON t.provider IS NOT DISTINCT FROM q.provider AND t.engine IS NOT DISTINCT FROM q.engine
+             AND t.wrote_1h = q.wrote_1h
+LEFT JOIN dv_units ub ON ub.rid = r.rid AND ub.pos = p.n_shared - 1
+LEFT JOIN dv_units ra ON ra.rid = r.rid AND ra.pos = p.n_shared
+LEFT JOIN dv_units qa ON qa.rid = q.rid AND qa.pos = p.n_shared AND NOT p.extends_reply
+"""
+
+SUSPECTS = """
+WHERE (ra.block_id IS NOT NULL AND qa.block_id IS NOT NULL) OR r.kvc <> q.kvc OR (r.ts - q.ts) > t.ttl
+ORDER BY r.session_id, r.k
+"""
+
+BLOCK_LISTS_SQL = """
+SELECT rb.rid, list(rb.block_id ORDER BY rb.pos), list(b.kind ORDER BY rb.pos), list(b.role ORDER BY rb.pos),
+       list(b.name ORDER BY rb.pos), list(rb.tokens ORDER BY rb.pos)
+FROM request_blocks rb JOIN blocks b USING (block_id)
+WHERE rb.rid IN (SELECT unnest(?))
+GROUP BY rb.rid
+"""
+
+
+@dataclass(frozen=True)
+class Break:
+    """One request that lost what its parent's cache held; ``index`` counts from 1 within the session."""
+
+    session_id: str
+    trace_id: str
+    index: int
+    parent_trace_id: str
+    parent_index: int
+    cause: str
+    token: int
+    diverges_at: int | None
+    lost_tokens: int
+    lost_by_cause: dict[str, int]
+    gap_seconds: float | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "trace_id": self.trace_id,
+            "index": self.index,
+            "parent_trace_id": self.parent_trace_id,
+            "parent_index": self.parent_index,
+            "cause": self.cause,
+            "label": CAUSES[self.cause],
+            "token": self.token,
+            "diverges_at": self.diverges_at,
+            "lost_tokens": self.lost_tokens,
+            "lost_by_cause": self.lost_by_cause,
+            "gap_seconds": self.gap_seconds,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Breaks, per-session and total losses by cause, and the volatile spans found in system and tool text."""
+
+    breaks: list[Break]
+    sessions: list[dict[str, Any]]
+    totals: dict[str, Any]
+    volatile_spans: list[dict[str, Any]]
+    evidence: str
+    notes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "totals": self.totals,
+            "sessions": self.sessions,
+            "breaks": [b.to_json() for b in self.breaks],
+            "volatile_spans": self.volatile_spans,
+            "evidence": self.evidence,
+            "notes": self.notes,
+            "definitions": DEFINITIONS,
+        }
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    ids: list[int]
+    kinds: list[str]
+    roles: list[str]
+    names: list[str]
+    tokens: list[int]
+
+    def rewinds(self, theirs: _Blocks, n: int) -> bool:
+        """A new last user message where the parent had another one after shared messages: the user went back and
+        asked something else (a branch whose branch point the trace did not record), which re-sends nothing."""
+        asked = all(b.kinds[n] == "text" and b.roles[n] == "user" for b in (self, theirs))
+        after_messages = any(k not in ("system", "tool") for k in self.kinds[:n])
+        return asked and after_messages and n == len(self.ids) - 1
+
+
+def _ttl_table(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], forced: RulesPack | None) -> None:
+    """The TTL a parent's prompt stays cached, from its rules pack (an hour where it wrote 1-hour breakpoints)."""
+    rows = []
+    for provider, engine in con.execute("SELECT DISTINCT provider, engine FROM dv_req").fetchall():
+        pack = forced or pack_for(provider or "", engine or "", packs)
+        one_hour = (pack.raw.get("ttl_choices") or {}).get("1h")
+        for wrote_1h in (False, True):
+            ttl = one_hour if wrote_1h and one_hour else pack.ttl_seconds
+            rows.append({"provider": provider, "engine": engine, "wrote_1h": wrote_1h, "ttl": ttl})
+    schema = pa.schema(
+        [("provider", pa.string()), ("engine", pa.string()), ("wrote_1h", pa.bool_()), ("ttl", pa.float64())]
+    )
+    con.register("dv_ttl", pa.Table.from_pylist(rows, schema=schema))
+
+
+def _lcp(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if len(diff) else n
+
+
+def compute_divergence(
+    dataset: Dataset,
+    session: str | None = None,
+    *,
+    rules: str | None = None,
+    rules_files: tuple[str, ...] = (),
+) -> Divergence:
+    """Find and classify every break in the dataset's sessions (or in one session)."""
+    con = dataset.connect()
+    packs = load_packs(rules_files)
+    forced = packs.get(rules) if rules else None
+    con.execute(REQUESTS_SQL, [session])
+    con.execute(PARENTS_SQL)
+    _ttl_table(con, packs, forced)
+    cursor = con.execute(PAIRS_SQL + SUSPECTS)
+    names = [d[0] for d in cursor.description]
+    suspects = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    lists = _block_lists(con, suspects)
+    tokens = _token_ids(con, suspects)
+    breaks = [b for b in (_classify(con, s, lists, tokens) for s in suspects) if b is not None]
+    stats = con.execute("""
+        SELECT r.session_id, count(*) AS requests, count(p.rid) FILTER (WHERE p.parent <> p.prev) AS branches,
+               bool_and(r.tokenizer_exact) AS exact
+        FROM dv_req r LEFT JOIN dv_parent p USING (rid) GROUP BY ALL ORDER BY 1
+    """).fetchall()
+    compared = con.execute("SELECT count(*) FROM dv_parent").fetchone()
+    skipped = con.execute(
+        "SELECT count(*) FILTER (WHERE session_id = ''), count(*) FILTER (WHERE block_granularity > 0 "
+        "OR prompt_tokens_counted IS NULL) FROM requests"
+    ).fetchone()
+    spans = _volatile_spans(con, breaks)
+    exact = all(row[3] for row in stats)
+    return Divergence(
+        breaks=breaks,
+        sessions=_sessions(stats, breaks),
+        totals=_totals(breaks, int(compared[0]) if compared else 0),
+        volatile_spans=spans,
+        evidence="simulated" if exact else "estimated",
+        notes=_notes(skipped),
+    )
+
+
+def _block_lists(con: duckdb.DuckDBPyConnection, suspects: list[dict[str, Any]]) -> dict[int, _Blocks]:
+    rids = sorted({s["rid"] for s in suspects} | {s["parent_rid"] for s in suspects})
+    if not rids:
+        return {}
+    rows = con.execute(BLOCK_LISTS_SQL, [rids]).fetchall()
+    return {
+        rid: _Blocks(ids, kinds, roles, [n or "" for n in names], sizes)
+        for rid, ids, kinds, roles, names, sizes in rows
+    }
+
+
+def _token_ids(con: duckdb.DuckDBPyConnection, suspects: list[dict[str, Any]]) -> dict[int, np.ndarray]:
+    """Token ids of the first differing blocks only: the one place where tokens are compared."""
+    wanted = sorted({s[k] for s in suspects for k in ("r_block", "q_block") if s[k] is not None})
+    if not wanted:
+        return {}
+    rows = con.execute("SELECT block_id, token_ids FROM tokens WHERE block_id IN (SELECT unnest(?))", [wanted])
+    return {bid: np.asarray(ids, dtype=np.int64) for bid, ids in rows.fetchall()}
+
+
+def _classify(
+    con: duckdb.DuckDBPyConnection,
+    s: dict[str, Any],
+    lists: dict[int, _Blocks],
+    tokens: dict[int, np.ndarray],
+) -> Break | None:
+    reusable = min(s["counted"], s["parent_counted"])
+    content = s["r_block"] is not None and s["q_block"] is not None and not s["family_changed"]
+    if content and lists[s["rid"]].rewinds(lists[s["parent_rid"]], s["n_shared"]):
+        content = False  # a branch: it lost nothing it would have re-sent
+    if content:
+        empty = np.zeros(0, dtype=np.int64)
+        lcp = _lcp(tokens.get(s["r_block"], empty), tokens.get(s["q_block"], empty))
+        diverges_at: int | None = s["shared_block_tokens"] + lcp
+    else:
+        diverges_at = None
+    kept = 0 if s["family_changed"] else min(diverges_at if diverges_at is not None else reusable, reusable)
+    lost: dict[str, int] = {}
+    detail: dict[str, Any] = {}
+    primary = None
+    if s["gap"] is not None and s["ttl"] is not None and s["gap"] > s["ttl"]:
+        primary = "idle_gap"
+        detail["ttl_seconds"] = s["ttl"]
+    elif s["target_changed"]:
+        primary = "model_changed"
+    if s["target_changed"]:
+        detail["target"] = {"from": s["parent_target"], "to": s["target"]}
+        if s["family_changed"]:
+            detail["note"] = "another tokenizer or prompt format: nothing could be shared"
+    if primary:
+        lost[primary] = reusable if s["family_changed"] else kept
+        if primary == "idle_gap" and s["target_changed"]:
+            detail["also"] = ["model_changed"]
+    if content and reusable > kept:
+        cause, extra = _content_cause(con, lists[s["rid"]], lists[s["parent_rid"]], s["n_shared"])
+        lost[cause] = lost.get(cause, 0) + reusable - kept
+        detail.update(extra)
+        primary = primary or cause
+    lost = {k: int(v) for k, v in lost.items() if v > 0}
+    if not primary or not lost:
+        return None
+    if len(lost) > 1:
+        detail["also"] = sorted({*detail.get("also", []), *(c for c in lost if c != primary)})
+    return Break(
+        session_id=s["session_id"],
+        trace_id=s["trace_id"],
+        index=int(s["k"]),
+        parent_trace_id=s["parent_trace"],
+        parent_index=int(s["parent_k"]),
+        cause=primary,
+        token=0 if primary in ("idle_gap", "model_changed") else int(diverges_at or 0),
+        diverges_at=diverges_at,
+        lost_tokens=sum(lost.values()),
+        lost_by_cause=lost,
+        gap_seconds=round(float(s["gap"]), 3) if s["gap"] is not None else None,
+        detail=detail,
+    )
+
+
+def _content_cause(
+    con: duckdb.DuckDBPyConnection, mine: _Blocks, theirs: _Blocks, n: int
+) -> tuple[str, dict[str, Any]]:
+    """Name what departed at block ``n``: system or tools (by which head section differs), else the history."""
+    kinds = {mine.kinds[n], theirs.kinds[n]}
+    head = {"system", "tool"}
+    if kinds & head:
+        system_changed = _section(mine, "system") != _section(theirs, "system")
+        tools_changed = _section(mine, "tool") != _section(theirs, "tool")
+        if system_changed and ("system" in kinds or not tools_changed):
+            extra = {"system": _system_detail(con, mine, theirs)}
+            if tools_changed:
+                extra["tools"] = _tools_detail(con, mine, theirs)
+            return "system_changed", extra
+        if tools_changed:
+            return "tools_changed", {"tools": _tools_detail(con, mine, theirs)}
+    return _history_cause(mine, theirs, n)
+
+
+def _section(blocks: _Blocks, kind: str) -> list[int]:
+    return [b for b, k in zip(blocks.ids, blocks.kinds, strict=True) if k == kind]
+
+
+def _history_cause(mine: _Blocks, theirs: _Blocks, n: int) -> tuple[str, dict[str, Any]]:
+    """Messages: dropped (truncated), summarised (compacted), swapped (reordered) or replaced (rewritten)."""
+    r_block, q_block = mine.ids[n], theirs.ids[n]
+    r_rest, q_rest = mine.ids[n + 1 :], theirs.ids[n + 1 :]
+    where = {"kind": theirs.kinds[n], "block": n}
+    if r_block in q_rest and q_block in r_rest:
+        return "content_reordered", {"history": where}
+    if r_block in q_rest:
+        dropped = q_rest.index(r_block) + 1
+        return "history_truncated", {"history": {**where, "change": "truncated", "blocks_dropped": dropped}}
+    if q_block in r_rest:
+        return "history_rewritten", {"history": {**where, "change": "inserted"}}
+    if not q_rest or set(r_rest) & set(q_rest):
+        return "history_rewritten", {"history": {**where, "change": "rewritten"}}
+    if sum(mine.tokens[n:]) < sum(theirs.tokens[n:]):
+        return "history_truncated", {"history": {**where, "change": "compacted", "blocks_replaced": len(q_rest) + 1}}
+    return "other", {"history": where}
+
+
+def _tools_detail(con: duckdb.DuckDBPyConnection, mine: _Blocks, theirs: _Blocks) -> dict[str, Any]:
+    new = [(n, b) for b, k, n in zip(mine.ids, mine.kinds, mine.names, strict=True) if k == "tool"]
+    old = [(n, b) for b, k, n in zip(theirs.ids, theirs.kinds, theirs.names, strict=True) if k == "tool"]
+    new_names, old_names = dict(new), dict(old)
+    added = [n for n, _ in new if n not in old_names]
+    removed = [n for n, _ in old if n not in new_names]
+    edited = [n for n, b in new if n in old_names and old_names[n] != b]
+    common_new = [n for n, _ in new if n in old_names]
+    common_old = [n for n, _ in old if n in new_names]
+    reordered = common_new != common_old
+    kinds = [k for k, v in (("added", added), ("removed", removed), ("edited", edited), ("reordered", reordered)) if v]
+    out: dict[str, Any] = {
+        "change": kinds[0] if len(kinds) == 1 else "mixed",
+        "added": added,
+        "removed": removed,
+        "edited": edited,
+        "reordered": reordered,
+    }
+    if edited:
+        out["span"] = _span(con, "tool", old_names[edited[0]], new_names[edited[0]], f"tool {edited[0]}")
+    return out
+
+
+def _system_detail(con: duckdb.DuckDBPyConnection, mine: _Blocks, theirs: _Blocks) -> dict[str, Any]:
+    new, old = _section(mine, "system"), _section(theirs, "system")
+    i = next((i for i in range(min(len(new), len(old))) if new[i] != old[i]), min(len(new), len(old)))
+    change = "edited" if i < len(new) and i < len(old) else ("added" if len(new) > len(old) else "removed")
+    out: dict[str, Any] = {"change": change, "part": i}
+    if change == "edited":
+        out["span"] = _span(con, "system", old[i], new[i], "system")
+    return out
+
+
+def _span(con: duckdb.DuckDBPyConnection, kind: str, old_block: int, new_block: int, where: str) -> dict[str, Any]:
+    """The differing span of an edited block, and whether it looks volatile (shape and variation)."""
+    rows = con.execute("SELECT block_id, text FROM blocks WHERE block_id IN (?, ?)", [old_block, new_block]).fetchall()
+    texts = dict(rows)
+    old, new = texts.get(old_block) or "", texts.get(new_block) or ""
+    diff = volatility.diff_span(old, new)
+    shape, old_span, new_span = volatility.shape_of(old, new, diff)
+    before, after = volatility.contexts(new, *new_span)
+    multiline = "\n" in old[slice(*old_span)] or "\n" in new[slice(*new_span)]
+    values, requests = volatility.variants(con, kind, before, after, multiline) if before or after else (None, None)
+    verdict = volatility.judge(shape, values, requests)
+    return {
+        "where": where,
+        "old_block": old_block,
+        "new_block": new_block,
+        "offset": new_span[0],
+        "old": _cut(old[slice(*old_span)]),
+        "new": _cut(new[slice(*new_span)]),
+        "before": before,
+        "after": after,
+        **verdict.to_json(),
+    }
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SPAN_CHARS else text[:SPAN_CHARS] + "..."
+
+
+def _volatile_spans(con: duckdb.DuckDBPyConnection, breaks: list[Break]) -> list[dict[str, Any]]:
+    """Volatile spans seen in breaks, then those the head scan finds varying across requests, one per place."""
+    spans: dict[tuple[str, str], dict[str, Any]] = {}
+    for b in breaks:
+        for section in ("system", "tools"):
+            span = b.detail.get(section, {}).get("span")
+            if span and span["volatile"]:
+                entry = spans.setdefault(
+                    (span["where"], span["before"]),
+                    {"where": span["where"], "shape": span["shape"], "example": span["new"], "breaks": 0,
+                     "values": span["values"], "requests": span["requests"], "reasons": span["reasons"]},
+                )  # fmt: skip
+                entry["breaks"] += 1
+    for block in volatility.volatile_head_blocks(con).values():
+        for m in block.matches:
+            before, _ = volatility.contexts(block.text, m.start, m.end)
+            where = "system" if block.kind == "system" else f"tool {block.name}"
+            spans.setdefault(
+                (where, before),
+                {
+                    "where": where,
+                    "shape": m.shape,
+                    "example": block.text[m.start : m.end],
+                    "breaks": 0,
+                    "values": block.template_values,
+                    "requests": block.requests,
+                    "reasons": [
+                        f"looks like a {m.shape.replace('_', ' ')}",
+                        f"takes {block.template_values} values across {block.requests} requests",
+                    ],
+                },
+            )
+    return sorted(spans.values(), key=lambda s: (-s["breaks"], -(s["requests"] or 0), s["where"]))
+
+
+def _sessions(stats: list[tuple[Any, ...]], breaks: list[Break]) -> list[dict[str, Any]]:
+    by_session: dict[str, list[Break]] = {}
+    for b in breaks:
+        by_session.setdefault(b.session_id, []).append(b)
+    out = []
+    for session_id, requests, branches, _ in stats:
+        mine = by_session.get(session_id, [])
+        lost: dict[str, int] = {}
+        for b in mine:
+            for cause, tokens in b.lost_by_cause.items():
+                lost[cause] = lost.get(cause, 0) + tokens
+        out.append(
+            {
+                "session_id": session_id,
+                "requests": int(requests),
+                "branches": int(branches),
+                "breaks": len(mine),
+                "lost_tokens": sum(lost.values()),
+                "lost_by_cause": lost,
+            }
+        )
+    return sorted(out, key=lambda s: (-s["lost_tokens"], s["session_id"]))
+
+
+def _totals(breaks: list[Break], compared: int) -> dict[str, Any]:
+    by_cause: dict[str, dict[str, int]] = {}
+    for b in breaks:
+        for cause, tokens in b.lost_by_cause.items():
+            entry = by_cause.setdefault(cause, {"breaks": 0, "tokens": 0})
+            entry["breaks"] += 1
+            entry["tokens"] += tokens
+    return {
+        "requests_compared": compared,
+        "breaks": len(breaks),
+        "lost_tokens": sum(e["tokens"] for e in by_cause.values()),
+        "by_cause": [
+            {"cause": cause, "label": CAUSES[cause], **entry}
+            for cause, entry in sorted(by_cause.items(), key=lambda kv: -kv[1]["tokens"])
+        ],
+    }
+
+
+def _notes(skipped: tuple[Any, ...] | None) -> list[str]:
+    no_session, no_content = (int(x or 0) for x in (skipped or (0, 0)))
+    notes = []
+    if no_session:
+        notes.append(f"{no_session} requests have no session id: they have no previous request to compare with")
+    if no_content:
+        notes.append(f"{no_content} requests have no content (usage-only or hash-id logs): not compared")
+    return notes

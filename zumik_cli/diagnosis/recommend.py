@@ -1,0 +1,242 @@
+"""Recommendations: the few changes worth most, each priced by re-running the waterfall on a changed dataset.
+
+A change (``changes``) is applied to a copy of the recorded requests; the waterfall runs on that copy exactly as
+on the original, and the saving is the difference between the two runs under one cost model (``simulated_cost``):
+the candidate tokens a cache could have served, billed at list prices with the cache read and write multipliers.
+Every figure is tagged ``simulated``; its evidence is the weakest of that and the token counts behind it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, compute_waterfall, weakest
+from zumik_cli.dataset.scenario import ScenarioBuilder
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis.changes import MAKERS, Change
+from zumik_cli.rules.pack import get_pack, load_packs, register_target_rules
+
+TOP = 3
+
+# Per request: what a cache serves (candidate), what it writes (from the served prefix to the last breakpoint,
+# on targets that write at breakpoints and only when that breakpoint reaches the minimum), and the rest at the
+# full input price. Usage-only requests have nothing a change could alter and are left out.
+COST_SQL = """
+WITH rows AS (
+    SELECT s.rid, s.provider, s.engine, s.model, s.write_ttl, s.total, s.candidate, s.scale, k.gran_kind, k.min_tokens
+    FROM wf s
+    JOIN rc_rules k ON k.provider IS NOT DISTINCT FROM s.provider AND k.engine IS NOT DISTINCT FROM s.engine
+                   AND k.model IS NOT DISTINCT FROM s.model
+    WHERE NOT s.usage_only
+), marks AS (
+    -- only targets that write at breakpoints need the request's own marks
+    SELECT w.rid, least(round(coalesce(list_max(r.breakpoints), r.prompt_tokens_counted) * w.scale)::BIGINT, w.total)
+               AS last_mark
+    FROM rows w JOIN requests r USING (rid)
+    WHERE w.gran_kind = 'breakpoints'
+)
+SELECT provider, engine, model, write_ttl, count(*) AS requests, sum(total) AS total, sum(candidate) AS candidate,
+       sum(CASE WHEN gran_kind = 'breakpoints' AND last_mark >= min_tokens
+                THEN greatest(last_mark - candidate, 0) ELSE 0 END) AS written
+FROM rows LEFT JOIN marks USING (rid)
+GROUP BY ALL
+"""
+
+
+@dataclass(frozen=True)
+class SimulatedCost:
+    """Input-side cost of the requests with content under one waterfall run: the common yardstick of changes."""
+
+    requests: int
+    total_tokens: int
+    candidate_tokens: int
+    written_tokens: int
+    cost_usd: float
+    write_cost_usd: float
+    unpriced_requests: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def simulated_cost(dataset: Dataset, waterfall: Waterfall, options: WaterfallOptions | None = None) -> SimulatedCost:
+    """Price one waterfall run: reads at the read multiplier, writes at the TTL's write multiplier, the rest full."""
+    options = options or WaterfallOptions()
+    packs = load_packs(tuple(options.rules_files))
+    forced = get_pack(options.rules, packs) if options.rules else None
+    con = dataset.connect()
+    con.register("wf", waterfall.per_request)
+    chosen = register_target_rules(con, "rc_rules", packs, forced)
+    requests = total = candidate = written = unpriced = 0
+    cost = write_cost = 0.0
+    for provider, engine, model, write_ttl, n, tot, cand, wrote in con.execute(COST_SQL).fetchall():
+        requests, total, candidate, written = (
+            requests + n,
+            total + int(tot),
+            candidate + int(cand),
+            written + int(wrote),
+        )
+        pack = chosen[(provider, engine, model)]
+        prices = pack.prices(model or "")
+        if not prices:
+            unpriced += n
+            continue
+        per_token = prices["input"] / 1e6
+        read, write = pack.read_multiplier(model or ""), pack.write_multiplier(write_ttl)
+        full = max(int(tot) - int(cand) - int(wrote), 0)
+        cost += per_token * (full + int(cand) * read + int(wrote) * write)
+        write_cost += per_token * int(wrote) * write
+    return SimulatedCost(requests, total, candidate, written, cost, write_cost, unpriced)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One change with its simulated saving in tokens and money, ranked against the others."""
+
+    id: str
+    title: str
+    action: str
+    scope: dict[str, Any]
+    tokens_saved: int
+    money_saved_usd: float | None
+    extra_write_cost_usd: float | None
+    baseline: SimulatedCost
+    after: SimulatedCost
+    evidence: str
+    assumptions: list[str]
+    tag: str = "simulated"
+    money_basis: str = "list prices; not reconciled with an invoice"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "action": self.action,
+            "tag": self.tag,
+            "evidence": self.evidence,
+            "tokens_saved": self.tokens_saved,
+            "money_saved_usd": None if self.money_saved_usd is None else round(self.money_saved_usd, 6),
+            "extra_write_cost_usd": None if self.extra_write_cost_usd is None else round(self.extra_write_cost_usd, 6),
+            "money_basis": self.money_basis,
+            "scope": {**self.scope, "sessions": len(self.scope.get("sessions", [])),
+                      "session_ids": self.scope.get("sessions", [])[:20]},
+            "baseline": self.baseline.to_json(),
+            "after": self.after.to_json(),
+            "assumptions": self.assumptions,
+        }  # fmt: skip
+
+    @property
+    def worth(self) -> tuple[float, int]:
+        return (self.money_saved_usd or 0.0, self.tokens_saved)
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Changes worth making, best first; ``considered`` holds those simulated that would not save anything."""
+
+    ranked: list[Recommendation]
+    considered: list[Recommendation]
+    not_applicable: list[str]
+    baseline: SimulatedCost
+    reconciliation: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def top(self, n: int = TOP) -> list[Recommendation]:
+        return self.ranked[:n]
+
+    def to_json(self, limit: int | None = None) -> dict[str, Any]:
+        ranked = self.ranked if limit is None else self.ranked[:limit]
+        return {
+            "recommendations": [r.to_json() for r in ranked],
+            "considered": [r.to_json() for r in self.considered],
+            "not_applicable": self.not_applicable,
+            "baseline": self.baseline.to_json(),
+            "reconciliation": self.reconciliation,
+            "notes": self.notes,
+            "method": "Each change is applied to a copy of the recorded requests and the waterfall is re-run on it; "
+            "the saving is the difference in candidate tokens and in simulated input cost (list prices with the "
+            "cache read and write multipliers) between the two runs.",
+        }
+
+
+def compute_recommendations(
+    dataset: Dataset,
+    options: WaterfallOptions | None = None,
+    *,
+    only: tuple[str, ...] = (),
+    reconciliation: dict[str, Any] | None = None,
+    baseline: Waterfall | None = None,
+) -> Recommendations:
+    """Simulate every change that applies to the dataset and rank those that save tokens or money.
+
+    ``baseline`` is a waterfall of this dataset under the same rules, TTL and capacity options (its breakdowns and
+    curves do not matter), passed to avoid computing it twice.
+    """
+    options = dataclasses.replace(options or WaterfallOptions(), by=(), curves=False)
+    packs = load_packs(tuple(options.rules_files))
+    forced = get_pack(options.rules, packs) if options.rules else None
+    ttl_fixed = options.ttl_seconds is not None or options.ttl_none
+    base = baseline or compute_waterfall(dataset, options)
+    base_cost = simulated_cost(dataset, base, options)
+    evidence = weakest(["simulated", base.summary["candidate"]["evidence"]])
+    basis = _money_basis(reconciliation)
+    results, not_applicable = [], []
+    with tempfile.TemporaryDirectory(prefix="zumik-recommend-") as scratch:
+        builder = ScenarioBuilder(dataset, Path(scratch))
+        con = dataset.connect()
+        register_target_rules(con, "ch_packs", packs, forced)
+        for name, make in MAKERS.items():
+            if only and name not in only:
+                continue
+            change = make(con, builder, packs, ttl_fixed)
+            if change is None:
+                not_applicable.append(name)
+                continue
+            results.append(_priced(change, base_cost, options, evidence, basis))
+    ranked = sorted((r for r in results if _saves(r)), key=lambda r: r.worth, reverse=True)
+    considered = [r for r in results if not _saves(r)]
+    notes = []
+    if base_cost.unpriced_requests:
+        notes.append(f"{base_cost.unpriced_requests} requests are on models without list prices: money leaves them out")
+    return Recommendations(ranked, considered, not_applicable, base_cost, reconciliation, notes)
+
+
+def _priced(
+    change: Change, base: SimulatedCost, options: WaterfallOptions, evidence: str, basis: str
+) -> Recommendation:
+    after_run = compute_waterfall(change.scenario, options)
+    after = simulated_cost(change.scenario, after_run, options)
+    priced = base.unpriced_requests < base.requests
+    return Recommendation(
+        id=change.id,
+        title=change.title,
+        action=change.action,
+        scope=change.scope,
+        tokens_saved=after.candidate_tokens - base.candidate_tokens,
+        money_saved_usd=base.cost_usd - after.cost_usd if priced else None,
+        extra_write_cost_usd=after.write_cost_usd - base.write_cost_usd if priced else None,
+        baseline=base,
+        after=after,
+        evidence=evidence,
+        assumptions=change.assumptions,
+        money_basis=basis,
+    )
+
+
+def _saves(rec: Recommendation) -> bool:
+    if rec.money_saved_usd is not None:
+        return rec.money_saved_usd > 0
+    return rec.tokens_saved > 0
+
+
+def _money_basis(reconciliation: dict[str, Any] | None) -> str:
+    if not reconciliation:
+        return "list prices; not reconciled with an invoice"
+    tolerance = reconciliation["tolerance"]
+    if reconciliation["status"] == "reconciled":
+        return f"list prices, reconciled with the invoice within {tolerance:.0%}"
+    return f"list prices; NOT reconciled with the invoice (outside {tolerance:.0%})"

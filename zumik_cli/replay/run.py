@@ -1,0 +1,354 @@
+"""Replay: send chosen requests to a real engine in time order and set what it cached beside zumik's prediction.
+
+The prediction is zumik's simulated candidate under the vLLM rules with the engine's own block size and
+capacity: only full blocks are cached, the last prompt token is always recomputed, and blocks are evicted least
+recently freed, a finished request's tail first, as vLLM's block pool does (``predict``). Each KV
+compatibility key (model, revision, tenant) gets a namespace block of its own in front of its prompts, so that
+one engine never lets two tenants or two models share a prefix; the namespace block is counted out of both
+figures. Measurements are ``replayed``; predictions ``simulated``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.schema import REPLAYS
+from zumik_cli.dataset.store import Dataset, publish
+from zumik_cli.replay.engines.base import Engine, EngineInfo
+from zumik_cli.rules.pack import load_packs
+
+REPLAY_V = b"zumik-replay-v1"
+TOKEN_ID_RANGE = (1_000, 30_000)  # ids for hash-id blocks and namespaces: inside every vocabulary zumik ships
+MAX_DISAGREEMENTS = 20
+Progress = Callable[[int, int], None]
+
+SELECT_RECORDED = """
+SELECT r.rid, r.trace_id, r.kv_compatibility_key AS kvc, r.alias_release, r.block_granularity,
+       r.prompt_tokens_counted IS NULL AND r.block_granularity = 0 AS usage_only
+FROM requests r
+WHERE ? IS NULL OR r.alias_release = ?
+ORDER BY r.timestamp NULLS LAST, r.seq
+"""
+
+SELECT_DECIDED = """
+SELECT r.rid, r.trace_id, r.kv_compatibility_key AS kvc, d.alias_release, r.block_granularity,
+       r.prompt_tokens_counted IS NULL AND r.block_granularity = 0 AS usage_only
+FROM decisions d JOIN requests r USING (rid)
+WHERE d.policy = ? AND d.alias_release = ?
+ORDER BY r.timestamp NULLS LAST, r.seq
+"""
+
+PROMPT_SQL = """
+SELECT b.rid, b.pos, b.chain, b.tokens, t.token_ids
+FROM request_blocks b LEFT JOIN tokens t USING (block_id)
+WHERE b.rid IN (SELECT rid FROM chosen)
+ORDER BY b.rid, b.pos
+"""
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    release: str | None = None  # None: every request, for traces that record no alias release
+    policy: str = "recorded"
+    engine: str = "vllm"
+    model: Path | None = None
+    dummy_model: str | None = None
+    block_size: int = 32
+    kv_blocks: int | None = None
+    limit: int | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    rid: int
+    trace_id: str
+    kvc: str
+    alias_release: str
+    tokens: np.ndarray = field(repr=False)
+
+
+@dataclass
+class ReplayResult:
+    summary: dict[str, Any]
+    rows: pa.Table = field(repr=False)
+
+
+def _pseudo_tokens(seed: bytes, count: int) -> np.ndarray:
+    """Deterministic token ids standing in for content the trace does not have (hash-id blocks, namespaces)."""
+    digest = hashlib.blake2b(REPLAY_V + seed, digest_size=8).digest()
+    rng = np.random.default_rng(int.from_bytes(digest, "little"))
+    return rng.integers(*TOKEN_ID_RANGE, size=count, dtype=np.int64)
+
+
+def select_requests(
+    dataset: Dataset, release: str | None, policy: str, limit: int | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The requests resolved through ``release`` under ``policy``, in time order, and how many had no content."""
+    con = dataset.connect()
+    decided = con.execute("SELECT count(*) FROM decisions WHERE policy = ?", [policy]).fetchone()
+    if policy == "recorded" and (release is None or not (decided and decided[0])):
+        cursor = con.execute(SELECT_RECORDED, [release, release])
+    elif decided and decided[0] and release is not None:
+        cursor = con.execute(SELECT_DECIDED, [policy, release])
+    elif release is None:
+        raise ZumikError(f"replaying policy {policy!r} needs --release: its decisions are per alias release")
+    else:
+        raise ZumikError(
+            f"no decisions of policy {policy!r} in {dataset.root}: run `zumik simulate --data {dataset.root} "
+            f"--releases FILE --policy {policy}` first"
+        )
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    if not rows:
+        known = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT alias_release FROM requests WHERE alias_release <> '' ORDER BY 1"
+            ).fetchall()
+        ]
+        raise ZumikError(
+            f"no request resolved through {release} under policy {policy}; releases in the dataset: "
+            f"{', '.join(known) or 'none recorded (run `zumik simulate --releases FILE` to resolve them by time)'}"
+        )
+    usage_only = sum(1 for r in rows if r["usage_only"])
+    rows = [r for r in rows if not r["usage_only"]]
+    return (rows[:limit] if limit else rows), usage_only
+
+
+def load_prompts(dataset: Dataset, rows: list[dict[str, Any]]) -> list[ReplayRequest]:
+    """Token-id prompts: the tokens of each content block, or stand-in ids for each hash-id block."""
+    con = dataset.connect()
+    con.register("chosen", pa.table({"rid": pa.array([r["rid"] for r in rows], pa.int64())}))
+    pieces: dict[int, list[np.ndarray]] = {}
+    for rid, _pos, chain, size, ids in con.execute(PROMPT_SQL).fetchall():
+        if ids is None:
+            ids = _pseudo_tokens(int(chain).to_bytes(8, "little", signed=True), int(size))
+        pieces.setdefault(rid, []).append(np.asarray(ids, dtype=np.int64))
+    out = []
+    for r in rows:
+        parts = pieces.get(r["rid"], [])
+        tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        out.append(ReplayRequest(r["rid"], r["trace_id"], r["kvc"], r["alias_release"], tokens))
+    return out
+
+
+def namespaced(requests: list[ReplayRequest], block_size: int) -> list[np.ndarray]:
+    """Each prompt behind a block of its KV key's own ids, so keys never share a prefix on one engine."""
+    spaces: dict[str, np.ndarray] = {}
+    return [
+        np.concatenate([spaces.setdefault(r.kvc, _pseudo_tokens(r.kvc.encode(), block_size)), r.tokens])
+        for r in requests
+    ]
+
+
+def _chain(prompt: np.ndarray, block_size: int) -> list[int]:
+    """Prefix-chained ids of the prompt's full blocks (a partial last block is never cached)."""
+    chain, out = b"", []
+    for k in range(len(prompt) // block_size):
+        chain = hashlib.blake2b(chain + prompt[k * block_size : (k + 1) * block_size].tobytes(), digest_size=8).digest()
+        out.append(int.from_bytes(chain, "little"))
+    return out
+
+
+def predict(prompts: list[np.ndarray], block_size: int, capacity_blocks: int | None) -> np.ndarray:
+    """Cached tokens the vLLM rules predict for each prompt, sent one after another to a fresh engine.
+
+    The engine's block pool, as vLLM v1 keeps it: a request takes the leading cached blocks of its prompt (all
+    but the last token's block when everything is cached), then allocates its other blocks from the free queue:
+    empty blocks first, then the least recently freed cached block, whose content is evicted. When it finishes,
+    its blocks are freed tail first; blocks without a hash (the partial last block) go to the front of the queue
+    and are reused first. A recomputed block whose content is still cached elsewhere makes a second copy.
+    """
+    recompute_last = bool(load_packs()["vllm"].granularity.get("recompute_last_token", True))
+    unbounded = capacity_blocks is None
+    empty = 0 if unbounded else int(capacity_blocks or 0)
+    queue: OrderedDict[tuple[int, int], None] = OrderedDict()  # cached blocks, least recently freed first
+    copies: dict[int, list[int]] = {}  # content -> the slots of its cached copies in the queue
+    slot = 0
+    out = []
+    for prompt in prompts:
+        blocks = _chain(prompt, block_size)
+        hits = 0
+        while hits < len(blocks) and copies.get(blocks[hits]):
+            hits += 1
+        if recompute_last:
+            hits = min(hits, max(len(prompt) - 1, 0) // block_size)
+        for content in blocks[:hits]:  # taken into use: out of the free queue
+            del queue[(content, copies[content].pop(0))]
+        needed = len(blocks) - hits + (1 if len(prompt) % block_size else 0)
+        if not unbounded:
+            taken = min(needed, empty)
+            empty -= taken
+            for _ in range(needed - taken):
+                (content, evicted), _ = queue.popitem(last=False)
+                copies[content].remove(evicted)
+            empty += 1 if len(prompt) % block_size else 0  # the partial block goes back, holding nothing
+        for content in reversed(blocks):
+            slot += 1
+            queue[(content, slot)] = None
+            copies.setdefault(content, []).append(slot)
+        out.append(hits * block_size)
+    return np.asarray(out, dtype=np.int64)
+
+
+def _reason(predicted: int, measured: int | None, bounded: bool) -> str:
+    if measured is None:
+        return "the engine did not report cached tokens (start the server with --enable-prompt-tokens-details)"
+    if measured == predicted:
+        return ""
+    if not bounded:
+        return "differs with unbounded capacity: the engine's prefix matching and zumik's vLLM rules disagree"
+    if measured > predicted:
+        return "the engine kept blocks that zumik's LRU model evicted (eviction order or block accounting differs)"
+    return "the engine evicted blocks that zumik's LRU model kept (eviction order or block accounting differs)"
+
+
+def build_engine(options: ReplayOptions) -> Engine:
+    from zumik_cli.replay.engines import ENGINES
+
+    if options.engine not in ENGINES:
+        raise ZumikError(f"unknown engine {options.engine!r}; engines: {', '.join(ENGINES)}")
+    if options.engine == "openai-http":
+        from zumik_cli.replay.engines.openai_http import DEFAULT_URL, OpenAIHttpEngine
+
+        return OpenAIHttpEngine(
+            options.url or DEFAULT_URL, block_size=options.block_size, capacity_blocks=options.kv_blocks
+        )
+    from zumik_cli.replay.engines.vllm_local import TINY_LLAMA, VllmLocalEngine
+
+    if options.model is not None and options.dummy_model is not None:
+        raise ZumikError("give either --model (a real model folder) or --dummy-model (a shipped config), not both")
+    if options.dummy_model is not None:
+        shipped = TINY_LLAMA.parent / options.dummy_model
+        if not (shipped / "config.json").exists():
+            names = sorted(p.name for p in TINY_LLAMA.parent.iterdir() if (p / "config.json").exists())
+            raise ZumikError(f"no shipped model config {options.dummy_model!r}; shipped: {', '.join(names)}")
+        return VllmLocalEngine(shipped, block_size=options.block_size, capacity_blocks=options.kv_blocks)
+    return VllmLocalEngine(
+        options.model,
+        block_size=options.block_size,
+        capacity_blocks=options.kv_blocks,
+        dummy_weights=options.model is None,
+    )
+
+
+def replay(
+    dataset: Dataset, options: ReplayOptions, *, engine: Engine | None = None, progress: Progress | None = None
+) -> ReplayResult:
+    """Replay the chosen requests, store one row each in the ``replays`` table, and summarise the agreement."""
+    rows, usage_only = select_requests(dataset, options.release, options.policy, options.limit)
+    requests = load_prompts(dataset, rows)
+    engine = engine or build_engine(options)
+    info = engine.info
+    block_size = info.block_size or options.block_size
+    prompts = namespaced(requests, block_size)
+    predicted = predict(prompts, block_size, info.capacity_blocks)
+    measured: list[int | None] = []
+    for done, prompt in enumerate(prompts):
+        result = engine.run([int(t) for t in prompt])
+        measured.append(result.cached_tokens)
+        if progress:
+            progress(done + 1, len(prompts))
+    return _record(dataset, options, info, requests, predicted, measured, block_size, usage_only)
+
+
+def _record(
+    dataset: Dataset,
+    options: ReplayOptions,
+    info: EngineInfo,
+    requests: list[ReplayRequest],
+    predicted_all: np.ndarray,
+    measured_all: list[int | None],
+    block_size: int,
+    usage_only: int,
+) -> ReplayResult:
+    run_id = uuid.uuid4().hex[:12]
+    bounded = info.capacity_blocks is not None
+    rows = []
+    for position, (request, pred, meas) in enumerate(zip(requests, predicted_all, measured_all, strict=True)):
+        own_pred = max(int(pred) - block_size, 0)
+        own_meas = None if meas is None else max(int(meas) - block_size, 0)
+        rows.append(
+            {
+                "run_id": run_id,
+                "trace_id": request.trace_id,
+                "rid": request.rid,
+                "position": position,
+                "policy": options.policy,
+                "alias_release": request.alias_release,
+                "kv_compatibility_key": request.kvc,
+                "engine": info.name,
+                "engine_version": info.version,
+                "device": info.device,
+                "model": info.model,
+                "block_size": block_size,
+                "capacity_blocks": info.capacity_blocks,
+                "prompt_tokens": len(request.tokens),
+                "predicted_tokens": own_pred,
+                "measured_tokens": own_meas,
+                "reason": _reason(own_pred, own_meas, bounded),
+                "evidence": "replayed",
+            }
+        )
+    table = pa.Table.from_pylist(rows, schema=REPLAYS)
+    summary = summarise(rows, info, options, usage_only)
+    publish(dataset.root, {"replays": table}, extra={"replay": summary})
+    return ReplayResult(summary, table)
+
+
+def summarise(
+    rows: list[dict[str, Any]], info: EngineInfo, options: ReplayOptions, usage_only: int = 0
+) -> dict[str, Any]:
+    known = [r for r in rows if r["measured_tokens"] is not None]
+    prompt = sum(r["prompt_tokens"] for r in known)
+    predicted = sum(r["predicted_tokens"] for r in known)
+    measured = sum(r["measured_tokens"] for r in known)
+    agree = sum(1 for r in known if r["measured_tokens"] == r["predicted_tokens"])
+    disagree = [r for r in known if r["measured_tokens"] != r["predicted_tokens"]]
+    return {
+        "run_id": rows[0]["run_id"] if rows else None,
+        "release": options.release,
+        "policy": options.policy,
+        "engine": {
+            "name": info.name,
+            "version": info.version,
+            "device": info.device,
+            "model": info.model,
+            "block_size": info.block_size,
+            "capacity_blocks": info.capacity_blocks,
+        },
+        "requests": len(rows),
+        "measured_requests": len(known),
+        "skipped_usage_only": usage_only,
+        "prompt_tokens": prompt,
+        "predicted_tokens": predicted,
+        "measured_tokens": measured,
+        "predicted_rate": round(predicted / prompt, 6) if prompt else None,
+        "measured_rate": round(measured / prompt, 6) if prompt else None,
+        "exact_agreement": round(agree / len(known), 6) if known else None,
+        "token_error_pp": round((measured - predicted) / prompt * 100, 4) if prompt else None,
+        "disagreements": [
+            {
+                "trace_id": r["trace_id"],
+                "position": r["position"],
+                "predicted_tokens": r["predicted_tokens"],
+                "measured_tokens": r["measured_tokens"],
+                "prompt_tokens": r["prompt_tokens"],
+                "reason": r["reason"],
+            }
+            for r in disagree[:MAX_DISAGREEMENTS]
+        ],
+        "disagreements_total": len(disagree),
+        "evidence": {"measured": "replayed", "predicted": "simulated"},
+    }
