@@ -28,6 +28,7 @@ from zumik_cli.dataset.schema import DECISIONS
 from zumik_cli.dataset.store import Dataset, writer_lock
 from zumik_cli.routing.policies import POLICIES, Choice, PolicyInputs, TargetState
 from zumik_cli.routing.releases import History, Prices, Release, Target
+from zumik_cli.routing.scoring import score
 from zumik_cli.routing.workload import WorkRequest, load_workload
 from zumik_cli.rules.pack import RulesPack, get_pack, load_packs, pack_for
 
@@ -35,7 +36,8 @@ SIMULATION_V = b"zumik-simulation-v1"
 BASELINE = "recorded"
 SESSION_GAPS = 16
 NOTES = (
-    "caches start cold and follow each target's rules pack (TTL refreshed on use, minimum, granularity, capacity)",
+    "a policy decides with running caches that start cold and follow each target's rules pack; what its decisions "
+    "reuse and cost is the waterfall's candidate on its routed traffic, so the recorded policy is the waterfall itself",
     "a request keeps its recorded prefix chain and token counts on any target, and its recorded reply length",
     "latency is the release's profile: TTFT drawn between p50 and p95, plus per-token prefill and output time",
 )
@@ -60,6 +62,7 @@ class Resolver:
         self.packs = packs
         self._direct: dict[tuple[str, ...], Target] = {}
         self._rules: dict[str, CacheRules] = {}
+        self.targets: dict[str, Target] = {}  # every target a request could go to, by key
 
     def resolve(self, req: WorkRequest) -> Resolution:
         release, source, reason = None, "", ""
@@ -76,6 +79,7 @@ class Resolver:
         recorded = next((t for t in targets if t.matches(*match)), None) or self.direct(req)
         candidates = {t.key: t for t in targets}
         candidates.setdefault(recorded.key, recorded)
+        self.targets.update(candidates)
         return Resolution(release, source, reason, recorded, candidates)
 
     def direct(self, req: WorkRequest) -> Target:
@@ -177,6 +181,7 @@ class Simulation:
     unresolved: dict[str, int]
     summaries: list[PolicySummary]
     decisions: dict[str, pa.Table] = field(repr=False)
+    targets: dict[str, Target] = field(default_factory=dict, repr=False)
 
     def summary(self, policy: str) -> PolicySummary:
         return next(s for s in self.summaries if s.policy == policy)
@@ -372,6 +377,7 @@ def simulate_workload(
         unresolved=dict(sorted(unresolved.items())),
         summaries=summaries,
         decisions={run.policy: run.table() for run in runs},
+        targets=dict(resolver.targets),
     )
 
 
@@ -399,5 +405,6 @@ def simulate(data: Path, history: History, policies: Sequence[str] | None = None
         simulation = simulate_workload(load_workload(dataset), history, policies, seed=seed, run_id=run_id)
         if not simulation.requests:
             raise ZumikError(f"the dataset at {data} has no requests: ingest traces first with `zumik ingest`")
+        simulation = score(dataset, simulation, simulation.targets)
         publish(data, history, simulation)
     return simulation
