@@ -531,3 +531,25 @@ def test_mooncake_token_depths_agree_with_direct_simulation(mooncake, order):
     curve = token_capacity_curve(offsets, ids, tokens, capacities, order=order)
 
     assert curve == [(c, int(simulate_lru_tokens(offsets, ids, tokens, c, order=order).sum())) for c in capacities]
+
+
+def test_the_capacity_curve_never_passes_eligible_and_its_unbounded_point_is_the_ideal_candidate_in_whole_blocks(
+    tmp_path,
+):
+    """On the bundled sample (proxy-counted Claude traffic, scaled to reported totals) the curve once passed eligible,
+    because every hit was scaled by one average factor instead of its own request's."""
+    from pathlib import Path
+
+    from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
+    from zumik_cli.dataset.store import Dataset
+    from zumik_cli.ingest.pipeline import ingest
+
+    data = tmp_path / "d"
+    ingest([Path(__file__).parent.parent / "sample_traces"], data)
+    ideal = compute_waterfall(Dataset(data), WaterfallOptions(rules="ideal", ttl_none=True)).summary
+    total = ideal["total_input_tokens"]["tokens"]
+    points = [round(point["rate"] * total) for point in ideal["capacity_curve"]]
+    assert all(point <= ideal["eligible"]["tokens"] for point in points)
+    assert points == sorted(points)
+    # whole blocks only: at most the token-exact candidate, and short of it by less than 0.1% on this sample
+    assert ideal["candidate"]["tokens"] * 0.999 <= points[-1] <= ideal["candidate"]["tokens"]

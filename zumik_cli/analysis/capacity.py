@@ -422,17 +422,21 @@ def token_capacity_curve(
     unit_tokens: npt.ArrayLike,
     capacities_tokens: Sequence[int | None],
     order: Order = "request",
+    *,
+    hit_tokens: npt.ArrayLike | None = None,
 ) -> list[tuple[int | None, int]]:
     """Hit tokens for each capacity of an LRU cache counted in tokens, from one pass of token depths.
 
     The form of ``capacity_curve`` for units of different sizes: a unit takes its own size, not a fixed
     block. ``None`` is an unbounded cache. Returns ``(capacity, hit_tokens)`` pairs in the order given. With
-    every unit ``s`` tokens it equals ``capacity_curve(..., unit_size_tokens=s)``.
+    every unit ``s`` tokens it equals ``capacity_curve(..., unit_size_tokens=s)``. ``hit_tokens`` (one per access,
+    default ``unit_tokens``) is what a hit counts, where a request's tokens are in other units than the cache's.
     """
     _check_capacities(capacities_tokens)
     tokens = _as_int64(unit_tokens)
     work = _prepare(offsets, unit_ids, order, tokens, sized=True)
-    return list(zip(capacities_tokens, work.hits(capacities_tokens, tokens), strict=True))
+    weights = tokens if hit_tokens is None else _as_int64(hit_tokens)
+    return list(zip(capacities_tokens, work.hits(capacities_tokens, weights), strict=True))
 
 
 def request_hits(

@@ -54,7 +54,9 @@ DEFINITIONS = {
     "capacity_curve": "Candidate rate under the ideal rules (same KV key, no TTL) with an LRU cache of the given "
     "size, shared by all targets; a request's hits are its leading blocks present when it starts, then its blocks "
     "are touched first to last (Mattson stack distances, one pass for every capacity). Content traces count whole "
-    "content blocks; hash-id traces their own blocks.",
+    "content blocks, in each request's provider tokens like the stages; hash-id traces their own blocks. The "
+    "unbounded point is at most the candidate under `--rules ideal --ttl none`, which also counts the shared "
+    "tokens inside the first block that differs.",
 }
 
 CAUSE_LABELS = {
@@ -308,14 +310,48 @@ def _capacity_hits(con: duckdb.DuckDBPyConnection, workload: Workload, capacity_
 def _start_curve(
     con: duckdb.DuckDBPyConnection, workload: Workload, capacities: tuple[int | None, ...], pool: ThreadPoolExecutor
 ) -> Future[list[tuple[int | None, int]]]:
-    """The capacity curve's hits, computed on a worker (the kernel releases the GIL) while DuckDB runs SQL."""
+    """The capacity curve's hits, computed on a worker (the kernel releases the GIL) while DuckDB runs SQL.
+
+    A hit counts in the request's own provider tokens (its counted sizes times the scale that the stages apply), so
+    that the curve and the stages measure the same tokens and no point can pass eligible; the cache holds counted
+    tokens, as a bounded candidate does."""
     offsets, units, sizes = workload.offsets, workload.units, workload.sizes
     block = _uniform_block(con)
     if block:
         return pool.submit(
             capacity.capacity_curve, offsets, units, sizes, list(capacities), block, n_units=workload.n_units
         )
-    return pool.submit(capacity.token_capacity_curve, offsets, _sized_units(workload), sizes, list(capacities))
+    return pool.submit(
+        capacity.token_capacity_curve,
+        offsets,
+        _sized_units(workload),
+        sizes,
+        list(capacities),
+        hit_tokens=_provider_sizes(con, workload),
+    )
+
+
+def _provider_sizes(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.NDArray[np.integer]:
+    """Each access's tokens scaled to its request's reported total where a proxy tokenizer counted them."""
+    con.register(
+        "curve_rids", pa.table({"rid": pa.array(workload.rids, pa.int64()), "i": np.arange(len(workload.rids))})
+    )
+    scale = con.execute("""
+        SELECT CASE WHEN r.reported IS NOT NULL AND NOT r.tokenizer_exact AND NOT r.hashid AND r.counted > 0
+                    THEN r.reported::DOUBLE / r.counted ELSE 1.0 END
+        FROM curve_rids c JOIN req r USING (rid) ORDER BY c.i
+    """).fetchnumpy()
+    factor = next(iter(scale.values())) if scale else np.ones(len(workload.rids))
+    if np.all(factor == 1.0):
+        return workload.sizes
+    # cumulative within each request, rounded as the stages round (half away from zero), then differenced: a run of
+    # leading hits then counts exactly the rounded scaled prefix that the stages count
+    per_access = np.repeat(np.asarray(factor, dtype=np.float64), np.diff(workload.offsets))
+    starts = np.repeat(workload.offsets[:-1], np.diff(workload.offsets))
+    running = np.cumsum(workload.sizes, dtype=np.int64)
+    before = np.concatenate(([0], running[:-1])) - np.concatenate(([0], running))[starts]
+    after = before + workload.sizes
+    return (np.floor(after * per_access + 0.5) - np.floor(before * per_access + 0.5)).astype(np.int64)
 
 
 def _curve(
@@ -323,12 +359,8 @@ def _curve(
 ) -> list[dict[str, Any]]:
     if not total:
         return []
-    # stages are scaled to reported totals; the curve uses the same per-request scale
-    # fetchall, not fetchone: a result left open on ``con`` would refuse the caller's next ``con.sql``
-    scale = con.execute("SELECT avg(scale) FILTER (WHERE scaled) FROM stages").fetchall()
-    factor = scale[0][0] if scale and scale[0][0] else 1.0
     hits = hits_future.result()
-    return [{"capacity_tokens": cap, "rate": round(min(h * factor / total, 1.0), 6)} for cap, h in hits]
+    return [{"capacity_tokens": cap, "rate": round(min(h / total, 1.0), 6)} for cap, h in hits]
 
 
 def _levels_coincide(con: duckdb.DuckDBPyConnection) -> bool:

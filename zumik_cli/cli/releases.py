@@ -34,8 +34,9 @@ releases_app = typer.Typer(
 )
 
 
-def _history(releases: Path | None, data: Path | None) -> History:
-    """The history file when given, else the releases the dataset recorded."""
+def _history(releases: Path | None, data: Path | None, *, required: bool = True) -> History:
+    """The history file when given, else the releases the dataset recorded; an empty history when none is
+    ``required`` (the log alone says where each request went)."""
     from zumik_cli.dataset.store import Dataset
     from zumik_cli.routing.release_store import recorded_history
     from zumik_cli.routing.releases import load_history
@@ -44,7 +45,7 @@ def _history(releases: Path | None, data: Path | None) -> History:
         return load_history(releases)
     if data is not None:
         history = recorded_history(Dataset(data))
-        if not len(history):
+        if not len(history) and required:
             raise ReleaseError(
                 f"{data} has recorded no releases yet: pass --releases FILE (`zumik simulate` records them)"
             )
@@ -163,10 +164,13 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed of the latency draws: the same seed gives the same numbers.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Simulate routing policies over the releases: cost, simulated reuse, latency and churn against recorded."""
+    """Simulate routing policies over the releases: cost, simulated reuse, latency and churn against recorded.
+
+    Without a release history (none given, none recorded) every request stays where the log says it went, so only
+    the recorded policy has choices to compare: its figures are the waterfall's."""
     from zumik_cli.routing.simulate import simulate as run_simulation
 
-    result = run_simulation(data, _history(releases, data), policy, seed=seed).to_json()
+    result = run_simulation(data, _history(releases, data, required=False), policy, seed=seed).to_json()
     if as_json:
         print_json(result)
     else:
