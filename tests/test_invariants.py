@@ -1,0 +1,117 @@
+"""Cross-command invariants: the same traffic gets the same figures in every command that shows them.
+
+Run on the bundled sample traces, three `zumik synth` seeds and every real trace beside the checkout. Each
+assertion is exact: integers equal, rates equal to six decimals, money to a billionth of a dollar.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+from conftest import real_data_path
+
+from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, compute_waterfall
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.routing.releases import History, load_history
+from zumik_cli.routing.simulate import simulate
+from zumik_cli.synth.releases import write_release_history
+from zumik_cli.synth.traffic import SynthConfig, write_jsonl
+
+SAMPLE = Path(__file__).parent.parent / "sample_traces"
+REAL = real_data_path()
+REAL_FOLDERS = sorted(p.name for p in REAL.iterdir()) if REAL.is_dir() else []
+SEEDS = (3, 11, 29)
+
+
+def _sample(tmp: Path) -> tuple[Path, History]:
+    data = tmp / "sample"
+    ingest([SAMPLE], data)
+    return data, load_history(SAMPLE / "releases.yaml")
+
+
+def _synth(tmp: Path, seed: int) -> tuple[Path, History]:
+    config = SynthConfig(seed=seed, sessions=6)
+    traces, releases = tmp / f"synth-{seed}.jsonl", tmp / f"releases-{seed}.yaml"
+    write_jsonl(config, traces)
+    write_release_history(config, releases)
+    data = tmp / f"synth-{seed}"
+    ingest([traces], data)
+    return data, load_history(releases)
+
+
+def _real(tmp: Path, folder: str) -> tuple[Path, History]:
+    if not REAL.is_dir():
+        pytest.skip(f"real traces not found at {REAL} (CI puts shared/data/real beside the checkout)")
+    data = tmp / folder
+    ingest([REAL / folder], data)
+    return data, History((), "none")
+
+
+CASES = [
+    pytest.param(_sample, id="sample"),
+    *(pytest.param(lambda tmp, s=seed: _synth(tmp, s), id=f"synth-{seed}") for seed in SEEDS),
+    *(
+        pytest.param(lambda tmp, f=folder: _real(tmp, f), id=f"real-{folder}", marks=pytest.mark.realdata)
+        for folder in REAL_FOLDERS
+    ),
+]
+
+
+@pytest.fixture(params=CASES, scope="module")
+def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, History]:
+    return request.param(tmp_path_factory.mktemp("invariants"))
+
+
+def _sum(waterfall: Waterfall, column: str) -> int:
+    return int(pc.sum(waterfall.per_request[column]).as_py() or 0)
+
+
+def test_the_recorded_policy_is_the_waterfall_in_total_reuse_and_rows(case: tuple[Path, History]) -> None:
+    data, history = case
+    waterfall = compute_waterfall(Dataset(data)).summary
+    simulation = simulate(data, history, ["recorded"])
+    recorded = simulation.summary("recorded")
+    assert recorded.total_tokens == waterfall["total_input_tokens"]["tokens"]
+    assert recorded.realized_tokens == waterfall["candidate"]["tokens"]
+    assert round(recorded.realized_rate, 6) == waterfall["candidate"]["rate"]
+    rows = simulation.decisions["recorded"]
+    assert int(pc.sum(rows["prompt_tokens"]).as_py()) == recorded.total_tokens
+    assert int(pc.sum(rows["realized_tokens"]).as_py()) == recorded.realized_tokens
+    assert float(pc.sum(rows["cost"]).as_py()) == pytest.approx(recorded.cost, abs=1e-9)
+
+
+def test_every_policy_scores_the_same_total_and_its_rows_add_up(case: tuple[Path, History]) -> None:
+    data, history = case
+    if not len(history):
+        pytest.skip("no release history: every policy keeps the recorded routing")
+    simulation = simulate(data, history)
+    totals = {s.total_tokens for s in simulation.summaries}
+    assert len(totals) == 1
+    for summary in simulation.summaries:
+        rows = simulation.decisions[summary.policy]
+        assert int(pc.sum(rows["realized_tokens"]).as_py()) == summary.realized_tokens, summary.policy
+        assert summary.realized_tokens <= summary.total_tokens
+
+
+def test_the_waterfalls_rows_sum_to_its_stages(case: tuple[Path, History]) -> None:
+    data, _ = case
+    result = compute_waterfall(Dataset(data))
+    summary: dict[str, Any] = result.summary
+    assert _sum(result, "total") == summary["total_input_tokens"]["tokens"]
+    for stage in ("eligible", "candidate"):
+        assert _sum(result, stage) == summary[stage]["tokens"], stage
+    if summary["realized"]["tokens"] is not None:
+        assert _sum(result, "realized") == summary["realized"]["tokens"]
+
+
+def test_no_capacity_curve_point_passes_eligible(case: tuple[Path, History]) -> None:
+    data, _ = case
+    summary = compute_waterfall(Dataset(data), WaterfallOptions(rules="ideal", ttl_none=True)).summary
+    total = summary["total_input_tokens"]["tokens"]
+    points = [round(point["rate"] * total) for point in summary["capacity_curve"]]
+    assert points == sorted(points)
+    assert all(point <= summary["eligible"]["tokens"] for point in points)
