@@ -8,7 +8,6 @@ few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel wit
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ MAX_SIBLINGS = 64
 # reported reads above its candidate by at most this share of its input are noted apart from real over-realization.
 OVER_REALIZED_TOLERANCE = 0.05
 CAPACITY_LADDER = (16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, None)
-TTL_LADDER = (300, 3600, None)
-BREAKDOWNS = ("model", "alias", "release", "tenant", "session", "day")
 EVIDENCE_ORDER = ("measured", "replayed", "simulated", "estimated")
 
 DEFINITIONS = {
@@ -227,7 +224,8 @@ def _sql(name: str) -> str:
     return resources.files("zumik_cli.analysis.sql").joinpath(name).read_text()
 
 
-def _lcp(a: np.ndarray, b: np.ndarray) -> int:
+def common_prefix_length(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading token ids two blocks share: the token-exact step inside the first block that differs."""
     n = min(len(a), len(b))
     diff = np.flatnonzero(a[:n] != b[:n])
     return int(diff[0]) if len(diff) else n
@@ -255,7 +253,7 @@ def _partials(con: duckdb.DuckDBPyConnection, has_content: bool) -> None:
         for a, b in zip(pairs.column("a").to_pylist(), pairs.column("b").to_pylist(), strict=True):
             key = (a, b)
             if key not in cache:
-                cache[key] = _lcp(tokens.get(a, empty), tokens.get(b, empty))
+                cache[key] = common_prefix_length(tokens.get(a, empty), tokens.get(b, empty))
             lcps.append(cache[key])
         con.register("pair_lcp", pairs.append_column("lcp", pa.array(lcps, pa.int64())))
         source = "pair_lcp"
@@ -652,7 +650,3 @@ def _summarise(
         },
         "definitions": DEFINITIONS,
     }
-
-
-def finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
