@@ -642,11 +642,39 @@ def _summarise(
         "breakdowns": breakdowns,
         "cannot_compute": cannot,
         "rules": rules,
-        "options": {
-            "rules": options.rules,
-            "ttl_seconds": options.ttl_seconds,
-            "ttl_none": options.ttl_none,
-            "capacity_tokens": options.capacity_tokens,
-        },
+        "options": assumptions(options),
         "definitions": DEFINITIONS,
+    }
+
+
+def assumptions(options: WaterfallOptions) -> dict[str, Any]:
+    """What the figures were computed under, as values and as the phrases every renderer shows.
+
+    A run that forces a rules pack, adds pack files, overrides the TTL or bounds the cache is a what-if: its figures
+    are not what happened under the recorded rules, and everything that shows them says so. The waterfall always
+    follows the recorded routing decisions of every release (``simulate`` and ``replay`` are where a policy or a
+    release is chosen)."""
+    ttl: str | float = "none" if options.ttl_none else "pack" if options.ttl_seconds is None else options.ttl_seconds
+    phrases = [f"rules pack {options.rules} for every request" if options.rules else "recorded rules"]
+    if options.rules_files:
+        phrases.append(f"rules packs added from {', '.join(options.rules_files)}")
+    if ttl == "pack":
+        phrases.append("pack TTLs")
+    elif ttl == "none":
+        phrases.append("no TTL expiry")
+    else:
+        phrases.append(f"TTL {ttl:,g} s for every request")
+    cap = options.capacity_tokens
+    phrases.append("unbounded cache" if cap is None else f"LRU cache of {cap:,} tokens")
+    return {
+        "rules": options.rules,
+        "rules_files": list(options.rules_files),
+        "ttl_seconds": options.ttl_seconds,
+        "ttl_none": options.ttl_none,
+        "ttl": ttl,
+        "capacity_tokens": cap,
+        "policy": "recorded",
+        "release": None,
+        "what_if": bool(options.rules or options.rules_files or ttl != "pack" or cap is not None),
+        "assumptions": phrases,
     }
