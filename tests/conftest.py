@@ -246,6 +246,18 @@ def report_waterfall_dict() -> dict[str, Any]:
                 "source": "https://platform.openai.com/docs/guides/prompt-caching",
             },
         ],
+        "options": {
+            "rules": None,
+            "rules_files": [],
+            "ttl_seconds": None,
+            "ttl_none": False,
+            "ttl": "pack",
+            "capacity_tokens": None,
+            "policy": "recorded",
+            "release": None,
+            "what_if": False,
+            "assumptions": ["recorded rules", "pack TTLs", "unbounded cache"],
+        },
         "definitions": {
             "total_input_tokens": "Prompt tokens of every request in scope, as the provider reported them.",
             "eligible": "The longest token-exact prefix each request shares with any earlier request.",

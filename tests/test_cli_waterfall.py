@@ -71,3 +71,53 @@ def test_piped_tables_are_wide_enough_to_show_release_ids_whole(tmp_path: Path):
     releases = {line.split()[1] for line in piped.stdout.decode().splitlines() if line.startswith("│ alr_")}
     assert len(releases) >= 5 and all(len(r) == len("alr_2026_06_09_003") for r in releases)
     assert "alr_2026_06_09_003" not in narrow.stdout.decode()  # a width the user set is still obeyed
+
+
+def test_a_what_if_says_what_made_it_in_the_header_the_json_and_the_report(tmp_path: Path):
+    runner = CliRunner()
+    data = str(tmp_path / "data")
+    assert runner.invoke(app, ["ingest", str(ROOT / "sample_traces"), "--data", data]).exit_code == 0
+    what_if = ["--rules", "anthropic", "--ttl", "3600", "--capacity-tokens", "10000"]
+
+    table = runner.invoke(app, ["waterfall", "--data", data, *what_if])
+    as_json = runner.invoke(app, ["waterfall", "--data", data, *what_if, "--json"])
+    report = tmp_path / "what-if.html"
+    written = runner.invoke(app, ["report", "--data", data, "--output", str(report), *what_if])
+
+    assert table.exit_code == as_json.exit_code == written.exit_code == 0, table.stderr + written.stderr
+    header = (
+        "What-if: rules pack anthropic for every request, TTL 3,600 s for every request, LRU cache of 10,000 tokens"
+    )
+    assert table.stdout.splitlines()[0] == header
+    options = json.loads(as_json.stdout)["options"]
+    assert options["what_if"] is True
+    assert (options["rules"], options["ttl"], options["ttl_seconds"], options["capacity_tokens"]) == (
+        "anthropic",
+        3600,
+        3600,
+        10_000,
+    )
+    assert (options["policy"], options["release"]) == ("recorded", None)
+    page = report.read_text()
+    box = page[page.index('<section id="assumptions">') : page.index("</section>", page.index('id="assumptions"'))]
+    assert "What-if, not the baseline." in box and "<li>LRU cache of 10,000 tokens</li>" in box
+    assert page.index('id="assumptions"') < page.index('id="headline"'), "the assumptions come before any figure"
+
+
+def test_the_baseline_says_plainly_that_it_is_the_baseline(tmp_path: Path):
+    runner = CliRunner()
+    data = str(tmp_path / "data")
+    assert runner.invoke(app, ["ingest", str(ROOT / "sample_traces"), "--data", data]).exit_code == 0
+
+    table = runner.invoke(app, ["waterfall", "--data", data])
+    options = json.loads(runner.invoke(app, ["waterfall", "--data", data, "--json"]).stdout)["options"]
+    no_expiry = json.loads(runner.invoke(app, ["waterfall", "--data", data, "--ttl", "none", "--json"]).stdout)
+
+    assert table.stdout.splitlines()[0] == "Baseline: recorded rules, pack TTLs, unbounded cache"
+    assert (options["what_if"], options["ttl"], options["assumptions"]) == (
+        False,
+        "pack",
+        ["recorded rules", "pack TTLs", "unbounded cache"],
+    )
+    assert (no_expiry["options"]["what_if"], no_expiry["options"]["ttl"]) == (True, "none")
+    assert table.stderr == ""

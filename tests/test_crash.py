@@ -1,6 +1,6 @@
 """A `zumik ingest` killed part-way (SIGKILL, no chance to clean up) into a dataset that already has data.
 
-The dataset's promise (dataset.py): readers see exactly the parts the manifest lists and a writer publishes with
+The dataset's promise (dataset/store.py): readers see exactly the parts the manifest lists and a writer publishes with
 one atomic manifest replace, so a kill at any moment leaves the previous dataset intact and readable; the next
 ingest removes what the killed one left behind and completes; one more adds nothing.
 """

@@ -1,5 +1,6 @@
 """Docs that cannot drift: every command has help and a section in docs/cli.md, the generated pages match the code,
-and every column, manifest key and quarantine field zumik writes has a meaning in docs/schema.md."""
+every column, manifest key and quarantine field zumik writes has a meaning in docs/schema.md, and
+docs/architecture.md names every module of the package."""
 
 from __future__ import annotations
 
@@ -103,3 +104,24 @@ def test_every_manifest_key_and_quarantine_field_an_ingest_writes_is_in_docs_sch
     documented = set(re.findall(r"^\| `([^`]+)` \|", (ROOT / "docs" / "schema.md").read_text(), flags=re.MULTILINE))
     undocumented = {where: sorted(keys - documented) for where, keys in written.items() if keys - documented}
     assert not undocumented, f"document these in docs/schema.md: {undocumented}"
+
+
+def _modules() -> list[str]:
+    """Every module under zumik_cli/ by its path there; an empty ``__init__.py`` only marks a package."""
+    package = ROOT / "zumik_cli"
+    return sorted(
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if not (path.name == "__init__.py" and not path.read_text().strip())
+    )
+
+
+def test_docs_architecture_md_names_every_module_and_no_module_that_is_gone() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`([\w/]+\.py)`", text))
+    modules = _modules()
+    missing = [module for module in modules if module not in named]
+    assert not missing, f"docs/architecture.md does not name: {', '.join(missing)}"
+    stages = {module.split("/")[0] for module in modules if "/" in module}
+    gone = [name for name in named if name.split("/")[0] in stages and name not in modules]
+    assert not gone, f"docs/architecture.md names modules that do not exist: {', '.join(sorted(gone))}"

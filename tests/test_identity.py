@@ -209,7 +209,7 @@ def test_a_request_that_extends_another_shares_its_whole_chain_as_a_prefix(tmp_p
 
 
 def test_identity_hashes_are_pinned_across_runs_and_machines() -> None:
-    """A changed value here means a canonical form changed: bump its version tag in identity.py."""
+    """A changed value here means a canonical form changed: bump its version tag in core/identity.py."""
     artifacts = [Artifact("system", "system", "You are terse."), Artifact("text", "user", "hello")]
 
     assert identity.snapshot_id(artifacts) == "snp_c460ce8f53a2cdf4a19804d7"

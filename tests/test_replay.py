@@ -67,6 +67,40 @@ def test_namespaces_keep_two_kv_keys_from_sharing_a_prefix():
     assert predict(again, BLOCK, None).tolist()[-1] == 10 * BLOCK
 
 
+def test_a_replay_of_a_simulated_policy_says_it_is_a_what_if_in_its_header_and_json() -> None:
+    from rich.console import Console
+
+    from zumik_cli.render.terminal.tables import replay as show_replay
+    from zumik_cli.replay.engines.base import EngineInfo
+    from zumik_cli.replay.run import summarise
+
+    info = EngineInfo("vllm", "0.32", "cpu", BLOCK, None, "tiny-llama")
+    simulated = summarise([], info, ReplayOptions(release="alr_2026_06_09_003", policy="cheapest", limit=10))
+    recorded = summarise([], info, ReplayOptions())
+
+    assert simulated["options"] == {
+        "policy": "cheapest",
+        "release": "alr_2026_06_09_003",
+        "limit": 10,
+        "what_if": True,
+        "assumptions": [
+            "decisions of the simulated policy cheapest",
+            "requests of release alr_2026_06_09_003",
+            "the first 10 requests in time",
+        ],
+    }
+    assert recorded["options"]["what_if"] is False
+    console = Console(record=True, width=200)
+    show_replay(console, simulated)
+    show_replay(console, recorded)
+    lines = console.export_text().splitlines()
+    assert lines[0] == (
+        "What-if: decisions of the simulated policy cheapest, requests of release alr_2026_06_09_003, "
+        "the first 10 requests in time"
+    )
+    assert "Baseline: recorded decisions, requests of every release" in lines
+
+
 @pytest.fixture(scope="module")
 def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("replay") / "data"

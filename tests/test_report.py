@@ -245,6 +245,7 @@ def test_every_hostile_string_is_shown_escaped_and_never_as_markup(
         "input path",
         "rules source",
         "evidence",
+        "assumption",
     ],
 )
 def test_a_hostile_string_in_any_single_field_is_escaped(
@@ -273,6 +274,8 @@ def test_a_hostile_string_in_any_single_field_is_escaped(
         waterfall["rules"][0]["source"] = payload
     elif where == "evidence":
         waterfall["realized"]["evidence"] = payload
+    elif where == "assumption":
+        waterfall["options"]["assumptions"][0] = payload
     markup = own_markup(render_report(ReportInputs(waterfall, manifest, generated_at, title)))
     assert script not in markup
     assert attribute not in markup
@@ -505,6 +508,28 @@ def test_a_minimal_waterfall_renders_with_everything_optional_left_out() -> None
     markup = own_markup(document)
     assert "No bounded-capacity sweep in this data." in markup
     assert "No input files recorded in the manifest." in markup
+
+
+def test_the_assumptions_come_first_and_say_plainly_whether_the_figures_are_a_what_if(inputs: ReportInputs) -> None:
+    baseline = own_markup(render_report(inputs))
+    waterfall = json.loads(json.dumps(inputs.waterfall))
+    waterfall["options"].update(
+        capacity_tokens=10_000, what_if=True, assumptions=["recorded rules", "pack TTLs", "LRU cache of 10,000 tokens"]
+    )
+    what_if = own_markup(render_report(replace(inputs, waterfall=waterfall)))
+
+    for markup in (baseline, what_if):
+        assert markup.index('<section id="assumptions">') < markup.index('<section id="headline">')
+    assert '<div class="note info"><p><strong>Baseline.</strong>' in baseline
+    assert "<li>recorded rules</li><li>pack TTLs</li><li>unbounded cache</li>" in baseline
+    assert "What-if" not in baseline
+    assert '<div class="note warn"><p><strong>What-if, not the baseline.</strong>' in what_if
+    assert "<li>LRU cache of 10,000 tokens</li>" in what_if
+
+
+def test_a_result_without_recorded_options_shows_no_assumptions_box(inputs: ReportInputs) -> None:
+    waterfall = {key: value for key, value in inputs.waterfall.items() if key != "options"}
+    assert 'id="assumptions"' not in render_report(replace(inputs, waterfall=waterfall))
 
 
 def test_print_rules_keep_cards_whole_and_charts_within_the_page(inputs: ReportInputs) -> None:

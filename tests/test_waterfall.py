@@ -312,6 +312,8 @@ def test_ttl_options_override_the_pack(tmp_path, tokenizer_spec, gap, options, c
     assert rows(w)["b"]["candidate"] == candidate
     assert w.summary["options"]["ttl_seconds"] == options.get("ttl_seconds")
     assert w.summary["options"]["ttl_none"] == options.get("ttl_none", False)
+    assert w.summary["options"]["ttl"] == ("none" if options.get("ttl_none") else options["ttl_seconds"])
+    assert w.summary["options"]["what_if"] is True
 
 
 @pytest.mark.parametrize(

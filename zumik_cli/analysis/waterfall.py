@@ -8,7 +8,6 @@ few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel wit
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ MAX_SIBLINGS = 64
 # reported reads above its candidate by at most this share of its input are noted apart from real over-realization.
 OVER_REALIZED_TOLERANCE = 0.05
 CAPACITY_LADDER = (16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, None)
-TTL_LADDER = (300, 3600, None)
-BREAKDOWNS = ("model", "alias", "release", "tenant", "session", "day")
 EVIDENCE_ORDER = ("measured", "replayed", "simulated", "estimated")
 
 DEFINITIONS = {
@@ -229,7 +226,8 @@ def _sql(name: str) -> str:
     return resources.files("zumik_cli.analysis.sql").joinpath(name).read_text()
 
 
-def _lcp(a: np.ndarray, b: np.ndarray) -> int:
+def common_prefix_length(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading token ids two blocks share: the token-exact step inside the first block that differs."""
     n = min(len(a), len(b))
     diff = np.flatnonzero(a[:n] != b[:n])
     return int(diff[0]) if len(diff) else n
@@ -257,7 +255,7 @@ def _partials(con: duckdb.DuckDBPyConnection, has_content: bool) -> None:
         for a, b in zip(pairs.column("a").to_pylist(), pairs.column("b").to_pylist(), strict=True):
             key = (a, b)
             if key not in cache:
-                cache[key] = _lcp(tokens.get(a, empty), tokens.get(b, empty))
+                cache[key] = common_prefix_length(tokens.get(a, empty), tokens.get(b, empty))
             lcps.append(cache[key])
         con.register("pair_lcp", pairs.append_column("lcp", pa.array(lcps, pa.int64())))
         source = "pair_lcp"
@@ -676,15 +674,39 @@ def _summarise(
         "breakdowns": breakdowns,
         "cannot_compute": cannot,
         "rules": rules,
-        "options": {
-            "rules": options.rules,
-            "ttl_seconds": options.ttl_seconds,
-            "ttl_none": options.ttl_none,
-            "capacity_tokens": options.capacity_tokens,
-        },
+        "options": assumptions(options),
         "definitions": DEFINITIONS,
     }
 
 
-def finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def assumptions(options: WaterfallOptions) -> dict[str, Any]:
+    """What the figures were computed under, as values and as the phrases every renderer shows.
+
+    A run that forces a rules pack, adds pack files, overrides the TTL or bounds the cache is a what-if: its figures
+    are not what happened under the recorded rules, and everything that shows them says so. The waterfall always
+    follows the recorded routing decisions of every release (``simulate`` and ``replay`` are where a policy or a
+    release is chosen)."""
+    ttl: str | float = "none" if options.ttl_none else "pack" if options.ttl_seconds is None else options.ttl_seconds
+    phrases = [f"rules pack {options.rules} for every request" if options.rules else "recorded rules"]
+    if options.rules_files:
+        phrases.append(f"rules packs added from {', '.join(options.rules_files)}")
+    if ttl == "pack":
+        phrases.append("pack TTLs")
+    elif ttl == "none":
+        phrases.append("no TTL expiry")
+    else:
+        phrases.append(f"TTL {ttl:,g} s for every request")
+    cap = options.capacity_tokens
+    phrases.append("unbounded cache" if cap is None else f"LRU cache of {cap:,} tokens")
+    return {
+        "rules": options.rules,
+        "rules_files": list(options.rules_files),
+        "ttl_seconds": options.ttl_seconds,
+        "ttl_none": options.ttl_none,
+        "ttl": ttl,
+        "capacity_tokens": cap,
+        "policy": "recorded",
+        "release": None,
+        "what_if": bool(options.rules or options.rules_files or ttl != "pack" or cap is not None),
+        "assumptions": phrases,
+    }

@@ -1,14 +1,14 @@
 """Commands that say why prefixes break and what to change: ``divergence``, ``check`` and ``recommend``.
 
 Each parses its options, calls one core function (``divergence``, ``check``, ``recommend``, ``reconcile``) and
-renders the result (tables through ``terminal_diagnosis``, ``--json`` as data on stdout). ``check`` exits 1 when a
-check fails, so that it can gate a CI job. ``zumik_cli.cli`` registers them with ``register(app)``.
+renders the result (tables through ``render.terminal.diagnosis``, ``--json`` as data on stdout). ``check`` exits 1
+when a check fails, so that it can gate a CI job. ``zumik_cli.cli`` registers them with ``register(app)``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -25,9 +25,6 @@ from zumik_cli.cli.options import (
 )
 from zumik_cli.core.errors import InputError, ZumikError
 from zumik_cli.render.terminal import diagnosis as terminal_diagnosis
-
-if TYPE_CHECKING:
-    pass
 
 TOP = 3
 

@@ -1,8 +1,8 @@
 """Commands for alias releases, routing simulation and explanations: `zumik releases ...`, `simulate`, `explain`.
 
 Each command parses its options, calls one core function and renders the result (tables through
-``terminal_releases``, ``--json`` as data on stdout); errors become one ``Error:`` line through ``handles_errors``.
-``zumik_cli.cli`` registers them with ``register(app)``.
+``render.terminal.releases``, ``--json`` as data on stdout); errors become one ``Error:`` line through
+``handles_errors``. ``zumik_cli.cli`` registers them with ``register(app)``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-ARTIFACT_KINDS = ("tool", "system", "text", "tool_call", "tool_result", "media")
-
 
 @dataclass(frozen=True, slots=True)
 class Artifact:

@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from zumik_cli.analysis.waterfall import common_prefix_length
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis import volatility
 from zumik_cli.rules.pack import RulesPack, load_packs, pack_for
@@ -230,12 +231,6 @@ def _ttl_table(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], forc
     con.register("dv_ttl", pa.Table.from_pylist(rows, schema=schema))
 
 
-def _lcp(a: np.ndarray, b: np.ndarray) -> int:
-    n = min(len(a), len(b))
-    diff = np.flatnonzero(a[:n] != b[:n])
-    return int(diff[0]) if len(diff) else n
-
-
 def compute_divergence(
     dataset: Dataset,
     session: str | None = None,
@@ -310,7 +305,7 @@ def _classify(
         content = False  # a branch: it lost nothing it would have re-sent
     if content:
         empty = np.zeros(0, dtype=np.int64)
-        lcp = _lcp(tokens.get(s["r_block"], empty), tokens.get(s["q_block"], empty))
+        lcp = common_prefix_length(tokens.get(s["r_block"], empty), tokens.get(s["q_block"], empty))
         diverges_at: int | None = s["shared_block_tokens"] + lcp
     else:
         diverges_at = None

@@ -307,6 +307,25 @@ def _record(
     return ReplayResult(summary, table)
 
 
+def assumptions(options: ReplayOptions) -> dict[str, Any]:
+    """Which requests were replayed and whose decisions they follow, as values and as the phrases shown with them.
+
+    Replaying a simulated policy's decisions is a what-if: the engine measures routing that never happened."""
+    phrases = [
+        "recorded decisions" if options.policy == "recorded" else f"decisions of the simulated policy {options.policy}",
+        f"requests of release {options.release}" if options.release else "requests of every release",
+    ]
+    if options.limit is not None:
+        phrases.append(f"the first {options.limit:,} requests in time")
+    return {
+        "policy": options.policy,
+        "release": options.release,
+        "limit": options.limit,
+        "what_if": options.policy != "recorded",
+        "assumptions": phrases,
+    }
+
+
 def summarise(
     rows: list[dict[str, Any]], info: EngineInfo, options: ReplayOptions, usage_only: int = 0
 ) -> dict[str, Any]:
@@ -320,6 +339,7 @@ def summarise(
         "run_id": rows[0]["run_id"] if rows else None,
         "release": options.release,
         "policy": options.policy,
+        "options": assumptions(options),
         "engine": {
             "name": info.name,
             "version": info.version,

@@ -1,6 +1,6 @@
 """Rules packs: versioned, dated, sourced data files that say what a provider's or engine's cache allows.
 
-Packs ship inside the package (``rulepacks/*.json``); a user adds their own by putting a file of the same shape in
+Packs ship inside the package (``rules/data/*.json``); a user adds their own by putting a file of the same shape in
 a folder named by ``ZUMIK_RULES_PATH`` (or passing ``--rules-file``), which wins over a shipped pack of the same
 name. Code never hard-codes a TTL, a minimum or a price: it asks the pack.
 """

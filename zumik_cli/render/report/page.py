@@ -45,6 +45,7 @@ from zumik_cli.render.report.html import (
 from zumik_cli.render.report.results import policies_section, recommendations_section, replays_section
 from zumik_cli.render.report.sections import (
     STAGES,
+    assumptions_section,
     breakdowns_section,
     capacity_section,
     causes_section,
@@ -236,6 +237,7 @@ def _methodology_section(inputs: ReportInputs) -> Markup:
 def _body(inputs: ReportInputs, charts: Charts) -> Markup:
     waterfall = inputs.waterfall
     sections = [
+        assumptions_section(waterfall),
         recommendations_section(inputs.recommendations, currency_of(waterfall)),
         section("headline", "Headline", None, headline(waterfall), summary_sentence(waterfall), data_notes(waterfall)),
         waterfall_section(waterfall, charts),

@@ -119,6 +119,22 @@ def headline(waterfall: Mapping[str, Any]) -> Markup:
     return tag("div", join(cards), class_="headline")
 
 
+def assumptions_section(waterfall: Mapping[str, Any]) -> Markup:
+    """What the figures were computed under, first on the page: a what-if must never read like the baseline."""
+    options = as_mapping(waterfall.get("options"))
+    phrases = options.get("assumptions")
+    if not isinstance(phrases, list) or not phrases:
+        return Markup("")  # a result written before it recorded its options
+    items = tag("ul", join(tag("li", phrase) for phrase in phrases))
+    if options.get("what_if"):
+        lead = join([tag("strong", "What-if, not the baseline."), " The figures below were computed under"])
+        box = tag("div", join([tag("p", lead), items]), class_="note warn")
+    else:
+        lead = join([tag("strong", "Baseline."), " The figures below were computed under"])
+        box = tag("div", join([tag("p", lead), items]), class_="note info")
+    return section("assumptions", "Assumptions", None, box)
+
+
 def summary_sentence(waterfall: Mapping[str, Any]) -> Markup:
     """One plain sentence for a reader who reads nothing else."""
     total = _stage(waterfall, "total_input_tokens")

@@ -92,7 +92,18 @@ def simple_table(console: Console, title: str, rows: list[dict[str, Any]]) -> No
     console.print(table)
 
 
+def assumptions(options: dict[str, Any] | None) -> str:
+    """One line naming what the figures were computed under: a what-if never reads like the baseline."""
+    if not options:
+        return ""
+    phrases = escape(", ".join(str(p) for p in options.get("assumptions", ())))
+    return f"[bold yellow]What-if:[/] {phrases}" if options.get("what_if") else f"[dim]Baseline: {phrases}[/]"
+
+
 def waterfall(console: Console, summary: dict[str, Any]) -> None:
+    header = assumptions(summary.get("options"))
+    if header:
+        console.print(header, highlight=False)
     table = Table(title=f"Reuse waterfall — {summary['requests']:,} requests")
     table.add_column("stage")
     table.add_column("tokens", justify="right")
@@ -197,8 +208,12 @@ def rules(console: Console, packs: list[dict[str, Any]]) -> None:
 
 def replay(console: Console, summary: dict[str, Any]) -> None:
     engine = summary["engine"]
+    header = assumptions(summary.get("options"))
+    if header:
+        console.print(header, highlight=False)
     console.print(
-        f"Replayed {summary['requests']} requests of {summary['release']} ({summary['policy']}) on {engine['name']} "
+        f"Replayed {summary['requests']} requests of {summary['release'] or 'every release'} ({summary['policy']}) "
+        f"on {engine['name']} "
         f"{engine['version']} ({engine['device']}), block size {engine['block_size']}, "
         f"capacity {engine['capacity_blocks']} blocks",
         highlight=False,
