@@ -300,9 +300,10 @@ def test_an_invoice_within_the_tolerance_is_reconciled_and_one_outside_it_is_not
 def test_the_computed_bill_is_input_as_billed_plus_output_at_list_prices(sample):
     dataset, _ = sample
     result = reconcile(dataset, 1.0, parse_period(None))
-    billed = compute_waterfall(dataset, OPTIONS).summary["money"]["billed"]
-    assert result.input_usd == pytest.approx(billed)
-    assert result.output_usd > 0 and result.computed_usd == pytest.approx(billed + result.output_usd)
+    money = compute_waterfall(dataset, OPTIONS).summary["money"]
+    assert result.computed_usd == pytest.approx(money["billed"], abs=1e-9)
+    assert result.input_usd == pytest.approx(money["billed_input"], abs=1e-9)
+    assert result.output_usd > 0 and result.computed_usd == pytest.approx(money["billed_input"] + result.output_usd)
     assert result.requests == 107
 
 

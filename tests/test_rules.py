@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from zumik_cli.core.errors import RulesError
-from zumik_cli.rules.pack import REQUIRED, get_pack, load_packs, pack_for
+from zumik_cli.rules.pack import REQUIRED, Granularity, get_pack, load_packs, pack_for
 
 SHIPPED = {"anthropic", "gemini", "ideal", "openai", "sglang", "vllm"}
 
@@ -38,10 +39,12 @@ def test_every_shipped_pack_is_dated_sourced_and_complete():
     assert set(packs) >= SHIPPED
     for name in SHIPPED:
         pack = packs[name]
-        assert all(key in pack.raw for key in REQUIRED), name
+        assert set(REQUIRED) <= set(
+            json.loads(resources.files("zumik_cli.rules.data").joinpath(f"{name}.json").read_text())
+        ), name
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", pack.effective_from), name
         assert pack.version and pack.source, name
-        assert pack.granularity["kind"] in {"tokens", "blocks", "increments", "breakpoints"}, name
+        assert pack.granularity.kind in {"tokens", "blocks", "increments", "breakpoints"}, name
         assert pack.origin == f"zumik_cli/rules/data/{name}.json"
         assert pack.describe()["name"] == name
 
@@ -50,14 +53,13 @@ def test_the_shipped_packs_say_what_the_providers_document():
     packs = load_packs()
 
     assert packs["anthropic"].ttl_seconds == 300
-    assert packs["anthropic"].granularity == {
-        "kind": "breakpoints",
-        "max_breakpoints": 4,
-        "lookback_blocks": 20,
-        "when_unrecorded": "end_of_prompt",
-    }
-    assert packs["openai"].granularity == {"kind": "increments", "first": 1024, "step": 128}
-    assert packs["vllm"].granularity == {"kind": "blocks", "block_size": 16, "recompute_last_token": True}
+    assert packs["anthropic"].granularity == Granularity(
+        kind="breakpoints", max_breakpoints=4, lookback_blocks=20, when_unrecorded="end_of_prompt"
+    )
+    assert packs["anthropic"].ttl_1h_seconds == 3600
+    assert packs["openai"].granularity == Granularity(kind="increments", first=1024, step=128)
+    assert packs["vllm"].granularity == Granularity(kind="blocks", block_size=16, recompute_last_token=True)
+    assert packs["vllm"].describe()["granularity"] == {"kind": "blocks", "block_size": 16, "recompute_last_token": True}
     assert packs["ideal"].ttl_seconds is None and packs["ideal"].minimum_tokens("anything") == 0
     assert all(packs[name].capacity_tokens is None for name in SHIPPED)
 
@@ -118,7 +120,7 @@ def test_the_minimum_is_looked_up_by_the_longest_model_prefix(pack, model, minim
 def test_prices_and_read_multipliers_follow_the_model(pack, model, input_price, read):
     rules = load_packs()[pack]
 
-    assert rules.prices(model)["input"] == input_price
+    assert rules.prices(model).input == input_price
     assert rules.read_multiplier(model) == read
 
 
@@ -147,7 +149,7 @@ def test_a_rules_file_adds_a_pack_and_replaces_a_shipped_one_of_the_same_name(tm
 
     packs = load_packs((str(ours), str(stricter)))
 
-    assert packs["lab"].granularity == {"kind": "blocks", "block_size": 8}
+    assert packs["lab"].granularity == Granularity(kind="blocks", block_size=8)
     assert packs["openai"].ttl_seconds == 30 and packs["openai"].origin == str(stricter)
     assert pack_for("lab", "", packs).name == "lab"
     assert load_packs()["openai"].ttl_seconds == 600  # the shipped one is untouched

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zumik_cli.rules.pack import RulesPack
+from zumik_cli.rules.targets import target_rules
 
 SWEEP_EVERY = 2048
 
@@ -34,19 +35,19 @@ class CacheRules:
 
     @classmethod
     def from_pack(cls, pack: RulesPack, model: str) -> CacheRules:
-        gran = pack.granularity
+        rules = target_rules(pack, model)
         return cls(
             pack=pack.name,
-            ttl_s=pack.ttl_seconds,
-            ttl_1h_s=(pack.raw.get("ttl_choices") or {}).get("1h"),
-            min_tokens=pack.minimum_tokens(model),
-            kind=gran.get("kind", "tokens"),
-            block_size=max(int(gran.get("block_size", 1)), 1),
-            recompute_last=bool(gran.get("recompute_last_token", False)),
-            inc_first=int(gran.get("first", 0)),
-            inc_step=max(int(gran.get("step", 1)), 1),
-            lookback=int(gran.get("lookback_blocks", 1_000_000)),
-            capacity_tokens=pack.capacity_tokens,
+            ttl_s=rules.ttl,
+            ttl_1h_s=rules.ttl_1h,
+            min_tokens=rules.min_tokens,
+            kind=rules.gran_kind,
+            block_size=rules.block_size,
+            recompute_last=rules.recompute_last,
+            inc_first=rules.inc_first,
+            inc_step=rules.inc_step,
+            lookback=rules.lookback,
+            capacity_tokens=rules.capacity_tokens,
         )
 
     def usable(self, hit: int, prompt: int) -> int:

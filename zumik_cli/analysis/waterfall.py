@@ -23,7 +23,9 @@ from zumik_cli.analysis import capacity
 from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.store import Dataset
-from zumik_cli.rules.pack import RulesPack, get_pack, load_packs, pack_for
+from zumik_cli.rules.pack import RulesPack, resolve_packs
+from zumik_cli.rules.prices import Cost, Tokens, Unpriced, price
+from zumik_cli.rules.targets import register_target_rules
 
 MAX_SIBLINGS = 64
 # An estimated row (proxy tokenizer scaled to the reported total, or coarse hash blocks) can overshoot by rounding;
@@ -93,58 +95,9 @@ def weakest(levels: Iterable[str]) -> str:
 
 
 def _pack_table(con: duckdb.DuckDBPyConnection, options: WaterfallOptions) -> dict[str, RulesPack]:
-    packs = load_packs(tuple(options.rules_files))
-    forced = get_pack(options.rules, packs) if options.rules else None
-    pairs = con.execute("SELECT DISTINCT provider, engine, model FROM requests").fetchall()
-    rows = []
-    for provider, engine, model in pairs:
-        pack = forced or pack_for(provider or "", engine or "", packs)
-        gran = pack.granularity
-        ttl = options.ttl_seconds if options.ttl_seconds is not None else pack.ttl_seconds
-        if options.ttl_none:
-            ttl = None
-        rows.append(
-            {
-                "provider": provider,
-                "engine": engine,
-                "model": model,
-                "pack": pack.name,
-                "pack_ttl": ttl,
-                "ttl_fixed": options.ttl_seconds is not None or options.ttl_none,
-                "min_tokens": pack.minimum_tokens(model or ""),
-                "gran_kind": gran.get("kind", "tokens"),
-                "block_size": int(gran.get("block_size", 1)),
-                "recompute_last": bool(gran.get("recompute_last_token", False)),
-                "inc_first": int(gran.get("first", 0)),
-                "inc_step": int(gran.get("step", 1)),
-                "lookback": int(gran.get("lookback_blocks", 1_000_000)),
-                "ttl_1h": (pack.raw.get("ttl_choices") or {}).get("1h"),
-            }
-        )
-    con.register(
-        "packs_in",
-        pa.Table.from_pylist(
-            rows,
-            schema=pa.schema(
-                [
-                    ("provider", pa.string()),
-                    ("engine", pa.string()),
-                    ("model", pa.string()),
-                    ("pack", pa.string()),
-                    ("pack_ttl", pa.float64()),
-                    ("ttl_fixed", pa.bool_()),
-                    ("min_tokens", pa.int64()),
-                    ("gran_kind", pa.string()),
-                    ("block_size", pa.int64()),
-                    ("recompute_last", pa.bool_()),
-                    ("inc_first", pa.int64()),
-                    ("inc_step", pa.int64()),
-                    ("lookback", pa.int64()),
-                    ("ttl_1h", pa.float64()),
-                ]
-            ),
-        ),
-    )
+    """Register ``packs_in``: each target's rules with the options' TTL applied. Returns the packs loaded."""
+    packs, forced = resolve_packs(options.rules, options.rules_files)
+    register_target_rules(con, "packs_in", packs, forced, ttl_seconds=options.ttl_seconds, ttl_none=options.ttl_none)
     return packs
 
 
@@ -162,8 +115,8 @@ SELECT r.rid, r.seq, o.ord, r.timestamp AS ts, r.tokenizer_exact, r.block_granul
        p.pack,
        -- a block lives as long as the longest-lived breakpoint at or after its end: up to the last 1-hour
        -- breakpoint for an hour (long_until, ttl_long), past it for the pack's TTL (ttl), like the provider's entries
-       p.pack_ttl AS ttl,
-       CASE WHEN NOT p.ttl_fixed AND p.ttl_1h IS NOT NULL THEN p.ttl_1h ELSE p.pack_ttl END AS ttl_long,
+       p.ttl,
+       CASE WHEN NOT p.ttl_fixed AND p.ttl_1h IS NOT NULL THEN p.ttl_1h ELSE p.ttl END AS ttl_long,
        CASE WHEN NOT p.ttl_fixed AND p.ttl_1h IS NOT NULL
             THEN list_max(list_filter(r.breakpoints, lambda x, i: r.breakpoint_ttls[i] = '1h')) END AS long_until,
        p.min_tokens, p.gran_kind, p.block_size, p.recompute_last, p.inc_first, p.inc_step, p.lookback,
@@ -506,39 +459,81 @@ BREAKDOWN_KEYS = {
 }
 
 
+# One row per pack, model, write TTL and day (prices are dated): the tokens each part of the bill is made of.
+MONEY_SQL = """
+SELECT s.pack, s.model, s.write_ttl,
+       CASE WHEN s.ts IS NOT NULL THEN strftime(to_timestamp(s.ts), '%Y-%m-%d') END AS day,
+       count(*) AS requests, sum(s.total) AS total, sum(coalesce(s.realized, 0)) AS realized,
+       sum(coalesce(s.writes, 0)) AS writes, sum(coalesce(s.missed, 0)) AS missed,
+       sum(coalesce(o.output, 0)) AS output, count(*) FILTER (WHERE o.output IS NULL) AS output_unknown
+FROM stages s LEFT JOIN (SELECT rid, output_tokens_reported AS output FROM requests) o USING (rid)
+GROUP BY ALL ORDER BY ALL
+"""
+
+MONEY_FIGURES = (
+    "billed",
+    "billed_input",
+    "billed_output",
+    "without_cache",
+    "realized_savings",
+    "missed_savings",
+    "cache_write_cost",
+)
+
+
 def _money(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]) -> dict[str, Any]:
-    rows = con.execute("""
-        SELECT model, provider, engine, write_ttl, sum(total), sum(coalesce(realized, 0)),
-               sum(coalesce(writes, 0)), sum(coalesce(missed, 0)), count(*)
-        FROM stages GROUP BY ALL
-    """).fetchall()
-    totals = dict.fromkeys(("billed", "without_cache", "realized_savings", "missed_savings", "cache_write_cost"), 0.0)
-    unpriced, dates = 0, set()
-    for model, provider, engine, write_ttl, total, realized, writes, missed, count in rows:
-        pack = pack_for(provider or "", engine or "", packs)
-        prices = pack.prices(model or "")
-        if not prices:
-            unpriced += count
-            continue
-        dates.add(pack.raw.get("prices_as_of"))
-        per_token = prices["input"] / 1e6
-        read, write = pack.read_multiplier(model or ""), pack.write_multiplier(write_ttl)
+    """The recorded traffic at list prices (``rules.prices.price``), by the pack each request was judged under."""
+    totals = dict.fromkeys(MONEY_FIGURES, 0.0)
+    priced = output_unknown = 0
+    unpriced: dict[str, int] = {}
+    dates = set()
+    for name, model, write_ttl, day, n, total, realized, writes, missed, output, no_output in con.execute(
+        MONEY_SQL
+    ).fetchall():
+        pack, model = packs[name], model or ""
+        written = Tokens(cache_write_1h=writes) if write_ttl == "1h" else Tokens(cache_write_5m=writes)
         uncached = max(total - realized - writes, 0)
-        billed = per_token * (uncached + realized * read + writes * write)
-        totals["billed"] += billed
-        totals["without_cache"] += per_token * total
-        totals["realized_savings"] += per_token * total - billed
-        totals["missed_savings"] += per_token * missed * (1 - read)
-        totals["cache_write_cost"] += per_token * writes * write
+        billed = price(
+            pack,
+            model,
+            Tokens(uncached, realized, written.cache_write_5m, written.cache_write_1h, output),
+            day,
+        )
+        if isinstance(billed, Unpriced):
+            unpriced[billed.reason] = unpriced.get(billed.reason, 0) + n
+            continue
+        full = _cost(price(pack, model, Tokens(input=total, output=output), day))
+        missed_full = _cost(price(pack, model, Tokens(input=missed), day))
+        missed_read = _cost(price(pack, model, Tokens(cache_read=missed), day))
+        priced += n
+        output_unknown += no_output
+        dates.add((pack.price_table(day) or pack.price_tables[-1]).effective_from or pack.prices_as_of)
+        totals["billed"] += billed.billed_usd
+        totals["billed_input"] += billed.billed_input_usd
+        totals["billed_output"] += billed.output_usd
+        totals["without_cache"] += full.billed_usd
+        totals["realized_savings"] += full.billed_usd - billed.billed_usd
+        totals["missed_savings"] += missed_full.billed_usd - missed_read.billed_usd
+        totals["cache_write_cost"] += billed.cache_write_usd
+    figures: dict[str, float | None] = {k: round(v, 6) if priced else None for k, v in totals.items()}
     return {
         "currency": "USD",
-        **{k: round(v, 4) for k, v in totals.items()},
+        **figures,
         "evidence": "estimated",
         "prices_as_of": ", ".join(sorted(d for d in dates if d)) or None,
-        "unpriced_requests": unpriced,
-        "note": "input-side list prices from the rules packs with cache read and write multipliers; "
-        "output tokens are not included",
+        "unpriced_requests": sum(unpriced.values()),
+        "unpriced": [{"reason": reason, "requests": count} for reason, count in sorted(unpriced.items())],
+        "output_unknown_requests": output_unknown,
+        "note": "list prices from the rules pack each request was judged under: billed is input (uncached at the "
+        "input price, cache reads and writes at their multipliers, as reported) plus output tokens; without_cache "
+        "is the same with every input token at the input price; requests without a list price are left out and "
+        "counted as unpriced, with the reason",
     }
+
+
+def _cost(cost: Cost | Unpriced) -> Cost:
+    # the same pack and model priced once already: a second price cannot be missing
+    return cost if isinstance(cost, Cost) else Cost()
 
 
 def _summarise(

@@ -20,7 +20,8 @@ import pyarrow as pa
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis import volatility
 from zumik_cli.ingest.request_body import RequestBody
-from zumik_cli.rules.pack import RulesPack, get_pack, load_packs, pack_for, register_target_rules
+from zumik_cli.rules.pack import RulesPack, load_packs, pack_for, resolve_packs
+from zumik_cli.rules.targets import register_target_rules, target_rules
 
 SEVERITIES = ("fail", "warn", "info")
 EXAMPLES = 5
@@ -136,10 +137,10 @@ def check_body(body: RequestBody, rules_files: tuple[str, ...] = ()) -> CheckRep
     packs = load_packs(rules_files)
     pack = pack_for(body.provider, "", packs)
     findings: list[Finding] = []
-    gran = pack.granularity
-    if gran.get("kind") == "breakpoints":
+    kind = pack.granularity.kind
+    if kind == "breakpoints":
         findings += _body_breakpoints(body, pack)
-    if gran.get("kind") == "increments" and body.prompt_cache_key is None:
+    if kind == "increments" and body.prompt_cache_key is None:
         findings.append(
             Finding(
                 "openai.prompt_cache_key_missing",
@@ -157,9 +158,8 @@ def check_body(body: RequestBody, rules_files: tuple[str, ...] = ()) -> CheckRep
 def _body_breakpoints(body: RequestBody, pack: RulesPack) -> list[Finding]:
     out = []
     marks = body.breakpoints
-    limit = int(pack.granularity.get("max_breakpoints", 4))
-    lookback = int(pack.granularity.get("lookback_blocks", 20))
-    minimum = pack.minimum_tokens(body.model)
+    rules = target_rules(pack, body.model)
+    limit, lookback, minimum = rules.max_breakpoints, rules.lookback, rules.min_tokens
     if len(marks) > limit:
         out.append(
             Finding(
@@ -360,8 +360,7 @@ GROUP BY r.trace_id, r.session_id ORDER BY 1
 def check_dataset(dataset: Dataset, rules: str | None = None, rules_files: tuple[str, ...] = ()) -> CheckReport:
     """Run every check on the recorded requests of a dataset."""
     con = dataset.connect()
-    packs = load_packs(rules_files)
-    forced = get_pack(rules, packs) if rules else None
+    packs, forced = resolve_packs(rules, rules_files)
     register_target_rules(con, "ck_rules", packs, forced)
     volatile = list(volatility.volatile_head_blocks(con))
     con.register("ck_volatile", pa.table({"block_id": pa.array(volatile, pa.int64())}))

@@ -21,7 +21,7 @@ import pyarrow as pa
 from zumik_cli.analysis.waterfall import common_prefix_length
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis import volatility
-from zumik_cli.rules.pack import RulesPack, load_packs, pack_for
+from zumik_cli.rules.pack import RulesPack, pack_for, resolve_packs
 
 CAUSES = {
     "idle_gap": "idle gap beyond the TTL",
@@ -221,7 +221,7 @@ def _ttl_table(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], forc
     rows = []
     for provider, engine in con.execute("SELECT DISTINCT provider, engine FROM dv_req").fetchall():
         pack = forced or pack_for(provider or "", engine or "", packs)
-        one_hour = (pack.raw.get("ttl_choices") or {}).get("1h")
+        one_hour = pack.ttl_1h_seconds
         for wrote_1h in (False, True):
             ttl = one_hour if wrote_1h and one_hour else pack.ttl_seconds
             rows.append({"provider": provider, "engine": engine, "wrote_1h": wrote_1h, "ttl": ttl})
@@ -240,8 +240,7 @@ def compute_divergence(
 ) -> Divergence:
     """Find and classify every break in the dataset's sessions (or in one session)."""
     con = dataset.connect()
-    packs = load_packs(rules_files)
-    forced = packs.get(rules) if rules else None
+    packs, forced = resolve_packs(rules, rules_files)
     con.execute(REQUESTS_SQL, [session])
     con.execute(PARENTS_SQL)
     _ttl_table(con, packs, forced)

@@ -306,7 +306,7 @@ def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any
             f"({row.get('pack')})"
         )
     if cause == "granularity":
-        kind = pack.granularity.get("kind") if pack else "?"
+        kind = pack.granularity.kind if pack else "?"
         return (
             f"{row.get('pack')} caches by {kind}: {row.get('above_minimum')} tokens round down to {row.get('granular')}"
         )
@@ -317,5 +317,5 @@ def _ttl(row: dict[str, Any], pack: Any) -> Any:
     if pack is None:
         return "?"
     if row.get("write_ttl") == "1h":
-        return (pack.raw.get("ttl_choices") or {}).get("1h", pack.ttl_seconds)
+        return pack.ttl_1h_seconds if pack.ttl_1h_seconds is not None else pack.ttl_seconds
     return pack.ttl_seconds

@@ -18,7 +18,9 @@ from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, compute_wa
 from zumik_cli.dataset.scenario import ScenarioBuilder
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis.changes import MAKERS, Change
-from zumik_cli.rules.pack import get_pack, load_packs, register_target_rules
+from zumik_cli.rules.pack import resolve_packs
+from zumik_cli.rules.prices import Cost, Tokens, Unpriced, price
+from zumik_cli.rules.targets import register_target_rules
 
 TOP = 3
 
@@ -27,7 +29,8 @@ TOP = 3
 # full input price. Usage-only requests have nothing a change could alter and are left out.
 COST_SQL = """
 WITH rows AS (
-    SELECT s.rid, s.provider, s.engine, s.model, s.write_ttl, s.total, s.candidate, s.scale, k.gran_kind, k.min_tokens
+    SELECT s.rid, s.provider, s.engine, s.model, s.write_ttl, s.total, s.candidate, s.scale, k.gran_kind, k.min_tokens,
+           CASE WHEN s.ts IS NOT NULL THEN strftime(to_timestamp(s.ts), '%Y-%m-%d') END AS day
     FROM wf s
     JOIN rc_rules k ON k.provider IS NOT DISTINCT FROM s.provider AND k.engine IS NOT DISTINCT FROM s.engine
                    AND k.model IS NOT DISTINCT FROM s.model
@@ -39,7 +42,7 @@ WITH rows AS (
     FROM rows w JOIN requests r USING (rid)
     WHERE w.gran_kind = 'breakpoints'
 )
-SELECT provider, engine, model, write_ttl, count(*) AS requests, sum(total) AS total, sum(candidate) AS candidate,
+SELECT provider, engine, model, write_ttl, day, count(*) AS requests, sum(total) AS total, sum(candidate) AS candidate,
        sum(CASE WHEN gran_kind = 'breakpoints' AND last_mark >= min_tokens
                 THEN greatest(last_mark - candidate, 0) ELSE 0 END) AS written
 FROM rows LEFT JOIN marks USING (rid)
@@ -49,48 +52,60 @@ GROUP BY ALL
 
 @dataclass(frozen=True)
 class SimulatedCost:
-    """Input-side cost of the requests with content under one waterfall run: the common yardstick of changes."""
+    """Input-side cost of the requests with content under one waterfall run: the common yardstick of changes.
+
+    Money is None when no request is priced (``unpriced_reasons`` says why), never zero."""
 
     requests: int
     total_tokens: int
     candidate_tokens: int
     written_tokens: int
-    cost_usd: float
-    write_cost_usd: float
+    cost_usd: float | None
+    write_cost_usd: float | None
     unpriced_requests: int
+    unpriced_reasons: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
 
 
 def simulated_cost(dataset: Dataset, waterfall: Waterfall, options: WaterfallOptions | None = None) -> SimulatedCost:
-    """Price one waterfall run: reads at the read multiplier, writes at the TTL's write multiplier, the rest full."""
+    """Price one waterfall run (``rules.prices.price``): reads at the read multiplier, writes at the TTL's write
+    multiplier, the rest at the full input price."""
     options = options or WaterfallOptions()
-    packs = load_packs(tuple(options.rules_files))
-    forced = get_pack(options.rules, packs) if options.rules else None
+    packs, forced = resolve_packs(options.rules, options.rules_files)
     con = dataset.connect()
     con.register("wf", waterfall.per_request)
     chosen = register_target_rules(con, "rc_rules", packs, forced)
     requests = total = candidate = written = unpriced = 0
-    cost = write_cost = 0.0
-    for provider, engine, model, write_ttl, n, tot, cand, wrote in con.execute(COST_SQL).fetchall():
-        requests, total, candidate, written = (
-            requests + n,
-            total + int(tot),
-            candidate + int(cand),
-            written + int(wrote),
+    cost, reasons = Cost(), set()
+    for provider, engine, model, write_ttl, day, n, tot, cand, wrote in con.execute(COST_SQL).fetchall():
+        tot, cand, wrote = int(tot), int(cand), int(wrote)
+        requests, total, candidate, written = requests + n, total + tot, candidate + cand, written + wrote
+        tokens = Tokens(
+            input=max(tot - cand - wrote, 0),
+            cache_read=cand,
+            cache_write_5m=0 if write_ttl == "1h" else wrote,
+            cache_write_1h=wrote if write_ttl == "1h" else 0,
         )
-        pack = chosen[(provider, engine, model)]
-        prices = pack.prices(model or "")
-        if not prices:
+        priced = price(chosen[(provider, engine, model)], model or "", tokens, day)
+        if isinstance(priced, Unpriced):
             unpriced += n
+            reasons.add(priced.reason)
             continue
-        per_token = prices["input"] / 1e6
-        read, write = pack.read_multiplier(model or ""), pack.write_multiplier(write_ttl)
-        full = max(int(tot) - int(cand) - int(wrote), 0)
-        cost += per_token * (full + int(cand) * read + int(wrote) * write)
-        write_cost += per_token * int(wrote) * write
-    return SimulatedCost(requests, total, candidate, written, cost, write_cost, unpriced)
+        cost += priced
+    if requests and unpriced == requests:
+        return SimulatedCost(requests, total, candidate, written, None, None, unpriced, tuple(sorted(reasons)))
+    return SimulatedCost(
+        requests,
+        total,
+        candidate,
+        written,
+        cost.billed_input_usd,
+        cost.cache_write_usd,
+        unpriced,
+        tuple(sorted(reasons)),
+    )
 
 
 @dataclass(frozen=True)
@@ -177,8 +192,7 @@ def compute_recommendations(
     curves do not matter), passed to avoid computing it twice.
     """
     options = dataclasses.replace(options or WaterfallOptions(), by=(), curves=False)
-    packs = load_packs(tuple(options.rules_files))
-    forced = get_pack(options.rules, packs) if options.rules else None
+    packs, forced = resolve_packs(options.rules, options.rules_files)
     ttl_fixed = options.ttl_seconds is not None or options.ttl_none
     base = baseline or compute_waterfall(dataset, options)
     base_cost = simulated_cost(dataset, base, options)
@@ -201,7 +215,10 @@ def compute_recommendations(
     considered = [r for r in results if not _saves(r)]
     notes = []
     if base_cost.unpriced_requests:
-        notes.append(f"{base_cost.unpriced_requests} requests are on models without list prices: money leaves them out")
+        notes.append(
+            f"{base_cost.unpriced_requests} of {base_cost.requests} requests are unpriced, and money leaves them out: "
+            + "; ".join(base_cost.unpriced_reasons)
+        )
     return Recommendations(ranked, considered, not_applicable, base_cost, reconciliation, notes)
 
 
@@ -210,15 +227,18 @@ def _priced(
 ) -> Recommendation:
     after_run = compute_waterfall(change.scenario, options)
     after = simulated_cost(change.scenario, after_run, options)
-    priced = base.unpriced_requests < base.requests
     return Recommendation(
         id=change.id,
         title=change.title,
         action=change.action,
         scope=change.scope,
         tokens_saved=after.candidate_tokens - base.candidate_tokens,
-        money_saved_usd=base.cost_usd - after.cost_usd if priced else None,
-        extra_write_cost_usd=after.write_cost_usd - base.write_cost_usd if priced else None,
+        money_saved_usd=base.cost_usd - after.cost_usd
+        if base.cost_usd is not None and after.cost_usd is not None
+        else None,
+        extra_write_cost_usd=after.write_cost_usd - base.write_cost_usd
+        if base.write_cost_usd is not None and after.write_cost_usd is not None
+        else None,
         baseline=base,
         after=after,
         evidence=evidence,

@@ -1,9 +1,9 @@
 """Invoice reconciliation: zumik's computed bill for a period beside the amount the provider invoiced.
 
-The computed bill is what the recorded usage costs at list prices: the waterfall's billed input cost (cache
-reads and writes at their multipliers, as measured) plus output tokens at the output price. Money is called
-*reconciled* only when the difference is within a stated tolerance and nothing in the period went unpriced;
-otherwise zumik's money figures stay list-price estimates and say so.
+The computed bill is the waterfall's ``money.billed`` for the period, the same figure ``zumik waterfall`` shows:
+the recorded usage at list prices, input (cache reads and writes at their multipliers, as measured) plus output.
+Money is called *reconciled* only when the difference is within a stated tolerance and nothing in the period went
+unpriced; otherwise zumik's money figures stay list-price estimates and say so.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.scenario import ScenarioBuilder
 from zumik_cli.dataset.store import Dataset
-from zumik_cli.rules.pack import get_pack, load_packs, pack_for
 
 DEFAULT_TOLERANCE = 0.05
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
@@ -84,10 +81,10 @@ def parse_period(text: str | None) -> Period:
 @dataclass(frozen=True)
 class Reconciliation:
     invoice_usd: float
-    computed_usd: float
-    input_usd: float
-    output_usd: float
-    difference_usd: float
+    computed_usd: float | None  # None: nothing in the period has a list price
+    input_usd: float | None
+    output_usd: float | None
+    difference_usd: float | None
     tolerance: float
     status: str
     period: Period
@@ -97,10 +94,12 @@ class Reconciliation:
     def to_json(self) -> dict[str, Any]:
         return {
             "invoice_usd": round(self.invoice_usd, 6),
-            "computed_usd": round(self.computed_usd, 6),
-            "computed": {"input_usd": round(self.input_usd, 6), "output_usd": round(self.output_usd, 6)},
-            "difference_usd": round(self.difference_usd, 6),
-            "difference_share": round(self.difference_usd / self.invoice_usd, 6) if self.invoice_usd else None,
+            "computed_usd": _round(self.computed_usd),
+            "computed": {"input_usd": _round(self.input_usd), "output_usd": _round(self.output_usd)},
+            "difference_usd": _round(self.difference_usd),
+            "difference_share": _round(self.difference_usd / self.invoice_usd)
+            if self.invoice_usd and self.difference_usd is not None
+            else None,
             "tolerance": self.tolerance,
             "status": self.status,
             "reconciled": self.status == "reconciled",
@@ -112,12 +111,8 @@ class Reconciliation:
         }
 
 
-OUTPUT_SQL = """
-SELECT provider, engine, model, count(*) AS requests, sum(output_tokens_reported) AS output,
-       count(*) FILTER (WHERE output_tokens_reported IS NULL) AS unknown_output,
-       count(*) FILTER (WHERE prompt_tokens_reported IS NULL) AS unknown_prompt
-FROM requests GROUP BY ALL
-"""
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def reconcile(
@@ -140,21 +135,27 @@ def reconcile(
             span = dataset.connect().execute("SELECT min(timestamp), max(timestamp) FROM requests").fetchone()
             recorded = f"{_iso(span[0])} to {_iso(span[1])}" if span and span[0] is not None else "no timestamps"
             raise ZumikError(f"no requests in the period {period.label} (the dataset spans {recorded}): check --period")
-        input_usd = float(compute_waterfall(scoped, options).summary["money"]["billed"])
-        output_usd, gaps = _output_cost(con, options)
-    reasons = [text for text, n in gaps.items() if n]
-    computed = input_usd + output_usd
-    difference = invoice_usd - computed
-    within = abs(difference) <= tolerance * invoice_usd
-    if not within:
+        money = compute_waterfall(scoped, options).summary["money"]
+        unreported = con.execute("SELECT count(*) FROM requests WHERE prompt_tokens_reported IS NULL").fetchone()
+    no_output, no_prompt = int(money["output_unknown_requests"]), int(unreported[0]) if unreported else 0
+    reasons = [f"{item['requests']} requests unpriced: {item['reason']}" for item in money["unpriced"]]
+    reasons += [
+        f"{n} requests have no {part} tokens reported"
+        for part, n in (("output", no_output), ("prompt", no_prompt))
+        if n
+    ]
+    computed = money["billed"]
+    difference = None if computed is None else invoice_usd - computed
+    within = difference is not None and abs(difference) <= tolerance * invoice_usd
+    if difference is not None and not within:
         share = f"{abs(difference) / invoice_usd:.1%} of the invoice" if invoice_usd else "more than a zero invoice"
         reasons.insert(0, f"the difference is {share}, outside the {tolerance:.0%} tolerance")
-    complete = not gaps["unpriced"] and not gaps["no output"]
+    complete = not money["unpriced_requests"] and not no_output
     return Reconciliation(
         invoice_usd=invoice_usd,
         computed_usd=computed,
-        input_usd=input_usd,
-        output_usd=output_usd,
+        input_usd=money["billed_input"],
+        output_usd=money["billed_output"],
         difference_usd=difference,
         tolerance=tolerance,
         status="reconciled" if within and complete else "not reconciled",
@@ -162,27 +163,6 @@ def reconcile(
         requests=int(count[0]),
         reasons=reasons,
     )
-
-
-def _output_cost(con: duckdb.DuckDBPyConnection, options: WaterfallOptions) -> tuple[float, dict[str, int]]:
-    """Output tokens at list prices, and how many requests the computed bill could not fully price."""
-    packs = load_packs(tuple(options.rules_files))
-    forced = get_pack(options.rules, packs) if options.rules else None
-    output_usd = 0.0
-    unpriced = no_output = no_prompt = 0
-    for provider, engine, model, n, output, missing_output, missing_prompt in con.execute(OUTPUT_SQL).fetchall():
-        prices = (forced or pack_for(provider or "", engine or "", packs)).prices(model or "")
-        if not prices:
-            unpriced += n
-            continue
-        output_usd += (output or 0) * prices.get("output", 0.0) / 1e6
-        no_output += missing_output
-        no_prompt += missing_prompt
-    return output_usd, {
-        "unpriced": unpriced,
-        "no output": no_output,
-        "no prompt": no_prompt,
-    }
 
 
 def _in_period(dataset: Dataset, period: Period, scratch: Path) -> Dataset:

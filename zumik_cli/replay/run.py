@@ -26,6 +26,7 @@ from zumik_cli.dataset.schema import REPLAYS
 from zumik_cli.dataset.store import Dataset, publish
 from zumik_cli.replay.engines.base import Engine, EngineInfo
 from zumik_cli.rules.pack import load_packs
+from zumik_cli.rules.targets import target_rules
 
 REPLAY_V = b"zumik-replay-v1"
 TOKEN_ID_RANGE = (1_000, 30_000)  # ids for hash-id blocks and namespaces: inside every vocabulary zumik ships
@@ -170,7 +171,7 @@ def predict(prompts: list[np.ndarray], block_size: int, capacity_blocks: int | N
     its blocks are freed tail first; blocks without a hash (the partial last block) go to the front of the queue
     and are reused first. A recomputed block whose content is still cached elsewhere makes a second copy.
     """
-    recompute_last = bool(load_packs()["vllm"].granularity.get("recompute_last_token", True))
+    recompute_last = target_rules(load_packs()["vllm"], "").recompute_last
     unbounded = capacity_blocks is None
     empty = 0 if unbounded else int(capacity_blocks or 0)
     queue: OrderedDict[tuple[int, int], None] = OrderedDict()  # cached blocks, least recently freed first

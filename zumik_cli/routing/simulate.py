@@ -31,6 +31,7 @@ from zumik_cli.routing.releases import History, Prices, Release, Target
 from zumik_cli.routing.scoring import score
 from zumik_cli.routing.workload import WorkRequest, load_workload
 from zumik_cli.rules.pack import RulesPack, get_pack, load_packs, pack_for
+from zumik_cli.rules.prices import Rates, rates
 
 SIMULATION_V = b"zumik-simulation-v1"
 BASELINE = "recorded"
@@ -87,17 +88,15 @@ class Resolver:
         key = (req.provider, req.model, req.model_revision, req.engine, req.region)
         if key not in self._direct:
             pack = pack_for(req.provider, req.engine, self.packs)
-            listed = pack.prices(req.model)
+            listed = rates(pack, req.model)
             prices = None
-            if listed:
-                base = float(listed["input"])
-                one_hour = (pack.raw.get("cache_write_multiplier") or {}).get("1h")
+            if isinstance(listed, Rates):
                 prices = Prices(
-                    input=base,
-                    output=float(listed.get("output", 0.0)),
-                    cache_read=base * pack.read_multiplier(req.model),
-                    cache_write=base * pack.write_multiplier("5m"),
-                    cache_write_1h=base * float(one_hour) if one_hour is not None else None,
+                    input=listed.input,
+                    output=listed.output,
+                    cache_read=listed.cache_read,
+                    cache_write=listed.cache_write_5m,
+                    cache_write_1h=listed.cache_write_1h,
                 )
             self._direct[key] = Target(*key, prices=prices)
         return self._direct[key]

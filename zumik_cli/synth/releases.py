@@ -14,9 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from zumik_cli.core.errors import RulesError
 from zumik_cli.routing.release_derivation import write_history
 from zumik_cli.routing.releases import Constraints, Latency, Prices, Release, Target
 from zumik_cli.rules.pack import load_packs, pack_for
+from zumik_cli.rules.prices import Unpriced, rates
 from zumik_cli.synth.traffic import SynthConfig, alias_releases
 
 P95_FACTOR = 1.39  # synth jitters each latency by lognormal(0, 0.2): p95 / p50 = exp(1.645 * 0.2)
@@ -47,16 +49,15 @@ def _latency(model: str, ttft_factor: float = 1.0) -> Latency:
 
 
 def _prices(provider: str, model: str, factor: float = 1.0) -> Prices:
-    pack = pack_for(provider, "", load_packs())
-    listed = pack.prices(model) or {"input": 0.0, "output": 0.0}
-    base = float(listed["input"]) * factor
-    one_hour = (pack.raw.get("cache_write_multiplier") or {}).get("1h")
+    listed = rates(pack_for(provider, "", load_packs()), model)
+    if isinstance(listed, Unpriced):
+        raise RulesError(f"synth cannot price {model}: {listed.reason}; add its list prices to a rules pack")
     return Prices(
-        input=round(base, 6),
-        output=round(float(listed["output"]) * factor, 6),
-        cache_read=round(base * pack.read_multiplier(model), 6),
-        cache_write=round(base * pack.write_multiplier("5m"), 6),
-        cache_write_1h=round(base * float(one_hour), 6) if one_hour is not None else None,
+        input=round(listed.input * factor, 6),
+        output=round(listed.output * factor, 6),
+        cache_read=round(listed.cache_read * factor, 6),
+        cache_write=round(listed.cache_write_5m * factor, 6),
+        cache_write_1h=round(listed.cache_write_1h * factor, 6) if listed.cache_write_1h is not None else None,
     )
 
 

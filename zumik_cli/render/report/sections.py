@@ -105,7 +105,9 @@ def headline(waterfall: Mapping[str, Any]) -> Markup:
             "money",
             "Saved by caching",
             format_money(money.get("realized_savings"), currency),
-            f"of {format_money(money.get('without_cache'), currency)} without cache",
+            f"of {format_money(money.get('without_cache'), currency)} without cache"
+            if money.get("without_cache") is not None
+            else "unpriced: see Money",
             money.get("evidence"),
         ),
         metric(
@@ -324,6 +326,15 @@ def causes_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
     )
 
 
+def unpriced_text(money: Mapping[str, Any]) -> str:
+    """How many requests have no list price, and why ("" when all are priced)."""
+    count = as_number(money.get("unpriced_requests")) or 0
+    if not count:
+        return ""
+    reasons = "; ".join(str(row.get("reason")) for row in as_rows(money.get("unpriced")) if row.get("reason"))
+    return f"{int(count):,} requests unpriced" + (f": {reasons}" if reasons else "")
+
+
 def money_section(waterfall: Mapping[str, Any]) -> Markup:
     money = as_mapping(waterfall.get("money"))
     if not money:
@@ -333,17 +344,22 @@ def money_section(waterfall: Mapping[str, Any]) -> Markup:
             None,
             placeholder(Markup("No prices were available for the models in this data.")),
         )
+    unpriced = unpriced_text(money)
+    if money.get("billed") is None:
+        return section("money", "Money", None, placeholder(join(["Unpriced: ", unpriced or "no list prices"])))
     currency = currency_of(waterfall)
     writes = as_mapping(waterfall.get("cache_writes"))
     rows = [
         [
             "Billed",
-            "what the traffic cost, with the cache as it was used",
+            f"what the traffic cost, with the cache as it was used: input "
+            f"{format_money(money.get('billed_input'), currency)} + output "
+            f"{format_money(money.get('billed_output'), currency)}",
             format_money(money.get("billed"), currency),
         ],
         [
             "Without cache",
-            "the same traffic at the full input price",
+            "the same traffic with every input token at the full input price",
             format_money(money.get("without_cache"), currency),
         ],
         [
@@ -375,6 +391,7 @@ def money_section(waterfall: Mapping[str, Any]) -> Markup:
                 badge(money.get("evidence")),
                 " Cache writes: ",
                 badge(writes.get("evidence")) if writes else "n/a",
+                *([" ", escape(unpriced), "."] if unpriced else []),
             ]
         ),
         class_="small muted",

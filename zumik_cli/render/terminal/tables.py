@@ -149,11 +149,16 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
             )
         console.print(cause_table)
     money = summary["money"]
-    if money["without_cache"]:
+    unpriced = "; ".join(f"{row['requests']:,} requests unpriced: {row['reason']}" for row in money.get("unpriced", []))
+    if money.get("billed") is None:
+        console.print(f"Money: unpriced. {unpriced or 'No list prices.'}", highlight=False)
+    else:
         console.print(
             f"Money ({money['currency']}, list prices as of {money['prices_as_of']}, {badge(money['evidence'])}): "
-            f"billed ${money['billed']:,.2f}, without cache ${money['without_cache']:,.2f}, "
+            f"billed ${money['billed']:,.2f} (input ${money['billed_input']:,.2f} + output "
+            f"${money['billed_output']:,.2f}), without cache ${money['without_cache']:,.2f}, "
             f"realized savings ${money['realized_savings']:,.2f}, missed savings ${money['missed_savings']:,.2f}"
+            + (f"; {unpriced}" if unpriced else "")
         )
     for name, rows in summary.get("breakdowns", {}).items():
         if not rows or name == "session":
