@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
 from zumik_cli.cli import app
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis.check import check_dataset
@@ -340,6 +341,56 @@ def _anthropic(call: Call, ttl: str) -> Call:
     return call
 
 
+def mixed_lifetimes(session: str, idle: float = 25 * 60) -> list[dict[str, Any]]:
+    """The usual Anthropic layout: tools and system prompt cached for an hour (a 1-hour breakpoint after the system
+    prompt), the conversation so far for five minutes (a 5-minute breakpoint at its end); call 3 comes after
+    ``idle`` seconds, when the hour still holds and the five minutes do not. The system prompt is long enough to
+    cache on its own (Claude Sonnet's minimum is 1,024 tokens)."""
+    calls = [_anthropic(c, "5m") for c in conversation(session)]
+    for call in calls:
+        call.system = BASE_SYSTEM + BASE_SYSTEM.replace("Rule", "Policy")
+    for call in calls[2:]:
+        call.at += idle
+    out = records(session, calls)
+    for r in out:
+        r["system"][0]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
+    return out
+
+
+def with_anthropic_usage(folder: Path, session: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with the usage Anthropic would report. Claude's tokenizer is not public: the sizes are zumik's
+    proxy counts (from a first ingest) made 12% larger. A call within five minutes of the previous one reads its
+    whole prompt from the cache, a later one only the tools and system prompt (their breakpoint holds an hour);
+    the rest is written."""
+    trace = folder / "counting.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in session))
+    ingest([trace], folder / "counting")
+    rows = (
+        Dataset(folder / "counting")
+        .connect()
+        .execute("""
+        SELECT trace_id, prompt_tokens_counted, max(b.end_token) FILTER (WHERE kind IN ('tool', 'system'))
+        FROM requests JOIN request_blocks b USING (rid) JOIN blocks USING (block_id) GROUP BY ALL
+    """)
+    )
+    counted = {trace_id: (prompt, head) for trace_id, prompt, head in rows.fetchall()}
+    out, previous, last_at = [], 0, None
+    for r in session:
+        at = datetime.fromisoformat(r["timestamp"]).timestamp()
+        prompt, head = counted[r["trace_id"]]
+        total = round(prompt * 1.12)
+        read = 0 if last_at is None else previous if at - last_at <= 300 else round(head * 1.12)
+        usage = {
+            "input_tokens": 3,
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": total - read - 3,
+            "output_tokens": 40,
+        }
+        out.append({**r, "usage": usage})
+        previous, last_at = total, at
+    return out
+
+
 # --- fixtures and the reference ---------------------------------------------------------------------------------
 
 
@@ -548,3 +599,32 @@ def test_a_report_with_prompt_text_shows_each_system_and_tool_edit_as_it_was_and
     assert "<mark>2026-06-09T09:20:11Z</mark>" in markup and "<mark>in full, with sources.</mark>" in markup
     assert "Answer in full" not in (tmp_path / "n.html").read_text()
     assert 'id="samples"' not in (tmp_path / "n.html").read_text()
+
+
+def test_an_idle_gap_expires_only_what_five_minute_breakpoints_cover_and_loses_the_waterfalls_expired_tokens(
+    tmp_path,
+):
+    trace = tmp_path / "mixed.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in with_anthropic_usage(tmp_path, mixed_lifetimes("mixed"))))
+    ingest([trace], tmp_path / "data")
+    dataset = Dataset(tmp_path / "data")
+    waterfall = compute_waterfall(dataset, WaterfallOptions(curves=False, capacities=()))
+
+    (b,) = compute_divergence(dataset).breaks
+
+    row = next(r for r in waterfall.per_request.to_pylist() if r["trace_id"] == "mixed-3")
+    expired = row["same_key"] - row["warm"]
+    head = (
+        dataset.connect()
+        .execute(
+            "SELECT max(end_token) FROM requests r JOIN request_blocks rb USING (rid) JOIN blocks USING (block_id) "
+            "WHERE r.trace_id = 'mixed-2' AND kind IN ('tool', 'system')"
+        )
+        .fetchone()[0]
+    )
+    # the hour kept the tools and the system prompt; the conversation after them expired
+    assert (b.trace_id, b.parent_trace_id, b.cause) == ("mixed-3", "mixed-2", "idle_gap")
+    assert 0 < b.token == head and b.diverges_at is None  # it extends its parent: nothing departed
+    assert b.detail["ttl_seconds"] == 300
+    assert row["warm"] > 0 and expired > 0
+    assert b.lost_tokens == b.lost_by_cause["idle_gap"] == expired

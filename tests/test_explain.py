@@ -26,12 +26,15 @@ from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
 from zumik_cli.cli import app
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis.divergence import compute_divergence
 from zumik_cli.diagnosis.explain import RECORD_FIELDS, explain, recompute
+from zumik_cli.ingest.pipeline import ingest
 from zumik_cli.routing.release_store import recorded_history
 from zumik_cli.routing.releases import load_history
 from zumik_cli.routing.simulate import simulate
 
 MINI = ("openai", "gpt-4o-mini")
+SAMPLE_TRACES = Path(__file__).parent.parent / "sample_traces"
 
 
 def runner() -> CliRunner:
@@ -169,3 +172,56 @@ def test_explain_without_a_decision_or_a_history_says_what_to_run(tmp_path):
     result = runner().invoke(app, ["explain", "nope", "--data", str(data)])
     assert result.exit_code == 1
     assert "no request with trace id 'nope'" in result.stderr
+
+
+def sample_traces_dataset(folder: Path) -> tuple[Path, Path]:
+    ingest([SAMPLE_TRACES], folder / "data")
+    return folder / "data", SAMPLE_TRACES / "releases.yaml"
+
+
+@pytest.mark.parametrize("workload", ["sample_traces", "synth"])
+def test_explain_shows_every_session_break_with_the_cause_parent_and_tokens_divergence_gives_it(workload, tmp_path):
+    data, releases = sample_traces_dataset(tmp_path) if workload == "sample_traces" else synth_dataset()
+    dataset, history = Dataset(data), load_history(releases)
+    waterfall = compute_waterfall(dataset, WaterfallOptions(curves=False, capacities=()))
+    rows = {r["trace_id"]: r for r in waterfall.per_request.to_pylist()}
+
+    breaks = compute_divergence(dataset).breaks
+
+    assert {b.cause for b in breaks} >= {"idle_gap", "model_changed"}
+    for b in breaks:
+        row = rows[b.trace_id]
+        if b.cause == "idle_gap" and len(b.lost_by_cause) == 1:  # then it lost what the waterfall found expired
+            assert b.lost_tokens == row["same_key"] - row["warm"], b.trace_id
+        if b.cause == "model_changed":
+            assert b.detail["target"]["from"] != b.detail["target"]["to"]
+        reuse = explain(dataset, b.trace_id, history=history, waterfall=waterfall).reuse
+        shown = reuse["session_break"]
+        assert (shown["cause"], shown["parent_trace_id"], shown["lost_tokens"]) == (
+            b.cause,
+            b.parent_trace_id,
+            b.lost_tokens,
+        ), b.trace_id
+        assert reuse["session_break_vs_cut"].startswith("Same cause") or b.cause != "idle_gap", b.trace_id
+
+
+@pytest.mark.parametrize(
+    ("switch", "cut"),
+    [(("anthropic", "claude-sonnet-4-5"), None), (("openai", "gpt-4o"), "other_model")],
+    ids=["another-tokenizer", "same-tokenizer"],
+)
+def test_a_model_switch_after_a_long_idle_gap_is_a_model_change_in_divergence_and_explain(tmp_path, switch, cut):
+    data = ingest_records(tmp_path / "w", session("s1", "billing", 0, [MINI, MINI, switch], gap_s=2 * 3600))
+    docs = [release("alr_2026_06_01_001", -60, [mini_target(), target(*switch)])]
+    history = load_history(write_history(tmp_path / "releases.yaml", docs))
+
+    breaks = {b.trace_id: b for b in compute_divergence(Dataset(data)).breaks}
+    reuse = explain(Dataset(data), "s1-2", history=history).reuse
+
+    assert breaks["s1-1"].cause == "idle_gap"  # the same model two hours later: expired
+    switched = breaks["s1-2"]
+    assert (switched.cause, switched.token, switched.parent_trace_id) == ("model_changed", 0, "s1-1")
+    assert switched.lost_by_cause == {"model_changed": switched.lost_tokens}
+    assert reuse["session_break"]["cause"] == "model_changed"
+    assert reuse["cut_by"] == cut
+    assert ("Same cause" in reuse["session_break_vs_cut"]) == (cut is not None)

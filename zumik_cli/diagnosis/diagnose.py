@@ -109,7 +109,7 @@ def diagnose_dataset(
         policies=policy_comparison(dataset) or None,
         replays=last_replay(dataset),
         recommendations=recommendations,
-        samples=prompt_edits(dataset) if include_text else None,
+        samples=prompt_edits(dataset, waterfall) if include_text else None,
         notes=tuple(notes),
     )
 
@@ -128,13 +128,13 @@ def last_replay(dataset: Dataset) -> list[dict[str, Any]] | None:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()] or None
 
 
-def prompt_edits(dataset: Dataset) -> list[dict[str, Any]]:
+def prompt_edits(dataset: Dataset, waterfall: Waterfall | None = None) -> list[dict[str, Any]]:
     """Each break that edited a system prompt or a tool definition, most tokens lost first, with the changed span as
     it was and as it became, between the same few characters of context.
 
     Both texts are redacted whole before they are compared and cut, so that no cut can leave part of a key that
     redaction would no longer recognise."""
-    breaks = sorted(compute_divergence(dataset).breaks, key=lambda b: (-b.lost_tokens, b.trace_id))
+    breaks = sorted(compute_divergence(dataset, waterfall=waterfall).breaks, key=lambda b: (-b.lost_tokens, b.trace_id))
     edits = [(b, span) for b in breaks for part in ("system", "tools") if (span := b.detail.get(part, {}).get("span"))]
     ids = sorted({block for _, span in edits for block in (span["old_block"], span["new_block"])})
     query = "SELECT block_id, text FROM blocks WHERE list_contains(?, block_id)"

@@ -4,24 +4,27 @@ Within a session, a request's *parent* is the latest earlier request whose promp
 the most leading blocks with; a plain continuation has the previous call as parent. A fork (the user rewinds to an
 earlier reply and goes another way, keeping nothing that came after it) has the call whose reply it extends.
 
-A *break* is a request that could not reuse what its parent's cache held: the parent's prompt went idle beyond the
-TTL, the model or target changed, or the content departed inside the parent's prompt. Matching is set-based over
-chain ids in DuckDB; token ids are compared only inside the first block that differs.
+A *break* is a request that could not reuse what its parent's cache held: the model or target changed, part of the
+parent's prompt went idle beyond its lifetime, or the content departed inside the parent's prompt, judged in that
+order (the waterfall's order). Which tokens had expired is read from the waterfall's own per-request result (each
+block lives as long as the breakpoints that cover it), so a session break and the waterfall's expired cut cannot
+disagree; ``session_break`` is the same classifier for one request, which ``explain`` shows. Matching is set-based
+over chain ids in DuckDB; token ids are compared only inside the first block that differs.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
-from zumik_cli.analysis.waterfall import common_prefix_length
+from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, common_prefix_length, compute_waterfall
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis import volatility
-from zumik_cli.rules.pack import RulesPack, pack_for, resolve_packs
 
 CAUSES = {
     "idle_gap": "idle gap beyond the TTL",
@@ -38,20 +41,23 @@ SPAN_CHARS = 160
 DEFINITIONS = {
     "parent": "The latest earlier request of the same session sharing the most leading blocks with this one, or, on "
     "a fork, the one whose reply it extends; the previous request when none shares anything.",
-    "break": "A request that could not reuse what its parent's cache held: idle beyond the parent's TTL, another "
-    "model or target, or content that departs inside the parent's prompt.",
-    "token": "Where reuse broke: 0 when the whole prefix was lost (idle gap, model change), else the first token "
-    "where the request departs from its parent's prompt plus reply.",
+    "break": "A request that could not reuse what its parent's cache held, judged in the waterfall's order: another "
+    "model or target, then tokens idle beyond their lifetime (the waterfall's expired cut: a block lives an hour up "
+    "to the parent's last 1-hour breakpoint, the pack's TTL past it), then content that departs inside the parent's "
+    "prompt.",
+    "token": "Where reuse broke, counted with zumik's tokenizer: 0 on a model change, the first expired token on an "
+    "idle gap (0 when all had expired), else the first token where the request departs from its parent's prompt "
+    "plus reply.",
     "lost_tokens": "Of the tokens the parent's prompt could have served (the shorter of the two prompts), those "
-    "this request did not get from it, per cause; counted with zumik's tokenizer.",
+    "this request did not get from it, per cause; in the waterfall's units: zumik's count, scaled to the reported "
+    "prompt where a proxy tokenizer counted it.",
 }
 
 REQUESTS_SQL = """
 CREATE OR REPLACE TEMP TABLE dv_req AS
 SELECT rid, trace_id, session_id, tenant, timestamp AS ts, provider, engine, model, model_revision,
        kv_compatibility_key AS kvc, materialization_family AS family, prompt_tokens_counted AS counted,
-       n_blocks, output_chain,
-       coalesce(list_contains(breakpoint_ttls, '1h'), false) AS wrote_1h, tokenizer_exact,
+       n_blocks, output_chain, tokenizer_exact,
        row_number() OVER (PARTITION BY session_id ORDER BY timestamp NULLS LAST, seq) AS k
 FROM requests
 WHERE session_id <> '' AND prompt_tokens_counted IS NOT NULL AND block_granularity = 0
@@ -110,8 +116,9 @@ WHERE coalesce(c.parent, p.prev) IS NOT NULL;
 PAIRS_SQL = """
 SELECT r.rid, r.session_id, r.k, r.trace_id, q.rid AS parent_rid, q.k AS parent_k, q.trace_id AS parent_trace,
        p.n_shared, p.extends_reply, p.parent <> p.prev AS branched,
-       r.ts - q.ts AS gap, t.ttl,
-       r.counted, q.counted AS parent_counted,
+       r.ts - q.ts AS gap, r.counted, q.counted AS parent_counted,
+       w.same_key_counted AS same_key, w.warm_counted AS warm, w.scale, w.total,
+       pw.ttl AS parent_ttl, pw.ttl_long AS parent_ttl_long, pw.long_until AS parent_long_until,
        r.kvc <> q.kvc AS target_changed, r.family <> q.family AS family_changed,
        concat_ws(' ', r.provider, r.model, nullif(r.model_revision, '')) AS target,
        concat_ws(' ', q.provider, q.model, nullif(q.model_revision, '')) AS parent_target,
@@ -121,17 +128,21 @@ SELECT r.rid, r.session_id, r.k, r.trace_id, q.rid AS parent_rid, q.k AS parent_
 FROM dv_parent p
 JOIN dv_req r ON r.rid = p.rid
 JOIN dv_req q ON q.rid = p.parent
-JOIN dv_ttl t ON t.provider IS NOT DISTINCT FROM q.provider AND t.engine IS NOT DISTINCT FROM q.engine
-             AND t.wrote_1h = q.wrote_1h
+JOIN dv_waterfall w ON w.rid = r.rid
+JOIN dv_waterfall pw ON pw.rid = q.rid
 LEFT JOIN dv_units ub ON ub.rid = r.rid AND ub.pos = p.n_shared - 1
 LEFT JOIN dv_units ra ON ra.rid = r.rid AND ra.pos = p.n_shared
 LEFT JOIN dv_units qa ON qa.rid = q.rid AND qa.pos = p.n_shared AND NOT p.extends_reply
 """
 
 SUSPECTS = """
-WHERE (ra.block_id IS NOT NULL AND qa.block_id IS NOT NULL) OR r.kvc <> q.kvc OR (r.ts - q.ts) > t.ttl
+WHERE (ra.block_id IS NOT NULL AND qa.block_id IS NOT NULL) OR r.kvc <> q.kvc OR w.warm_counted < w.same_key_counted
 ORDER BY r.session_id, r.k
 """
+
+# what divergence reads of the waterfall's per-request result: same key and warm in zumik's count, the scale to the
+# waterfall's units, and the lifetimes each request gives the blocks it uses
+WATERFALL_COLUMNS = ("rid", "same_key_counted", "warm_counted", "scale", "total", "ttl", "ttl_long", "long_until")
 
 BLOCK_LISTS_SQL = """
 SELECT rb.rid, list(rb.block_id ORDER BY rb.pos), list(b.kind ORDER BY rb.pos), list(b.role ORDER BY rb.pos),
@@ -216,40 +227,20 @@ class _Blocks:
         return asked and after_messages and n == len(self.ids) - 1
 
 
-def _ttl_table(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], forced: RulesPack | None) -> None:
-    """The TTL a parent's prompt stays cached, from its rules pack (an hour where it wrote 1-hour breakpoints)."""
-    rows = []
-    for provider, engine in con.execute("SELECT DISTINCT provider, engine FROM dv_req").fetchall():
-        pack = forced or pack_for(provider or "", engine or "", packs)
-        one_hour = pack.ttl_1h_seconds
-        for wrote_1h in (False, True):
-            ttl = one_hour if wrote_1h and one_hour else pack.ttl_seconds
-            rows.append({"provider": provider, "engine": engine, "wrote_1h": wrote_1h, "ttl": ttl})
-    schema = pa.schema(
-        [("provider", pa.string()), ("engine", pa.string()), ("wrote_1h", pa.bool_()), ("ttl", pa.float64())]
-    )
-    con.register("dv_ttl", pa.Table.from_pylist(rows, schema=schema))
-
-
 def compute_divergence(
     dataset: Dataset,
     session: str | None = None,
     *,
     rules: str | None = None,
     rules_files: tuple[str, ...] = (),
+    waterfall: Waterfall | None = None,
 ) -> Divergence:
-    """Find and classify every break in the dataset's sessions (or in one session)."""
+    """Find and classify every break in the dataset's sessions (or in one session).
+
+    Expiry is the waterfall's: ``waterfall`` when given (its options then rule), else one computed under ``rules``.
+    """
     con = dataset.connect()
-    packs, forced = resolve_packs(rules, rules_files)
-    con.execute(REQUESTS_SQL, [session])
-    con.execute(PARENTS_SQL)
-    _ttl_table(con, packs, forced)
-    cursor = con.execute(PAIRS_SQL + SUSPECTS)
-    names = [d[0] for d in cursor.description]
-    suspects = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    lists = _block_lists(con, suspects)
-    tokens = _token_ids(con, suspects)
-    breaks = [b for b in (_classify(con, s, lists, tokens) for s in suspects) if b is not None]
+    breaks = _breaks(con, session, waterfall or _waterfall(dataset, rules, rules_files))
     stats = con.execute("""
         SELECT r.session_id, count(*) AS requests, count(p.rid) FILTER (WHERE p.parent <> p.prev) AS branches,
                bool_and(r.tokenizer_exact) AS exact
@@ -270,6 +261,34 @@ def compute_divergence(
         evidence="simulated" if exact else "estimated",
         notes=_notes(skipped),
     )
+
+
+def session_break(dataset: Dataset, trace_id: str, waterfall: Waterfall) -> Break | None:
+    """The break of one request, found and classified exactly as ``compute_divergence`` does; None without one."""
+    con = dataset.connect()
+    found = con.execute("SELECT session_id FROM requests WHERE trace_id = ?", [trace_id]).fetchone()
+    if found is None or not found[0]:
+        return None
+    return next((b for b in _breaks(con, found[0], waterfall) if b.trace_id == trace_id), None)
+
+
+def _waterfall(dataset: Dataset, rules: str | None, rules_files: tuple[str, ...]) -> Waterfall:
+    return compute_waterfall(
+        dataset, WaterfallOptions(rules=rules, rules_files=rules_files, curves=False, capacities=())
+    )
+
+
+def _breaks(con: duckdb.DuckDBPyConnection, session: str | None, waterfall: Waterfall) -> list[Break]:
+    """Parents of the session's requests (or of every session's), then a classification of each suspect pair."""
+    con.execute(REQUESTS_SQL, [session])
+    con.execute(PARENTS_SQL)
+    con.register("dv_waterfall", waterfall.per_request.select(list(WATERFALL_COLUMNS)))
+    cursor = con.execute(PAIRS_SQL + SUSPECTS)
+    names = [d[0] for d in cursor.description]
+    suspects = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    lists = _block_lists(con, suspects)
+    tokens = _token_ids(con, suspects)
+    return [b for b in (_classify(con, s, lists, tokens) for s in suspects) if b is not None]
 
 
 def _block_lists(con: duckdb.DuckDBPyConnection, suspects: list[dict[str, Any]]) -> dict[int, _Blocks]:
@@ -308,33 +327,37 @@ def _classify(
         diverges_at: int | None = s["shared_block_tokens"] + lcp
     else:
         diverges_at = None
-    kept = 0 if s["family_changed"] else min(diverges_at if diverges_at is not None else reusable, reusable)
+    # positions in the parent's prompt, in zumik's count: [0, cut) kept, [cut, kept) lost to another model or to
+    # expiry, [kept, reusable) lost to the content change. One precedence, the waterfall's: another model or target
+    # shares nothing with the parent, whatever the gap; else the tokens the waterfall found expired.
+    kept = reusable if s["family_changed"] else min(diverges_at if diverges_at is not None else reusable, reusable)
+    cut = kept
     lost: dict[str, int] = {}
     detail: dict[str, Any] = {}
-    primary = None
-    if s["gap"] is not None and s["ttl"] is not None and s["gap"] > s["ttl"]:
-        primary = "idle_gap"
-        detail["ttl_seconds"] = s["ttl"]
-    elif s["target_changed"]:
-        primary = "model_changed"
+    to_units = _units(s["scale"], s["total"])
     if s["target_changed"]:
+        cut = 0
         detail["target"] = {"from": s["parent_target"], "to": s["target"]}
         if s["family_changed"]:
             detail["note"] = "another tokenizer or prompt format: nothing could be shared"
-    if primary:
-        lost[primary] = reusable if s["family_changed"] else kept
-        if primary == "idle_gap" and s["target_changed"]:
-            detail["also"] = ["model_changed"]
+        lost["model_changed"] = to_units(kept)
+    else:
+        held = min(s["same_key"] or 0, kept)
+        warm = min(s["warm"] or 0, held)
+        if warm < held:
+            cut = warm
+            detail["ttl_seconds"] = _lifetime(s, warm)
+            lost["idle_gap"] = to_units(held) - to_units(warm)
     if content and reusable > kept:
         cause, extra = _content_cause(con, lists[s["rid"]], lists[s["parent_rid"]], s["n_shared"])
-        lost[cause] = lost.get(cause, 0) + reusable - kept
+        lost[cause] = lost.get(cause, 0) + to_units(reusable) - to_units(kept)
         detail.update(extra)
-        primary = primary or cause
     lost = {k: int(v) for k, v in lost.items() if v > 0}
-    if not primary or not lost:
+    primary = next(iter(lost), None)  # the first cause in the order above that lost anything
+    if primary is None:
         return None
     if len(lost) > 1:
-        detail["also"] = sorted({*detail.get("also", []), *(c for c in lost if c != primary)})
+        detail["also"] = sorted(c for c in lost if c != primary)
     return Break(
         session_id=s["session_id"],
         trace_id=s["trace_id"],
@@ -342,13 +365,29 @@ def _classify(
         parent_trace_id=s["parent_trace"],
         parent_index=int(s["parent_k"]),
         cause=primary,
-        token=0 if primary in ("idle_gap", "model_changed") else int(diverges_at or 0),
+        token=int(cut) if primary in ("idle_gap", "model_changed") else int(diverges_at or 0),
         diverges_at=diverges_at,
         lost_tokens=sum(lost.values()),
         lost_by_cause=lost,
         gap_seconds=round(float(s["gap"]), 3) if s["gap"] is not None else None,
         detail=detail,
     )
+
+
+def _units(scale: float | None, total: int | None) -> Callable[[int], int]:
+    """A position in zumik's count as the waterfall states it: scaled to the reported prompt, rounded, capped."""
+
+    def convert(tokens: int) -> int:
+        scaled = math.floor(tokens * (scale or 1.0) + 0.5)
+        return min(scaled, total) if total is not None else scaled
+
+    return convert
+
+
+def _lifetime(s: dict[str, Any], at: int) -> float | None:
+    """How long the parent kept the block that starts at token ``at``: up to its last 1-hour breakpoint an hour."""
+    long_until = s["parent_long_until"]
+    return s["parent_ttl_long"] if long_until is not None and at < long_until else s["parent_ttl"]
 
 
 def _content_cause(

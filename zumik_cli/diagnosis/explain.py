@@ -1,8 +1,10 @@
 """Explain one request: its resolution record, its reuse accounting, and a recomputation of the decision.
 
-The reuse accounting comes from the waterfall's per-request stages (which rule cut the candidate) and from the
-prefix chains (which earlier request it shares its prefix with, and how much). The recomputation applies the
-policy to the release and the inputs stored with the decision: the same target, or a named divergence.
+The reuse accounting comes from the waterfall's per-request stages (which rule cut the candidate), from the
+prefix chains (which earlier request it shares its prefix with, and how much), and from divergence's classifier
+(the session break: what it lost of its parent's cache, and why), with a sentence saying how the break and the
+waterfall's cut relate. The recomputation applies the policy to the release and the inputs stored with the
+decision: the same target, or a named divergence.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import duckdb
 from zumik_cli.analysis.waterfall import CAUSE_LABELS, Waterfall, WaterfallOptions, compute_waterfall
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis.divergence import CAUSES, Break, session_break
 from zumik_cli.routing.decisions import find_decision
 from zumik_cli.routing.policies import POLICIES, PolicyInputs
 from zumik_cli.routing.release_store import recorded_history
@@ -23,6 +26,9 @@ from zumik_cli.rules.pack import load_packs
 
 RECORD_FIELDS = ("requested_model", "alias_release", "resolved_model", "resolution_reason", "trace_id")
 STAGES = ("total", "eligible", "same_target", "same_key", "warm", "above_minimum", "granular", "candidate")
+# the waterfall's cuts that name the same cause as a session break
+SAME_CAUSE = {"model_changed": ("other_model", "other_tenant"), "idle_gap": ("expired",)}
+TARGET_RULES = ("below_minimum", "granularity", "evicted")
 CUTS = (
     ("eligible", "same_target", "other_model"),
     ("same_target", "same_key", "other_tenant"),
@@ -122,6 +128,9 @@ def explain(
     detail["policy_inputs"] = decision["policy_inputs"]
     result = waterfall or compute_waterfall(dataset, WaterfallOptions(curves=False, capacities=()))
     reuse = reuse_accounting(con, int(found[0]), trace_id, result)
+    found_break = session_break(dataset, trace_id, result)
+    reuse["session_break"] = found_break.to_json() if found_break else None
+    reuse["session_break_vs_cut"] = relate(found_break, reuse)
     return Explanation(trace_id, policy, record, detail, reuse, recompute(decision, releases, stored))
 
 
@@ -222,15 +231,14 @@ def recompute(decision: dict[str, Any], releases: History, stored: History | Non
 
 def reuse_accounting(con: duckdb.DuckDBPyConnection, rid: int, trace_id: str, waterfall: Waterfall) -> dict[str, Any]:
     """The request's waterfall stages, the rule that cut each drop and why, and who it shares its prefix with."""
-    table = waterfall.per_request
-    index = table.column("trace_id").to_pylist().index(trace_id)
-    row = {name: table.column(name)[index].as_py() for name in table.column_names}
+    row = _row(waterfall, trace_id)
     cursor = con.execute(SHARERS_SQL, {"rid": rid})
     names = [d[0] for d in cursor.description]
     sharers = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
     longest = sharers[0] if sharers else None
     same_key = next((s for s in sharers if s["same_key"]), None)
     pack = load_packs().get(row.get("pack") or "")
+    writer = _row(waterfall, same_key["trace_id"]) if same_key else row
     cuts = []
     for before, after, cause in CUTS:
         tokens = (row.get(before) or 0) - (row.get(after) or 0)
@@ -240,7 +248,7 @@ def reuse_accounting(con: duckdb.DuckDBPyConnection, rid: int, trace_id: str, wa
                     "cause": cause,
                     "label": CAUSE_LABELS[cause],
                     "tokens": tokens,
-                    "why": _why(cause, row, longest, same_key, pack),
+                    "why": _why(cause, row, longest, same_key, pack, writer),
                 }
             )
     return {
@@ -273,7 +281,13 @@ def _sharer(found: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any) -> str:
+def _row(waterfall: Waterfall, trace_id: str) -> dict[str, Any]:
+    table = waterfall.per_request
+    index = table.column("trace_id").to_pylist().index(trace_id)
+    return {name: table.column(name)[index].as_py() for name in table.column_names}
+
+
+def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any, writer: dict[str, Any]) -> str:
     model = row.get("model") or "?"
     if cause == "other_model":
         if longest and not longest["same_target"]:
@@ -289,16 +303,25 @@ def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any
             f"(this request: {row.get('tenant')}) forbids reuse across tenants"
         )
     if cause == "expired":
-        ttl = _ttl(row, pack)
+        # the lifetime the earlier request gave the first expired token: an hour up to its last 1-hour breakpoint
+        at, long_until = row.get("warm_counted") or 0, writer.get("long_until")
+        ttl = writer.get("ttl_long") if long_until is not None and at < long_until else writer.get("ttl")
         gap = same_key["gap_s"] if same_key else None
-        if gap is not None and isinstance(ttl, int | float) and gap <= ttl:
+        if gap is not None and ttl is not None and gap <= ttl:
             return (
-                f"the whole blocks it shares were used {gap:.0f} s before, within the {row.get('pack')} TTL of "
-                f"{ttl} s; the cut is inside the first block that differs, whose matching earlier text was "
-                "last used longer ago"
+                f"the whole blocks it shares were used {gap:.0f} s before, within their lifetime of {ttl:.0f} s "
+                f"({row.get('pack')}); the cut is inside the first block that differs, whose matching earlier text "
+                "was last used longer ago"
             )
         when = f"{gap:.0f} s before" if gap is not None else "earlier"
-        return f"the same-key prefix was last used {when}; the {row.get('pack')} TTL is {ttl} s"
+        lifetime = f"{ttl:.0f} s" if ttl is not None else "unbounded"
+        why = f"the same-key prefix was last used {when}; the {row.get('pack')} TTL is {lifetime}"
+        if long_until is not None and at >= long_until:
+            why += (
+                f" past its last 1-hour breakpoint (token {long_until:,}), which kept the tokens before it for "
+                f"{writer.get('ttl_long'):.0f} s"
+            )
+        return why
     if cause == "below_minimum":
         minimum = pack.minimum_tokens(model) if pack else "?"
         return (
@@ -313,9 +336,54 @@ def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any
     return f"the LRU cache of {row.get('pack')} had evicted the prefix (capacity)"
 
 
-def _ttl(row: dict[str, Any], pack: Any) -> Any:
-    if pack is None:
-        return "?"
-    if row.get("write_ttl") == "1h":
-        return pack.ttl_1h_seconds if pack.ttl_1h_seconds is not None else pack.ttl_seconds
-    return pack.ttl_seconds
+def relate(found: Break | None, reuse: dict[str, Any]) -> str:
+    """One sentence on how the session break (what the request lost of its parent's cache) and the waterfall's
+    cuts (what it lost of every earlier request's) relate."""
+    cuts = reuse["cuts"]
+    first = cuts[0] if cuts else None
+    if found is None:
+        if first is None:
+            return "No session break and no waterfall cut: nothing the request could have reused was lost."
+        reason = (
+            "a rule of the target, which a session break does not judge"
+            if first["cause"] in TARGET_RULES
+            else "against earlier requests beyond what its parent's cache held (the waterfall compares with every "
+            "earlier request, a session break with the parent only)"
+        )
+        return (
+            f"No session break: the request kept what its parent's cache held, or has no session parent; the "
+            f"waterfall's cut ({first['label']}, {first['tokens']:,} tokens) is {reason}."
+        )
+    lost = f"{found.lost_tokens:,} tokens of its parent {found.parent_trace_id}'s cache"
+    same = [c for c in cuts if c["cause"] in SAME_CAUSE.get(found.cause, ())]
+    if same:
+        cut = same[0]
+        order = f", after its {first['label']} cut of {first['tokens']:,}" if first and cut is not first else ""
+        scope = (
+            ""
+            if cut["tokens"] == found.lost_tokens
+            else " (the waterfall counts against every earlier request, the session break against the parent)"
+        )
+        return (
+            f"Same cause, {CAUSES[found.cause]}: the session break lost {lost}, and the waterfall cuts "
+            f"{cut['tokens']:,} tokens as {cut['label']}{order}{scope}."
+        )
+    if found.cause == "model_changed":
+        eligible = reuse["stages"].get("eligible") or 0
+        if not eligible:
+            return (
+                f"The session break lost {lost} ({CAUSES[found.cause]}); the waterfall has no cut because no earlier "
+                "request of this request's tokenizer and prompt format shares its prefix: nothing was eligible."
+            )
+        judged = f"; its {first['label']} cut of {first['tokens']:,} tokens is judged against them" if first else ""
+        return (
+            f"The session break lost {lost} ({CAUSES[found.cause]}); the waterfall has no other-model or tenant cut "
+            f"because what the request shares with earlier requests ({eligible:,} tokens eligible) was on its own "
+            f"target and tenant{judged}."
+        )
+    later = f"; its {first['label']} cut of {first['tokens']:,} tokens is a separate loss" if first else ""
+    return (
+        f"The session break lost {lost} to a content change ({CAUSES[found.cause]}, at token {found.token:,}); the "
+        f"waterfall has no cut for content, since its eligible already stops where the prompt stops matching any "
+        f"earlier request{later}."
+    )

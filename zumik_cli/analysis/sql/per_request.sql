@@ -76,5 +76,9 @@ WITH joined AS (
 SELECT rid, seq, ord, ts, pack,
        tokenizer_exact, hashid, usage_only, counted, reported, cached, writes, write_ttl, total, scale,
        (reported IS NOT NULL AND NOT tokenizer_exact AND NOT hashid) AS scaled,
-       least(e0, counted) AS eligible_counted, e1, t1, k1, w1, m1, g1, c1, ttl300, ttl3600
+       least(e0, counted) AS eligible_counted, e1, t1, k1, w1, m1, g1, c1, ttl300, ttl3600,
+       -- same key and warm in zumik's own count, and the lifetimes this request gives the blocks it uses: what
+       -- divergence reads to judge a session's idle gap exactly as the waterfall's expired cut
+       least(k0, t0, e0, counted) AS same_key_counted, least(w0, k0, t0, e0, counted) AS warm_counted,
+       ttl, ttl_long, long_until
 FROM capped;

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from zumik_cli.render.terminal.tables import badge, percent, tokens
@@ -162,6 +163,17 @@ def explanation(console: Console, result: dict[str, Any]) -> None:
         console.print("No earlier request shares a prefix with it.")
     for cut in reuse["cuts"]:
         console.print(f"[yellow]{cut['label']}[/] cut {cut['tokens']:,} tokens: {cut['why']}", highlight=False)
+    found = reuse.get("session_break")
+    if found:
+        gap = f", {found['gap_seconds']:,.0f} s after it" if found["gap_seconds"] is not None else ""
+        console.print(
+            f"Session break: [yellow]{found['label']}[/] lost {found['lost_tokens']:,} tokens of the cache of its "
+            f"parent {escape(found['parent_trace_id'])} (request {found['parent_index']} of session "
+            f"{escape(found['session_id'])}, this is {found['index']}){gap}, from token {found['token']:,}",
+            highlight=False,
+        )
+    if reuse.get("session_break_vs_cut"):
+        console.print(escape(reuse["session_break_vs_cut"]), highlight=False)
     again = result["recomputation"]
     style = "green" if again["outcome"] == "same" else "red"
     name = f" ({again['divergence']})" if again.get("divergence") else ""
