@@ -15,6 +15,7 @@ from conftest import real_data_path
 
 from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, compute_waterfall
 from zumik_cli.dataset.store import Dataset
+from zumik_cli.diagnosis.reconcile import parse_period, reconcile
 from zumik_cli.ingest.pipeline import ingest
 from zumik_cli.routing.releases import History, load_history
 from zumik_cli.routing.simulate import simulate
@@ -115,3 +116,17 @@ def test_no_capacity_curve_point_passes_eligible(case: tuple[Path, History]) -> 
     points = [round(point["rate"] * total) for point in summary["capacity_curve"]]
     assert points == sorted(points)
     assert all(point <= summary["eligible"]["tokens"] for point in points)
+
+
+def test_the_recorded_policy_costs_what_was_billed_and_what_reconciliation_computes(
+    case: tuple[Path, History],
+) -> None:
+    data, history = case
+    money = compute_waterfall(Dataset(data)).summary["money"]
+    if money["billed"] is None:
+        pytest.skip(f"nothing here has a list price: {money['unpriced']}")
+    recorded = simulate(data, history, ["recorded"]).summary("recorded")
+    computed = reconcile(Dataset(data), 1.0, parse_period(None)).computed_usd
+    # money is shown to six decimals; the recorded policy sums the same per-request bills unrounded
+    assert recorded.cost == pytest.approx(money["billed"], abs=1e-6)
+    assert computed == money["billed"]
