@@ -39,6 +39,8 @@ SESSION_GAPS = 16
 NOTES = (
     "a policy decides with running caches that start cold and follow each target's rules pack; what its decisions "
     "reuse and cost is the waterfall's candidate on its routed traffic, so the recorded policy is the waterfall itself",
+    "the recorded policy costs what was billed, with the cache reads the provider reported; a simulated policy "
+    "reads its whole candidate, so its difference to recorded includes the reuse the provider missed",
     "a request keeps its recorded prefix chain and token counts on any target, and its recorded reply length",
     "latency is the release's profile: TTFT drawn between p50 and p95, plus per-token prefill and output time",
 )
