@@ -130,3 +130,52 @@ def test_the_recorded_policy_costs_what_was_billed_and_what_reconciliation_compu
     # money is shown to six decimals; the recorded policy sums the same per-request bills unrounded
     assert recorded.cost == pytest.approx(money["billed"], abs=1e-6)
     assert computed == money["billed"]
+
+
+def _vllm_pack_file(tmp: Path, block_size: int) -> Path:
+    """The shipped vLLM pack at the replay engine's block size, as a rules file of its own."""
+    import json
+    from importlib import resources
+
+    pack = json.loads(resources.files("zumik_cli.rules.data").joinpath("vllm.json").read_text())
+    pack["name"] = f"vllm-{block_size}"
+    pack["granularity"]["block_size"] = block_size
+    path = tmp / f"vllm-{block_size}.json"
+    path.write_text(json.dumps(pack))
+    return path
+
+
+def _unscaled(tmp: Path, seed: int) -> Path:
+    """A synth dataset whose calls carry no usage: zumik's own counts are the totals, as a replay engine sees them."""
+    import json
+
+    config = SynthConfig(seed=seed, sessions=4)
+    traces = tmp / f"unscaled-{seed}.jsonl"
+    write_jsonl(config, traces)
+    records = [json.loads(line) for line in traces.read_text().splitlines() if line.strip()]
+    traces.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "usage"}) + "\n" for r in records))
+    data = tmp / f"unscaled-{seed}"
+    ingest([traces], data)
+    return data
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("block_size", [16, 32])
+def test_replays_unbounded_prediction_is_the_waterfall_candidate_under_the_vllm_pack(
+    tmp_path: Path, seed: int, block_size: int
+) -> None:
+    from zumik_cli.replay.run import load_prompts, namespaced, predict, select_requests
+
+    data = _unscaled(tmp_path, seed)
+    dataset = Dataset(data)
+    rows, _ = select_requests(dataset, None, "recorded", None)
+    requests = load_prompts(dataset, rows)
+    predicted = predict(namespaced(requests, block_size), block_size, None)
+    own = {r.trace_id: max(int(p) - block_size, 0) for r, p in zip(requests, predicted, strict=True)}
+
+    pack = _vllm_pack_file(tmp_path, block_size)
+    options = WaterfallOptions(rules=f"vllm-{block_size}", rules_files=(str(pack),), curves=False)
+    per_request = compute_waterfall(dataset, options).per_request
+    candidate = dict(zip(per_request["trace_id"].to_pylist(), per_request["candidate"].to_pylist(), strict=True))
+    assert own == {trace: candidate[trace] for trace in own}
+    assert sum(own.values()) > 0
