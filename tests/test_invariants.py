@@ -179,3 +179,20 @@ def test_replays_unbounded_prediction_is_the_waterfall_candidate_under_the_vllm_
     candidate = dict(zip(per_request["trace_id"].to_pylist(), per_request["candidate"].to_pylist(), strict=True))
     assert own == {trace: candidate[trace] for trace in own}
     assert sum(own.values()) > 0
+
+
+def test_explain_gives_every_session_break_the_cause_divergence_gives_it(case: tuple[Path, History]) -> None:
+    from zumik_cli.diagnosis.divergence import compute_divergence
+    from zumik_cli.diagnosis.explain import explain
+
+    data, history = case
+    dataset = Dataset(data)
+    waterfall = compute_waterfall(dataset, WaterfallOptions(curves=False, capacities=()))
+    breaks = compute_divergence(dataset, waterfall=waterfall).breaks
+    for found in breaks[:200]:
+        shown = explain(dataset, found.trace_id, history=history, waterfall=waterfall).reuse["session_break"]
+        assert (shown["cause"], shown["parent_trace_id"], shown["lost_tokens"]) == (
+            found.cause,
+            found.parent_trace_id,
+            found.lost_tokens,
+        ), found.trace_id
