@@ -59,10 +59,13 @@ def test_namespaces_keep_two_kv_keys_from_sharing_a_prefix():
     from zumik_cli.replay.run import ReplayRequest
 
     same = ids(40_000, 10 * BLOCK)
-    requests = [ReplayRequest(1, "a", "kvc_tenant_a", "", same), ReplayRequest(2, "b", "kvc_tenant_b", "", same)]
+    requests = [
+        ReplayRequest(1, "a", "tgt", "kvc_tenant_a", "", same),
+        ReplayRequest(2, "b", "tgt", "kvc_tenant_b", "", same),
+    ]
     prompts = namespaced(requests, BLOCK)
     assert predict(prompts, BLOCK, None).tolist() == [0, 0]
-    again = namespaced([*requests, ReplayRequest(3, "c", "kvc_tenant_a", "", same)], BLOCK)
+    again = namespaced([*requests, ReplayRequest(3, "c", "tgt", "kvc_tenant_a", "", same)], BLOCK)
     # the third shares tenant a's namespace block and its whole prompt but the recomputed last block
     assert predict(again, BLOCK, None).tolist()[-1] == 10 * BLOCK
 
@@ -287,3 +290,71 @@ def test_the_http_engine_measures_what_the_in_process_engine_measures(vllm_serve
     assert remote.summary["engine"]["name"] == "openai-http"
     assert remote.rows.column("measured_tokens").to_pylist() == local.rows.column("measured_tokens").to_pylist()
     assert remote.summary["measured_tokens"] > 0
+
+
+# --- a policy's decisions, replayed as decided ------------------------------------------------------------------
+
+
+def routed_dataset(tmp_path: Path) -> Path:
+    """Two sessions whose recorded calls alternate between two targets, and a release offering both: the recorded
+    routing splits each conversation over two caches, ``cache_affinity`` keeps it on one."""
+    from release_workloads import (
+        CHEAP,
+        FAST,
+        cheap_target,
+        fast_target,
+        ingest_records,
+        release,
+        session,
+        write_history,
+    )
+
+    from zumik_cli.routing.releases import load_history
+    from zumik_cli.routing.simulate import simulate
+
+    records = [
+        *session("s1", "billing", 0, [FAST, CHEAP, FAST, CHEAP, FAST]),
+        *session("s2", "refunds", 5, [CHEAP, FAST, CHEAP, FAST, CHEAP]),
+    ]
+    data = ingest_records(tmp_path / "work", records)
+    docs = [release("alr_2026_06_01_001", -60, [fast_target(), cheap_target()], policy="primary")]
+    simulate(data, load_history(write_history(tmp_path / "releases.yaml", docs)), ["cache_affinity"])
+    return data
+
+
+def predicted_by_policy(data: Path, policy: str) -> tuple[list[str], int]:
+    from zumik_cli.replay.run import by_target, target_runs
+
+    dataset = Dataset(data)
+    rows, _ = select_requests(dataset, "alr_2026_06_01_001", policy, None)
+    requests = by_target(load_prompts(dataset, rows))
+    prompts = namespaced(requests, BLOCK)
+    # the namespace block in front of every prompt is counted out, as replay counts it
+    total = sum(int(np.maximum(predict(prompts[a:b], BLOCK, None) - BLOCK, 0).sum()) for a, b in target_runs(requests))
+    return [r.target for r in requests], total
+
+
+def test_two_policies_that_route_differently_are_replayed_into_their_own_targets(tmp_path: Path):
+    data = routed_dataset(tmp_path)
+    recorded_targets, recorded = predicted_by_policy(data, "recorded")
+    kept_targets, kept = predicted_by_policy(data, "cache_affinity")
+
+    assert len(set(recorded_targets)) == 2  # the recorded routing used both targets ...
+    assert len(set(kept_targets)) == 1  # ... cache_affinity kept every call on the one it started on
+    assert kept > recorded > 0
+
+
+@pytest.mark.vllm
+def test_replaying_two_policies_measures_different_reuse_each_equal_to_its_own_prediction(tmp_path: Path):
+    from zumik_cli.replay.run import compare
+
+    data = routed_dataset(tmp_path)
+    options = ReplayOptions(release="alr_2026_06_01_001")
+    result = compare(Dataset(data), options, ["recorded", "cache_affinity"], engine=engine())
+
+    rows = {row["policy"]: row for row in result["policies"]}
+    for policy, row in rows.items():
+        assert row["exact_agreement"] == 1.0, policy
+        assert row["measured_tokens"] == predicted_by_policy(data, policy)[1], policy
+        assert row["simulated_rate"] is not None and row["measured_minus_simulated_pp"] is not None
+    assert rows["cache_affinity"]["measured_tokens"] > rows["recorded"]["measured_tokens"]

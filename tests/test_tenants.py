@@ -226,7 +226,7 @@ def test_a_replay_predicts_for_each_tenant_what_it_predicts_with_the_other_tenan
 ) -> None:
     conversations = [np.arange(1_000 * (c + 1), 1_000 * (c + 1) + 6 * BLOCK + 5, dtype=np.int64) for c in range(3)]
     requests = [
-        ReplayRequest(i, f"trc_{i}", f"kvc_{tenant}", "", conversations[c][: blocks * BLOCK + 3])
+        ReplayRequest(i, f"trc_{i}", "tgt", f"kvc_{tenant}", "", conversations[c][: blocks * BLOCK + 3])
         for i, (tenant, c, blocks) in enumerate(sent)
     ]
     predicted = predict(namespaced(requests, BLOCK), BLOCK, None).tolist()

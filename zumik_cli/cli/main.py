@@ -239,11 +239,21 @@ def replay(
     kv_blocks: Annotated[int | None, typer.Option(help="KV cache capacity in blocks (default: what fits).")] = None,
     limit: Annotated[int | None, typer.Option(help="Replay at most this many requests (the first in time).")] = None,
     url: Annotated[str | None, typer.Option(help="Server URL for --engine openai-http.")] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay several policies' decisions, comma-separated (e.g. recorded,cheapest,reuse_aware), "
+            "each into the targets it chose, and compare simulated, predicted and measured reuse."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Replay chosen requests on a real vLLM engine and set its measured prefix-cache hits beside zumik's prediction."""
+    """Replay chosen requests on a real vLLM engine and set its measured prefix-cache hits beside zumik's prediction.
+
+    A simulated policy's requests are replayed into the targets it chose, each target a cache of its own."""
     from zumik_cli.dataset.store import Dataset
     from zumik_cli.replay.run import ReplayOptions
+    from zumik_cli.replay.run import compare as run_compare
     from zumik_cli.replay.run import replay as run_replay
 
     options = ReplayOptions(
@@ -268,10 +278,23 @@ def replay(
         disable=not err.is_terminal,
     )
     task = bar.add_task("replay", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    if compare is not None:
+        policies = [p.strip() for p in compare.split(",") if p.strip()]
+        if not policies:
+            raise ZumikError("--compare takes policy names separated by commas, e.g. recorded,cheapest")
+        with bar:
+            comparison = run_compare(Dataset(data), options, policies, progress=progress)
+        if as_json:
+            print_json(comparison)
+        else:
+            terminal.replay_comparison(out, comparison)
+        return
     with bar:
-        result = run_replay(
-            Dataset(data), options, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
+        result = run_replay(Dataset(data), options, progress=progress)
     if as_json:
         print_json(result.summary)
     else:

@@ -14,7 +14,7 @@ import hashlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,11 @@ TOKEN_ID_RANGE = (1_000, 30_000)  # ids for hash-id blocks and namespaces: insid
 MAX_DISAGREEMENTS = 20
 Progress = Callable[[int, int], None]
 
+# ``target`` is the cache a request is replayed into, ``kvc`` its namespace there: where it went (recorded), or
+# where the policy sent it (decided), with the tenant and prompt format that keep two keys apart on one target.
 SELECT_RECORDED = """
-SELECT r.rid, r.trace_id, r.kv_compatibility_key AS kvc, r.alias_release, r.block_granularity,
+SELECT r.rid, r.trace_id, r.target_key AS target, r.kv_compatibility_key AS kvc, r.alias_release,
+       r.block_granularity,
        r.prompt_tokens_counted IS NULL AND r.block_granularity = 0 AS usage_only
 FROM requests r
 WHERE ? IS NULL OR r.alias_release = ?
@@ -42,7 +45,9 @@ ORDER BY r.timestamp NULLS LAST, r.seq
 """
 
 SELECT_DECIDED = """
-SELECT r.rid, r.trace_id, r.kv_compatibility_key AS kvc, d.alias_release, r.block_granularity,
+SELECT r.rid, r.trace_id, d.resolved_target AS target,
+       d.resolved_target || '|' || coalesce(r.tenant, '') || '|' || r.materialization_family AS kvc,
+       d.alias_release, r.block_granularity,
        r.prompt_tokens_counted IS NULL AND r.block_granularity = 0 AS usage_only
 FROM decisions d JOIN requests r USING (rid)
 WHERE d.policy = ? AND d.alias_release = ?
@@ -74,7 +79,8 @@ class ReplayOptions:
 class ReplayRequest:
     rid: int
     trace_id: str
-    kvc: str
+    target: str  # the cache it is replayed into
+    kvc: str  # its namespace in that cache
     alias_release: str
     tokens: np.ndarray = field(repr=False)
 
@@ -140,8 +146,25 @@ def load_prompts(dataset: Dataset, rows: list[dict[str, Any]]) -> list[ReplayReq
     for r in rows:
         parts = pieces.get(r["rid"], [])
         tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        out.append(ReplayRequest(r["rid"], r["trace_id"], r["kvc"], r["alias_release"], tokens))
+        out.append(ReplayRequest(r["rid"], r["trace_id"], r["target"], r["kvc"], r["alias_release"], tokens))
     return out
+
+
+def by_target(requests: list[ReplayRequest]) -> list[ReplayRequest]:
+    """The requests grouped by the target they are replayed into (first seen first), in time order within each."""
+    order = {target: i for i, target in reversed(list(enumerate(r.target for r in requests)))}
+    return sorted(requests, key=lambda r: order[r.target])  # sorted() is stable: time order within a target
+
+
+def target_runs(requests: list[ReplayRequest]) -> list[tuple[int, int]]:
+    """The ``[first, last)`` positions of each target's run in requests grouped by ``by_target``."""
+    runs: list[tuple[int, int]] = []
+    for i, request in enumerate(requests):
+        if not runs or requests[runs[-1][0]].target != request.target:
+            runs.append((i, i + 1))
+        else:
+            runs[-1] = (runs[-1][0], i + 1)
+    return runs
 
 
 def namespaced(requests: list[ReplayRequest], block_size: int) -> list[np.ndarray]:
@@ -253,14 +276,19 @@ def replay(
     engine = engine or build_engine(options)
     info = engine.info
     block_size = info.block_size or options.block_size
+    requests = by_target(requests)
     prompts = namespaced(requests, block_size)
-    predicted = predict(prompts, block_size, info.capacity_blocks)
+    predicted = np.zeros(len(prompts), dtype=np.int64)
     measured: list[int | None] = []
-    for done, prompt in enumerate(prompts):
-        result = engine.run([int(t) for t in prompt])
-        measured.append(result.cached_tokens)
-        if progress:
-            progress(done + 1, len(prompts))
+    for first, last in target_runs(requests):
+        # every target is a cache of its own: a fresh engine cache and a fresh prediction for each
+        if first:
+            engine.reset()
+        predicted[first:last] = predict(prompts[first:last], block_size, info.capacity_blocks)
+        for done in range(first, last):
+            measured.append(engine.run([int(t) for t in prompts[done]]).cached_tokens)
+            if progress:
+                progress(done + 1, len(prompts))
     return _record(dataset, options, info, requests, predicted, measured, block_size, usage_only)
 
 
@@ -372,4 +400,62 @@ def summarise(
         ],
         "disagreements_total": len(disagree),
         "evidence": {"measured": "replayed", "predicted": "simulated"},
+    }
+
+
+SIMULATED_SQL = """
+SELECT sum(realized_tokens), sum(prompt_tokens) FROM decisions
+WHERE policy = ? AND list_contains(?, rid)
+"""
+
+
+def compare(
+    dataset: Dataset,
+    options: ReplayOptions,
+    policies: list[str],
+    *,
+    engine: Engine | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Replay each policy's decisions on one engine (its cache emptied between policies) and set each measured
+    reuse beside the prediction and beside the policy's simulated reuse of the same requests."""
+    engine = engine or build_engine(options)
+    rows = []
+    for i, policy in enumerate(dict.fromkeys(policies)):
+        if i:
+            engine.reset()
+        result = replay(dataset, replace(options, policy=policy), engine=engine, progress=progress)
+        s = result.summary
+        simulated = dataset.connect().execute(SIMULATED_SQL, [policy, result.rows["rid"].to_pylist()]).fetchone()
+        simulated_rate = round(simulated[0] / simulated[1], 6) if simulated and simulated[1] else None
+        measured_rate = s["measured_rate"]
+        rows.append(
+            {
+                "policy": policy,
+                "run_id": s["run_id"],
+                "requests": s["requests"],
+                "prompt_tokens": s["prompt_tokens"],
+                "predicted_tokens": s["predicted_tokens"],
+                "measured_tokens": s["measured_tokens"],
+                "predicted_rate": s["predicted_rate"],
+                "measured_rate": measured_rate,
+                "simulated_rate": simulated_rate,
+                "measured_minus_simulated_pp": (
+                    round((measured_rate - simulated_rate) * 100, 4)
+                    if measured_rate is not None and simulated_rate is not None
+                    else None
+                ),
+                "exact_agreement": s["exact_agreement"],
+            }
+        )
+    return {
+        "release": options.release,
+        "engine": engine.info.__dict__,
+        "policies": rows,
+        "evidence": {"measured": "replayed", "predicted": "simulated", "simulated": "simulated"},
+        "notes": [
+            "each policy's requests are replayed into the targets it chose, each target a cache of its own",
+            "simulated reuse is the policy's own figure (its targets' rules packs, provider tokens); predicted and "
+            "measured are the vLLM engine's (its block size and capacity, the engine's tokens)",
+        ],
     }

@@ -246,3 +246,25 @@ def replay(console: Console, summary: dict[str, Any]) -> None:
             highlight=False,
             markup=False,
         )
+
+
+def replay_comparison(console: Console, result: dict[str, Any]) -> None:
+    """One row a policy: simulated, predicted and measured reuse of the requests its decisions sent."""
+    table = numbers_table(
+        f"Policies replayed on {result['engine']['name']} ({result['release'] or 'every release'})",
+        ("policy", "requests", "simulated", "predicted", "measured", "measured - simulated", "agreement"),
+        ("requests", "simulated", "predicted", "measured", "measured - simulated", "agreement"),
+    )
+    for row in result["policies"]:
+        gap = row["measured_minus_simulated_pp"]
+        table.add_row(
+            escape(row["policy"]),
+            f"{row['requests']:,}",
+            percent(row["simulated_rate"]),
+            percent(row["predicted_rate"]),
+            percent(row["measured_rate"]),
+            "n/a" if gap is None else f"{gap:+.2f} pt",
+            percent(row["exact_agreement"]),
+        )
+    console.print(table)
+    console.print(". ".join(note[0].upper() + note[1:] for note in result["notes"]) + ".", highlight=False)

@@ -1,4 +1,5 @@
-"""What every replay engine is: one method that runs a token-id prompt and says how much of it was cached.
+"""What every replay engine is: a method that runs a token-id prompt and says how much of it was cached, and one
+that empties its prefix cache, so that each target a policy routes to is replayed into a cache of its own.
 
 Replay compares an engine's *realized* prefix-cache hits with zumik's simulated ones, so an engine reports
 only what it measured: ``cached_tokens`` is ``None`` when the engine did not say, never a guess.
@@ -42,4 +43,8 @@ class Engine(Protocol):
 
     def run(self, prompt_token_ids: list[int]) -> EngineResult:
         """Run one prompt (generating a single token) and report its prefix-cache hit."""
+        ...
+
+    def reset(self) -> None:
+        """Empty the prefix cache, as a fresh engine would start; raise ``ZumikError`` when the engine cannot."""
         ...

@@ -62,6 +62,20 @@ class OpenAIHttpEngine:
         prompt_tokens = usage.get("prompt_tokens", len(prompt_token_ids))
         return EngineResult(int(prompt_tokens), None if cached is None else int(cached))
 
+    def reset(self) -> None:
+        """Ask the server to free its prefix cache (vLLM serves ``POST /reset_prefix_cache`` in its dev mode)."""
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        request = urllib.request.Request(self._root + "/reset_prefix_cache", data=b"", headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s):
+                pass
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise ZumikError(
+                f"the server at {self._root} did not reset its prefix cache ({exc}), which replaying a policy that "
+                "routes to several targets needs: start vLLM with VLLM_SERVER_DEV_MODE=1, or replay with the "
+                "in-process engine"
+            ) from exc
+
     def _first_model(self) -> str:
         models = self._request("/v1/models").get("data") or []
         if not models:

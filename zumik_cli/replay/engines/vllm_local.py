@@ -110,6 +110,11 @@ class VllmLocalEngine:
         cached = output.num_cached_tokens
         return EngineResult(len(prompt_token_ids), None if cached is None else int(cached))
 
+    def reset(self) -> None:
+        """Free every cached block (vLLM's ``reset_prefix_cache``: nothing is running between replayed prompts)."""
+        if not self._llm.reset_prefix_cache():
+            raise ZumikError("vLLM refused to reset its prefix cache; replay each target with an engine of its own")
+
     def _check_prompt(self, ids: list[int]) -> None:
         # With skip_tokenizer_init vLLM does not check ids: one out of the vocabulary crashes the engine.
         if not ids:
