@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.compute as pc
 import pytest
 from conftest import real_data_path
@@ -196,3 +197,96 @@ def test_explain_gives_every_session_break_the_cause_divergence_gives_it(case: t
             found.parent_trace_id,
             found.lost_tokens,
         ), found.trace_id
+
+
+def _unscaled_real(tmp: Path, folder: str) -> Path:
+    """A real trace with its usage taken out (a copy in tmp): zumik's own counts are then what an engine sees."""
+    import json
+
+    if not REAL.is_dir():
+        pytest.skip(f"real traces not found at {REAL} (CI puts shared/data/real beside the checkout)")
+    out = tmp / f"{folder}-unscaled"
+    out.mkdir()
+    for path in sorted((REAL / folder).glob("*.json")):
+        doc = json.loads(path.read_text())
+        for message in doc.get("messages", []):
+            response = (message.get("extra") or {}).get("response")
+            if isinstance(response, dict):
+                response.pop("usage", None)
+        (out / path.name).write_text(json.dumps(doc))
+    data = tmp / f"{folder}-data"
+    ingest([out], data)
+    return data
+
+
+BOUNDED = [
+    pytest.param(lambda tmp: _unscaled(tmp, 11), id="synth-11"),
+    pytest.param(lambda tmp: _unscaled(tmp, 29), id="synth-29"),
+    pytest.param(
+        lambda tmp: _unscaled_real(tmp, "mini_swe_agent_gemini3pro"), id="mini-swe-agent", marks=pytest.mark.realdata
+    ),
+]
+ENGINE_BLOCK = 32
+# times the longest prompt's blocks: every prompt fits, and the synth traffic (sessions interleaved in time) evicts
+# at the smallest; mini-swe-agent's trajectories run one after another, so there the bounded cache loses nothing
+CAPACITIES = (1.1, 1.6, 3.0)
+
+
+def _capacity_blocks(data: Path, times: float) -> int:
+    longest = Dataset(data).connect().execute("SELECT max(prompt_tokens_counted) FROM requests").fetchone()[0]
+    return int((longest // ENGINE_BLOCK + 2) * times)
+
+
+def _bounded_candidates(tmp: Path, data: Path, capacity_blocks: int) -> dict[str, int]:
+    pack = _vllm_pack_file(tmp, ENGINE_BLOCK)
+    options = WaterfallOptions(
+        rules=f"vllm-{ENGINE_BLOCK}",
+        rules_files=(str(pack),),
+        capacity_tokens=capacity_blocks * ENGINE_BLOCK,
+        curves=False,
+    )
+    per_request = compute_waterfall(Dataset(data), options).per_request
+    return dict(zip(per_request["trace_id"].to_pylist(), per_request["candidate"].to_pylist(), strict=True))
+
+
+@pytest.mark.parametrize("times", CAPACITIES)
+@pytest.mark.parametrize("make", BOUNDED)
+def test_the_waterfalls_bounded_candidate_under_the_vllm_pack_is_replays_prediction(
+    tmp_path: Path, make: Any, times: float
+) -> None:
+    from zumik_cli.replay.run import by_target, load_prompts, namespaced, predict, select_requests, target_runs
+
+    data = make(tmp_path)
+    capacity_blocks = _capacity_blocks(data, times)
+    dataset = Dataset(data)
+    rows, _ = select_requests(dataset, None, "recorded", None)
+    requests = by_target(load_prompts(dataset, rows))  # every target a cache of its own, as replay runs them
+    prompts = namespaced(requests, ENGINE_BLOCK)
+    predicted = np.concatenate([predict(prompts[a:b], ENGINE_BLOCK, capacity_blocks) for a, b in target_runs(requests)])
+    own = {r.trace_id: max(int(p) - ENGINE_BLOCK, 0) for r, p in zip(requests, predicted, strict=True)}
+    unbounded = np.concatenate([predict(prompts[a:b], ENGINE_BLOCK, None) for a, b in target_runs(requests)])
+
+    candidate = _bounded_candidates(tmp_path, data, capacity_blocks)
+    assert own == {trace: candidate[trace] for trace in own}
+    unbounded_own = int(np.maximum(unbounded - ENGINE_BLOCK, 0).sum())
+    assert sum(own.values()) <= unbounded_own
+    if times == CAPACITIES[0] and "synth" in str(data):
+        assert sum(own.values()) < unbounded_own  # the smallest cache did evict
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("times", CAPACITIES)
+@pytest.mark.parametrize("make", BOUNDED)
+def test_the_waterfalls_bounded_candidate_is_what_the_cpu_engine_measures_request_by_request(
+    tmp_path: Path, make: Any, times: float
+) -> None:
+    from zumik_cli.replay.engines.vllm_local import VllmLocalEngine
+    from zumik_cli.replay.run import ReplayOptions, replay
+
+    data = make(tmp_path)
+    capacity_blocks = _capacity_blocks(data, times)
+    engine = VllmLocalEngine(block_size=ENGINE_BLOCK, capacity_blocks=capacity_blocks)
+    rows = replay(Dataset(data), ReplayOptions(kv_blocks=capacity_blocks), engine=engine).rows.to_pylist()
+    measured = {row["trace_id"]: row["measured_tokens"] for row in rows}
+    candidate = _bounded_candidates(tmp_path, data, capacity_blocks)
+    assert measured == {trace: candidate[trace] for trace in measured}

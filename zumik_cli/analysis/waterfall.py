@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from zumik_cli.analysis import capacity
+from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_hits, predict, token_prompts
 from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.store import Dataset
@@ -242,20 +243,66 @@ def _sized_units(workload: Workload) -> npt.NDArray[np.integer]:
     return np.unique(key, return_inverse=True)[1].reshape(-1)
 
 
-def _capacity_hits(con: duckdb.DuckDBPyConnection, workload: Workload, capacity_tokens: int | None) -> None:
+def _capacity_hits(
+    con: duckdb.DuckDBPyConnection, workload: Workload, capacity_tokens: int | None, packs: dict[str, RulesPack]
+) -> None:
+    """``cap_hits``: per request, the leading tokens a bounded cache of ``capacity_tokens`` still holds.
+
+    Under a pack whose eviction is vLLM's, that is the engine's block pool (``block_pool.predict``, the model replay
+    predicts with: ``exact``); otherwise the reference LRU over the dataset's own blocks, whose last shared block may
+    still be followed by shared tokens the block count cannot see."""
     if capacity_tokens is None:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_cap WHERE false"
+            "CREATE OR REPLACE TEMP TABLE cap_hits AS "
+            "SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_cap, false AS exact WHERE false"
         )
         return
     offsets, units, sizes, rids = workload.offsets, workload.units, workload.sizes, workload.rids
+    pool = _block_pool_pack(con, packs)
     block = _uniform_block(con)
-    if block:
+    if pool is not None:
+        hits = _block_pool_hits(con, workload, pool.granularity.block_size, capacity_tokens)
+    elif block:
         hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // block)
     else:
         hits = capacity.request_hits(offsets, _sized_units(workload), sizes, capacity_tokens)
-    con.register("cap_in", pa.table({"rid": pa.array(rids, pa.int64()), "t_cap": pa.array(hits, pa.int64())}))
+    table = pa.table(
+        {
+            "rid": pa.array(rids, pa.int64()),
+            "t_cap": pa.array(hits, pa.int64()),
+            "exact": pa.array(np.full(len(rids), pool is not None), pa.bool_()),
+        }
+    )
+    con.register("cap_in", table)
     con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
+
+
+def _block_pool_pack(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]) -> RulesPack | None:
+    """The pack every request is judged under, when there is one and its eviction is vLLM's block pool."""
+    names = [row[0] for row in con.execute("SELECT DISTINCT pack FROM req").fetchall()]
+    if len(names) != 1 or names[0] not in packs:
+        return None
+    pack = packs[names[0]]
+    return pack if pack.eviction == VLLM_EVICTION and pack.granularity.kind == "blocks" else None
+
+
+def _block_pool_hits(
+    con: duckdb.DuckDBPyConnection, workload: Workload, block_size: int, capacity_tokens: int
+) -> npt.NDArray[np.int64]:
+    """Each request's cached tokens in vLLM's block pool of ``capacity_tokens`` (whole blocks): one pool per target
+    (an engine of its own), its requests in time order, one namespace per KV key inside it, as replay runs them."""
+    rids = [int(r) for r in workload.rids]
+    prompts = token_prompts(con, rids)
+    keys = {rid: (target, key) for rid, target, key in con.execute("SELECT rid, tgt_id, kvc_id FROM req").fetchall()}
+    hits = np.zeros(len(rids), dtype=np.int64)
+    by_target: dict[int, list[int]] = {}
+    for i, rid in enumerate(rids):
+        by_target.setdefault(keys[rid][0], []).append(i)
+    for positions in by_target.values():
+        tokens = [prompts.get(rids[i], np.zeros(0, dtype=np.int64)) for i in positions]
+        spaced = namespaced_prompts(tokens, [str(keys[rids[i]][1]) for i in positions], block_size)
+        hits[positions] = own_hits(predict(spaced, block_size, capacity_tokens // block_size), block_size)
+    return hits
 
 
 def _start_curve(
@@ -340,7 +387,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         curve = _start_curve(con, workload, options.capacities, pool) if options.curves else None
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
-        _capacity_hits(con, workload, options.capacity_tokens)
+        _capacity_hits(con, workload, options.capacity_tokens, packs)
         con.execute(_sql("per_request.sql"))
         stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
         per_request = _with_text(con, _in_order(stages.to_arrow_table()))

@@ -10,9 +10,7 @@ figures. Measurements are ``replayed``; predictions ``simulated``.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,15 +19,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from zumik_cli.analysis.block_pool import namespaced_prompts, predict, token_prompts
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.schema import REPLAYS
 from zumik_cli.dataset.store import Dataset, publish
 from zumik_cli.replay.engines.base import Engine, EngineInfo
-from zumik_cli.rules.pack import load_packs
-from zumik_cli.rules.targets import target_rules
 
-REPLAY_V = b"zumik-replay-v1"
-TOKEN_ID_RANGE = (1_000, 30_000)  # ids for hash-id blocks and namespaces: inside every vocabulary zumik ships
 MAX_DISAGREEMENTS = 20
 Progress = Callable[[int, int], None]
 
@@ -52,13 +47,6 @@ SELECT r.rid, r.trace_id, d.resolved_target AS target,
 FROM decisions d JOIN requests r USING (rid)
 WHERE d.policy = ? AND d.alias_release = ?
 ORDER BY r.timestamp NULLS LAST, r.seq
-"""
-
-PROMPT_SQL = """
-SELECT b.rid, b.pos, b.chain, b.tokens, t.token_ids
-FROM request_blocks b LEFT JOIN tokens t USING (block_id)
-WHERE b.rid IN (SELECT rid FROM chosen)
-ORDER BY b.rid, b.pos
 """
 
 
@@ -89,13 +77,6 @@ class ReplayRequest:
 class ReplayResult:
     summary: dict[str, Any]
     rows: pa.Table = field(repr=False)
-
-
-def _pseudo_tokens(seed: bytes, count: int) -> np.ndarray:
-    """Deterministic token ids standing in for content the trace does not have (hash-id blocks, namespaces)."""
-    digest = hashlib.blake2b(REPLAY_V + seed, digest_size=8).digest()
-    rng = np.random.default_rng(int.from_bytes(digest, "little"))
-    return rng.integers(*TOKEN_ID_RANGE, size=count, dtype=np.int64)
 
 
 def select_requests(
@@ -135,17 +116,10 @@ def select_requests(
 
 def load_prompts(dataset: Dataset, rows: list[dict[str, Any]]) -> list[ReplayRequest]:
     """Token-id prompts: the tokens of each content block, or stand-in ids for each hash-id block."""
-    con = dataset.connect()
-    con.register("chosen", pa.table({"rid": pa.array([r["rid"] for r in rows], pa.int64())}))
-    pieces: dict[int, list[np.ndarray]] = {}
-    for rid, _pos, chain, size, ids in con.execute(PROMPT_SQL).fetchall():
-        if ids is None:
-            ids = _pseudo_tokens(int(chain).to_bytes(8, "little", signed=True), int(size))
-        pieces.setdefault(rid, []).append(np.asarray(ids, dtype=np.int64))
+    prompts = token_prompts(dataset.connect(), [r["rid"] for r in rows])
     out = []
     for r in rows:
-        parts = pieces.get(r["rid"], [])
-        tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        tokens = prompts.get(r["rid"], np.zeros(0, dtype=np.int64))
         out.append(ReplayRequest(r["rid"], r["trace_id"], r["target"], r["kvc"], r["alias_release"], tokens))
     return out
 
@@ -169,61 +143,7 @@ def target_runs(requests: list[ReplayRequest]) -> list[tuple[int, int]]:
 
 def namespaced(requests: list[ReplayRequest], block_size: int) -> list[np.ndarray]:
     """Each prompt behind a block of its KV key's own ids, so keys never share a prefix on one engine."""
-    spaces: dict[str, np.ndarray] = {}
-    return [
-        np.concatenate([spaces.setdefault(r.kvc, _pseudo_tokens(r.kvc.encode(), block_size)), r.tokens])
-        for r in requests
-    ]
-
-
-def _chain(prompt: np.ndarray, block_size: int) -> list[int]:
-    """Prefix-chained ids of the prompt's full blocks (a partial last block is never cached)."""
-    chain, out = b"", []
-    for k in range(len(prompt) // block_size):
-        chain = hashlib.blake2b(chain + prompt[k * block_size : (k + 1) * block_size].tobytes(), digest_size=8).digest()
-        out.append(int.from_bytes(chain, "little"))
-    return out
-
-
-def predict(prompts: list[np.ndarray], block_size: int, capacity_blocks: int | None) -> np.ndarray:
-    """Cached tokens the vLLM rules predict for each prompt, sent one after another to a fresh engine.
-
-    The engine's block pool, as vLLM v1 keeps it: a request takes the leading cached blocks of its prompt (all
-    but the last token's block when everything is cached), then allocates its other blocks from the free queue:
-    empty blocks first, then the least recently freed cached block, whose content is evicted. When it finishes,
-    its blocks are freed tail first; blocks without a hash (the partial last block) go to the front of the queue
-    and are reused first. A recomputed block whose content is still cached elsewhere makes a second copy.
-    """
-    recompute_last = target_rules(load_packs()["vllm"], "").recompute_last
-    unbounded = capacity_blocks is None
-    empty = 0 if unbounded else int(capacity_blocks or 0)
-    queue: OrderedDict[tuple[int, int], None] = OrderedDict()  # cached blocks, least recently freed first
-    copies: dict[int, list[int]] = {}  # content -> the slots of its cached copies in the queue
-    slot = 0
-    out = []
-    for prompt in prompts:
-        blocks = _chain(prompt, block_size)
-        hits = 0
-        while hits < len(blocks) and copies.get(blocks[hits]):
-            hits += 1
-        if recompute_last:
-            hits = min(hits, max(len(prompt) - 1, 0) // block_size)
-        for content in blocks[:hits]:  # taken into use: out of the free queue
-            del queue[(content, copies[content].pop(0))]
-        needed = len(blocks) - hits + (1 if len(prompt) % block_size else 0)
-        if not unbounded:
-            taken = min(needed, empty)
-            empty -= taken
-            for _ in range(needed - taken):
-                (content, evicted), _ = queue.popitem(last=False)
-                copies[content].remove(evicted)
-            empty += 1 if len(prompt) % block_size else 0  # the partial block goes back, holding nothing
-        for content in reversed(blocks):
-            slot += 1
-            queue[(content, slot)] = None
-            copies.setdefault(content, []).append(slot)
-        out.append(hits * block_size)
-    return np.asarray(out, dtype=np.int64)
+    return namespaced_prompts([r.tokens for r in requests], [r.kvc for r in requests], block_size)
 
 
 def _reason(predicted: int, measured: int | None, bounded: bool) -> str:

@@ -32,6 +32,7 @@ WITH joined AS (
            coalesce(l.t_ttl_3600, 0) AS ttl3600_0,
            bp.t_bp AS t_bp0,
            cap.t_cap AS t_cap0,
+           coalesce(cap.exact, false) AS cap_exact,
            coalesce(r.reported, r.counted) AS total,
            -- counted figures are scaled to the reported total when a proxy tokenizer counted them, before any
            -- rule is applied: minimums, increments and blocks are in the provider's own tokens
@@ -65,7 +66,9 @@ WITH joined AS (
            -- a bounded cache keeps the leading whole blocks it still holds (t_cap); when it holds every shared
            -- whole block, the shared tokens inside the next block are kept too. What it keeps is then rounded to
            -- the target's granularity like any other prefix.
-           CASE WHEN t_cap IS NULL OR t_cap >= warm_blocks THEN m1 ELSE least(m1, t_cap) END AS cap1
+           -- an engine's block pool (cap_exact) says exactly what it serves.
+           CASE WHEN t_cap IS NULL OR (NOT cap_exact AND t_cap >= warm_blocks) THEN m1 ELSE least(m1, t_cap) END
+               AS cap1
     FROM ruled
 ), capped AS (
     SELECT *,
