@@ -268,6 +268,16 @@ def test_the_waterfalls_bounded_candidate_under_the_vllm_pack_is_replays_predict
 
     candidate = _bounded_candidates(tmp_path, data, capacity_blocks)
     assert own == {trace: candidate[trace] for trace in own}
+    # the capacity curve under the same pack is the same model: its point at this capacity is the bounded candidate
+    pack = _vllm_pack_file(tmp_path, ENGINE_BLOCK)
+    curve_options = WaterfallOptions(
+        rules=f"vllm-{ENGINE_BLOCK}", rules_files=(str(pack),), capacities=(capacity_blocks * ENGINE_BLOCK, None)
+    )
+    summary = compute_waterfall(dataset, curve_options).summary
+    total = summary["total_input_tokens"]["tokens"]
+    point = summary["capacity_curve"][0]
+    assert point["capacity_tokens"] == capacity_blocks * ENGINE_BLOCK
+    assert abs(point["rate"] * total - sum(own.values())) <= total * 1e-6
     unbounded_own = int(np.maximum(unbounded - ENGINE_BLOCK, 0).sum())
     assert sum(own.values()) <= unbounded_own
     if times == CAPACITIES[0] and "synth" in str(data):

@@ -54,7 +54,8 @@ DEFINITIONS = {
     "capacity_curve": "Candidate rate under the ideal rules (same KV key, no TTL) with an LRU cache of the given "
     "size, shared by all targets; a request's hits are its leading blocks present when it starts, then its blocks "
     "are touched first to last (Mattson stack distances, one pass for every capacity). Content traces count whole "
-    "content blocks, in each request's provider tokens like the stages; hash-id traces their own blocks. The "
+    "content blocks, in each request's provider tokens like the stages; hash-id traces their own blocks. Under a "
+    "pack with vLLM's eviction the curve is vLLM's block pool, one per target, as the bounded candidate is. The "
     "unbounded point is at most the candidate under `--rules ideal --ttl none`, which also counts the shared "
     "tokens inside the first block that differs.",
 }
@@ -261,7 +262,8 @@ def _capacity_hits(
     pool = _block_pool_pack(con, packs)
     block = _uniform_block(con)
     if pool is not None:
-        hits = _block_pool_hits(con, workload, pool.granularity.block_size, capacity_tokens)
+        size = pool.granularity.block_size
+        hits = _block_pool_hits(_block_pools(con, workload, size), len(rids), size, capacity_tokens)
     elif block:
         hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // block)
     else:
@@ -286,27 +288,56 @@ def _block_pool_pack(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]
     return pack if pack.eviction == VLLM_EVICTION and pack.granularity.kind == "blocks" else None
 
 
-def _block_pool_hits(
-    con: duckdb.DuckDBPyConnection, workload: Workload, block_size: int, capacity_tokens: int
-) -> npt.NDArray[np.int64]:
-    """Each request's cached tokens in vLLM's block pool of ``capacity_tokens`` (whole blocks): one pool per target
-    (an engine of its own), its requests in time order, one namespace per KV key inside it, as replay runs them."""
+BlockPools = list[tuple[npt.NDArray[np.int64], list[np.ndarray]]]
+
+
+def _block_pools(con: duckdb.DuckDBPyConnection, workload: Workload, block_size: int) -> BlockPools:
+    """Per target (an engine of its own): the positions of its requests in the workload, in time order, and their
+    token prompts behind one namespace block per KV key, as replay sends them."""
     rids = [int(r) for r in workload.rids]
     prompts = token_prompts(con, rids)
     keys = {rid: (target, key) for rid, target, key in con.execute("SELECT rid, tgt_id, kvc_id FROM req").fetchall()}
-    hits = np.zeros(len(rids), dtype=np.int64)
     by_target: dict[int, list[int]] = {}
     for i, rid in enumerate(rids):
         by_target.setdefault(keys[rid][0], []).append(i)
+    pools = []
     for positions in by_target.values():
         tokens = [prompts.get(rids[i], np.zeros(0, dtype=np.int64)) for i in positions]
         spaced = namespaced_prompts(tokens, [str(keys[rids[i]][1]) for i in positions], block_size)
-        hits[positions] = own_hits(predict(spaced, block_size, capacity_tokens // block_size), block_size)
+        pools.append((np.asarray(positions, dtype=np.int64), spaced))
+    return pools
+
+
+def _block_pool_hits(pools: BlockPools, n: int, block_size: int, capacity_tokens: int | None) -> npt.NDArray[np.int64]:
+    """Each request's cached tokens in a block pool of ``capacity_tokens`` per target (None: unbounded)."""
+    hits = np.zeros(n, dtype=np.int64)
+    blocks = None if capacity_tokens is None else capacity_tokens // block_size
+    for positions, spaced in pools:
+        hits[positions] = own_hits(predict(spaced, block_size, blocks), block_size)
     return hits
 
 
+def _block_pool_curve(
+    pools: BlockPools, n: int, block_size: int, capacities: list[int | None], scales: npt.NDArray[np.float64]
+) -> list[tuple[int | None, int]]:
+    """The curve under the block pool, in provider tokens; a capacity too small for the longest prompt (which an
+    engine refuses) has no point."""
+    longest = max((len(p) for _, spaced in pools for p in spaced), default=0)
+    points = []
+    for cap in capacities:
+        if cap is not None and cap // block_size < -(-longest // block_size):
+            continue
+        hits = _block_pool_hits(pools, n, block_size, cap)
+        points.append((cap, int(np.floor(hits * scales + 0.5).sum())))
+    return points
+
+
 def _start_curve(
-    con: duckdb.DuckDBPyConnection, workload: Workload, capacities: tuple[int | None, ...], pool: ThreadPoolExecutor
+    con: duckdb.DuckDBPyConnection,
+    workload: Workload,
+    capacities: tuple[int | None, ...],
+    pool: ThreadPoolExecutor,
+    packs: dict[str, RulesPack],
 ) -> Future[list[tuple[int | None, int]]]:
     """The capacity curve's hits, computed on a worker (the kernel releases the GIL) while DuckDB runs SQL.
 
@@ -314,6 +345,12 @@ def _start_curve(
     that the curve and the stages measure the same tokens and no point can pass eligible; the cache holds counted
     tokens, as a bounded candidate does."""
     offsets, units, sizes = workload.offsets, workload.units, workload.sizes
+    block_pool = _block_pool_pack(con, packs)
+    if block_pool is not None:  # the engine's own model, as the bounded candidate under the same pack
+        size = block_pool.granularity.block_size
+        pools = _block_pools(con, workload, size)
+        scales = _request_scales(con, workload)
+        return pool.submit(_block_pool_curve, pools, len(workload.rids), size, list(capacities), scales)
     block = _uniform_block(con)
     if block:
         return pool.submit(
@@ -329,8 +366,8 @@ def _start_curve(
     )
 
 
-def _provider_sizes(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.NDArray[np.integer]:
-    """Each access's tokens scaled to its request's reported total where a proxy tokenizer counted them."""
+def _request_scales(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.NDArray[np.float64]:
+    """Each workload request's scale from counted to reported tokens, as the stages apply it (1 where exact)."""
     con.register(
         "curve_rids", pa.table({"rid": pa.array(workload.rids, pa.int64()), "i": np.arange(len(workload.rids))})
     )
@@ -339,7 +376,12 @@ def _provider_sizes(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.N
                     THEN r.reported::DOUBLE / r.counted ELSE 1.0 END
         FROM curve_rids c JOIN req r USING (rid) ORDER BY c.i
     """).fetchnumpy()
-    factor = next(iter(scale.values())) if scale else np.ones(len(workload.rids))
+    return np.asarray(next(iter(scale.values())) if scale else np.ones(len(workload.rids)), dtype=np.float64)
+
+
+def _provider_sizes(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.NDArray[np.integer]:
+    """Each access's tokens scaled to its request's reported total where a proxy tokenizer counted them."""
+    factor = _request_scales(con, workload)
     if np.all(factor == 1.0):
         return workload.sizes
     # cumulative within each request, rounded as the stages round (half away from zero), then differenced: a run of
@@ -384,7 +426,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     workload = compute_levels(con, _levels_coincide(con), dataset.parts("request_blocks"))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
-        curve = _start_curve(con, workload, options.capacities, pool) if options.curves else None
+        curve = _start_curve(con, workload, options.capacities, pool, packs) if options.curves else None
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
         _capacity_hits(con, workload, options.capacity_tokens, packs)
