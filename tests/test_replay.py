@@ -358,3 +358,18 @@ def test_replaying_two_policies_measures_different_reuse_each_equal_to_its_own_p
         assert row["measured_tokens"] == predicted_by_policy(data, policy)[1], policy
         assert row["simulated_rate"] is not None and row["measured_minus_simulated_pp"] is not None
     assert rows["cache_affinity"]["measured_tokens"] > rows["recorded"]["measured_tokens"]
+
+
+@pytest.mark.vllm
+def test_the_http_engine_reads_the_servers_capacity_and_refuses_a_kv_blocks_that_differs(vllm_server: str):
+    from zumik_cli.replay.engines.openai_http import OpenAIHttpEngine
+
+    served = OpenAIHttpEngine(vllm_server).info
+    assert served.capacity_confirmed
+    assert served.block_size == BLOCK
+    assert served.capacity_blocks is not None and served.capacity_blocks > 0
+
+    # a server started with --num-gpu-blocks-override N serves N - 1 blocks: the number a replay must be given
+    with pytest.raises(ZumikError, match=f"reports --kv-blocks {served.capacity_blocks}, not"):
+        OpenAIHttpEngine(vllm_server, capacity_blocks=served.capacity_blocks + 1)
+    assert OpenAIHttpEngine(vllm_server, capacity_blocks=served.capacity_blocks).info.capacity_confirmed

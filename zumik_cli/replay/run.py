@@ -296,6 +296,7 @@ def summarise(
             "model": info.model,
             "block_size": info.block_size,
             "capacity_blocks": info.capacity_blocks,
+            "capacity_confirmed": info.capacity_confirmed,
         },
         "requests": len(rows),
         "measured_requests": len(known),

@@ -220,7 +220,8 @@ def replay(console: Console, summary: dict[str, Any]) -> None:
         f"Replayed {summary['requests']} requests of {summary['release'] or 'every release'} ({summary['policy']}) "
         f"on {engine['name']} "
         f"{engine['version']} ({engine['device']}), block size {engine['block_size']}, "
-        f"capacity {engine['capacity_blocks']} blocks",
+        f"capacity {engine['capacity_blocks']} blocks"
+        + ("" if engine.get("capacity_confirmed", True) else " (as given: the server did not report its capacity)"),
         highlight=False,
     )
     table = numbers_table(

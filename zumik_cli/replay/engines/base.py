@@ -26,6 +26,7 @@ class EngineInfo:
     block_size: int | None
     capacity_blocks: int | None
     model: str
+    capacity_confirmed: bool = True  # False: a remote server whose capacity zumik could not read, taken on trust
 
 
 @dataclass(frozen=True)

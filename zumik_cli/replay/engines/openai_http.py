@@ -8,6 +8,7 @@ report ``usage.prompt_tokens_details.cached_tokens``; a reply without that field
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -44,6 +45,20 @@ class OpenAIHttpEngine:
         self._api_key = api_key
         self._timeout_s = timeout_s
         self._model = model if model is not None else self._first_model()
+        served = self._cache_config()
+        if served is not None:
+            served_block, served_capacity = served
+            for name, given, found in (
+                ("block size", block_size, served_block),
+                ("--kv-blocks", capacity_blocks, served_capacity),
+            ):
+                if given is not None and given != found:
+                    raise ZumikError(
+                        f"the server at {self._root} reports {name} {found}, not {given}: replay with the server's "
+                        f"values (vLLM holds one block back, so a server started with --num-gpu-blocks-override "
+                        f"N serves N - 1 blocks), or leave them out to use the server's"
+                    )
+            block_size, capacity_blocks = served_block, served_capacity
         self.info = EngineInfo(
             name="openai-http",
             version=self._server_version(),
@@ -51,6 +66,7 @@ class OpenAIHttpEngine:
             block_size=block_size,
             capacity_blocks=capacity_blocks,
             model=self._model,
+            capacity_confirmed=served is not None,
         )
 
     def run(self, prompt_token_ids: list[int]) -> EngineResult:
@@ -75,6 +91,21 @@ class OpenAIHttpEngine:
                 "routes to several targets needs: start vLLM with VLLM_SERVER_DEV_MODE=1, or replay with the "
                 "in-process engine"
             ) from exc
+
+    def _cache_config(self) -> tuple[int, int] | None:
+        """The block size and usable blocks the server reports in its Prometheus metrics (vLLM's
+        ``vllm:cache_config_info``), or None when it does not: then the capacity given is taken on trust."""
+        try:
+            with urllib.request.urlopen(self._root + "/metrics", timeout=self._timeout_s) as response:
+                text = response.read().decode("utf-8", "replace")
+        except (urllib.error.URLError, TimeoutError, ConnectionError):
+            return None
+        for line in text.splitlines():
+            if line.startswith("vllm:cache_config_info{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                if labels.get("block_size", "").isdigit() and labels.get("num_gpu_blocks", "").isdigit():
+                    return int(labels["block_size"]), int(labels["num_gpu_blocks"]) - 1
+        return None
 
     def _first_model(self) -> str:
         models = self._request("/v1/models").get("data") or []
