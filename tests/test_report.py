@@ -738,3 +738,49 @@ def test_the_sample_traces_report_is_titled_by_its_traffic_from_the_first_to_the
     }
     assert inputs.title == "1.0M input tokens in 107 requests, 9 Jun 2026, 09:00\u201310:26 UTC"
     assert inputs.policies is not None and inputs.policies[0]["policy"] == "recorded"  # the simulation it just ran
+
+
+# --- plain words -----------------------------------------------------------------------------------------------
+
+
+def test_list_prices_name_the_rules_packs_they_come_from(inputs: ReportInputs) -> None:
+    markup = own_markup(render_report(inputs))
+    assert "<strong>anthropic 2026.06, openai 2026.05</strong> (prices dated 2026-06-01), in USD." in markup
+
+
+def test_methodology_titles_each_definition_once_and_shows_no_raw_key(inputs: ReportInputs) -> None:
+    waterfall = json.loads(json.dumps(inputs.waterfall))
+    waterfall["definitions"].update(rates="Token-weighted.", capacity_curve="An LRU sweep.", cache_writes="Writes.")
+    methodology = own_markup(render_report(replace(inputs, waterfall=waterfall)))
+    methodology = methodology[methodology.index('id="methodology"') :]
+    headings = re.findall(r"<dt>([^<]+)</dt>", methodology)
+    assert headings.count("Rates") == 1 and "rates" not in headings
+    assert "Capacity curve" in headings and "Cache writes" in headings
+    assert "capacity_curve" not in methodology and "cache_writes" not in methodology
+
+
+def test_every_glossary_term_on_the_page_explains_itself_and_is_in_the_glossary(full_inputs: ReportInputs) -> None:
+    markup = own_markup(render_report(full_inputs))
+    glossary = markup[markup.index('<section id="glossary">') : markup.index('<section id="methodology">')]
+    terms = re.findall(r'<dfn title="([^"]+)" tabindex="0" class="term">', markup)
+    assert len(terms) >= 10
+    for meaning in set(terms):
+        assert f"<dd>{meaning}</dd>" in glossary
+    for word in ("provider diagnostic", "materialization family", "KV compatibility key", "TTL", "eligible"):
+        assert f"<dt>{word}</dt>" in glossary
+
+
+@pytest.mark.parametrize(
+    ("eligible", "said"),
+    [
+        (123, "No system prompt or tool definition changed between requests in this traffic"),
+        (None, "These traces record token counts only, not prompt text"),
+    ],
+)
+def test_asked_for_text_with_no_prompt_edit_says_why_there_is_none(
+    inputs: ReportInputs, eligible: int | None, said: str
+) -> None:
+    waterfall = {**inputs.waterfall, "eligible": {**inputs.waterfall["eligible"], "tokens": eligible}}
+    markup = own_markup(render_report(replace(inputs, waterfall=waterfall, include_text=True, samples=[])))
+    assert said in markup
+    assert "content-free" not in markup
