@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from zumik_cli.render.report.page import ReportInputs
 
 REPORT_GENERATED_AT = "2026-06-12T09:30:00Z"
+SAMPLE_TRACES = Path(__file__).resolve().parents[1] / "sample_traces"
 
 
 def _breakdown_rows(prefix: str, count: int, scale: int) -> list[dict[str, Any]]:
@@ -43,6 +44,7 @@ def report_waterfall_dict() -> dict[str, Any]:
     missed = candidate - realized + over_tokens
     return {
         "requests": 1_842,
+        "period": {"first": "2026-06-01T00:00:12Z", "last": "2026-06-07T23:58:40Z", "requests_without_time": 0},
         "total_input_tokens": {"tokens": total, "rate": 1.0, "evidence": "measured"},
         "eligible": {"tokens": eligible, "rate": round(eligible / total, 4), "evidence": "simulated"},
         "candidate": {"tokens": candidate, "rate": round(candidate / total, 4), "evidence": "simulated"},
@@ -406,6 +408,19 @@ def hostile_report_inputs() -> ReportInputs:
         include_text=True,
         samples=hostile([{"trace_id": "req_0001", "text": "system: you are a coding agent"}]),
     )
+
+
+@pytest.fixture(scope="session")
+def sample_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReportInputs]:
+    """The report of the bundled sample traces with their release history, as `make demo` writes it, and its
+    inputs."""
+    from zumik_cli.diagnosis.diagnose import diagnose
+    from zumik_cli.render.report.page import ReportInputs, write_report
+
+    folder = tmp_path_factory.mktemp("sample-report")
+    diagnosis = diagnose([SAMPLE_TRACES], folder / "data", releases=SAMPLE_TRACES / "releases.yaml")
+    inputs = ReportInputs.of(diagnosis, REPORT_GENERATED_AT)
+    return write_report(inputs, folder / "sample.html"), inputs
 
 
 # --- traces: hand-written fixtures and the real traces beside the checkout ---------------------------------

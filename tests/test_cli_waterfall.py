@@ -99,9 +99,12 @@ def test_a_what_if_says_what_made_it_in_the_header_the_json_and_the_report(tmp_p
     )
     assert (options["policy"], options["release"]) == ("recorded", None)
     page = report.read_text()
-    box = page[page.index('<section id="assumptions">') : page.index("</section>", page.index('id="assumptions"'))]
-    assert "What-if, not the baseline." in box and "<li>LRU cache of 10,000 tokens</li>" in box
-    assert page.index('id="assumptions"') < page.index('id="headline"'), "the assumptions come before any figure"
+    box = page[page.index('id="assumptions"') : page.index("</aside>", page.index('id="assumptions"'))]
+    assert "What-if, not the baseline." in box and "<dd>10.0K tokens, LRU</dd>" in box
+    assert "<dd>1 h for every request</dd>" in box and "<dd>anthropic for every request" in box
+    assert page.index('id="overview"') < page.index('id="assumptions"') < page.index('id="waterfall"'), (
+        "the assumptions stand beside the first figures"
+    )
 
 
 def test_the_baseline_says_plainly_that_it_is_the_baseline(tmp_path: Path):

@@ -374,7 +374,13 @@ def test_diagnose_ends_with_the_recommendations_and_the_report_begins_with_them(
     data = json.loads(result.stdout)
     assert data["recommendations"] and data["recommendations"][0]["tag"] == "simulated"
     html = (tmp_path / "r.html").read_text()
-    assert 0 < html.index('id="recommendations"') < html.index('id="headline"')
+    # the first screen names the change worth most, and the section right after it lists them all
+    assert (
+        0
+        < html.index('data-fact="top-recommendation"')
+        < html.index('id="recommendations"')
+        < html.index('id="waterfall"')
+    )
     assert data["recommendations"][0]["title"] in html
     terminal = runner.invoke(app, [*args, "--no-report"])
     assert terminal.exit_code == 0
@@ -387,7 +393,7 @@ def test_the_report_command_opens_with_the_same_recommendations_as_diagnose(samp
     assert result.exit_code == 0, result.output
     html = (tmp_path / "r.html").read_text()
     top = sample_recommendations.to_json(limit=3)["recommendations"]
-    assert top and 0 < html.index('id="recommendations"') < html.index('id="headline"')
+    assert top and 0 < html.index('data-fact="top-recommendation"') < html.index('id="recommendations"')
     assert all(rec["title"] in html for rec in top)
 
 

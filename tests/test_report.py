@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import os
 import re
@@ -17,7 +18,6 @@ from typing import Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
-import plotly.offline
 import pytest
 
 from zumik_cli.core.errors import ZumikError
@@ -30,10 +30,14 @@ from zumik_cli.render.report.format import (
     format_percent,
     format_tokens,
 )
+from zumik_cli.render.report.overview import traffic_title
 from zumik_cli.render.report.page import TABLE_ROW_LIMIT, ReportInputs, _inlinable, render_report, write_report
 
 GENERATED_AT = "2026-06-12T09:30:00Z"
-PLOTLY_JS = plotly.offline.get_plotlyjs()
+PROVIDER_CAUSE = 5  # the fixture's "tools_changed", a provider's own reason, shown by the label it came with
+PLOTLY_JS = (Path(__file__).resolve().parents[1] / "zumik_cli/render/report/vendor/plotly-basic.min.js").read_text(
+    encoding="utf-8"
+)
 
 
 @pytest.fixture
@@ -77,20 +81,6 @@ def figures(document: str) -> dict[str, Any]:
     return figures
 
 
-def waterfall_bars(document: str) -> list[tuple[str, float, str]]:
-    """(label, tokens, measure) of every waterfall bar, in the axis's category order."""
-    figure = figures(document)["zumik-chart-waterfall"]
-    bars = {
-        label: (value, measure)
-        for trace in figure["data"]
-        if trace["type"] == "waterfall"
-        for label, value, measure in zip(trace["x"], trace["y"], trace["measure"], strict=True)
-    }
-    order = figure["layout"]["xaxis"]["categoryarray"]
-    assert sorted(order) == sorted(bars)
-    return [(label, *bars[label]) for label in order]
-
-
 # --- determinism and files ----------------------------------------------------------------------------
 
 
@@ -110,7 +100,6 @@ def test_chart_divs_have_fixed_ids_not_random_ones(full_inputs: ReportInputs) ->
     ids = re.findall(r'<div id="([^"]+)" class="chart"', render_report(full_inputs))
     assert ids == [
         "zumik-chart-waterfall",
-        "zumik-chart-causes",
         "zumik-chart-capacity",
         "zumik-chart-ttl",
         "zumik-chart-policies",
@@ -267,7 +256,7 @@ def test_a_hostile_string_in_any_single_field_is_escaped(
     elif where == "session":
         waterfall["breakdowns"]["session"][0]["key"] = payload
     elif where == "cause label":
-        waterfall["causes"][0]["label"] = payload
+        waterfall["causes"][PROVIDER_CAUSE]["label"] = payload
     elif where == "input path":
         manifest["inputs"][0]["path"] = payload
     elif where == "rules source":
@@ -275,7 +264,7 @@ def test_a_hostile_string_in_any_single_field_is_escaped(
     elif where == "evidence":
         waterfall["realized"]["evidence"] = payload
     elif where == "assumption":
-        waterfall["options"]["assumptions"][0] = payload
+        waterfall["options"]["rules"] = payload
     markup = own_markup(render_report(ReportInputs(waterfall, manifest, generated_at, title)))
     assert script not in markup
     assert attribute not in markup
@@ -285,16 +274,16 @@ def test_a_hostile_string_in_any_single_field_is_escaped(
 def test_a_model_name_that_closes_script_cannot_leave_the_chart_data(inputs: ReportInputs) -> None:
     breakout = "</script><script>alert(1)</script>"
     waterfall = json.loads(json.dumps(inputs.waterfall))
-    waterfall["causes"][0]["label"] = breakout
+    waterfall["causes"][PROVIDER_CAUSE]["label"] = breakout
     waterfall["breakdowns"]["model"][0]["key"] = breakout
     waterfall["money"]["currency"] = breakout
     document = render_report(ReportInputs(waterfall, inputs.manifest, GENERATED_AT, "t"))
     markup = own_markup(document)
     assert markup.count("</script>") == 3
     assert "alert(1)</script>" not in markup
-    labels = figures(document)["zumik-chart-causes"]["data"][0]["y"]
+    labels = figures(document)["zumik-chart-waterfall"]["data"][0]["y"]
     # Plotly reads its text as a little HTML; escaped, the label is shown as the literal characters.
-    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in labels
+    assert any(label.startswith("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;") for label in labels)
 
 
 def test_chart_text_is_html_escaped_before_plotly_sees_it(hostile_report_inputs: ReportInputs) -> None:
@@ -335,27 +324,100 @@ def test_long_prompt_samples_are_cut(inputs: ReportInputs) -> None:
 # --- content --------------------------------------------------------------------------------------------
 
 
-def test_the_headline_states_totals_rates_and_money(inputs: ReportInputs) -> None:
+def test_the_first_screen_states_the_period_totals_reuse_and_missed_money_in_one_sentence(
+    inputs: ReportInputs,
+) -> None:
     markup = own_markup(render_report(inputs))
-    for text in ("48.2M", "52.0%", "19.0%", "$67.32", "$24.77", "1,842 requests"):
-        assert text in markup
-    assert "The largest single loss is <strong>provider miss (unexplained)</strong>" in markup
+    overview = markup[markup.index('<section id="overview"') : markup.index("</section>")]
+    sentence = html.unescape(
+        re.sub(r"<[^>]+>", "", re.search(r'<p class="summary"[^>]*>(.*?)</p>', overview, re.S).group(1))
+    )
+    assert sentence == (
+        "Over 7 days (1 Jun\u20137 Jun 2026), 1,842 requests sent 48.2M input tokens: 52.0% was reused from the "
+        "provider's cache, the 19.0% it could have reused and did not would have saved $24.77."
+    )
+    for fact, text in (
+        ("total-input", "48.2M"),
+        ("period", "1 Jun\u20137 Jun 2026"),
+        ("reused-share", "52.0%"),
+        ("missed-cost", "$24.77"),
+        ("top-recommendation", "No recommendations were computed for this report."),
+    ):
+        assert re.search(f'data-fact="{fact}"[^>]*>.*?{re.escape(text)}', overview, re.S), fact
 
 
-def test_the_waterfall_has_five_absolute_bars_in_stage_order(inputs: ReportInputs) -> None:
-    document = render_report(inputs)
-    bars = waterfall_bars(document)
-    assert [label for label, _, _ in bars] == ["Total input", "Eligible", "Candidate", "Realized", "Missed"]
-    assert [tokens for _, tokens, _ in bars] == [48_213_907, 40_017_543, 34_231_874, 25_071_231, 9_173_043]
-    assert {measure for _, _, measure in bars} == {"absolute"}
+def test_the_title_names_the_traffic_by_size_and_period(inputs: ReportInputs) -> None:
+    assert traffic_title(inputs.waterfall) == "48.2M input tokens in 1,842 requests, 1 Jun\u20137 Jun 2026"
+    waterfall = {**inputs.waterfall, "period": {"first": "2026-06-09T09:00:00Z", "last": "2026-06-09T10:26:22Z"}}
+    assert traffic_title(waterfall).endswith(", 9 Jun 2026, 09:00\u201310:26 UTC")
+    assert traffic_title({**inputs.waterfall, "period": {"first": None, "last": None}}).endswith("an unknown period")
 
 
-def test_each_waterfall_bar_carries_its_evidence_badge_and_colour(inputs: ReportInputs) -> None:
-    figure = figures(render_report(inputs))["zumik-chart-waterfall"]
-    badges = [annotation["text"] for annotation in figure["layout"]["annotations"]]
-    assert badges == ["measured", "simulated", "simulated", "measured", "simulated"]
-    colours = {trace["name"]: trace["totals"]["marker"]["color"] for trace in figure["data"]}
-    assert colours == {"measured": "#0f766e", "simulated": "#b45309"}
+def bridge(document: str) -> list[tuple[str, float, float]]:
+    """(first line of the label, base, width) of every bar of the reuse bridge, top to bottom."""
+    (trace,) = figures(document)["zumik-chart-waterfall"]["data"]
+    assert trace["type"] == "bar" and trace["orientation"] == "h"
+    names = [re.sub(r"<[^>]+>", " ", label.split("<br>")[0]).strip() for label in trace["y"]]
+    return list(zip(names, trace["base"], trace["x"], strict=True))
+
+
+def test_the_waterfall_is_a_bridge_from_total_input_down_to_realized_with_each_loss_a_step(
+    inputs: ReportInputs,
+) -> None:
+    bars = bridge(render_report(inputs))
+    assert [name for name, _, _ in bars] == [
+        "Total input",
+        "new input (no earlier",
+        "Eligible",
+        "sent to another model or",
+        "belongs to another tenant",
+        "expired before reuse (TTL)",
+        "too short to cache",
+        "partial cache block",
+        "Candidate",
+        "tools changed",
+        "provider missed, no reason",
+        "reused beyond the rules",
+        "reused beyond the causes",
+        "Realized",
+    ]
+    stages = {name: (base, width) for name, base, width in bars if name[0].isupper()}
+    assert stages == {
+        "Total input": (0, 48_213_907),
+        "Eligible": (0, 40_017_543),
+        "Candidate": (0, 34_231_874),
+        "Realized": (0, 25_071_231),
+    }
+    # each step starts where the one above it ended, and the last one lands on realized
+    level = 48_213_907.0
+    for name, base, width in bars[1:]:
+        if name in stages:
+            assert level == pytest.approx(width), name
+            level = width
+        elif name.startswith("reused beyond"):
+            assert base == pytest.approx(level), name
+            level += width
+        else:
+            assert base + width == pytest.approx(level), name
+            level = base
+    assert level == 25_071_231
+
+
+def test_each_bridge_bar_is_coloured_and_labelled_by_its_evidence(inputs: ReportInputs) -> None:
+    (trace,) = figures(render_report(inputs))["zumik-chart-waterfall"]["data"]
+    assert trace["marker"]["color"][:3] == ["#0f766e", "#b45309", "#b45309"]
+    assert trace["y"][0].endswith('<span style="color:#0f766e">measured</span>')
+    assert "\u221228.2M (100.0%)" not in trace["y"][1] and "\u22128.2M (17.0%)" in trace["y"][1]
+
+
+def test_a_loss_cause_of_no_tokens_is_in_the_steps_table_but_not_drawn(inputs: ReportInputs) -> None:
+    waterfall = json.loads(json.dumps(inputs.waterfall))
+    waterfall["causes"].append(
+        {"stage": "eligible->candidate", "cause": "evicted", "label": "evicted", "tokens": 0, "requests": 0}
+    )
+    document = render_report(replace(inputs, waterfall=waterfall))
+    assert "dropped: cache full" not in " ".join(name for name, _, _ in bridge(document))
+    assert "\u2212 dropped: cache full</td>" in own_markup(document)
 
 
 def test_the_evidence_legend_explains_all_four_levels(inputs: ReportInputs) -> None:
@@ -370,24 +432,32 @@ def test_a_stage_that_could_not_be_computed_keeps_its_bar_and_says_so(inputs: Re
     waterfall = json.loads(json.dumps(inputs.waterfall))
     waterfall["eligible"] = {"tokens": None, "rate": None, "evidence": "simulated"}
     document = render_report(ReportInputs(waterfall, inputs.manifest, GENERATED_AT, "t"))
-    bars = waterfall_bars(document)
-    assert len(bars) == 5
-    assert bars[1][1] == 0
-    texts = [text for trace in figures(document)["zumik-chart-waterfall"]["data"] for text in trace["text"]]
-    assert "not computed" in texts
+    (trace,) = figures(document)["zumik-chart-waterfall"]["data"]
+    eligible = next(label for label in trace["y"] if label.startswith("<b>Eligible"))
+    assert "not computed" in eligible
 
 
-def test_cannot_compute_notes_and_over_realized_requests_are_shown(inputs: ReportInputs) -> None:
+def test_a_figure_that_was_estimated_is_not_said_to_be_missing(inputs: ReportInputs) -> None:
     markup = own_markup(render_report(inputs))
-    assert "Not computed for this data." in markup
-    assert "212 usage-only records (no content to compare): left out of eligible" in markup
-    assert "3 requests reused more than their candidate (12,400 tokens)." in markup
+    assert "Not computed for this data." not in markup
+    assert "Estimated, not exact.</strong><ul><li><strong>Eligible</strong>: 212 usage-only records" in markup
+    waterfall = json.loads(json.dumps(inputs.waterfall))
+    waterfall["eligible"] = {"tokens": None, "rate": None, "evidence": "simulated"}
+    missing = own_markup(render_report(replace(inputs, waterfall=waterfall)))
+    assert "Not computed for this data.</strong><ul><li><strong>Eligible</strong>" in missing
+
+
+def test_over_realized_requests_are_told_in_a_proper_sentence(inputs: ReportInputs) -> None:
+    markup = own_markup(render_report(inputs))
+    assert (
+        "<strong>3 requests reused more than the rules allow (12,400 tokens). </strong>Possible reasons: the "
+        "provider served more than the rules pack allows. They are counted as the provider reported them."
+    ) in markup
 
 
 def test_loss_causes_are_listed_with_tokens_and_share(inputs: ReportInputs) -> None:
     markup = own_markup(render_report(inputs))
-    assert "provider miss (unexplained)" in markup
-    assert "6,064,889" in markup
+    assert '<td class="prose">provider missed, no reason given</td><td class="num">6,064,889</td>' in markup
     assert "12.6%" in markup
     assert "512.8K tokens (1.1% of input)" in markup
 
@@ -450,8 +520,9 @@ def test_without_simulation_or_replay_the_sections_say_how_to_fill_them(
         ReportInputs(inputs.waterfall, inputs.manifest, GENERATED_AT, "t", policies=empty, replays=empty)
     )
     markup = own_markup(document)
-    assert "No routing simulation was given to this report. Run <code>zumik simulate" in markup
-    assert "No replay was given to this report. Run <code>zumik replay" in markup
+    assert "<strong>Missing: a routing simulation.</strong> It needs the history of which model" in markup
+    assert "<strong>Missing: a replay on a real engine.</strong> It needs a machine with" in markup
+    assert not re.search(r"zumik (simulate|replay) ", markup) and "<code>" not in markup
     assert "zumik-chart-policies" not in markup
     assert "zumik-chart-replay" not in markup
 
@@ -504,27 +575,38 @@ def test_a_minimal_waterfall_renders_with_everything_optional_left_out() -> None
         "missed": {"tokens": 0, "rate": 0.0, "evidence": "simulated"},
     }
     document = render_report(ReportInputs(waterfall, {}, GENERATED_AT, "empty"))
-    assert len(waterfall_bars(document)) == 5
+    assert [name for name, _, _ in bridge(document)] == [
+        "Total input",
+        "new input (no earlier",
+        "Eligible",
+        "Candidate",
+        "Realized",
+    ]
     markup = own_markup(document)
     assert "No bounded-capacity sweep in this data." in markup
     assert "No input files recorded in the manifest." in markup
 
 
-def test_the_assumptions_come_first_and_say_plainly_whether_the_figures_are_a_what_if(inputs: ReportInputs) -> None:
+def test_the_assumptions_sit_beside_the_first_numbers_and_say_plainly_whether_they_are_a_what_if(
+    inputs: ReportInputs,
+) -> None:
     baseline = own_markup(render_report(inputs))
     waterfall = json.loads(json.dumps(inputs.waterfall))
-    waterfall["options"].update(
-        capacity_tokens=10_000, what_if=True, assumptions=["recorded rules", "pack TTLs", "LRU cache of 10,000 tokens"]
-    )
+    waterfall["options"].update(capacity_tokens=10_000, ttl=300, what_if=True)
     what_if = own_markup(render_report(replace(inputs, waterfall=waterfall)))
 
     for markup in (baseline, what_if):
-        assert markup.index('<section id="assumptions">') < markup.index('<section id="headline">')
-    assert '<div class="note info"><p><strong>Baseline.</strong>' in baseline
-    assert "<li>recorded rules</li><li>pack TTLs</li><li>unbounded cache</li>" in baseline
-    assert "What-if" not in baseline
-    assert '<div class="note warn"><p><strong>What-if, not the baseline.</strong>' in what_if
-    assert "<li>LRU cache of 10,000 tokens</li>" in what_if
+        overview = markup[markup.index('<section id="overview"') : markup.index("</section>")]
+        assert 'id="assumptions"' in overview
+    assert '<aside class="note info assumptions"' in baseline
+    assert "<strong>Baseline.</strong>" in baseline and "What-if" not in baseline
+    for name, value in (("Rules", "as each request was recorded"), ("TTL", "each provider&#x27;s own")):
+        assert re.search(f"<dt><dfn[^>]*>{name}</dfn></dt><dd>{value}", baseline), name
+    assert "<dd>unbounded</dd>" in baseline and "<dd>recorded</dd>" in baseline
+    assert "<dd>every release, as recorded</dd>" in baseline
+    assert '<aside class="note warn assumptions"' in what_if
+    assert "<strong>What-if, not the baseline.</strong>" in what_if
+    assert "<dd>10.0K tokens, LRU</dd>" in what_if and "<dd>5 min for every request</dd>" in what_if
 
 
 def test_a_result_without_recorded_options_shows_no_assumptions_box(inputs: ReportInputs) -> None:
@@ -606,3 +688,99 @@ def test_other_formatters() -> None:
     assert format_capacity(16_384) == "16.4K"
     assert format_latency(850) == "850 ms"
     assert format_latency(12_400) == "12.4 s"
+
+
+# --- size ----------------------------------------------------------------------------------------------------
+
+REPORT_SIZE_LIMIT = 1_500_000
+
+
+def test_the_sample_traces_report_stays_under_one_and_a_half_megabytes(
+    sample_report: tuple[Path, ReportInputs], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = sample_report
+    size = path.stat().st_size
+    with capsys.disabled():
+        print(f"\nreport of the sample traces: {size:,} bytes ({size / 1e6:.2f} MB), plotly.js {len(PLOTLY_JS):,}")
+    assert size <= REPORT_SIZE_LIMIT
+
+
+def test_the_inlined_plotly_js_draws_every_trace_type_the_report_uses(
+    full_inputs: ReportInputs, sample_report: tuple[Path, ReportInputs]
+) -> None:
+    listed = re.search(r"^Trace types: (.+)\.$", _vendor_readme(), re.M)
+    assert listed is not None
+    bundled = set(listed.group(1).split(", "))
+    used = {
+        trace["type"]
+        for document in (render_report(full_inputs), sample_report[0].read_text(encoding="utf-8"))
+        for figure in figures(document).values()
+        for trace in figure["data"]
+    }
+    assert used <= bundled
+    assert PLOTLY_JS.startswith("/**\n* plotly.js (basic - minified) v")
+
+
+def _vendor_readme() -> str:
+    return (Path(__file__).resolve().parents[1] / "zumik_cli/render/report/vendor/README.md").read_text(
+        encoding="utf-8"
+    )
+
+
+def test_the_sample_traces_report_is_titled_by_its_traffic_from_the_first_to_the_last_request(
+    sample_report: tuple[Path, ReportInputs],
+) -> None:
+    _, inputs = sample_report
+    assert inputs.waterfall["period"] == {
+        "first": "2026-06-09T09:00:00Z",
+        "last": "2026-06-09T10:26:22Z",
+        "requests_without_time": 0,
+    }
+    assert inputs.title == "1.0M input tokens in 107 requests, 9 Jun 2026, 09:00\u201310:26 UTC"
+    assert inputs.policies is not None and inputs.policies[0]["policy"] == "recorded"  # the simulation it just ran
+
+
+# --- plain words -----------------------------------------------------------------------------------------------
+
+
+def test_list_prices_name_the_rules_packs_they_come_from(inputs: ReportInputs) -> None:
+    markup = own_markup(render_report(inputs))
+    assert "<strong>anthropic 2026.06, openai 2026.05</strong> (prices dated 2026-06-01), in USD." in markup
+
+
+def test_methodology_titles_each_definition_once_and_shows_no_raw_key(inputs: ReportInputs) -> None:
+    waterfall = json.loads(json.dumps(inputs.waterfall))
+    waterfall["definitions"].update(rates="Token-weighted.", capacity_curve="An LRU sweep.", cache_writes="Writes.")
+    methodology = own_markup(render_report(replace(inputs, waterfall=waterfall)))
+    methodology = methodology[methodology.index('id="methodology"') :]
+    headings = re.findall(r"<dt>([^<]+)</dt>", methodology)
+    assert headings.count("Rates") == 1 and "rates" not in headings
+    assert "Capacity curve" in headings and "Cache writes" in headings
+    assert "capacity_curve" not in methodology and "cache_writes" not in methodology
+
+
+def test_every_glossary_term_on_the_page_explains_itself_and_is_in_the_glossary(full_inputs: ReportInputs) -> None:
+    markup = own_markup(render_report(full_inputs))
+    glossary = markup[markup.index('<section id="glossary">') : markup.index('<section id="methodology">')]
+    terms = re.findall(r'<dfn title="([^"]+)" tabindex="0" class="term">', markup)
+    assert len(terms) >= 10
+    for meaning in set(terms):
+        assert f"<dd>{meaning}</dd>" in glossary
+    for word in ("provider diagnostic", "materialization family", "KV compatibility key", "TTL", "eligible"):
+        assert f"<dt>{word}</dt>" in glossary
+
+
+@pytest.mark.parametrize(
+    ("eligible", "said"),
+    [
+        (123, "No system prompt or tool definition changed between requests in this traffic"),
+        (None, "These traces record token counts only, not prompt text"),
+    ],
+)
+def test_asked_for_text_with_no_prompt_edit_says_why_there_is_none(
+    inputs: ReportInputs, eligible: int | None, said: str
+) -> None:
+    waterfall = {**inputs.waterfall, "eligible": {**inputs.waterfall["eligible"], "tokens": eligible}}
+    markup = own_markup(render_report(replace(inputs, waterfall=waterfall, include_text=True, samples=[])))
+    assert said in markup
+    assert "content-free" not in markup

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -500,7 +501,7 @@ SELECT count(*) AS requests,
        bool_or(hashid) AS any_hashid,
        bool_or(scaled) AS any_scaled,
        bool_or(NOT tokenizer_exact AND NOT hashid) AS any_proxy,
-       count(*) FILTER (WHERE ts IS NULL) AS no_time,
+       count(*) FILTER (WHERE ts IS NULL) AS no_time, min(ts) AS first_ts, max(ts) AS last_ts,
        sum(coalesce(writes, 0)) AS writes,
        count(*) FILTER (WHERE writes IS NOT NULL) AS writes_known,
        sum(same_target) AS same_target, sum(same_key) AS same_key, sum(warm) AS warm,
@@ -723,6 +724,11 @@ def _summarise(
     ]
     return {
         "requests": int(t["requests"]),
+        "period": {
+            "first": _utc(row["first_ts"]),
+            "last": _utc(row["last_ts"]),
+            "requests_without_time": int(t["no_time"]),
+        },
         "total_input_tokens": _stage(total, total, total_evidence),
         "eligible": _stage(t["eligible"] if content else None, total, counted_evidence),
         "candidate": _stage(t["candidate"] if content else None, total, counted_evidence),
@@ -761,6 +767,13 @@ def _summarise(
         "options": assumptions(options),
         "definitions": DEFINITIONS,
     }
+
+
+def _utc(seconds: float | None) -> str | None:
+    """A request time (Unix seconds) as an ISO 8601 UTC instant, to the second."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def assumptions(options: WaterfallOptions) -> dict[str, Any]:

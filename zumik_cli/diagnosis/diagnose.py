@@ -95,6 +95,7 @@ def diagnose_dataset(
         from zumik_cli.routing.simulate import simulate
 
         simulation = simulate(dataset.root, load_history(releases)).to_json()
+        dataset = Dataset(dataset.root)  # the simulation replaced parts the old manifest lists: read the new one
     try:
         recommendations = compute_recommendations(dataset, options, baseline=waterfall).to_json(
             limit=TOP_RECOMMENDATIONS

@@ -133,130 +133,101 @@ def _in_update_order(layout: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class StageBar:
-    """One bar of the headline waterfall: a stage's absolute size, its share of input and its evidence."""
+class BridgeStep:
+    """One bar of the reuse bridge: a stage's level (``kind`` "stage") or a change between two stages ("loss", drawn
+    as a step down, or "gain"), with its share of input and its evidence."""
 
     label: str
+    kind: str
     tokens: float | None
-    rate: float | None
+    share: float | None
     evidence: object
 
 
-def waterfall_figure(stages: Sequence[StageBar]) -> Figure:
-    """The headline waterfall: one absolute bar per stage, coloured and badged by evidence level.
+BRIDGE_LABEL_CHARS = 26
 
-    Each stage is drawn from zero at its own size, not as a delta from the previous bar: missed is part of
-    candidate, not a further drop below realized, and floating deltas would suggest that it is. Plotly's
-    waterfall takes one colour for all absolute bars of a trace, so bars are grouped into one trace per
-    evidence level and overlaid on a fixed category order.
+
+def bridge_figure(steps: Sequence[BridgeStep]) -> Figure:
+    """The reuse bridge: total input at the top, each loss a bar that steps down from where the one above ended,
+    each stage a bar from zero, realized at the bottom, every bar in its evidence colour. A step of no tokens is
+    left out (the table beside the chart lists it).
+
+    Horizontal, so that a long cause name reads at phone width; each row's name, size and evidence are its axis
+    label (text on the bars would collide with the next row's bar or run out of the plot on a narrow screen).
     """
-    labels = [_text(stage.label) for stage in stages]
-    tallest = max((as_number(stage.tokens) or 0.0 for stage in stages), default=0.0) or 1.0
-    traces = []
-    levels = [*EVIDENCE_LEVELS, "unknown"]
-    for level in levels:
-        members = [i for i, stage in enumerate(stages) if evidence_key(stage.evidence) == level]
-        if not members:
-            continue
-        traces.append(
-            _trace(
-                "waterfall",
-                name=level if level != "unknown" else "unknown evidence",
-                x=[labels[i] for i in members],
-                y=[as_number(stages[i].tokens) or 0.0 for i in members],
-                measure=["absolute"] * len(members),
-                text=[_bar_text(stages[i]) for i in members],
-                textposition="outside",
-                cliponaxis=False,
-                customdata=[
-                    [
-                        _text(format_count(stages[i].tokens)),
-                        _text(format_percent(stages[i].rate)),
-                        _text(stages[i].evidence),
-                    ]
-                    for i in members
-                ],
-                hovertemplate="%{x}: %{customdata[0]} tokens (%{customdata[1]} of input), "
-                "%{customdata[2]}<extra></extra>",
-                totals={"marker": {"color": EVIDENCE_COLOURS[level]}},
-                connector={"visible": False},
-            )
-        )
-    badges = [
-        {
-            "x": labels[i],
-            "y": as_number(stage.tokens) or 0.0,
-            "yref": "y",
-            "text": _text(stage.evidence if stage.evidence is not None else "no evidence"),
-            "showarrow": False,
-            "yanchor": "bottom",
-            "yshift": 24,
-            "bgcolor": evidence_colour(stage.evidence),
-            "bordercolor": evidence_colour(stage.evidence),
-            "borderpad": 3,
-            "font": {"color": "#ffffff", "size": 11},
-        }
-        for i, stage in enumerate(stages)
-    ]
-    return _figure(
-        traces,
-        _layout(
-            waterfallmode="overlay",
-            height=380,
-            annotations=badges,
-            xaxis={"type": "category", "categoryorder": "array", "categoryarray": labels, "gridcolor": None},
-            yaxis={"title": {"text": "tokens"}, "tickformat": "~s", "range": [0, tallest * 1.3]},
-        ),
-    )
-
-
-def _bar_text(stage: StageBar) -> str:
-    if as_number(stage.tokens) is None:
-        return "not computed"
-    return f"{_text(format_tokens(stage.tokens))} · {_text(format_percent(stage.rate))}"
-
-
-def causes_figure(causes: Sequence[Mapping[str, Any]], total_tokens: object) -> Figure:
-    """Loss causes as horizontal bars, largest first, each in its evidence colour."""
-    ranked = sorted(causes, key=lambda cause: -(as_number(cause.get("tokens")) or 0.0))
-    total = as_number(total_tokens)
-    labels = _unique([_text(cause.get("label") or cause.get("cause")) for cause in ranked])
-    shares = [_text(format_percent(_ratio(cause.get("tokens"), total))) for cause in ranked]
+    steps = [step for step in steps if step.kind == "stage" or as_number(step.tokens)]  # a step of 0 is no step
+    level = 0.0
+    bases, widths, labels = [], [], []
+    for step in steps:
+        tokens = as_number(step.tokens) or 0.0
+        if step.kind == "stage":
+            level = tokens
+            bases.append(0.0)
+        elif step.kind == "loss":
+            level -= tokens
+            bases.append(level)
+        else:
+            bases.append(level)
+            level += tokens
+        widths.append(tokens)
+        labels.append(_bridge_label(step))
     bars = _trace(
         "bar",
         orientation="h",
-        y=labels,
-        x=[as_number(cause.get("tokens")) or 0.0 for cause in ranked],
-        marker={"color": [evidence_colour(cause.get("evidence")) for cause in ranked]},
-        text=[
-            f"{_text(format_tokens(cause.get('tokens')))} · {share}"
-            for cause, share in zip(ranked, shares, strict=True)
-        ],
-        textposition="outside",
-        cliponaxis=False,
+        y=_unique(labels),
+        x=widths,
+        base=bases,
+        marker={
+            "color": [evidence_colour(step.evidence) for step in steps],
+            "opacity": [1.0 if step.kind == "stage" else 0.75 for step in steps],
+        },
         customdata=[
             [
-                _text(cause.get("stage")),
-                _text(format_count(cause.get("tokens"))),
-                _text(cause.get("evidence")),
+                _text(step.label),
+                _text(format_count(step.tokens)),
+                _text(format_percent(step.share)),
+                _text(step.evidence),
             ]
-            for cause in ranked
+            for step in steps
         ],
-        hovertemplate="%{y} (%{customdata[0]}): %{customdata[1]} tokens, %{customdata[2]}<extra></extra>",
+        hovertemplate="%{customdata[0]}: %{customdata[1]} tokens (%{customdata[2]} of input), "
+        "%{customdata[3]}<extra></extra>",
     )
+    tallest = max([as_number(step.tokens) or 0.0 for step in steps if step.kind == "stage"] + [1.0])
     return _figure(
         [bars],
         _layout(
-            height=max(220, 44 * len(ranked) + 80),
-            margin={"r": 96},
-            yaxis={"type": "category", "autorange": "reversed", "gridcolor": None},
-            xaxis={"title": {"text": "tokens lost"}, "tickformat": "~s", "rangemode": "tozero"},
+            # rows far enough apart for the tallest label (its name's lines and the size line)
+            height=(16 * max(label.count("<br>") + 1 for label in labels) + 14) * len(steps) + 70,
+            margin={"l": 8, "r": 16, "t": 8, "b": 48},
+            bargap=0.25,
+            yaxis={"type": "category", "autorange": "reversed", "gridcolor": None, "ticklabelstandoff": 6},
+            xaxis={"title": {"text": "input tokens"}, "tickformat": "~s", "range": [0, tallest * 1.02]},
         ),
     )
 
 
-def _ratio(part: object, whole: float | None) -> float | None:
-    return (as_number(part) or 0.0) / whole if whole else None
+def _bridge_label(step: BridgeStep) -> str:
+    """Name, then size and evidence on a line of their own; a stage's name in bold, a long name broken at spaces."""
+    name = "<br>".join(_wrap(_text(step.label), BRIDGE_LABEL_CHARS))
+    if step.kind == "stage":
+        name = f"<b>{name}</b>"
+    sign = {"loss": "\u2212", "gain": "+"}.get(step.kind, "")
+    size = "not computed" if as_number(step.tokens) is None else f"{sign}{_text(format_tokens(step.tokens))}"
+    share = f" ({_text(format_percent(step.share))})" if step.share is not None else ""
+    evidence = _text(step.evidence if step.evidence is not None else "no evidence")
+    return f'{name}<br>{size}{share} <span style="color:{evidence_colour(step.evidence)}">{evidence}</span>'
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Words packed into lines of at most ``width`` characters (a longer word gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def _unique(labels: Sequence[str]) -> list[str]:
@@ -335,7 +306,8 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> Fig
             **ceiling_marks,
             xaxis={
                 "type": "log",
-                "title": {"text": "KV-cache capacity (tokens, log scale)"},
+                "title": {"text": "cache capacity, tokens (log)"},
+                "ticklabelstandoff": 6,
                 "exponentformat": "SI",
                 "dtick": 1,
             },
@@ -383,50 +355,47 @@ def ttl_figure(points: Sequence[Mapping[str, Any]], evidence: object) -> Figure 
 
 
 def policy_figure(policies: Sequence[Mapping[str, Any]], currency: object) -> Figure:
-    """Each simulated policy as a point of cost against realized reuse: down and to the right is better."""
-    points = _trace(
-        "scatter",
-        x=[as_number(row.get("cost")) for row in policies],
-        y=[as_number(row.get("realized_rate")) for row in policies],
-        mode="markers+text",
-        text=[_text(row.get("policy")) for row in policies],
-        textposition=_alternating(policies),
-        marker={
-            "size": 13,
-            "color": [evidence_colour(row.get("evidence")) for row in policies],
-            "line": {"color": "#ffffff", "width": 1},
-        },
+    """Each simulated policy's cost as a bar, cheapest first, with its realized reuse in its label: a bar per row
+    keeps every name readable where points of policies that cost nearly the same would print over each other."""
+    ranked = sorted(policies, key=lambda row: as_number(row.get("cost")) or 0.0)
+    labels = _unique(
+        [
+            f"{_text(row.get('policy'))}<br>reuse {_text(format_percent(row.get('realized_rate')))} "
+            f'<span style="color:{evidence_colour(row.get("evidence"))}">{_text(row.get("evidence"))}</span>'
+            for row in ranked
+        ]
+    )
+    costs = [as_number(row.get("cost")) for row in ranked]
+    bars = _trace(
+        "bar",
+        orientation="h",
+        y=labels,
+        x=[cost or 0.0 for cost in costs],
+        marker={"color": [evidence_colour(row.get("evidence")) for row in ranked]},
         customdata=[
             [
+                _text(row.get("policy")),
                 _text(format_money(row.get("cost"), currency)),
                 _text(format_percent(row.get("realized_rate"))),
                 _text(format_latency(row.get("latency_ms"))),
                 _text(row.get("evidence")),
             ]
-            for row in policies
+            for row in ranked
         ],
-        hovertemplate="%{text}: %{customdata[0]}, reuse %{customdata[1]}, latency %{customdata[2]}, "
-        "%{customdata[3]}<extra></extra>",
-        cliponaxis=False,
+        hovertemplate="%{customdata[0]}: %{customdata[1]}, reuse %{customdata[2]}, latency %{customdata[3]}, "
+        "%{customdata[4]}<extra></extra>",
     )
     symbol = format_money(0, currency).replace("0.00", "")
     return _figure(
-        [points],
+        [bars],
         _layout(
-            margin={"t": 32, "r": 48},
-            xaxis={"title": {"text": "cost"}, "tickprefix": _text(symbol)},
-            yaxis={"title": {"text": "realized reuse (share of input)"}, "tickformat": ".1%"},
+            height=46 * len(ranked) + 70,
+            margin={"l": 8, "r": 16, "t": 8},
+            bargap=0.3,
+            yaxis={"type": "category", "autorange": "reversed", "gridcolor": None, "ticklabelstandoff": 6},
+            xaxis={"title": {"text": "cost"}, "tickprefix": _text(symbol), "rangemode": "tozero"},
         ),
     )
-
-
-def _alternating(policies: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Label positions that alternate above and below along the cost axis, so neighbours do not collide."""
-    order = sorted(range(len(policies)), key=lambda i: as_number(policies[i].get("cost")) or 0.0)
-    positions = [""] * len(policies)
-    for rank, index in enumerate(order):
-        positions[index] = "top center" if rank % 2 == 0 else "bottom center"
-    return positions
 
 
 def replay_figure(replays: Sequence[Mapping[str, Any]]) -> Figure:
@@ -480,13 +449,12 @@ __all__ = [
     "EVIDENCE_LEVELS",
     "FONT_STACK",
     "Figure",
-    "StageBar",
+    "BridgeStep",
+    "bridge_figure",
     "capacity_figure",
-    "causes_figure",
     "evidence_colour",
     "evidence_key",
     "policy_figure",
     "replay_figure",
     "ttl_figure",
-    "waterfall_figure",
 ]

@@ -9,6 +9,7 @@ callers still escape them before they go into HTML.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 NOT_AVAILABLE = "n/a"
 
@@ -114,3 +115,44 @@ def format_latency(milliseconds: object) -> str:
     if abs(number) >= 10_000:
         return f"{number / 1000:.1f} s"
     return f"{round(number):,} ms"
+
+
+def _instant(value: object) -> datetime | None:
+    """An ISO 8601 instant ("2026-06-09T09:00:00Z") as a UTC datetime, or None where it is missing or odd."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def format_period(first: object, last: object) -> str:
+    """The span from the first to the last request, in UTC: "9 Jun 2026, 09:00-10:26 UTC" within a day,
+    "9 Jun-14 Jun 2026" across days; "an unknown period" when the requests carry no time."""
+    start, end = _instant(first), _instant(last)
+    if start is None or end is None:
+        return "an unknown period"
+    day = f"{start.day} {start:%b %Y}"
+    if start.date() == end.date():
+        return f"{day}, {start:%H:%M}\u2013{end:%H:%M} UTC"
+    if start.year == end.year:
+        return f"{start.day} {start:%b}\u2013{end.day} {end:%b %Y}"
+    return f"{day}\u2013{end.day} {end:%b %Y}"
+
+
+def format_span(first: object, last: object) -> str:
+    """How long the period lasted, in the largest unit that reads well (1 h 26 min, 3 days); "" when unknown."""
+    start, end = _instant(first), _instant(last)
+    if start is None or end is None:
+        return ""
+    seconds = int((end - start).total_seconds())
+    if seconds >= 2 * 86400:
+        return f"{round(seconds / 86400)} days"
+    if seconds >= 3600:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if seconds >= 60:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"

@@ -118,7 +118,8 @@ def data_table(columns: Sequence[Column], rows: Iterable[Sequence[object]]) -> M
         for row in rows
     )
     table = tag("table", join([tag("thead", tag("tr", head)), tag("tbody", body)]))
-    return tag("div", table, class_="table-wrap")
+    hint = tag("p", "Wider than the screen: scroll the table sideways \u2192", class_="scroll-hint")
+    return tag("div", join([hint, tag("div", table, class_="table-wrap")]), class_="table-box")
 
 
 def more_note(shown: int, total: int, noun: str) -> Markup:

@@ -1,9 +1,9 @@
 """The stakeholder report: one self-contained HTML file drawn from the waterfall result object.
 
-Invariants: the file makes no network request when opened (plotly.js is inlined, fonts are the system's,
-a Content-Security-Policy forbids every fetch and allows only this file's own scripts by hash); the same
-inputs give byte-identical output (no clock, no random ids); every string from the data is escaped before it
-reaches HTML or plotly; prompt text appears only when asked for.
+Invariants: the file makes no network request when opened (plotly.js, a partial bundle with only the trace types
+the charts use, is inlined, fonts are the system's, a Content-Security-Policy forbids every fetch and allows only
+this file's own scripts by hash); the same inputs give byte-identical output (no clock, no random ids); every
+string from the data is escaped before it reaches HTML or plotly; prompt text appears only when asked for.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from zumik_cli import __version__
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.core.redact import redact
 from zumik_cli.render.report.charts import EVIDENCE_COLOURS, EVIDENCE_LEVELS, FONT_STACK
-from zumik_cli.render.report.format import format_count
+from zumik_cli.render.report.format import as_number, format_count
+from zumik_cli.render.report.glossary import glossary_card
 from zumik_cli.render.report.html import (
     EVIDENCE_MEANINGS,
     TABLE_ROW_LIMIT,
@@ -42,18 +43,15 @@ from zumik_cli.render.report.html import (
     section,
     tag,
 )
+from zumik_cli.render.report.overview import overview_section, traffic_title
 from zumik_cli.render.report.results import policies_section, recommendations_section, replays_section
 from zumik_cli.render.report.sections import (
     STAGES,
-    assumptions_section,
     breakdowns_section,
     capacity_section,
     causes_section,
     currency_of,
-    data_notes,
-    headline,
     money_section,
-    summary_sentence,
     waterfall_section,
 )
 
@@ -84,7 +82,7 @@ class ReportInputs:
             waterfall=diagnosis.waterfall.summary,
             manifest=diagnosis.manifest,
             generated_at=generated_at,
-            title=diagnosis.title,
+            title=traffic_title(diagnosis.waterfall.summary),
             policies=diagnosis.policies,
             replays=diagnosis.replays,
             include_text=include_text,
@@ -115,16 +113,19 @@ def _samples_section(inputs: ReportInputs) -> Markup:
             ]
         cards.append(card(tag("p", header, class_="small"), *body))
     intro = (
-        "Where a system prompt or tool definition changed between a request and the one before it on its branch, "
-        "for the changes that cost the most reuse (zumik divergence --data DATASET lists every break). This report "
-        "was asked to include prompt text: share it only with people allowed to read it."
+        "Where a system prompt or tool definition changed between a request and the one before it in the same "
+        "conversation, for the changes that cost the most reuse. This report was asked to include prompt text: "
+        "share it only with people allowed to read it."
     )
     if not cards:
+        content_free = as_number(as_mapping(inputs.waterfall.get("eligible")).get("tokens")) is None
         cards.append(
             tag(
                 "p",
-                "No request here changed the text of a system prompt or tool definition (content-free traces have no "
-                "text to show).",
+                "These traces record token counts only, not prompt text, so there is no text to show."
+                if content_free
+                else "No system prompt or tool definition changed between requests in this traffic, so there is no "
+                "edit to show.",
             )
         )
     return section("samples", "Where prompts changed", intro, *cards, more_note(len(cards), len(samples), "changes"))
@@ -140,24 +141,37 @@ def _edited_text(label: str, before: str, span: str, after: str) -> Markup:
     return join([tag("p", label, class_="small"), tag("pre", text, class_="sample")])
 
 
+DEFINITION_TITLES = {
+    "rates": "Rates",
+    "capacity_curve": "Capacity curve",
+    "ttl_sensitivity": "TTL sensitivity",
+}
+
+
+def _humanised(key: object) -> str:
+    """A definition's key as a heading ("cache_writes" -> "Cache writes"), for one this module has no title for."""
+    words = str(key).replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
 def _methodology_section(inputs: ReportInputs) -> Markup:
     waterfall = inputs.waterfall
     definitions = as_mapping(waterfall.get("definitions"))
-    titles = dict(STAGES)
-    extra = [key for key in definitions if key not in titles]
-    ordered = [key for key in titles if key in definitions] + extra
-    terms = join(join([tag("dt", titles.get(key, key)), tag("dd", definitions[key])]) for key in ordered)
-    terms = join(
-        [
-            terms,
-            tag("dt", "Rates"),
-            tag(
-                "dd",
-                "Headline rates are token-weighted (sum over sum); request-weighted means are shown beside "
-                "them, named as such.",
-            ),
-        ]
-    )
+    titles = {**dict(STAGES), **DEFINITION_TITLES}
+    ordered = [key for key in titles if key in definitions] + [key for key in definitions if key not in titles]
+    terms = join(join([tag("dt", titles.get(key, _humanised(key))), tag("dd", definitions[key])]) for key in ordered)
+    if "rates" not in definitions:
+        terms = join(
+            [
+                terms,
+                tag("dt", "Rates"),
+                tag(
+                    "dd",
+                    "Headline rates are token-weighted (sum over sum); request-weighted means are shown beside "
+                    "them, named as such.",
+                ),
+            ]
+        )
     evidence = join(
         join([tag("dt", badge(level)), tag("dd", EVIDENCE_MEANINGS[level].capitalize())]) for level in EVIDENCE_LEVELS
     )
@@ -237,9 +251,7 @@ def _methodology_section(inputs: ReportInputs) -> Markup:
 def _body(inputs: ReportInputs, charts: Charts) -> Markup:
     waterfall = inputs.waterfall
     sections = [
-        assumptions_section(waterfall),
         recommendations_section(inputs.recommendations, currency_of(waterfall)),
-        section("headline", "Headline", None, headline(waterfall), summary_sentence(waterfall), data_notes(waterfall)),
         waterfall_section(waterfall, charts),
         causes_section(waterfall, charts),
         money_section(waterfall),
@@ -248,17 +260,19 @@ def _body(inputs: ReportInputs, charts: Charts) -> Markup:
         policies_section(inputs.policies, currency_of(waterfall), charts),
         replays_section(inputs.replays, charts),
         _samples_section(inputs),
+        section("glossary", "Glossary", "The words this report uses, in plain terms.", glossary_card()),
         _methodology_section(inputs),
     ]
     toc = [("recommendations", "What to change")] if inputs.recommendations is not None else []
     toc += [
-        ("waterfall", "Waterfall"),
-        ("causes", "Causes"),
+        ("waterfall", "Where the input went"),
+        ("causes", "Why reuse was lost"),
         ("money", "Money"),
         ("breakdowns", "Breakdowns"),
         ("capacity", "Capacity and TTL"),
         ("policies", "Policies"),
         ("replay", "Replay"),
+        ("glossary", "Glossary"),
         ("methodology", "Methodology"),
     ]
     nav = tag(
@@ -275,12 +289,12 @@ def _body(inputs: ReportInputs, charts: Charts) -> Markup:
         "header",
         join(
             [
-                tag("div", "zumik prefix-cache reuse report", class_="eyebrow"),
+                tag("div", "Prompt-cache reuse report", class_="eyebrow"),
                 tag("h1", inputs.title),
                 tag(
                     "p",
-                    f"Generated {inputs.generated_at} · {format_count(waterfall.get('requests'))} requests "
-                    f"from {files} input file{'s' if files != 1 else ''} · zumik {__version__}",
+                    f"Generated {inputs.generated_at} from {files} input file{'s' if files != 1 else ''} "
+                    f"by zumik {__version__}",
                     class_="meta",
                 ),
             ]
@@ -292,7 +306,8 @@ def _body(inputs: ReportInputs, charts: Charts) -> Markup:
         f"Generated by zumik {__version__} at {inputs.generated_at}. This file is "
         "self-contained and makes no network requests.",
     )
-    return tag("div", join([header, nav, tag("main", join(sections)), footer]), class_="page")
+    first_screen = overview_section(waterfall, inputs.recommendations)
+    return tag("div", join([header, first_screen, nav, tag("main", join(sections)), footer]), class_="page")
 
 
 def _resource(name: str) -> str:
@@ -305,11 +320,14 @@ def _css() -> str:
     return f":root{{{variables}--font:{FONT_STACK};}}\n{_resource('report.css')}"
 
 
+PLOTLY_BUNDLE = "plotly-basic.min.js"
+
+
 @functools.cache
 def _plotly_js() -> tuple[str, str]:
-    """plotly.js as shipped with the installed plotly, and its hash, read once per process (it is about 5 MB)."""
-    # The file plotly.offline.get_plotlyjs reads, without loading plotly's Python side.
-    return _inlinable(resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes())
+    """plotly.js and its hash, read once per process: the partial bundle with the bar and scatter traces the
+    report draws (1.2 MB; vendor/README.md says where it comes from), not the full 4.8 MB one."""
+    return _inlinable(resources.files("zumik_cli.render.report").joinpath("vendor", PLOTLY_BUNDLE).read_bytes())
 
 
 def _inlinable(script: bytes) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from zumik_cli.render.report.format import (
     format_tokens,
     share_of,
 )
+from zumik_cli.render.report.glossary import term
 from zumik_cli.render.report.html import (
     TABLE_ROW_LIMIT,
     Charts,
@@ -39,13 +40,15 @@ from zumik_cli.render.report.html import (
     tag,
 )
 
-SIMULATE_HINT = "zumik simulate --data DATASET --releases releases.yaml"
-REPLAY_HINT = "zumik replay --data DATASET --release alr_..."
 
-
-def _not_given(anchor: str, title: str, run: str, command: str, then: str) -> Markup:
-    """The section of a run the caller did not pass: a placeholder naming the command that makes one."""
-    sentence = join([f"No {run} was given to this report. Run ", tag("code", command), then])
+def _not_given(anchor: str, title: str, missing: str, needs: str, shows: str) -> Markup:
+    """The section of a run the report was not given: what is missing, what it needs, and who can add it."""
+    sentence = join(
+        [
+            tag("strong", f"Missing: {missing}."),
+            f" It needs {needs}. The engineer who produced this report can add it; then this section {shows}.",
+        ]
+    )
     return section(anchor, title, None, placeholder(sentence))
 
 
@@ -57,10 +60,13 @@ def policies_section(
     title = "Policy comparison"
     rows = as_rows(list(policies or []))
     if not rows:
-        then = (
-            " and build the report again to compare routing policies here on cost, reuse, latency and decision churn."
+        return _not_given(
+            "policies",
+            title,
+            "a routing simulation",
+            "the history of which model each alias pointed to, and when (the alias releases)",
+            "compares routing policies on cost, reuse, latency and decision churn",
         )
-        return _not_given("policies", title, "routing simulation", SIMULATE_HINT, then)
     recorded = next((row for row in rows if row.get("policy") == "recorded"), None)
     baseline = as_number(recorded.get("cost")) if recorded else None
 
@@ -95,10 +101,19 @@ def policies_section(
             for row in rows
         ],
     )
-    chart = charts.place("policies", policy_figure(rows, currency), "Cost against realized reuse, per policy")
-    intro = "Each policy replays the same workload in time order with a cache per target. Lower cost and "
-    intro += "higher reuse are better; churn is how often a policy's decision differs from the recorded one."
-    return section("policies", title, intro, card(table), card(chart))
+    chart = charts.place("policies", policy_figure(rows, currency), "Cost of the same traffic under each policy")
+    intro = join(
+        [
+            "The same traffic, in time order, sent where each ",
+            term("routing policy"),
+            " would have sent it, with a cache per ",
+            term("target"),
+            ". Lower cost and higher reuse are better; ",
+            term("decision churn"),
+            " is how often a policy's choice differs from the recorded one.",
+        ]
+    )
+    return section("policies", title, intro, card(chart), card(table))
 
 
 def _churn(value: object) -> str:
@@ -112,11 +127,13 @@ def replays_section(replays: Sequence[Mapping[str, Any]] | None, charts: Charts)
     title = "Predicted vs measured (replay)"
     rows = as_rows(list(replays or []))
     if not rows:
-        then = (
-            " on a machine with vLLM and build the report again to set zumik's predicted reuse beside what a real "
-            "engine measured."
+        return _not_given(
+            "replay",
+            title,
+            "a replay on a real engine",
+            "a machine with the vLLM inference engine",
+            "sets zumik's predicted reuse beside what a real engine measured",
         )
-        return _not_given("replay", title, "replay", REPLAY_HINT, then)
     predicted = [as_number(row.get("predicted_tokens")) for row in rows]
     measured = [as_number(row.get("measured_tokens")) for row in rows]
     pairs = [(p, m) for p, m in zip(predicted, measured, strict=True) if p is not None and m is not None]
@@ -221,7 +238,7 @@ def recommendations_section(recommendations: Sequence[Mapping[str, Any]] | None,
     table = data_table(
         [
             Column("#", True),
-            Column("Change"),
+            Column("Change", css="prose"),
             Column("Sessions", True),
             Column("Requests", True),
             Column("Tokens saved", True),

@@ -7,17 +7,15 @@ placeholder, never raises), and returns escaped ``Markup``.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any
 
 from zumik_cli.render.report.charts import (
     EVIDENCE_LEVELS,
-    StageBar,
+    BridgeStep,
+    bridge_figure,
     capacity_figure,
-    causes_figure,
     ttl_figure,
-    waterfall_figure,
 )
 from zumik_cli.render.report.format import (
     as_number,
@@ -27,6 +25,7 @@ from zumik_cli.render.report.format import (
     format_tokens,
     share_of,
 )
+from zumik_cli.render.report.glossary import cause_name, term
 from zumik_cli.render.report.html import (
     EVIDENCE_MEANINGS,
     TABLE_ROW_LIMIT,
@@ -40,7 +39,6 @@ from zumik_cli.render.report.html import (
     data_table,
     escape,
     join,
-    metric,
     more_note,
     placeholder,
     section,
@@ -72,130 +70,43 @@ def currency_of(waterfall: Mapping[str, Any]) -> object:
     return as_mapping(waterfall.get("money")).get("currency") or "USD"
 
 
-def headline(waterfall: Mapping[str, Any]) -> Markup:
-    total = _stage(waterfall, "total_input_tokens")
-    realized = _stage(waterfall, "realized")
-    missed = _stage(waterfall, "missed")
-    money = as_mapping(waterfall.get("money"))
-    currency = currency_of(waterfall)
-    requests = waterfall.get("requests")
-    cards = [
-        metric(
-            "total",
-            "Input tokens",
-            format_tokens(total.get("tokens")),
-            f"{format_count(requests)} requests",
-            total.get("evidence"),
-        ),
-        metric(
-            "realized",
-            "Reused from cache",
-            format_percent(realized.get("rate")),
-            f"{format_tokens(realized.get('tokens'))} tokens",
-            realized.get("evidence"),
-        ),
-        metric(
-            "missed",
-            "Missed reuse",
-            format_percent(missed.get("rate")),
-            f"{format_tokens(missed.get('tokens'))} tokens",
-            missed.get("evidence"),
-        ),
-        metric(
-            "money",
-            "Saved by caching",
-            format_money(money.get("realized_savings"), currency),
-            f"of {format_money(money.get('without_cache'), currency)} without cache"
-            if money.get("without_cache") is not None
-            else "unpriced: see Money",
-            money.get("evidence"),
-        ),
-        metric(
-            "money",
-            "Left on the table",
-            format_money(money.get("missed_savings"), currency),
-            "missed savings",
-            money.get("evidence"),
-        ),
-    ]
-    return tag("div", join(cards), class_="headline")
-
-
-def assumptions_section(waterfall: Mapping[str, Any]) -> Markup:
-    """What the figures were computed under, first on the page: a what-if must never read like the baseline."""
-    options = as_mapping(waterfall.get("options"))
-    phrases = options.get("assumptions")
-    if not isinstance(phrases, list) or not phrases:
-        return Markup("")  # a result written before it recorded its options
-    items = tag("ul", join(tag("li", phrase) for phrase in phrases))
-    if options.get("what_if"):
-        lead = join([tag("strong", "What-if, not the baseline."), " The figures below were computed under"])
-        box = tag("div", join([tag("p", lead), items]), class_="note warn")
-    else:
-        lead = join([tag("strong", "Baseline."), " The figures below were computed under"])
-        box = tag("div", join([tag("p", lead), items]), class_="note info")
-    return section("assumptions", "Assumptions", None, box)
-
-
-def summary_sentence(waterfall: Mapping[str, Any]) -> Markup:
-    """One plain sentence for a reader who reads nothing else."""
-    total = _stage(waterfall, "total_input_tokens")
-    money = as_mapping(waterfall.get("money"))
-    parts = [
-        Markup("Of "),
-        tag("strong", f"{format_tokens(total.get('tokens'))} input tokens"),
-        Markup(", "),
-        tag("strong", format_percent(_stage(waterfall, "eligible").get("rate"))),
-        Markup(" repeat an earlier prefix, a cache could have served "),
-        tag("strong", format_percent(_stage(waterfall, "candidate").get("rate"))),
-        Markup(", and "),
-        tag("strong", format_percent(_stage(waterfall, "realized").get("rate"))),
-        Markup(" was actually reused. The gap, "),
-        tag("strong", format_percent(_stage(waterfall, "missed").get("rate"))),
-        Markup(" of input, is worth about "),
-        tag("strong", format_money(money.get("missed_savings"), currency_of(waterfall))),
-        Markup("."),
-    ]
-    causes = as_rows(waterfall.get("causes"))
-    if causes:
-        worst = max(causes, key=lambda cause: as_number(cause.get("tokens")) or 0.0)
-        share = share_of(worst.get("tokens"), total.get("tokens"))
-        parts += [
-            Markup(" The largest single loss is "),
-            tag("strong", worst.get("label") or worst.get("cause")),
-            Markup(
-                f" ({html.escape(format_tokens(worst.get('tokens')))} tokens, "
-                f"{html.escape(format_percent(share))} of input)."
-            ),
-        ]
-    return tag("p", join(parts), class_="summary")
-
-
 def data_notes(waterfall: Mapping[str, Any]) -> Markup:
-    """What could not be computed, and requests whose reuse contradicts the rules: shown, never hidden."""
+    """How exact the figures are, what could not be computed, and requests whose reuse contradicts the rules:
+    shown, never hidden."""
     notes: list[Markup] = []
-    cannot = as_rows(waterfall.get("cannot_compute"))
-    if cannot:
-        items = join(
-            tag("li", join([tag("strong", row.get("row")), ": ", escape(row.get("reason"))])) for row in cannot
-        )
-        notes.append(
-            tag(
-                "div",
-                join([tag("strong", "Not computed for this data."), tag("ul", items)]),
-                class_="note warn",
+    titles = dict(STAGES)
+    rows = as_rows(waterfall.get("cannot_compute"))
+    missing = [row for row in rows if as_number(_stage(waterfall, str(row.get("row"))).get("tokens")) is None]
+    approximate = [row for row in rows if row not in missing]
+    for heading, group in (("Not computed for this data.", missing), ("Estimated, not exact.", approximate)):
+        if group:
+            items = join(
+                tag(
+                    "li",
+                    join(
+                        [
+                            tag("strong", titles.get(str(row.get("row")), row.get("row"))),
+                            ": ",
+                            _sentence_case(row.get("reason")),
+                        ]
+                    ),
+                )
+                for row in group
             )
-        )
+            notes.append(tag("div", join([tag("strong", heading), tag("ul", items)]), class_="note warn"))
     over = as_mapping(waterfall.get("over_realized"))
     if (as_number(over.get("requests")) or 0) > 0:
+        requests = as_number(over.get("requests"))
         text = join(
             [
                 tag(
                     "strong",
-                    f"{format_count(over.get('requests'))} requests reused more than their candidate "
-                    f"({format_count(over.get('tokens'))} tokens). ",
+                    f"{format_count(requests)} request{'' if requests == 1 else 's'} reused more than the rules "
+                    f"allow ({format_count(over.get('tokens'))} tokens). ",
                 ),
-                escape(over.get("explanation")),
+                _reasons(over.get("explanation")),
+                " They are counted as the provider reported them.",
+                _within_estimate(over),
                 " ",
                 badge(over.get("evidence")),
             ]
@@ -204,20 +115,117 @@ def data_notes(waterfall: Mapping[str, Any]) -> Markup:
     return join(notes)
 
 
-def waterfall_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
-    stages = [
-        StageBar(
-            label=label,
-            tokens=as_number(_stage(waterfall, key).get("tokens")),
-            rate=as_number(_stage(waterfall, key).get("rate")),
-            evidence=_stage(waterfall, key).get("evidence"),
+def _within_estimate(over: Mapping[str, Any]) -> str:
+    """The requests whose excess is within an estimate's rounding, said beside those whose excess is not."""
+    requests = as_number(over.get("within_estimate_requests")) or 0
+    if not requests:
+        return ""
+    return (
+        f" Another {format_count(requests)} request{'' if requests == 1 else 's'} exceed it by less than the "
+        f"rounding of an estimate ({format_count(over.get('within_estimate_tokens'))} tokens)."
+    )
+
+
+def _sentence_case(text: object) -> str:
+    """A fragment as a sentence: capital first letter, full stop at the end."""
+    words = str(text or "").strip().rstrip(".;")
+    return f"{words[:1].upper()}{words[1:]}." if words else ""
+
+
+def _reasons(explanation: object) -> str:
+    """The possible reasons out of an over-realized explanation ("requests whose ...: a, b, or c; shown, never
+    hidden"), as one sentence."""
+    text = str(explanation or "").split("; shown")[0]
+    reasons = text.split(": ", 1)[1] if ": " in text else text
+    return _sentence_case(f"possible reasons: {reasons}") if reasons else ""
+
+
+def bridge_steps(waterfall: Mapping[str, Any]) -> list[BridgeStep]:
+    """Total input down to realized: each stage, and between two stages each cause as a step of its own.
+
+    What the causes do not account for between two stages (requests whose realized is unknown, rounding of
+    estimates) is a step of its own too, so that every bar starts where the one above ended.
+    """
+    total = as_number(_stage(waterfall, "total_input_tokens").get("tokens"))
+
+    def share(tokens: float | None) -> float | None:
+        return share_of(tokens, total)
+
+    def stage(key: str, label: str) -> BridgeStep:
+        tokens = as_number(_stage(waterfall, key).get("tokens"))
+        return BridgeStep(label, "stage", tokens, share(tokens), _stage(waterfall, key).get("evidence"))
+
+    causes = as_rows(waterfall.get("causes"))
+    steps = [stage("total_input_tokens", "Total input")]
+    eligible = as_number(_stage(waterfall, "eligible").get("tokens"))
+    if total is not None and eligible is not None:
+        steps.append(
+            BridgeStep(
+                "new input (no earlier request shares it)",
+                "loss",
+                total - eligible,
+                share(total - eligible),
+                weakest([_stage(waterfall, "eligible").get("evidence")]),
+            )
         )
-        for key, label in STAGES
+    steps.append(stage("eligible", "Eligible"))
+    steps.extend(_between(waterfall, "eligible", "candidate", causes, share))
+    steps.append(stage("candidate", "Candidate"))
+    steps.extend(_between(waterfall, "candidate", "realized", causes, share))
+    steps.append(stage("realized", "Realized"))
+    return steps
+
+
+def _between(
+    waterfall: Mapping[str, Any],
+    upper: str,
+    lower: str,
+    causes: list[Mapping[str, Any]],
+    share: Any,
+) -> list[BridgeStep]:
+    """The steps from stage ``upper`` down to stage ``lower``."""
+    top = as_number(_stage(waterfall, upper).get("tokens"))
+    bottom = as_number(_stage(waterfall, lower).get("tokens"))
+    mine = [cause for cause in causes if cause.get("stage") == f"{upper}->{lower}"]
+    if upper == "candidate":
+        mine = [cause for cause in mine if as_number(cause.get("tokens"))]  # the provider's reasons, where it gave any
+    steps = [
+        BridgeStep(
+            cause_name(cause.get("cause"), cause.get("label")),
+            "loss",
+            as_number(cause.get("tokens")) or 0.0,
+            share(as_number(cause.get("tokens")) or 0.0),
+            cause.get("evidence"),
+        )
+        for cause in mine
     ]
+    if top is None or bottom is None:
+        return steps
+    level = top - sum(step.tokens or 0.0 for step in steps)
+    if upper == "candidate":
+        over = as_mapping(waterfall.get("over_realized"))
+        beyond = (as_number(over.get("tokens")) or 0.0) + (as_number(over.get("within_estimate_tokens")) or 0.0)
+        if beyond:
+            steps.append(
+                BridgeStep(
+                    "reused beyond the rules (over-realized)", "gain", beyond, share(beyond), over.get("evidence")
+                )
+            )
+            level += beyond
+    rest = level - bottom
+    if abs(rest) >= 0.5:
+        evidence = weakest([_stage(waterfall, upper).get("evidence"), _stage(waterfall, lower).get("evidence")])
+        label = "not attributed to a cause" if rest > 0 else "reused beyond the causes above"
+        steps.append(BridgeStep(label, "loss" if rest > 0 else "gain", abs(rest), share(abs(rest)), evidence))
+    return steps
+
+
+def waterfall_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
+    steps = bridge_steps(waterfall)
     chart = charts.place(
         "waterfall",
-        waterfall_figure(stages),
-        "Reuse waterfall: total input, eligible, candidate, realized and missed tokens",
+        bridge_figure(steps),
+        "Reuse bridge: total input, each loss as a step down, and what was reused",
     )
     legend = tag(
         "ul",
@@ -225,9 +233,10 @@ def waterfall_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
         class_="legend",
     )
     weighted = as_mapping(waterfall.get("request_weighted"))
+    keys = {label: key for key, label in STAGES}
     table = data_table(
         [
-            Column("Stage"),
+            Column("Step", css="prose"),
             Column("Tokens", True),
             Column("Share of input", True),
             Column("Request-weighted mean", True),
@@ -235,24 +244,49 @@ def waterfall_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
         ],
         [
             [
-                label,
-                format_count(stage.tokens),
-                format_percent(stage.rate),
-                format_percent(weighted.get(key)) if key in weighted else "",
-                badge(stage.evidence),
+                tag("strong", step.label)
+                if step.kind == "stage"
+                else f"{'−' if step.kind == 'loss' else '+'} {step.label}",
+                format_count(step.tokens),
+                format_percent(step.share),
+                format_percent(weighted.get(keys[step.label]))
+                if step.kind == "stage" and keys.get(step.label) in weighted
+                else "",
+                badge(step.evidence),
             ]
-            for (key, label), stage in zip(STAGES, stages, strict=True)
+            for step in steps
         ],
     )
-    intro = (
-        "Each bar is a stage's own size, as a share of all input tokens. Eligible repeats an earlier "
-        "prefix; candidate is what a cache could have served under the provider's rules; realized is what "
-        "was reused; missed is candidate that was not. Each bar's badge says how the number is known."
+    missed = _stage(waterfall, "missed")
+    intro = join(
+        [
+            "From all input at the top to what was reused at the bottom: each bar below a stage is input lost on the "
+            "way, for one reason. ",
+            term("Eligible", "eligible"),
+            " repeats an earlier request's opening; ",
+            term("candidate"),
+            " is what a cache could have served under the provider's rules; ",
+            term("realized"),
+            " is what was reused. The steps between candidate and realized add up to the ",
+            term("missed"),
+            f" reuse: {format_tokens(missed.get('tokens'))} tokens ({format_percent(missed.get('rate'))} of input). "
+            "Colours say how each number is known (",
+            term("evidence"),
+            ").",
+        ]
     )
-    return section("waterfall", "Reuse waterfall", intro, card(chart, legend), card(table, title="Stages"))
+    return section(
+        "waterfall",
+        "Where the input went",
+        intro,
+        data_notes(waterfall),
+        card(chart, legend),
+        card(table, title="Steps"),
+    )
 
 
 def causes_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
+    del charts  # the bridge above draws the causes; this section lists them
     causes = as_rows(waterfall.get("causes"))
     total = _stage(waterfall, "total_input_tokens").get("tokens")
     cross = as_mapping(waterfall.get("cross_tenant_opportunity"))
@@ -279,16 +313,15 @@ def causes_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
     if not causes:
         return section(
             "causes",
-            "Where reuse is lost",
+            "Why reuse was lost",
             None,
             *extra,
             placeholder(Markup("No losses were attributed to a cause in this data.")),
         )
-    chart = charts.place("causes", causes_figure(causes, total), "Tokens lost, by cause")
     table = data_table(
         [
-            Column("Stage"),
-            Column("Cause"),
+            Column("Between"),
+            Column("Cause", css="prose"),
             Column("Tokens", True),
             Column("Share of input", True),
             Column("Requests", True),
@@ -296,14 +329,8 @@ def causes_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
         ],
         [
             [
-                cause.get("stage"),
-                join(
-                    [
-                        escape(cause.get("label") or cause.get("cause")),
-                        " ",
-                        tag("code", cause.get("cause"), class_="muted"),
-                    ]
-                ),
+                _between_words(cause.get("stage")),
+                cause_name(cause.get("cause"), cause.get("label")),
                 format_count(cause.get("tokens")),
                 format_percent(share_of(cause.get("tokens"), total)),
                 format_count(cause.get("requests")),
@@ -312,18 +339,24 @@ def causes_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
             for cause in causes
         ],
     )
-    intro = (
-        "Every token between eligible and realized is attributed to the first rule that cut it, in a fixed "
-        "order; the provider's own miss diagnostics are used where the trace has them."
+    intro = join(
+        [
+            "Every lost token is put down to the first rule that cut it, in this order. Between candidate and "
+            "realized, the reason is the ",
+            term("provider diagnostic"),
+            " where the log has one. Whether two requests could share a cache at all depends on the ",
+            term("KV compatibility key"),
+            " and the ",
+            term("materialization family"),
+            ".",
+        ]
     )
-    return section(
-        "causes",
-        "Where reuse is lost",
-        intro,
-        *extra,
-        card(chart),
-        card(table, title="Causes, in attribution order"),
-    )
+    return section("causes", "Why reuse was lost", intro, *extra, card(table, title="Causes, in attribution order"))
+
+
+def _between_words(stage: object) -> str:
+    """A cause's stage id ("eligible->candidate") in words."""
+    return str(stage or "").replace("->", " \u2192 ")
 
 
 def unpriced_text(money: Mapping[str, Any]) -> str:
@@ -378,13 +411,12 @@ def money_section(waterfall: Mapping[str, Any]) -> Markup:
             format_money(money.get("cache_write_cost"), currency),
         ],
     ]
-    table = data_table([Column("Item"), Column("Meaning", css="muted"), Column("Amount", True)], rows)
+    table = data_table([Column("Item"), Column("Meaning", css="muted prose"), Column("Amount", True)], rows)
     footer = tag(
         "p",
         join(
             [
-                "List prices as of ",
-                tag("strong", money.get("prices_as_of") or "an unknown date"),
+                _prices_source(waterfall),
                 ", in ",
                 escape(currency),
                 ". Amounts: ",
@@ -397,6 +429,23 @@ def money_section(waterfall: Mapping[str, Any]) -> Markup:
         class_="small muted",
     )
     return section("money", "Money", None, card(table, footer))
+
+
+def _prices_source(waterfall: Mapping[str, Any]) -> Markup:
+    """Whose list prices the amounts use: the rules packs by name and version, and the dates of their prices."""
+    money = as_mapping(waterfall.get("money"))
+    packs = [f"{row.get('name')} {row.get('version')}" for row in as_rows(waterfall.get("rules"))]
+    named = ", ".join(packs) if packs else "the rules packs"
+    dated = money.get("prices_as_of")
+    return join(
+        [
+            "List prices from the ",
+            term("rules pack" if len(packs) == 1 else "rules packs", "rules pack"),
+            " ",
+            tag("strong", named),
+            f" (prices dated {dated})" if dated else " (price dates not recorded)",
+        ]
+    )
 
 
 def breakdowns_section(waterfall: Mapping[str, Any]) -> Markup:

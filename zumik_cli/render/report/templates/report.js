@@ -14,11 +14,22 @@
     charts.push(element);
     drawn.push(Plotly.newPlot(element, figure.data, figure.layout, spec.config));
   });
+  // A table wider than its card scrolls inside it; say so where it does, and only there.
+  var tables = Array.prototype.slice.call(document.querySelectorAll(".table-box"));
+  function hint() {
+    tables.forEach(function (box) {
+      var wrap = box.querySelector(".table-wrap");
+      box.classList.toggle("scrolls", wrap.scrollWidth > wrap.clientWidth + 1);
+    });
+  }
   function fit() {
     charts.forEach(function (element) {
       Plotly.Plots.resize(element);
     });
+    hint();
   }
+  hint();
+  window.addEventListener("resize", hint);
   window.addEventListener("beforeprint", fit);
   window.addEventListener("afterprint", fit);
   if (window.matchMedia) {
