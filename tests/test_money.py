@@ -10,6 +10,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from zumik_cli.analysis import block_pool
 from zumik_cli.analysis import waterfall as waterfall_module
 from zumik_cli.analysis.prefix_cache import CacheRules
 from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
@@ -79,13 +80,13 @@ def test_the_waterfall_check_simulation_and_replay_read_the_same_lookback_and_re
 def test_replay_recomputes_the_last_token_as_the_vllm_pack_says(monkeypatch: pytest.MonkeyPatch):
     read = []
     monkeypatch.setattr(
-        replay_run, "target_rules", lambda pack, model: read.append(pack.name) or target_rules(pack, model)
+        block_pool, "target_rules", lambda pack, model: read.append(pack.name) or target_rules(pack, model)
     )
     # a prompt of two whole blocks sent twice: the second finds both, less the block of the recomputed last token
     import numpy as np
 
     prompt = np.arange(32, dtype=np.int64)
-    assert list(replay_run.predict([prompt, prompt], 16, None)) == [0, 16]
+    assert list(replay_run.predict([prompt, prompt], 16, None)) == [0, 16]  # replay predicts with the block pool
     assert read == ["vllm"] and target_rules(load_packs()["vllm"], "").recompute_last is True
 
 

@@ -16,6 +16,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,17 @@ def record(
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def lru_blocks(folder: Path) -> dict[str, Any]:
+    """Options for the vLLM pack's blocks under the reference LRU over the dataset's own blocks (eviction ``lru``):
+    the shipped vLLM pack follows vLLM's block pool instead (``block_pool``, tested against the engine)."""
+    pack = json.loads(resources.files("zumik_cli.rules.data").joinpath("vllm.json").read_text())
+    pack.update(name="vllm-lru", eviction="lru")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "vllm-lru.json"
+    path.write_text(json.dumps(pack))
+    return {"rules": "vllm-lru", "rules_files": (str(path),)}
 
 
 def run(folder: Path, tokenizer_spec: str, records: Sequence[dict[str, Any]], **options: Any) -> Waterfall:
@@ -555,8 +567,8 @@ def test_a_bounded_cache_evicts_old_content_prefixes_too(tmp_path, tokenizer_spe
         vllm_request("c", 2, words(200, 5)),  # shares a's 40-token system prompt: 32 tokens in whole blocks
     ]
 
-    small = run(tmp_path / "small", tokenizer_spec, records, capacity_tokens=60)
-    large = run(tmp_path / "large", tokenizer_spec, records, capacity_tokens=10_000)
+    small = run(tmp_path / "small", tokenizer_spec, records, capacity_tokens=60, **lru_blocks(tmp_path))
+    large = run(tmp_path / "large", tokenizer_spec, records, capacity_tokens=10_000, **lru_blocks(tmp_path))
 
     assert rows(small)["c"]["candidate"] == 0
     assert causes(small)["evicted"] == 32
@@ -592,7 +604,7 @@ def test_what_a_bounded_cache_keeps_is_still_rounded_to_whole_blocks(tmp_path, t
         ),
     ]
 
-    w = run(tmp_path, tokenizer_spec, records, capacity_tokens=80)
+    w = run(tmp_path, tokenizer_spec, records, capacity_tokens=80, **lru_blocks(tmp_path / "pack"))
 
     c = rows(w)["c"]
     assert (c["warm"], c["granular"]) == (70, 64)
@@ -658,7 +670,7 @@ def test_the_capacity_curve_of_a_content_trace_counts_whole_content_blocks(tmp_p
         ),  # hits a's 70 tokens when a's message is still there
     ]
 
-    w = run(tmp_path, tokenizer_spec, records, curves=True, capacities=(39, 60, 80, None))
+    w = run(tmp_path, tokenizer_spec, records, curves=True, capacities=(39, 60, 80, None), **lru_blocks(tmp_path / "p"))
 
     total = 70 + 70 + 74
     assert w.summary["capacity_curve"] == [
@@ -1089,3 +1101,14 @@ def test_blocks_past_the_last_one_hour_breakpoint_live_only_as_long_as_the_five_
     expected = {"conversation": a["total"], "system": 1100, "nothing": 0}[reaches]
     assert b["candidate"] == expected
     assert causes(w)["expired"] == (b["same_key"] - expected if reaches != "conversation" else 0)
+
+
+def test_under_the_vllm_pack_a_cache_too_small_for_a_prompt_is_refused_as_the_engine_refuses_it(
+    tmp_path, tokenizer_spec
+):
+    records = [vllm_request("a", 0, words(100, 5)), vllm_request("b", 1, words(200, 5))]  # 48 tokens each
+
+    with pytest.raises(ZumikError, match="more than a cache of 2 blocks holds"):
+        run(tmp_path, tokenizer_spec, records, capacity_tokens=32)
+    fits = run(tmp_path / "fits", tokenizer_spec, records, capacity_tokens=96)
+    assert rows(fits)["b"]["candidate"] == 32  # the shared 40-token system prompt, in whole 16-token blocks
