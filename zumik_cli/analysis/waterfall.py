@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from zumik_cli.analysis import capacity
 from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_hits, predict, token_prompts
+from zumik_cli.analysis.kv_memory import kv_shape, memory
 from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.store import Dataset
@@ -82,6 +83,8 @@ class WaterfallOptions:
     rules_files: tuple[str, ...] = ()
     capacities: tuple[int | None, ...] = CAPACITY_LADDER
     curves: bool = True
+    kv_model: str | None = None  # a shipped model name or a config.json: the curve in GiB of KV memory
+    kv_dtype: str | None = None
 
 
 @dataclass
@@ -722,6 +725,7 @@ def _summarise(
         {"ttl_seconds": 3600, "rate": round(t["ttl3600"] / total, 6) if total else 0.0},
         {"ttl_seconds": None, "rate": round(t["same_key"] / total, 6) if total else 0.0},
     ]
+    capacity_curve = _curve(con, curve, total) if curve is not None else []
     return {
         "requests": int(t["requests"]),
         "period": {
@@ -759,7 +763,8 @@ def _summarise(
         },
         "causes": causes,
         "money": _money(con, packs),
-        "capacity_curve": _curve(con, curve, total) if curve is not None else [],
+        "capacity_curve": capacity_curve,
+        "kv_memory": memory(capacity_curve, kv_shape(options.kv_model, options.kv_dtype)) if options.kv_model else None,
         "ttl_sensitivity": ttl_curve,
         "breakdowns": breakdowns,
         "cannot_compute": cannot,

@@ -121,6 +121,16 @@ def waterfall(
         str | None,
         typer.Option(help="Capacities (tokens, comma-separated) for the LRU curve, e.g. 1000000,3000000,10000000."),
     ] = None,
+    kv_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Show the curve in GiB of KV memory for this model: a shipped name (llama-3.1-8b, llama-3.1-70b, "
+            "qwen2.5-7b, qwen2.5-72b, mistral-7b-v0.3, gemma-2-9b) or a model folder with a config.json."
+        ),
+    ] = None,
+    kv_dtype: Annotated[
+        str | None, typer.Option(help="KV cache type for --kv-model: bfloat16 (default), float16, fp8, float32.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute the reuse waterfall (total, eligible, candidate, realized, missed) with causes and money."""
@@ -136,6 +146,7 @@ def waterfall(
         except ValueError:
             raise ZumikError(f"--curve takes capacities in tokens separated by commas, not {curve!r}") from None
         options = dataclasses.replace(options, capacities=(*ladder, None) if ladder else CAPACITY_LADDER)
+    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype)
     result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)

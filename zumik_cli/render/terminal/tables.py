@@ -174,6 +174,7 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
         console.print(table)
     for note in summary.get("cannot_compute", []):
         console.print(f"[yellow]{note['row']}:[/] {note['reason']}", highlight=False)
+    kv_memory(console, summary.get("kv_memory"))
     console.print(
         "[dim]Definitions: "
         + " ".join(
@@ -188,6 +189,28 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
         "[dim]Rules: "
         + ", ".join(f"{r['name']} {r['version']} ({r['effective_from']})" for r in summary["rules"])
         + "[/]",
+        highlight=False,
+    )
+
+
+def kv_memory(console: Console, memory: dict[str, Any] | None) -> None:
+    """The capacity curve in GiB of KV memory for one model, and what a share of the unbounded reuse needs."""
+    if not memory:
+        return
+    points = ", ".join(
+        f"{p['gib']:,.1f} GiB {percent(p['rate'])}" for p in memory["points"] if p["capacity_tokens"] is not None
+    )
+    console.print(
+        f"KV memory for {escape(memory['model'])} ({memory['bytes_per_token']:,} bytes a token, {memory['dtype']}): "
+        f"{points} [{badge(memory['evidence'])}]",
+        highlight=False,
+    )
+    found = memory["for_share"]
+    share = f"{memory['share']:.0%} of the unbounded reuse"
+    console.print(
+        f"{share} needs {found['capacity_tokens']:,} tokens = {found['gib']:,.1f} GiB of KV cache"
+        if found
+        else f"No capacity on the curve keeps {share}: add larger ones with --curve",
         highlight=False,
     )
 
