@@ -103,7 +103,8 @@ def test_a_missing_input_path_is_an_error_that_quotes_the_path_as_typed(tmp_path
 
     assert result.exit_code == 2
     assert words(result.stderr) == (
-        f"Error: {missing} does not exist: check the path (folders are searched for .json and .jsonl)"
+        f"Error: {missing} does not exist: check the path (folders are searched for .json, .jsonl, .ndjson and "
+        ".csv, gzipped or not; `-` reads stdin)"
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.core.usage import normalize_usage
-from zumik_cli.readers import SHAPE_ERRORS, Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers import SHAPE_ERRORS, Item, Reader, Sample, convert_guarded, records
 from zumik_cli.readers.diagnostics import anthropic_miss
 from zumik_cli.readers.fields import parse_time, text
 from zumik_cli.readers.messages import content_parts
@@ -134,8 +134,8 @@ def _chain(uuid: str, nodes: dict[str, dict[str, Any]], memo: dict[str, tuple[Ar
 
 def _object_lines(sample: Sample, what: str) -> Iterator[Quarantined | tuple[Source, dict[str, Any]]]:
     """Each line of the file as an object with where it came from; a line that is not one is quarantined."""
-    path = str(sample.path)
-    for number, value in iter_json_lines(sample.path):
+    path = sample.name
+    for number, value in records(sample):
         if isinstance(value, Quarantined):
             yield value
         elif not isinstance(value, dict):
@@ -147,7 +147,7 @@ def _object_lines(sample: Sample, what: str) -> Iterator[Quarantined | tuple[Sou
 def _read_transcript(sample: Sample) -> Iterator[Item]:
     nodes: dict[str, dict[str, Any]] = {}
     calls: dict[str, _Call] = {}
-    session = sample.path.stem
+    session = sample.stem
     for item in _object_lines(sample, "transcript"):
         if isinstance(item, Quarantined):
             yield item
@@ -175,7 +175,7 @@ def _read_transcript(sample: Sample) -> Iterator[Item]:
             c.context = _chain(parent, nodes, memo) if parent else ()
             return _to_request(c, "claude-code", session)
 
-        yield from convert_guarded(convert, call, call.source)
+        yield from convert_guarded(convert, call, call.source, shown=call.first)
 
 
 def _sniff_transcript(sample: Sample) -> bool:
@@ -205,7 +205,7 @@ READER = Reader(
 def _read_stream(sample: Sample) -> Iterator[Item]:
     threads: dict[str, tuple[Artifact, ...]] = {}
     calls: dict[str, _Call] = {}
-    session = sample.path.stem
+    session = sample.stem
     for item in _object_lines(sample, "stream-json"):
         if isinstance(item, Quarantined):
             yield item
@@ -230,7 +230,9 @@ def _read_stream(sample: Sample) -> Iterator[Item]:
             calls[message_id].lines.append(value)
         threads[thread] = (*threads.get(thread, ()), *_parts(value))
     for call in calls.values():
-        yield from convert_guarded(lambda c, _s: _to_request(c, "claude-code-stream", session), call, call.source)
+        yield from convert_guarded(
+            lambda c, _s: _to_request(c, "claude-code-stream", session), call, call.source, shown=call.first
+        )
 
 
 def _sniff_stream(sample: Sample) -> bool:

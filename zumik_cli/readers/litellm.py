@@ -17,7 +17,7 @@ from typing import Any
 from zumik_cli.core.identity import derived_trace_id
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source, canonical_json
 from zumik_cli.core.usage import normalize_usage
-from zumik_cli.readers import Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded, records
 from zumik_cli.readers.fields import parse_time, text
 from zumik_cli.readers.messages import any_tools, openai_messages, ordered, system_artifacts
 from zumik_cli.readers.openai_responses import input_items
@@ -93,8 +93,8 @@ def not_a_call(record: Any) -> str:
 
 
 def _read(sample: Sample) -> Iterator[Item]:
-    for number, value in iter_json_lines(sample.path):
-        source = Source(str(sample.path), number)
+    for number, value in records(sample):
+        source = Source(sample.name, number)
         if isinstance(value, Quarantined):
             yield value
         elif reason := not_a_call(value):
