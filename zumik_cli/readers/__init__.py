@@ -137,6 +137,7 @@ def _registry() -> dict[str, Reader]:
     from zumik_cli.readers import (
         anthropic,
         claude_code,
+        claude_trace,
         codex,
         hashid,
         helicone,
@@ -157,8 +158,10 @@ def _registry() -> dict[str, Reader]:
         # formats with a distinctive envelope go before the loose request/response sniffers below
         claude_code.READER,
         claude_code.STREAM_JSON,
+        claude_trace.READER,
         codex.READER,
         otel_genai.READER,
+        litellm.SPEND_LOGS,
         litellm.READER,
         langfuse.READER,
         helicone.READER,

@@ -3,7 +3,9 @@
 Transcripts (``~/.claude/projects/<cwd>/<sessionId>.jsonl``, subagents under ``<sessionId>/subagents/``) write
 one line per content block: the lines of one API call share ``message.id`` and its usage, so a call is a
 ``message.id``, never a line. The request is rebuilt by walking ``parentUuid`` from the call's first line back
-to the root (a compaction starts a new root): every user and assistant message on that chain, in order. No
+to the root (a compaction starts a new root): every user and assistant message on that chain, in order, the
+compaction summary included (``isCompactSummary``: it is shown only in the transcript, but it is what the model
+receives after a compaction). No
 system prompt or tool schemas are written, so those are absent from every request alike. Lines that are not
 messages (progress, snapshots, summaries) are walked through without content; synthetic assistant lines
 (``model: <synthetic>``, written for API errors) are not calls. Each call keeps its own model and content, so
@@ -125,8 +127,10 @@ def _chain(uuid: str, nodes: dict[str, dict[str, Any]], memo: dict[str, tuple[Ar
     for node_id in reversed(path):
         line = nodes[node_id]
         own: list[Artifact] = []
-        if line.get("type") in ("user", "assistant") and not line.get("isVisibleInTranscriptOnly"):
-            own = _parts(line)
+        if line.get("type") in ("user", "assistant") and (
+            not line.get("isVisibleInTranscriptOnly") or line.get("isCompactSummary")
+        ):
+            own = _parts(line)  # a compaction summary is what the model receives in place of what it summarises
         base = (*base, *own)
         memo[node_id] = base
     return base
