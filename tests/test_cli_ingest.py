@@ -59,8 +59,8 @@ def test_the_json_summary_is_the_only_thing_on_stdout(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert set(summary) >= {"dataset", "requests", "quarantined", "duplicates_skipped", "inputs_skipped", "formats"}
-    assert (summary["requests"], summary["quarantined"]) == (3 + 9, 15)
-    assert f"15 record(s) quarantined with reasons in {tmp_path / 'data'}/quarantine/" in words(result.stderr)
+    assert (summary["requests"], summary["quarantined"]) == (3 + 10, 14)
+    assert f"14 record(s) quarantined with reasons in {tmp_path / 'data'}/quarantine/" in words(result.stderr)
 
 
 def test_without_json_the_summary_table_goes_to_stdout_and_the_notes_to_stderr(tmp_path: Path) -> None:
@@ -103,7 +103,8 @@ def test_a_missing_input_path_is_an_error_that_quotes_the_path_as_typed(tmp_path
 
     assert result.exit_code == 2
     assert words(result.stderr) == (
-        f"Error: {missing} does not exist: check the path (folders are searched for .json and .jsonl)"
+        f"Error: {missing} does not exist: check the path (folders are searched for .json, .jsonl, .ndjson and "
+        ".csv, gzipped or not; `-` reads stdin)"
     )
 
 

@@ -43,6 +43,8 @@ SEEDS = {
     "codex": next((FORMATS_DIR / "codex").rglob("rollout-*.jsonl")),
     "otel-genai": FORMATS_DIR / "otel" / "otlp_traces.json",
     "litellm": FORMATS_DIR / "litellm" / "litellm_spend.jsonl",
+    "litellm-spend": FORMATS_DIR / "litellm_spend" / "spend_logs.jsonl",
+    "claude-trace": FORMATS_DIR / "claude_trace" / "log-2025-09-14-10-00-00.jsonl",
     "langfuse": FORMATS_DIR / "langfuse" / "observations.jsonl",
     "helicone": FORMATS_DIR / "helicone" / "helicone_export.jsonl",
     "openai-responses": FORMATS_DIR / "openai_responses" / "responses.jsonl",

@@ -14,6 +14,7 @@ from zumik_cli.core.errors import InputError
 from zumik_cli.core.model import Artifact, Quarantined, Request
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.ingest.pipeline import IngestSummary, ingest
+from zumik_cli.readers.inputs import find_inputs
 
 
 def read(path: Path, forced: str | None = None) -> tuple[str, list[Request], list[Quarantined]]:
@@ -208,19 +209,29 @@ def test_a_forced_format_that_does_not_fit_quarantines_each_record_with_its_reas
     assert all(q.reason.startswith("wrong shape: ValueError") for q in quarantined)
 
 
-def test_folders_are_searched_recursively_for_json_and_jsonl_only(tmp_path: Path) -> None:
+def test_folders_are_searched_recursively_for_trace_files_and_the_others_are_named(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ("a/one.jsonl", "a/b/two.json", "a/b/three.ndjson", "a/notes.txt", "a/b/image.png"):
+    for name in ("a/one.jsonl", "a/b/two.json", "a/b/three.ndjson.gz", "a/notes.txt", "a/b/image.png", "a/x.csv"):
         (tmp_path / name).write_text("{}")
 
-    found = [path.relative_to(tmp_path).as_posix() for path in readers.iter_files([tmp_path])]
+    found = find_inputs([tmp_path])
 
-    assert found == ["a/b/three.ndjson", "a/b/two.json", "a/one.jsonl"]
+    assert [p.relative_to(tmp_path).as_posix() for p in found.files] == [
+        "a/b/three.ndjson.gz",
+        "a/b/two.json",
+        "a/one.jsonl",
+        "a/x.csv",
+    ]
+    assert sorted(Path(n["path"]).relative_to(tmp_path).as_posix() for n in found.not_read) == [
+        "a/b/image.png",
+        "a/notes.txt",
+    ]
+    assert all(n["reason"].startswith("not a trace file name") for n in found.not_read)
 
 
 def test_a_path_that_does_not_exist_is_a_clear_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist: check the path"):
-        list(readers.iter_files([tmp_path / "missing.jsonl"]))
+        find_inputs([tmp_path / "missing.jsonl"])
 
 
 @pytest.mark.parametrize(
@@ -300,7 +311,7 @@ def test_real_hash_id_traces_match_the_reference_request_and_token_counts(
     real_data: Path, folder: str, requests: int, input_tokens: int
 ) -> None:
     found: list[Request] = []
-    for path in readers.iter_files([real_data / folder]):
+    for path in find_inputs([real_data / folder]).files:
         _, file_requests, quarantined = read(path)
         assert quarantined == []
         found.extend(file_requests)

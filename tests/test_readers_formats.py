@@ -33,6 +33,8 @@ EXPECTED = {
     "codex": ("codex", 3, 25_800, 16_384, 0),
     "langfuse": ("langfuse", 3, 14_696, 11_336, 640),
     "helicone": ("helicone", 3, 10_700, 7_920, 800),
+    "litellm_spend": ("litellm-spend", 3, 2_820, 1_760, 0),
+    "claude_trace": ("claude-trace", 3, 43_812, 42_900, 900),
 }
 # lines that are not provider calls, quarantined with their reason in the clean fixtures
 NOT_CALLS = {"litellm": "LiteLLM served it from its own response cache", "helicone": "Helicone served it"}
@@ -99,6 +101,20 @@ MALFORMED = {
         "wrong shape",
     ),
     "otel": (_bad_otel, "attributes must be a list"),
+    "litellm_spend": (
+        lambda root: _append(
+            root / "spend_logs.jsonl",
+            {**_jsonl(root / "spend_logs.jsonl")[2], "request_id": "req-broken", "metadata": "{not json"},
+        ),
+        "wrong shape",
+    ),
+    "claude_trace": (
+        lambda root: _append(
+            root / "log-2025-09-14-10-00-00.jsonl",
+            {**_jsonl(root / "log-2025-09-14-10-00-00.jsonl")[0], "request": {"url": "/v1/messages", "body": 3}},
+        ),
+        "request.body needs a messages list",
+    ),
     "claude_code": (
         lambda root: _append(
             root / "projects" / "-home-dev-shop" / f"{CLAUDE_SESSION}.jsonl",

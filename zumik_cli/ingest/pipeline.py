@@ -8,7 +8,6 @@ nothing; new parts are published by one atomic manifest replace.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import os
@@ -38,6 +37,7 @@ from zumik_cli.dataset.store import Manifest, read_manifest, remove_orphans, wri
 from zumik_cli.ingest.rows import ChainCache, block_rows, hash_rows
 from zumik_cli.ingest.tokenization import Tokenizer, tokenizer_for_model
 from zumik_cli.readers.hashid import HashColumns
+from zumik_cli.readers.inputs import Input, find_inputs, regular_input, spool_stream
 
 BATCH_REQUESTS = 2000
 Progress = Callable[[int, int], None]
@@ -57,6 +57,8 @@ class IngestSummary:
     tokens_counted: int
     calibration: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    # What a folder held that was not read, each with the reason (other extensions, symlinked folders, FIFOs).
+    not_read: list[dict[str, str]] = field(default_factory=list)
     # What ingest spent its time on (seconds, wall clock: identify, tokenize on the worker thread, wait for it,
     # rows, write) and how many characters it tokenized: the evidence that cost follows unique content.
     tokenized_chars: int = 0
@@ -64,14 +66,6 @@ class IngestSummary:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # request_blocks is integers only, tens of millions of rows for a large trace: dictionary pages there cost more
@@ -221,9 +215,10 @@ class _Materializer:
     def close(self) -> None:
         self.worker.shutdown(wait=True)
 
-    def tokenizer(self, model: str) -> Tokenizer:
+    def tokenizer(self, model: str, counts: bool = True) -> Tokenizer:
+        """The tokenizer for ``model``; its note (a proxy's) is kept only when it ``counts`` some content."""
         tokenizer = tokenizer_for_model(model, self.override)
-        if tokenizer.note:
+        if tokenizer.note and counts:
             self.notes.add(tokenizer.note)
         return tokenizer
 
@@ -322,7 +317,7 @@ class _Materializer:
         return out  # type: ignore[return-value]
 
     def _prepare(self, request: Request) -> _Prepared:
-        tokenizer = self.tokenizer(request.model)
+        tokenizer = self.tokenizer(request.model, counts=bool(request.artifacts))
         family = identity.materialization_family(tokenizer.id, request.request_format)
         artifacts = identity.materialization_order(request.artifacts, request.request_format)
         return _Prepared(
@@ -433,47 +428,81 @@ def _target_keys(target: identity.KvTarget) -> tuple[str, str]:
     return identity.kv_compatibility_key(target), identity.target_key(target)
 
 
-def _existing(root: Path, manifest: Manifest) -> tuple[dict[int, int], set[str], int]:
-    """Blocks, trace ids and the last sequence number already in the dataset, so re-ingest adds nothing."""
+# What tells two calls apart when a log gives both the same trace id: the same call logged twice (a resumed
+# Claude Code session copies its earlier lines) has the same model and usage; two different calls rarely do.
+Fingerprint = tuple[str, int | None, int | None, int | None]
+
+
+def _fingerprint(request: Request) -> Fingerprint:
+    usage = request.usage
+    return (request.model, usage.prompt_tokens, usage.cached_tokens, usage.output_tokens)
+
+
+@dataclass
+class _Known:
+    """What the dataset already holds: blocks, trace ids (with each content call's fingerprint and where it was
+    read), and the last sequence number, so that re-ingest adds nothing and a clash is named."""
+
+    blocks: dict[int, int] = field(default_factory=dict)
+    traces: set[str] = field(default_factory=set)
+    calls: dict[str, tuple[Fingerprint, str]] = field(default_factory=dict)
+    seq: int = 0
+
+
+def _existing(root: Path, manifest: Manifest) -> _Known:
     from zumik_cli.dataset.store import Dataset
 
     if not manifest.parts:
-        return {}, set(), 0
+        return _Known()
     con = Dataset(root).connect()
     blocks = dict(con.execute("SELECT block_id, n_tokens FROM blocks").fetchall())
     traces = {row[0] for row in con.execute("SELECT trace_id FROM requests").fetchall()}
+    calls = {
+        trace: ((model, prompt, cached, output), f"{path}:{line}")
+        for trace, model, prompt, cached, output, path, line in con.execute(
+            "SELECT trace_id, model, prompt_tokens_reported, cached_tokens_reported, output_tokens_reported, "
+            "source_path, source_line FROM requests WHERE block_granularity = 0"
+        ).fetchall()
+    }
     seq = con.execute("SELECT coalesce(max(seq), 0) FROM requests").fetchone()
-    return blocks, traces, int(seq[0]) if seq else 0
+    return _Known(blocks, traces, calls, int(seq[0]) if seq else 0)
+
+
+def _already_read(digest: str, earlier: dict[str, dict[str, Any]], forced: str | None) -> bool:
+    """An input whose bytes are in the manifest is not read again, unless a format is forced on one that gave no
+    request under another (or no) format: forcing the format is how a file quarantined whole gets read."""
+    entry = earlier.get(digest)
+    if entry is None:
+        return False
+    return not (forced and not entry.get("requests") and entry.get("format") != forced)
 
 
 def _items(
-    files: list[Path],
-    digests: dict[Path, str],
+    sources: list[Input | Quarantined],
     forced: str | None,
-    skip: set[str],
     inputs: list[dict[str, Any]],
     progress: Progress | None,
 ) -> Iterator[Request | Quarantined | HashColumns]:
-    total = sum(f.stat().st_size for f in files)
+    total = sum(s.size for s in sources if isinstance(s, Input))
     done = 0
     detected = 0
-    for path in files:
-        digest = digests[path]
-        size = path.stat().st_size
-        if digest in skip:
-            done += size
-            if progress:
-                progress(done, total)
+    for source in sources:
+        if isinstance(source, Quarantined):  # a stream that could not be read at all
+            inputs.append({"path": source.source.path, "sha256": None, "bytes": 0, "format": None, "requests": 0})
+            inputs[-1]["quarantined"] = 1
+            yield source
             continue
-        sample = readers.sample_file(path)
+        sample = readers.sample_file(source.path, source.name, source.stem)
         entry: dict[str, Any] = {
-            "path": str(path),
-            "sha256": digest,
-            "bytes": size,
+            "path": source.name,
+            "sha256": source.sha256,
+            "bytes": source.size,
             "format": None,
             "requests": 0,
             "quarantined": 0,
         }
+        if source.stream:
+            entry["stream"] = True
         inputs.append(entry)
         if isinstance(sample, Quarantined):
             entry["quarantined"] += 1
@@ -483,7 +512,9 @@ def _items(
             if reader is None:
                 entry["quarantined"] += 1
                 tried = ", ".join(readers.load_formats())
-                yield Quarantined(Source(str(path), 0), f"unknown format (tried: {tried}); pass --format to force one")
+                yield Quarantined(
+                    Source(source.name, 0), f"unknown format (tried: {tried}); pass --format to force one"
+                )
             else:
                 detected += 1
                 entry["format"] = reader.name
@@ -493,7 +524,7 @@ def _items(
                     else:
                         entry["quarantined" if isinstance(item, Quarantined) else "requests"] += 1
                     yield item
-        done += size
+        done += source.size
         if progress:
             progress(done, total)
     if inputs and not detected:
@@ -511,21 +542,30 @@ def ingest(
     tokenizer: str | None = None,
     progress: Progress | None = None,
     batch_size: int = BATCH_REQUESTS,
+    stream_wait: float = 30.0,
 ) -> IngestSummary:
-    """Ingest trace files or folders into the dataset at ``data`` (created if missing)."""
+    """Ingest trace files, folders or streams (``-`` is stdin) into the dataset at ``data`` (created if missing).
+
+    A stream (stdin, a pipe, a FIFO) is read once; one that sends nothing within ``stream_wait`` seconds is
+    quarantined, never waited on forever."""
     paths = [Path(p) for p in paths]
     data = Path(data)
+    found = find_inputs(paths)
     with writer_lock(data):
         manifest = read_manifest(data) if (data / "manifest.json").exists() else Manifest()
         remove_orphans(data, manifest)
-        known_blocks, known_traces, seq = _existing(data, manifest)
-        already = {entry["sha256"] for entry in manifest.inputs}
+        known = _existing(data, manifest)
         run = uuid.uuid4().hex[:12]
         staging = data / f".staging-{run}"
         staging.mkdir(parents=True)
         try:
+            sources: list[Input | Quarantined] = [regular_input(path) for path in found.files]
+            for number, stream in enumerate(found.streams):
+                (staging / "streams").mkdir(exist_ok=True)
+                sources.append(spool_stream(stream, staging / "streams" / str(number), stream_wait))
             return _ingest_run(
-                paths,
+                sources,
+                found.not_read,
                 data,
                 manifest,
                 staging,
@@ -534,17 +574,15 @@ def ingest(
                 tokenizer,
                 progress,
                 batch_size,
-                known_blocks,
-                known_traces,
-                seq,
-                already,
+                known,
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
 
 def _ingest_run(
-    paths: list[Path],
+    sources: list[Input | Quarantined],
+    not_read: list[dict[str, str]],
     data: Path,
     manifest: Manifest,
     staging: Path,
@@ -553,14 +591,12 @@ def _ingest_run(
     tokenizer: str | None,
     progress: Progress | None,
     batch_size: int,
-    known_blocks: dict[int, int],
-    known_traces: set[str],
-    seq: int,
-    already: set[str],
+    known: _Known,
 ) -> IngestSummary:
     writer = _PartWriter(staging, run)
     chain_cache = ChainCache()
-    materializer = _Materializer(tokenizer, known_blocks)
+    materializer = _Materializer(tokenizer, known.blocks)
+    known_traces, seq = known.traces, known.seq
     inputs: list[dict[str, Any]] = []
     quarantine: list[dict[str, Any]] = []
     formats: Counter[str] = Counter()
@@ -592,11 +628,13 @@ def _ingest_run(
         seq += len(batch)
         batch.clear()
 
-    files = list(readers.iter_files(paths))
-    digests = {path: file_digest(path) for path in files}
-    skipped = [str(p) for p in files if digests[p] in already]
+    earlier = {entry["sha256"]: entry for entry in manifest.inputs if entry.get("sha256")}
+    known_inputs = [s for s in sources if isinstance(s, Input) and s.sha256 in earlier]
+    skipped = {s.name for s in known_inputs if _already_read(s.sha256, earlier, format)}
+    reread = {s.sha256 for s in known_inputs if s.name not in skipped}
+    unread = [s for s in sources if not (isinstance(s, Input) and s.name in skipped)]
     try:
-        for item in _items(files, digests, format, already, inputs, progress):
+        for item in _items(unread, format, inputs, progress):
             if isinstance(item, Quarantined):
                 quarantine.append(
                     {
@@ -623,9 +661,22 @@ def _ingest_run(
                 write(rows)
                 continue
             if item.trace_id in known_traces:
-                counts["duplicates"] += 1
+                clash = known.calls.get(item.trace_id)
+                if clash is not None and clash[0] != _fingerprint(item):
+                    quarantine.append(
+                        {
+                            "file": item.source.path,
+                            "line": item.source.line,
+                            "reason": f"trace id {item.trace_id[:80]!r} was already read from {clash[1][:200]} for "
+                            "another call (other model or usage): this one is left out, a trace id names one call",
+                            "excerpt": "",
+                        }
+                    )
+                else:
+                    counts["duplicates"] += 1
                 continue
             known_traces.add(item.trace_id)
+            known.calls[item.trace_id] = (_fingerprint(item), f"{item.source.path}:{item.source.line}")
             formats[item.format] += 1
             counts["requests"] += 1
             counts["prompt"] += item.usage.prompt_tokens or 0
@@ -657,6 +708,8 @@ def _ingest_run(
             manifest.quarantine.append(part)
         else:
             manifest.parts.setdefault(table, []).append(part)
+    # an input read again under a forced format replaces the entry that read nothing from it
+    manifest.inputs[:] = [e for e in manifest.inputs if e.get("sha256") not in reread]
     manifest.inputs.extend(inputs)
     calibration = [
         {
@@ -678,7 +731,7 @@ def _ingest_run(
         requests=counts["requests"],
         quarantined=len(quarantine),
         duplicates_skipped=counts["duplicates"],
-        inputs_skipped=skipped,
+        inputs_skipped=sorted(skipped),
         prompt_tokens_reported=counts["prompt"],
         cached_tokens_reported=counts["cached"],
         formats=dict(formats),
@@ -686,6 +739,7 @@ def _ingest_run(
         tokens_counted=counts["tokens"],
         calibration=calibration,
         notes=sorted(materializer.notes),
+        not_read=not_read,
         tokenized_chars=int(materializer.timings["tokenized_chars"]),
         timings=timings,
     )

@@ -3,7 +3,9 @@
 Transcripts (``~/.claude/projects/<cwd>/<sessionId>.jsonl``, subagents under ``<sessionId>/subagents/``) write
 one line per content block: the lines of one API call share ``message.id`` and its usage, so a call is a
 ``message.id``, never a line. The request is rebuilt by walking ``parentUuid`` from the call's first line back
-to the root (a compaction starts a new root): every user and assistant message on that chain, in order. No
+to the root (a compaction starts a new root): every user and assistant message on that chain, in order, the
+compaction summary included (``isCompactSummary``: it is shown only in the transcript, but it is what the model
+receives after a compaction). No
 system prompt or tool schemas are written, so those are absent from every request alike. Lines that are not
 messages (progress, snapshots, summaries) are walked through without content; synthetic assistant lines
 (``model: <synthetic>``, written for API errors) are not calls. Each call keeps its own model and content, so
@@ -22,7 +24,7 @@ from typing import Any
 
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.core.usage import normalize_usage
-from zumik_cli.readers import SHAPE_ERRORS, Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers import SHAPE_ERRORS, Item, Reader, Sample, convert_guarded, records
 from zumik_cli.readers.diagnostics import anthropic_miss
 from zumik_cli.readers.fields import parse_time, text
 from zumik_cli.readers.messages import content_parts
@@ -125,8 +127,10 @@ def _chain(uuid: str, nodes: dict[str, dict[str, Any]], memo: dict[str, tuple[Ar
     for node_id in reversed(path):
         line = nodes[node_id]
         own: list[Artifact] = []
-        if line.get("type") in ("user", "assistant") and not line.get("isVisibleInTranscriptOnly"):
-            own = _parts(line)
+        if line.get("type") in ("user", "assistant") and (
+            not line.get("isVisibleInTranscriptOnly") or line.get("isCompactSummary")
+        ):
+            own = _parts(line)  # a compaction summary is what the model receives in place of what it summarises
         base = (*base, *own)
         memo[node_id] = base
     return base
@@ -134,8 +138,8 @@ def _chain(uuid: str, nodes: dict[str, dict[str, Any]], memo: dict[str, tuple[Ar
 
 def _object_lines(sample: Sample, what: str) -> Iterator[Quarantined | tuple[Source, dict[str, Any]]]:
     """Each line of the file as an object with where it came from; a line that is not one is quarantined."""
-    path = str(sample.path)
-    for number, value in iter_json_lines(sample.path):
+    path = sample.name
+    for number, value in records(sample):
         if isinstance(value, Quarantined):
             yield value
         elif not isinstance(value, dict):
@@ -147,7 +151,7 @@ def _object_lines(sample: Sample, what: str) -> Iterator[Quarantined | tuple[Sou
 def _read_transcript(sample: Sample) -> Iterator[Item]:
     nodes: dict[str, dict[str, Any]] = {}
     calls: dict[str, _Call] = {}
-    session = sample.path.stem
+    session = sample.stem
     for item in _object_lines(sample, "transcript"):
         if isinstance(item, Quarantined):
             yield item
@@ -175,7 +179,7 @@ def _read_transcript(sample: Sample) -> Iterator[Item]:
             c.context = _chain(parent, nodes, memo) if parent else ()
             return _to_request(c, "claude-code", session)
 
-        yield from convert_guarded(convert, call, call.source)
+        yield from convert_guarded(convert, call, call.source, shown=call.first)
 
 
 def _sniff_transcript(sample: Sample) -> bool:
@@ -205,7 +209,7 @@ READER = Reader(
 def _read_stream(sample: Sample) -> Iterator[Item]:
     threads: dict[str, tuple[Artifact, ...]] = {}
     calls: dict[str, _Call] = {}
-    session = sample.path.stem
+    session = sample.stem
     for item in _object_lines(sample, "stream-json"):
         if isinstance(item, Quarantined):
             yield item
@@ -230,7 +234,9 @@ def _read_stream(sample: Sample) -> Iterator[Item]:
             calls[message_id].lines.append(value)
         threads[thread] = (*threads.get(thread, ()), *_parts(value))
     for call in calls.values():
-        yield from convert_guarded(lambda c, _s: _to_request(c, "claude-code-stream", session), call, call.source)
+        yield from convert_guarded(
+            lambda c, _s: _to_request(c, "claude-code-stream", session), call, call.source, shown=call.first
+        )
 
 
 def _sniff_stream(sample: Sample) -> bool:

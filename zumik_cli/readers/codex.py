@@ -16,7 +16,7 @@ from typing import Any
 
 from zumik_cli.core.identity import derived_trace_id
 from zumik_cli.core.model import Quarantined, Request, Source, Usage
-from zumik_cli.readers import Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded, records
 from zumik_cli.readers.fields import count, parse_time, text
 
 USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens")
@@ -56,10 +56,10 @@ def _call(info: Any, source: Source, context: dict[str, Any], previous: dict[str
 
 
 def _read(sample: Sample) -> Iterator[Item]:
-    path = str(sample.path)
-    session, model, provider = sample.path.stem, "", "openai"
+    path = sample.name
+    session, model, provider = sample.stem, "", "openai"
     previous_total: dict[str, Any] | None = None
-    for number, value in iter_json_lines(sample.path):
+    for number, value in records(sample):
         source = Source(path, number)
         if isinstance(value, Quarantined):
             yield value

@@ -18,7 +18,8 @@ def moment(seconds: float, value: Any) -> float:
 
 
 def parse_time(value: Any) -> float | None:
-    """Unix seconds from ISO 8601 text or a number in seconds or milliseconds; ``None`` when absent."""
+    """Unix seconds from ISO 8601 text or a number in seconds or milliseconds; ``None`` when absent or when the
+    text is not a time (a number outside the years 1 to 9999 is a wrong shape, not an unknown time)."""
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -32,7 +33,12 @@ def parse_time(value: Any) -> float | None:
             pass
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
-        when = datetime.fromisoformat(text)
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            # Text that is no time at all leaves the call's time unknown rather than losing its usage: the
+            # waterfall says that TTL rules could not be applied to it.
+            return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return when.timestamp()

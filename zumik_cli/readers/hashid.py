@@ -20,6 +20,7 @@ import pyarrow as pa
 from zumik_cli.core.identity import derived_trace_id
 from zumik_cli.core.model import HashBlocks, Quarantined, Request, Source, Usage, canonical_json
 from zumik_cli.readers import Item, Reader, Sample, convert_guarded, parse_json_line, read_json_lines
+from zumik_cli.readers.containers import BOM, open_bytes
 from zumik_cli.readers.fields import EARLIEST, LATEST, count, moment, text
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _scope(sample: Sample, fmt: str) -> str:
         requests = sample.document.get("requests")
         first = [sample.document.get("id"), requests[0] if isinstance(requests, list) and requests else None]
     digest = hashlib.blake2b(canonical_json(first).encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
-    return f"{fmt}:{sample.path.name}:{digest}"
+    return f"{fmt}:{sample.filename}:{digest}"
 
 
 # --- Mooncake: {timestamp (ms), input_length, output_length, hash_ids}, 512-token blocks -----------------
@@ -210,11 +211,16 @@ def _arrow_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
 
 
 def _read_mooncake_columns(sample: Sample) -> Iterator[HashColumns | Item]:
+    if sample.kind != "jsonl":  # a JSON array of records: read record by record
+        yield from MOONCAKE.read(sample)
+        return
     scope = _scope(sample, "mooncake")
-    path = str(sample.path)
+    path = sample.name
     first = 1
-    with sample.path.open("rb") as handle:
+    with open_bytes(sample.path) as handle:
         while chunk := handle.read(COLUMN_CHUNK_BYTES):
+            if first == 1:
+                chunk = chunk.removeprefix(BOM)
             if not chunk.endswith(b"\n"):
                 chunk += handle.readline()
             lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
@@ -226,7 +232,7 @@ def _read_mooncake_columns(sample: Sample) -> Iterator[HashColumns | Item]:
                     if raw.isspace():
                         continue
                     number = first + offset
-                    value = parse_json_line(sample.path, number, raw)
+                    value = parse_json_line(path, number, raw)
                     if isinstance(value, Quarantined):
                         yield value
                     else:
@@ -287,7 +293,8 @@ BAILIAN = Reader(
     description="Alibaba Bailian hash-id trace (JSONL): chat_id, parent_chat_id, timestamp (s), input_length, "
     "hash_ids of 16-token blocks (or the record's block_size)",
     sniff=lambda sample: (
-        sample.kind == "jsonl"
+        sample.kind != "csv"
+        and bool(sample.records)
         and all(isinstance(r, dict) and "hash_ids" in r and "chat_id" in r for r in sample.records)
     ),
     read=_read_bailian,
@@ -329,12 +336,12 @@ def _start(entry: Any, offset: float) -> float | None:
 
 def _read_weka(sample: Sample) -> Iterator[Item]:
     document = sample.document
-    path = str(sample.path)
+    path = sample.name
     if not isinstance(document, dict) or not isinstance(document.get("requests") or [], list):
         yield Quarantined(Source(path, 0), "not a WEKA trace (an object with a requests list)")
         return
     scope = _scope(sample, "weka")
-    session = text(document.get("id")) or sample.path.stem
+    session = text(document.get("id")) or sample.stem
     try:
         size = block_size(document, 64)
     except ValueError as exc:

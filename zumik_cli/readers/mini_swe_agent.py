@@ -50,13 +50,13 @@ def _read(sample: Sample) -> Iterator[Item]:
     document = sample.document
     messages = document.get("messages") if isinstance(document, dict) else None
     if not isinstance(messages, list):
-        yield Quarantined(Source(str(sample.path), 0), "a mini-swe-agent trajectory needs a messages list")
+        yield Quarantined(Source(sample.name, 0), "a mini-swe-agent trajectory needs a messages list")
         return
-    session = text(document.get("instance_id")) or sample.path.name.removesuffix(".traj.json")
+    session = text(document.get("instance_id")) or sample.filename.removesuffix(".traj.json")
     for k, message in enumerate(messages):
         if isinstance(message, dict) and message.get("role") == "assistant":
             yield from convert_guarded(
-                functools.partial(_call_at, messages, k, session), message, Source(str(sample.path), k + 1)
+                functools.partial(_call_at, messages, k, session), message, Source(sample.name, k + 1)
             )
 
 
@@ -67,8 +67,7 @@ def _sniff(sample: Sample) -> bool:
         and isinstance(doc, dict)
         and isinstance(doc.get("messages"), list)
         and (
-            str(doc.get("trajectory_format", "")).startswith("mini-swe-agent")
-            or sample.path.name.endswith(".traj.json")
+            str(doc.get("trajectory_format", "")).startswith("mini-swe-agent") or sample.filename.endswith(".traj.json")
         )
     )
 

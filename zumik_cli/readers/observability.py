@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
-from zumik_cli.readers import Item, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers import Item, Sample, convert_guarded, records
 from zumik_cli.readers.messages import anthropic_messages, any_tools, openai_messages, ordered, system_artifacts
 from zumik_cli.readers.openai_responses import input_items
 
@@ -25,13 +25,13 @@ def rows(sample: Sample) -> list[Any]:
 
 def read_rows(sample: Sample, convert: Convert, not_a_call: Callable[[Any], str] = lambda _row: "") -> Iterator[Item]:
     """Convert every row; a row ``not_a_call`` names a reason for is quarantined with it, never counted."""
-    path = str(sample.path)
+    path = sample.name
     if sample.kind == "json":
         document = sample.document
         items = document.get("data") if isinstance(document, dict) and "data" in document else document
         numbered: Iterator[tuple[int, Any]] = enumerate(items if isinstance(items, list) else [items], start=1)
     else:
-        numbered = iter_json_lines(sample.path)
+        numbered = records(sample)
     for number, value in numbered:
         source = Source(path, number)
         if isinstance(value, Quarantined):

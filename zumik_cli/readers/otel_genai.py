@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source, Usage, canonical_arguments, canonical_json
-from zumik_cli.readers import Item, Reader, Sample, convert_guarded, iter_json_lines
+from zumik_cli.readers import Item, Reader, Sample, convert_guarded, records
 from zumik_cli.readers.fields import moment, text
 from zumik_cli.readers.messages import openai_messages, openai_tools, ordered
 
@@ -305,13 +305,13 @@ def _scope_spans(resource_spans: dict[str, Any]) -> list[Any]:
 
 
 def _read(sample: Sample) -> Iterator[Item]:
-    path = str(sample.path)
+    path = sample.name
     if sample.kind == "json":
         documents = sample.document if isinstance(sample.document, list) else [sample.document]
         for document in documents:
             yield from _spans(document, path, None)
         return
-    for number, value in iter_json_lines(sample.path):
+    for number, value in records(sample):
         if isinstance(value, Quarantined):
             yield value
         else:

@@ -47,12 +47,12 @@ def _calls(entry: Any, source: Source, model: str) -> list[Request]:
 
 
 def _read(sample: Sample) -> Iterator[Item]:
-    model = sample.path.name.removesuffix(".json").rsplit("-", 1)[0]
+    model = sample.filename.removesuffix(".json").rsplit("-", 1)[0]
     if not isinstance(sample.document, list):
-        yield Quarantined(Source(str(sample.path), 0), "not tau-bench trajectories (a JSON list of {task_id, traj})")
+        yield Quarantined(Source(sample.name, 0), "not tau-bench trajectories (a JSON list of {task_id, traj})")
         return
     for index, entry in enumerate(sample.document):
-        yield from convert_guarded(lambda e, s: _calls(e, s, model), entry, Source(str(sample.path), index + 1))
+        yield from convert_guarded(lambda e, s: _calls(e, s, model), entry, Source(sample.name, index + 1))
 
 
 def _sniff(sample: Sample) -> bool:

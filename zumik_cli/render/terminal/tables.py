@@ -79,6 +79,8 @@ def ingest_warnings(console: Console, summary: Any) -> None:
         )
     for path in summary.inputs_skipped:
         console.print(f"[dim]{escape(path)} was already ingested: skipped[/]")
+    for entry in getattr(summary, "not_read", ()):
+        console.print(f"[yellow]{escape(entry['path'])} not read[/]: {escape(entry['reason'])}")
     for note in summary.notes:
         console.print(f"[dim]note: {escape(note)}; counts marked estimated[/]")
 
