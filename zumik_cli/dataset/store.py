@@ -22,6 +22,7 @@ import duckdb
 
 from zumik_cli import __version__
 from zumik_cli.core.errors import DatasetError
+from zumik_cli.core.redact import redact
 from zumik_cli.dataset.schema import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
@@ -156,10 +157,16 @@ class Dataset:
         return con
 
     def quarantine_entries(self) -> list[dict[str, Any]]:
+        """The quarantined records, reasons and excerpts redacted again: a dataset written by an older zumik may
+        hold a credential its redaction did not know."""
         entries: list[dict[str, Any]] = []
         for part in self.manifest.quarantine:
             with (self.root / part).open() as handle:
                 entries.extend(json.loads(line) for line in handle if line.strip())
+        for entry in entries:
+            for key in ("reason", "excerpt"):
+                if isinstance(entry.get(key), str):
+                    entry[key] = redact(entry[key])
         return entries
 
 

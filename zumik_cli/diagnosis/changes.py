@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from zumik_cli.core import identity
 from zumik_cli.core.model import Artifact
+from zumik_cli.core.redact import redact
 from zumik_cli.dataset.scenario import Scenario, ScenarioBuilder
 from zumik_cli.dataset.schema import REQUEST_BLOCKS
 from zumik_cli.diagnosis import volatility
@@ -373,7 +374,7 @@ def moved_volatile(
     for block in list(volatile.values())[:5]:
         for m in block.matches[:2]:
             where = "system" if block.kind == "system" else f"tool {block.name}"
-            examples.append({"where": where, "shape": m.shape, "example": block.text[m.start : m.end]})
+            examples.append({"where": where, "shape": m.shape, "example": redact(block.text, m.start, m.end)})
     return Change(
         id="volatile_moved",
         title="Move volatile values (dates, times, ids) out of the system prompt and tools, to the end of the prompt",

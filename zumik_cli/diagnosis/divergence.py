@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 
 from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, common_prefix_length, compute_waterfall
+from zumik_cli.core.redact import redact
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis import volatility
 
@@ -481,10 +482,11 @@ def _span(con: duckdb.DuckDBPyConnection, kind: str, old_block: int, new_block: 
         "old_block": old_block,
         "new_block": new_block,
         "offset": new_span[0],
-        "old": _cut(old[slice(*old_span)]),
-        "new": _cut(new[slice(*new_span)]),
-        "before": before,
-        "after": after,
+        # shown text is redacted in the whole block, so that no cut keeps part of a credential
+        "old": _cut(redact(old, *old_span)),
+        "new": _cut(redact(new, *new_span)),
+        "before": redact(new, new_span[0] - len(before), new_span[0]),
+        "after": redact(new, new_span[1], new_span[1] + len(after)),
         **verdict.to_json(),
     }
 
@@ -509,13 +511,14 @@ def _volatile_spans(con: duckdb.DuckDBPyConnection, breaks: list[Break]) -> list
     for block in volatility.volatile_head_blocks(con).values():
         for m in block.matches:
             before, _ = volatility.contexts(block.text, m.start, m.end)
+            before = redact(block.text, m.start - len(before), m.start)  # as a break's span shows it
             where = "system" if block.kind == "system" else f"tool {block.name}"
             spans.setdefault(
                 (where, before),
                 {
                     "where": where,
                     "shape": m.shape,
-                    "example": block.text[m.start : m.end],
+                    "example": redact(block.text, m.start, m.end),
                     "breaks": 0,
                     "values": block.template_values,
                     "requests": block.requests,
