@@ -180,3 +180,19 @@ def test_a_published_manifest_counts_generations_and_names_only_whole_parts(smal
             assert (data / part).read_bytes()[-4:] == b"PAR1"  # a whole Parquet file ends with its magic
     assert json.loads((data / "manifest.json").read_text())["generation"] == manifest.generation
     assert Manifest().generation == 0
+
+
+def test_a_connection_keeps_its_snapshot_after_the_dataset_object_is_gone(small: tuple[Path, Path]) -> None:
+    import gc
+
+    data, releases = small
+    history = load_history(releases)
+    simulate(data, history)
+    con = Dataset(data).connect()
+    gc.collect()
+
+    simulate(data, history, seed=2)
+    simulate(data, history, seed=3)
+
+    policies = len(read_manifest(data).extra["simulations"])
+    assert con.execute("SELECT count(DISTINCT policy) FROM decisions").fetchone() == (policies,)

@@ -228,6 +228,10 @@ def _take_lease(root: Path) -> tuple[Any, Path] | None:
     return handle, root / READERS / name
 
 
+def _keep(dataset: Dataset) -> None:
+    """Nothing: holding ``dataset`` as a finalizer's argument keeps it (and its lease) alive."""
+
+
 def _release_lease(handle: Any, path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
@@ -278,6 +282,9 @@ class Dataset:
             con.execute("SET enable_progress_bar_print = false")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
+        # the connection reads this snapshot's parts until it is closed: it keeps the snapshot's lease, so that
+        # ``Dataset(path).connect()`` is safe although the Dataset itself is gone at once
+        weakref.finalize(con, _keep, self)
         for table in self.manifest.parts:
             parts = self.parts(table)
             if parts:
