@@ -303,12 +303,12 @@ def test_chart_text_is_html_escaped_before_plotly_sees_it(hostile_report_inputs:
 
 
 def test_prompt_text_appears_only_when_asked_for(inputs: ReportInputs) -> None:
-    samples = [{"trace_id": "req_0001", "text": "SECRET-PROMPT: refactor the billing module"}]
+    samples = [{"trace_id": "req_0001", "text": "PRIVATE-PROMPT: refactor the billing module"}]
     without = ReportInputs(inputs.waterfall, inputs.manifest, GENERATED_AT, "t", samples=samples)
     with_text = replace(without, include_text=True)
-    assert "SECRET-PROMPT" not in render_report(without)
+    assert "PRIVATE-PROMPT" not in render_report(without)
     rendered = render_report(with_text)
-    assert "SECRET-PROMPT: refactor the billing module" in rendered
+    assert "PRIVATE-PROMPT: refactor the billing module" in rendered
     assert 'id="samples"' in rendered
 
 

@@ -25,6 +25,7 @@ from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own
 from zumik_cli.analysis.kv_memory import kv_shape, memory
 from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.schema import SESSION_LABEL
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.rules.pack import RulesPack, resolve_packs
 from zumik_cli.rules.prices import Cost, Tokens, Unpriced, price
@@ -535,7 +536,7 @@ FROM stages WHERE missed > 0 GROUP BY ALL ORDER BY tokens DESC, cause
 """
 
 BREAKDOWN_SQL = """
-SELECT {key} AS key, count(*) AS requests, sum(total) AS total, sum(eligible) AS eligible,
+SELECT {key} AS key{also}, count(*) AS requests, sum(total) AS total, sum(eligible) AS eligible,
        sum(candidate) AS candidate, sum(realized) AS realized, sum(missed) AS missed
 FROM stages GROUP BY ALL ORDER BY missed DESC NULLS LAST, total DESC, key LIMIT ?
 """
@@ -545,11 +546,13 @@ BREAKDOWN_KEYS = {
     "alias": "alias",
     "release": "alias_release",
     "tenant": "tenant",
-    "session": "session_id",
+    # a session is its tenant's: shown as "tenant / session" and grouped by both, so two tenants never merge
+    "session": SESSION_LABEL,
     "day": "CASE WHEN ts IS NULL THEN '' ELSE strftime(to_timestamp(ts), '%Y-%m-%d') END",
     "provider": "provider",
     "rules": "pack",
 }
+BREAKDOWN_ALSO = {"session": ", tenant, session_id"}
 
 
 # One row per pack, model, write TTL and day (prices are dated): the tokens each part of the bill is made of.
@@ -712,7 +715,7 @@ def _summarise(
     for key in by:
         if key not in BREAKDOWN_KEYS:
             raise ZumikError(f"cannot break down by {key!r}: use one of {', '.join(BREAKDOWN_KEYS)}")
-        cursor = con.execute(BREAKDOWN_SQL.format(key=BREAKDOWN_KEYS[key]), [1000])
+        cursor = con.execute(BREAKDOWN_SQL.format(key=BREAKDOWN_KEYS[key], also=BREAKDOWN_ALSO.get(key, "")), [1000])
         cols = [d[0] for d in cursor.description]
         breakdowns[key] = [dict(zip(cols, r, strict=True)) for r in cursor.fetchall()]
     used = [r[0] for r in con.execute("SELECT DISTINCT pack FROM req ORDER BY 1").fetchall()]

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from zumik_cli.core.errors import ZumikError
+from zumik_cli.core.redact import redact
 from zumik_cli.render.terminal import tables as terminal
 
 out = terminal.console()
@@ -38,7 +39,7 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ZumikError as exc:
-            err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, markup=True)
+            err.print(f"[bold red]Error:[/] {escape(redact(str(exc)))}", highlight=False, markup=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

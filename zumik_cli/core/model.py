@@ -34,6 +34,7 @@ class Usage:
     cache_write_tokens: int | None = None
     output_tokens: int | None = None
     family: str = "none"
+    problem: str = ""  # why the log's counts cannot all be true (its totals do not add up); empty when they can
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
-"""Normalise the usage objects of every provider family into one ``Usage``.
+"""Normalise the usage objects of every provider family into one ``Usage``, and say when one cannot be true.
 
 Invariant: ``prompt_tokens`` is the whole prompt, cache reads and writes included, in every family; a cache
-field the log did not carry stays ``None`` (unknown), never zero.
+field the log did not carry stays ``None`` (unknown), never zero. Usage that contradicts itself (cache reads or
+writes above the prompt, a total that is not the sum of its parts) is never folded into a figure: ``contradiction``
+names it, and ingest quarantines the record with that reason, so one bad record cannot push a rate above 100%.
 """
 
 from __future__ import annotations
@@ -46,10 +48,49 @@ def _sum_known(*values: int | None) -> int | None:
     return sum(known) if known else None
 
 
+def contradiction(usage: Usage) -> str:
+    """Why these counts cannot all be true, or ``""``: every family's prompt includes its cache reads and writes."""
+    prompt, read, write = usage.prompt_tokens, usage.cached_tokens, usage.cache_write_tokens
+    if usage.problem:
+        return usage.problem
+    if prompt is None:
+        return ""
+    if read is not None and read > prompt:
+        return f"{read} cached tokens in a prompt of {prompt}"
+    if write is not None and write > prompt:
+        return f"{write} cache-write tokens in a prompt of {prompt}"
+    if read is not None and write is not None and read + write > prompt:
+        return f"{read} cached and {write} cache-write tokens in a prompt of {prompt}"
+    return ""
+
+
+# families whose total_tokens is exactly prompt plus output; Gemini's adds thinking and tool-prompt tokens
+_EXACT_TOTAL = {"openai": "total_tokens", "openai-responses": "total_tokens", "deepseek": "total_tokens"}
+
+
 def normalize_usage(usage: Any) -> Usage:
     """Detect the family from the keys present and return the normalised usage."""
     if not isinstance(usage, dict) or not usage:
         return Usage()
+    normalized = _normalize(usage)
+    if normalized.family in _EXACT_TOTAL or normalized.family == "gemini":
+        total = _int(usage.get("total_tokens", usage.get("totalTokenCount")))
+        prompt, output = normalized.prompt_tokens, normalized.output_tokens
+        if total is not None and prompt is not None and output is not None:
+            exact = normalized.family in _EXACT_TOTAL
+            if total < prompt + output or (exact and total != prompt + output):
+                return Usage(
+                    normalized.prompt_tokens,
+                    normalized.cached_tokens,
+                    normalized.cache_write_tokens,
+                    normalized.output_tokens,
+                    normalized.family,
+                    f"total {total} tokens is not prompt {prompt} plus output {output}",
+                )
+    return normalized
+
+
+def _normalize(usage: dict[str, Any]) -> Usage:
     # LiteLLM adds Anthropic's cache fields beside an OpenAI-shaped prompt_tokens that already includes them.
     if "prompt_tokens" not in usage and (
         "cache_read_input_tokens" in usage

@@ -28,15 +28,17 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from zumik_cli.core.errors import ZumikError
+from zumik_cli.dataset.schema import SESSION_KEY
 from zumik_cli.dataset.store import Dataset
 
 TARGETS = {"mooncake": 512, "bailian": 16}
 ID_BITS = 53
 BATCH = 1000
 
-REQUESTS_SQL = """
-SELECT rid, timestamp, session_id, materialization_family AS family, output_tokens_reported AS output,
-       block_granularity > 0 AS hashid, n_blocks
+# a conversation is one tenant's session: another tenant's session of the same id is another conversation
+REQUESTS_SQL = f"""
+SELECT rid, timestamp, CASE WHEN session_id = '' THEN '' ELSE {SESSION_KEY} END AS session,
+       materialization_family AS family, output_tokens_reported AS output, block_granularity > 0 AS hashid, n_blocks
 FROM requests ORDER BY timestamp NULLS LAST, seq
 """
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# A session belongs to its tenant: SQL that groups, orders or joins requests by session uses this key, never
+# ``session_id`` alone, so that two tenants that happen to use one session id are two sessions. The tenant's length
+# leads, so no pair of tenant and session id spells another pair's key.
+SESSION_KEY = "concat(length(tenant), ':', tenant, '/', session_id)"
+SESSION_LABEL = "CASE WHEN tenant = '' THEN session_id ELSE concat(tenant, ' / ', session_id) END"  # as people read it
+
 SCHEMA_VERSION = 1
 
 REQUESTS = pa.schema(

@@ -1,8 +1,13 @@
 """A zumik dataset: a folder of Parquet parts plus ``manifest.json``, the only source of truth.
 
 Readers see exactly the parts the manifest lists, so a writer that dies half-way leaves the previous dataset
-intact: parts are written under a staging folder, moved into place, and only then does an atomic replace of the
-manifest publish them. One writer at a time holds ``.lock``.
+intact: parts are written under a staging folder, fsynced, moved into place, and only then does an atomic replace
+of the manifest publish them. One writer at a time holds ``.lock``.
+
+A reader finishes on the snapshot it opened. Each manifest has a generation; a part a writer drops from the
+manifest is *retired* with the generation that dropped it, not deleted. Each open ``Dataset`` holds a lease (a
+locked file under ``.readers/`` naming the generation it read), and a retired part is deleted only once no live
+lease is older than its retirement, as Delta Lake and Iceberg keep the files of snapshots a reader may still use.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +29,11 @@ import duckdb
 
 from zumik_cli import __version__
 from zumik_cli.core.errors import DatasetError
+from zumik_cli.core.redact import redact
 from zumik_cli.dataset.schema import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
+READERS = ".readers"  # one locked lease file per open Dataset
 DUCKDB_MEMORY = os.environ.get("ZUMIK_DUCKDB_MEMORY", "1GB")
 
 
@@ -35,6 +44,8 @@ class Manifest:
     parts: dict[str, list[str]] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
+    generation: int = 0  # how many times the manifest was published
+    retired: list[dict[str, Any]] = field(default_factory=list)  # {"part", "generation"}: dropped, not yet deleted
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -44,8 +55,17 @@ class Manifest:
             "parts": self.parts,
             "inputs": self.inputs,
             "quarantine": self.quarantine,
+            "generation": self.generation,
+            "retired": self.retired,
             **self.extra,
         }
+
+    def retire(self, parts: list[str]) -> None:
+        """Drop parts from the manifest about to be published; their files stay while a reader may list them."""
+        dropped = set(parts)
+        for table, listed in self.parts.items():
+            self.parts[table] = [p for p in listed if p not in dropped]
+        self.retired.extend({"part": p, "generation": self.generation + 1} for p in parts)
 
 
 def read_manifest(root: Path) -> Manifest:
@@ -66,22 +86,32 @@ def read_manifest(root: Path) -> Manifest:
             f"reads schema {SCHEMA_VERSION}: {'upgrade zumik to read it, or ' if newer else ''}re-ingest the traces "
             "into a new folder with `zumik ingest`"
         )
-    known = {"schema_version", "zumik_version", "parts", "inputs", "quarantine"}
+    known = {"schema_version", "zumik_version", "parts", "inputs", "quarantine", "generation", "retired"}
     return Manifest(
         schema_version=version,
         zumik_version=raw.get("zumik_version", ""),
         parts=raw.get("parts", {}),
         inputs=raw.get("inputs", []),
         quarantine=raw.get("quarantine", []),
+        generation=int(raw.get("generation") or 0),
+        retired=list(raw.get("retired") or []),
         extra={k: v for k, v in raw.items() if k not in known},
     )
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    write_atomic(root / MANIFEST, json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode())
+    """Publish the manifest as the next generation (the caller holds the writer lock)."""
+    manifest.generation += 1
+    try:
+        write_atomic(root / MANIFEST, json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode())
+    except BaseException:
+        manifest.generation -= 1
+        raise
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Replace a file whole: a temporary file, fsynced, renamed over it, and the folder fsynced so that the rename
+    survives a power cut."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -93,6 +123,21 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the names in a folder (files created, moved or removed) durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
@@ -107,9 +152,11 @@ def writer_lock(root: Path) -> Iterator[None]:
 
 
 def remove_orphans(root: Path, manifest: Manifest) -> None:
-    """Parts, staging folders and half-written manifests a killed writer left behind are not in the manifest:
-    delete them (under the writer lock, so no live writer owns them)."""
+    """Delete what a killed writer left behind (staging folders, half-written manifests, parts moved into place
+    but never published: a failing writer removes its own, a killed one cannot), and the retired parts no reader
+    can still list. Under the writer lock, so no live writer owns any of them."""
     listed = {p for parts in manifest.parts.values() for p in parts} | set(manifest.quarantine)
+    listed |= {entry["part"] for entry in manifest.retired}
     for staging in root.glob(".staging-*"):
         shutil.rmtree(staging, ignore_errors=True)
     for temporary in root.glob(f".{MANIFEST}.*"):
@@ -120,14 +167,105 @@ def remove_orphans(root: Path, manifest: Manifest) -> None:
             for part in folder.iterdir():
                 if f"{table}/{part.name}" not in listed:
                     part.unlink()
+    expire_retired(root, manifest)
+
+
+def expire_retired(root: Path, manifest: Manifest) -> None:
+    """Delete the retired parts that every live reader's snapshot no longer lists, and forget them in the next
+    manifest the caller publishes (a manifest that still names a deleted retired part harms no reader)."""
+    if not manifest.retired:
+        return
+    oldest = _oldest_reader(root)
+    keep = []
+    for entry in manifest.retired:
+        if oldest is not None and oldest < entry["generation"]:
+            keep.append(entry)
+            continue
+        (root / entry["part"]).unlink(missing_ok=True)
+    manifest.retired = keep
+
+
+def _oldest_reader(root: Path) -> int | None:
+    """The oldest generation a live reader holds (a reader still opening counts as generation 0); None when no
+    reader is open. A lease whose lock is free belonged to a process that is gone: it is removed."""
+    oldest: int | None = None
+    folder = root / READERS
+    if not folder.is_dir():
+        return None
+    for lease in folder.iterdir():
+        if lease.name.startswith("."):
+            continue  # a reader still taking its lease has not read the manifest yet
+        try:
+            with lease.open("r") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    text = handle.read().strip()
+                    generation = int(text) if text.isdecimal() else 0
+                    oldest = generation if oldest is None else min(oldest, generation)
+                    continue
+            lease.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
+    return oldest
+
+
+def _take_lease(root: Path) -> tuple[Any, Path] | None:
+    """A lease file under ``.readers/``, locked for as long as the returned handle is open, that says generation 0
+    (still opening) until the reader has read the manifest. It is locked under a hidden name and only then given
+    the name writers look at, so no writer can take it for a dead reader's. None where the dataset cannot be
+    written to: there no writer can retire a part either."""
+    name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    try:
+        (root / READERS).mkdir(exist_ok=True)
+        handle = (root / READERS / f".{name}").open("w+")
+    except OSError:
+        return None
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.write("0")
+    handle.flush()
+    os.replace(root / READERS / f".{name}", root / READERS / name)
+    return handle, root / READERS / name
+
+
+def _keep(dataset: Dataset) -> None:
+    """Nothing: holding ``dataset`` as a finalizer's argument keeps it (and its lease) alive."""
+
+
+def _release_lease(handle: Any, path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+    handle.close()
 
 
 class Dataset:
-    """Read access: DuckDB views over exactly the parts the manifest lists (a consistent snapshot)."""
+    """Read access: DuckDB views over exactly the parts the manifest lists (a consistent snapshot).
+
+    The lease taken before the manifest is read keeps the parts of that snapshot on disk until ``close`` (or the
+    object's collection, or the process's end)."""
+
+    _lease: Any = None
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.manifest = read_manifest(self.root)
+        lease = _take_lease(self.root) if (self.root / MANIFEST).exists() else None
+        try:
+            self.manifest = read_manifest(self.root)
+        except BaseException:
+            if lease is not None:
+                _release_lease(*lease)
+            raise
+        if lease is not None:
+            handle, _ = lease
+            handle.seek(0)
+            handle.write(str(self.manifest.generation))  # only ever grows from "0": a torn read is older, not newer
+            handle.flush()
+            self._lease = weakref.finalize(self, _release_lease, *lease)
+
+    def close(self) -> None:
+        """Let writers delete the parts this snapshot lists once newer manifests have dropped them."""
+        if self._lease is not None:
+            self._lease()
 
     def parts(self, table: str) -> list[str]:
         return [str(self.root / p) for p in self.manifest.parts.get(table, [])]
@@ -144,6 +282,9 @@ class Dataset:
             con.execute("SET enable_progress_bar_print = false")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
+        # the connection reads this snapshot's parts until it is closed: it keeps the snapshot's lease, so that
+        # ``Dataset(path).connect()`` is safe although the Dataset itself is gone at once
+        weakref.finalize(con, _keep, self)
         for table in self.manifest.parts:
             parts = self.parts(table)
             if parts:
@@ -156,10 +297,16 @@ class Dataset:
         return con
 
     def quarantine_entries(self) -> list[dict[str, Any]]:
+        """The quarantined records, reasons and excerpts redacted again: a dataset written by an older zumik may
+        hold a credential its redaction did not know."""
         entries: list[dict[str, Any]] = []
         for part in self.manifest.quarantine:
             with (self.root / part).open() as handle:
                 entries.extend(json.loads(line) for line in handle if line.strip())
+        for entry in entries:
+            for key in ("reason", "excerpt"):
+                if isinstance(entry.get(key), str):
+                    entry[key] = redact(entry[key])
         return entries
 
 
@@ -177,13 +324,34 @@ def _duck_type(arrow_type: Any) -> str:
     }[arrow_type]
 
 
-def stage_parts(root: Path, parts: dict[str, Any]) -> list[str]:
-    """Write Arrow tables to their part paths through a staging folder and move them into place.
+def publish_staged(root: Path, staging: Path, parts: list[str], manifest: Manifest) -> None:
+    """Publish parts written under ``staging`` with the manifest that lists them (the caller holds the writer lock).
 
-    Moved parts are not yet published: the caller, holding the writer lock, lists them in the manifest.
+    Each part is fsynced, moved into place, its folder and the dataset folder fsynced, and only then is the manifest
+    replaced: after a power cut the manifest never names a part that is not whole on disk. Should anything fail,
+    the parts this writer moved are removed again, by this writer; the previous manifest stays in force.
     """
-    import uuid
+    moved: list[str] = []
+    try:
+        for part in parts:
+            fsync_file(staging / part)
+            (root / part).parent.mkdir(exist_ok=True)
+            os.replace(staging / part, root / part)
+            moved.append(part)
+        for folder in sorted({(root / part).parent for part in parts} | {root}):
+            fsync_folder(folder)
+        write_manifest(root, manifest)
+    except BaseException:
+        for part in moved:
+            with contextlib.suppress(OSError):
+                (root / part).unlink()
+        raise
+    expire_retired(root, manifest)
 
+
+def publish_tables(root: Path, manifest: Manifest, parts: dict[str, Any]) -> None:
+    """Write Arrow tables to their part paths through a staging folder and publish them with ``manifest``, which
+    the caller (holding the writer lock) has already changed to list them."""
     import pyarrow.parquet as pq
 
     staging = root / f".staging-{uuid.uuid4().hex[:12]}"
@@ -191,26 +359,21 @@ def stage_parts(root: Path, parts: dict[str, Any]) -> list[str]:
         for part, table in parts.items():
             (staging / part).parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, staging / part, compression="zstd")
-        for part in parts:
-            (root / part).parent.mkdir(exist_ok=True)
-            os.replace(staging / part, root / part)
+        publish_staged(root, staging, list(parts), manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return list(parts)
 
 
 def publish(root: Path, tables: dict[str, Any], *, extra: dict[str, Any] | None = None) -> list[str]:
     """Add one Parquet part per table (Arrow tables) and publish them all with one atomic manifest write."""
-    import uuid
-
     root = Path(root)
     with writer_lock(root):
         manifest = read_manifest(root)
         remove_orphans(root, manifest)
         run = uuid.uuid4().hex[:12]
-        written = stage_parts(root, {f"{table}/part-{run}.parquet": data for table, data in tables.items()})
-        for part in written:
+        parts = {f"{table}/part-{run}.parquet": data for table, data in tables.items()}
+        for part in parts:
             manifest.parts.setdefault(part.split("/", 1)[0], []).append(part)
         manifest.extra.update(extra or {})
-        write_manifest(root, manifest)
-    return written
+        publish_tables(root, manifest, parts)
+    return list(parts)

@@ -16,8 +16,9 @@ import pyarrow as pa
 
 from zumik_cli.core import identity
 from zumik_cli.core.model import Artifact
+from zumik_cli.core.redact import redact
 from zumik_cli.dataset.scenario import Scenario, ScenarioBuilder
-from zumik_cli.dataset.schema import REQUEST_BLOCKS
+from zumik_cli.dataset.schema import REQUEST_BLOCKS, SESSION_KEY
 from zumik_cli.diagnosis import volatility
 from zumik_cli.ingest.tokenization import load_tokenizer
 from zumik_cli.rules.pack import RulesPack
@@ -43,11 +44,28 @@ JOIN_PACKS = (
     "AND p.model IS NOT DISTINCT FROM r.model"
 )
 
+
+def _one_per_session(source: str) -> str:
+    """A scope's session ids: one per tenant's session (two tenants' sessions of one id are two)."""
+    return f"SELECT session_id FROM (SELECT DISTINCT tenant, session_id FROM {source}) ORDER BY 1"
+
+
+def _session_ids(keys: set[str]) -> list[str]:
+    """The session ids of ``SESSION_KEY`` values (``<length of tenant>:<tenant>/<session id>``), one per key."""
+    ids = []
+    for key in keys:
+        if key:
+            length, rest = key.split(":", 1)
+            ids.append(rest[int(length) + 1 :])
+    return sorted(ids)
+
+
+# sessions are keyed by tenant too (``SESSION_KEY``): one tenant's gaps never choose another tenant's session
 TTL_SESSIONS_SQL = f"""
-SELECT DISTINCT session_id FROM (
-    SELECT r.session_id, p.ttl, p.ttl_1h,
+SELECT DISTINCT skey FROM (
+    SELECT {SESSION_KEY} AS skey, p.ttl, p.ttl_1h,
            r.timestamp - lag(r.timestamp) OVER (
-               PARTITION BY r.session_id, r.kv_compatibility_key ORDER BY r.timestamp, r.seq
+               PARTITION BY r.tenant, r.session_id, r.kv_compatibility_key ORDER BY r.timestamp, r.seq
            ) AS gap
     FROM requests r {JOIN_PACKS}
     WHERE r.session_id <> '' AND r.timestamp IS NOT NULL AND r.prompt_tokens_counted IS NOT NULL
@@ -62,7 +80,7 @@ SELECT r.* REPLACE (
                    lambda x: '1h') AS breakpoint_ttls
 )
 FROM requests r {JOIN_PACKS}
-WHERE r.session_id IN (SELECT session_id FROM ch_ttl_sessions) AND p.ttl_1h IS NOT NULL
+WHERE {SESSION_KEY} IN (SELECT skey FROM ch_ttl_sessions) AND p.ttl_1h IS NOT NULL
   AND r.prompt_tokens_counted IS NOT NULL
 """
 
@@ -74,7 +92,7 @@ def one_hour_ttl(
     if ttl_fixed:
         return None
     con.execute(f"CREATE OR REPLACE TEMP TABLE ch_ttl_sessions AS {TTL_SESSIONS_SQL}")
-    touched = con.execute(f"SELECT count(*), count(DISTINCT session_id) FROM ({TTL_REQUESTS_SQL})").fetchone()
+    touched = con.execute(f"SELECT count(*), count(DISTINCT {SESSION_KEY}) FROM ({TTL_REQUESTS_SQL})").fetchone()
     if not touched or not touched[0]:
         return None
     sql = f"""
@@ -82,9 +100,7 @@ def one_hour_ttl(
         UNION ALL BY NAME {TTL_REQUESTS_SQL}
     """
     scenario = builder.build("ttl_1h", con, replace_sql={"requests": sql})
-    sessions = [
-        r[0] for r in con.execute(f"SELECT DISTINCT session_id FROM ({TTL_REQUESTS_SQL}) ORDER BY 1").fetchall()
-    ]
+    sessions = [r[0] for r in con.execute(_one_per_session(f"({TTL_REQUESTS_SQL})")).fetchall()]
     return Change(
         id="ttl_1h",
         title="Use the 1-hour cache TTL for sessions that pause between 5 and 60 minutes",
@@ -113,7 +129,7 @@ WITH ranked AS (
            ) AS pin
     FROM requests WHERE session_id <> '' AND prompt_tokens_counted IS NOT NULL AND block_granularity = 0
 )
-SELECT r.rid, r.session_id, p.provider, p.engine, p.model, p.model_revision, p.region, p.quantization,
+SELECT r.rid, r.session_id, r.tenant, p.provider, p.engine, p.model, p.model_revision, p.region, p.quantization,
        p.kv_compatibility_key, p.target_key
 FROM ranked r JOIN ranked p ON p.rid = r.pin
 WHERE r.kv_compatibility_key <> p.kv_compatibility_key
@@ -125,7 +141,7 @@ def sticky_routing(
 ) -> Change | None:
     """Every call of a session that asks for the same alias (or model) goes where the session's first one went."""
     con.execute(STICKY_SQL)
-    touched = con.execute("SELECT count(*), count(DISTINCT session_id) FROM ch_sticky").fetchone()
+    touched = con.execute(f"SELECT count(*), count(DISTINCT {SESSION_KEY}) FROM ch_sticky").fetchone()
     if not touched or not touched[0]:
         return None
     sql = """
@@ -139,7 +155,7 @@ def sticky_routing(
         FROM requests r LEFT JOIN ch_sticky s USING (rid)
     """
     scenario = builder.build("sticky_routing", con, replace_sql={"requests": sql})
-    sessions = [r[0] for r in con.execute("SELECT DISTINCT session_id FROM ch_sticky ORDER BY 1").fetchall()]
+    sessions = [r[0] for r in con.execute(_one_per_session("ch_sticky")).fetchall()]
     return Change(
         id="sticky_routing",
         title="Keep each session on the target that served its first call",
@@ -156,7 +172,8 @@ def sticky_routing(
 
 
 BREAKPOINT_ROWS_SQL = f"""
-SELECT r.rid, r.session_id, r.breakpoints, r.breakpoint_ttls, r.prompt_tokens_counted AS prompt_end,
+SELECT r.rid, CASE WHEN r.session_id = '' THEN '' ELSE {SESSION_KEY} END AS session, r.breakpoints,
+       r.breakpoint_ttls, r.prompt_tokens_counted AS prompt_end,
        p.max_breakpoints,
        (SELECT max(rb.end_token) FROM request_blocks rb JOIN blocks b USING (block_id)
         WHERE rb.rid = r.rid AND b.kind IN ('system', 'tool')) AS head_end
@@ -219,7 +236,7 @@ def breakpoints(
         action="Add cache_control to the last tool or system block and to the last block of each request (moving "
         "the latest other breakpoint when four are already set).",
         scenario=scenario,
-        scope={"sessions": sorted(s for s in sessions if s), "requests": len(changed["rid"])},
+        scope={"sessions": _session_ids(sessions), "requests": len(changed["rid"])},
         assumptions=[
             "Only requests to targets that cache at explicit breakpoints (Anthropic-style) are changed.",
             "A new breakpoint takes the TTL of the next breakpoint already set after it (5 minutes when none).",
@@ -227,8 +244,9 @@ def breakpoints(
     )
 
 
-AFFECTED_SQL = """
-SELECT r.rid, r.session_id, r.tokenizer, r.request_format, r.materialization_family AS family, r.breakpoints,
+AFFECTED_SQL = f"""
+SELECT r.rid, CASE WHEN r.session_id = '' THEN '' ELSE {SESSION_KEY} END AS session, r.tokenizer,
+       r.request_format, r.materialization_family AS family, r.breakpoints,
        list(rb.block_id ORDER BY rb.pos) AS blocks, list(rb.tokens ORDER BY rb.pos) AS sizes,
        list(rb.end_token ORDER BY rb.pos) AS ends
 FROM requests r JOIN request_blocks rb USING (rid)
@@ -373,14 +391,14 @@ def moved_volatile(
     for block in list(volatile.values())[:5]:
         for m in block.matches[:2]:
             where = "system" if block.kind == "system" else f"tool {block.name}"
-            examples.append({"where": where, "shape": m.shape, "example": block.text[m.start : m.end]})
+            examples.append({"where": where, "shape": m.shape, "example": redact(block.text, m.start, m.end)})
     return Change(
         id="volatile_moved",
         title="Move volatile values (dates, times, ids) out of the system prompt and tools, to the end of the prompt",
         action="Keep the system prompt and tool definitions byte-identical across calls; send what changes per call "
         "(the lines holding these spans) in a last user message instead.",
         scenario=scenario,
-        scope={"sessions": sorted(s for s in sessions if s), "requests": len(updates["rid"]), "spans": examples},
+        scope={"sessions": _session_ids(sessions), "requests": len(updates["rid"]), "spans": examples},
         assumptions=[
             "A span is volatile when it looks like a date, time, id or counter and the same system or tool text "
             "carries different values of it across requests.",

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from zumik_cli.core.redact import redact
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis import volatility
 from zumik_cli.ingest.request_body import RequestBody
@@ -225,7 +226,8 @@ def _body_breakpoints(body: RequestBody, pack: RulesPack) -> list[Finding]:
                     "anthropic.volatile_before_breakpoint",
                     "warn",
                     f"Block {i + 1}, before the first breakpoint, holds what looks like a {m.shape.replace('_', ' ')} "
-                    f"({body.blocks[i].text[m.start : m.end]!r}): if it changes between calls, nothing is cached.",
+                    f"({redact(body.blocks[i].text, m.start, m.end)!r}): if it changes between calls, nothing is "
+                    "cached.",
                     requests=1,
                     examples=[f"block {j + 1}" for j, _ in spans[:EXAMPLES]],
                     tokens_at_risk=body.blocks[first].end_token,

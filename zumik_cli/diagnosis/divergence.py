@@ -23,6 +23,8 @@ import duckdb
 import numpy as np
 
 from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, common_prefix_length, compute_waterfall
+from zumik_cli.core.redact import redact
+from zumik_cli.dataset.schema import SESSION_KEY
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis import volatility
 
@@ -53,12 +55,13 @@ DEFINITIONS = {
     "prompt where a proxy tokenizer counted it.",
 }
 
+# A session is a tenant's: two tenants that use the same session id have two sessions (``skey``), never one.
 REQUESTS_SQL = """
 CREATE OR REPLACE TEMP TABLE dv_req AS
-SELECT rid, trace_id, session_id, tenant, timestamp AS ts, provider, engine, model, model_revision,
-       kv_compatibility_key AS kvc, materialization_family AS family, prompt_tokens_counted AS counted,
+SELECT rid, trace_id, session_id, tenant, {SESSION_KEY} AS skey, timestamp AS ts, provider, engine, model,
+       model_revision, kv_compatibility_key AS kvc, materialization_family AS family, prompt_tokens_counted AS counted,
        n_blocks, output_chain, tokenizer_exact,
-       row_number() OVER (PARTITION BY session_id ORDER BY timestamp NULLS LAST, seq) AS k
+       row_number() OVER (PARTITION BY tenant, session_id ORDER BY timestamp NULLS LAST, seq) AS k
 FROM requests
 WHERE session_id <> '' AND prompt_tokens_counted IS NOT NULL AND block_granularity = 0
   AND session_id = coalesce(?, session_id)
@@ -66,20 +69,20 @@ WHERE session_id <> '' AND prompt_tokens_counted IS NOT NULL AND block_granulari
 
 PARENTS_SQL = """
 CREATE OR REPLACE TEMP TABLE dv_units AS
-SELECT b.rid, b.pos, b.block_id, b.chain, b.end_token, r.session_id, r.k
+SELECT b.rid, b.pos, b.block_id, b.chain, b.end_token, r.skey, r.k
 FROM request_blocks b JOIN dv_req r USING (rid);
 
 -- every chain a request holds: its prompt's, and the one after its reply (prompt plus reply)
 CREATE OR REPLACE TEMP TABLE dv_seen AS
-SELECT session_id, chain, k, rid, false AS reply FROM dv_units
+SELECT skey, chain, k, rid, false AS reply FROM dv_units
 UNION ALL
-SELECT session_id, output_chain, k, rid, true FROM dv_req WHERE output_chain IS NOT NULL;
+SELECT skey, output_chain, k, rid, true FROM dv_req WHERE output_chain IS NOT NULL;
 
 -- chain ids are prefix-closed: the deepest block an earlier request of the session also held is the shared length
 CREATE OR REPLACE TEMP TABLE dv_shared AS
 SELECT u.rid, max(u.pos) + 1 AS n_shared
 FROM dv_units u
-JOIN (SELECT session_id, chain, min(k) AS first_k FROM dv_seen GROUP BY ALL) f USING (session_id, chain)
+JOIN (SELECT skey, chain, min(k) AS first_k FROM dv_seen GROUP BY ALL) f USING (skey, chain)
 WHERE f.first_k < u.k
 GROUP BY u.rid;
 
@@ -88,12 +91,12 @@ GROUP BY u.rid;
 -- an edit right after a reply; only an edit keeps some of the latest one's later blocks.
 CREATE OR REPLACE TEMP TABLE dv_parent AS
 WITH deepest AS (
-    SELECT s.rid, s.n_shared, u.session_id, u.k, u.chain
+    SELECT s.rid, s.n_shared, u.skey, u.k, u.chain
     FROM dv_shared s JOIN dv_units u ON u.rid = s.rid AND u.pos = s.n_shared - 1
 ), holders AS (
     SELECT d.rid, d.n_shared, arg_max(e.rid, e.k) AS latest,
            arg_max(e.rid, e.k) FILTER (WHERE e.reply) AS extended
-    FROM deepest d JOIN dv_seen e ON e.session_id = d.session_id AND e.chain = d.chain AND e.k < d.k
+    FROM deepest d JOIN dv_seen e ON e.skey = d.skey AND e.chain = d.chain AND e.k < d.k
     GROUP BY d.rid, d.n_shared
 ), chosen AS (
     SELECT h.rid, h.n_shared, h.extended,
@@ -104,7 +107,7 @@ WITH deepest AS (
                 ELSE h.extended END AS parent
     FROM holders h
 ), previous AS (
-    SELECT rid, lag(rid) OVER (PARTITION BY session_id ORDER BY k) AS prev FROM dv_req
+    SELECT rid, lag(rid) OVER (PARTITION BY skey ORDER BY k) AS prev FROM dv_req
 )
 SELECT p.rid, coalesce(c.parent, p.prev) AS parent, p.prev, coalesce(c.parent = c.extended, false) AS extends_reply,
        coalesce(c.n_shared, 0) AS n_shared
@@ -114,7 +117,7 @@ WHERE coalesce(c.parent, p.prev) IS NOT NULL;
 """
 
 PAIRS_SQL = """
-SELECT r.rid, r.session_id, r.k, r.trace_id, q.rid AS parent_rid, q.k AS parent_k, q.trace_id AS parent_trace,
+SELECT r.rid, r.session_id, r.tenant, r.k, r.trace_id, q.rid AS parent_rid, q.k AS parent_k, q.trace_id AS parent_trace,
        p.n_shared, p.extends_reply, p.parent <> p.prev AS branched,
        r.ts - q.ts AS gap, r.counted, q.counted AS parent_counted,
        w.same_key_counted AS same_key, w.warm_counted AS warm, w.scale, w.total,
@@ -127,7 +130,7 @@ SELECT r.rid, r.session_id, r.k, r.trace_id, q.rid AS parent_rid, q.k AS parent_
        r.tokenizer_exact AND q.tokenizer_exact AS exact
 FROM dv_parent p
 JOIN dv_req r ON r.rid = p.rid
-JOIN dv_req q ON q.rid = p.parent
+JOIN dv_req q ON q.rid = p.parent AND q.skey = r.skey
 JOIN dv_waterfall w ON w.rid = r.rid
 JOIN dv_waterfall pw ON pw.rid = q.rid
 LEFT JOIN dv_units ub ON ub.rid = r.rid AND ub.pos = p.n_shared - 1
@@ -137,7 +140,7 @@ LEFT JOIN dv_units qa ON qa.rid = q.rid AND qa.pos = p.n_shared AND NOT p.extend
 
 SUSPECTS = """
 WHERE (ra.block_id IS NOT NULL AND qa.block_id IS NOT NULL) OR r.kvc <> q.kvc OR w.warm_counted < w.same_key_counted
-ORDER BY r.session_id, r.k
+ORDER BY r.tenant, r.session_id, r.k
 """
 
 # what divergence reads of the waterfall's per-request result: same key and warm in zumik's count, the scale to the
@@ -169,9 +172,11 @@ class Break:
     lost_by_cause: dict[str, int]
     gap_seconds: float | None
     detail: dict[str, Any] = field(default_factory=dict)
+    tenant: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "tenant": self.tenant,
             "session_id": self.session_id,
             "trace_id": self.trace_id,
             "index": self.index,
@@ -242,9 +247,9 @@ def compute_divergence(
     con = dataset.connect()
     breaks = _breaks(con, session, waterfall or _waterfall(dataset, rules, rules_files))
     stats = con.execute("""
-        SELECT r.session_id, count(*) AS requests, count(p.rid) FILTER (WHERE p.parent <> p.prev) AS branches,
-               bool_and(r.tokenizer_exact) AS exact
-        FROM dv_req r LEFT JOIN dv_parent p USING (rid) GROUP BY ALL ORDER BY 1
+        SELECT r.tenant, r.session_id, count(*) AS requests,
+               count(p.rid) FILTER (WHERE p.parent <> p.prev) AS branches, bool_and(r.tokenizer_exact) AS exact
+        FROM dv_req r LEFT JOIN dv_parent p USING (rid) GROUP BY ALL ORDER BY 1, 2
     """).fetchall()
     compared = con.execute("SELECT count(*) FROM dv_parent").fetchone()
     skipped = con.execute(
@@ -252,7 +257,7 @@ def compute_divergence(
         "OR prompt_tokens_counted IS NULL) FROM requests"
     ).fetchone()
     spans = _volatile_spans(con, breaks)
-    exact = all(row[3] for row in stats)
+    exact = all(row[4] for row in stats)
     return Divergence(
         breaks=breaks,
         sessions=_sessions(stats, breaks),
@@ -267,6 +272,7 @@ def session_break(dataset: Dataset, trace_id: str, waterfall: Waterfall) -> Brea
     """The break of one request, found and classified exactly as ``compute_divergence`` does; None without one."""
     con = dataset.connect()
     found = con.execute("SELECT session_id FROM requests WHERE trace_id = ?", [trace_id]).fetchone()
+    # the session id selects every tenant's session of that name; each is still its own (``skey``)
     if found is None or not found[0]:
         return None
     return next((b for b in _breaks(con, found[0], waterfall) if b.trace_id == trace_id), None)
@@ -280,7 +286,7 @@ def _waterfall(dataset: Dataset, rules: str | None, rules_files: tuple[str, ...]
 
 def _breaks(con: duckdb.DuckDBPyConnection, session: str | None, waterfall: Waterfall) -> list[Break]:
     """Parents of the session's requests (or of every session's), then a classification of each suspect pair."""
-    con.execute(REQUESTS_SQL, [session])
+    con.execute(REQUESTS_SQL.format(SESSION_KEY=SESSION_KEY), [session])
     con.execute(PARENTS_SQL)
     con.register("dv_waterfall", waterfall.per_request.select(list(WATERFALL_COLUMNS)))
     cursor = con.execute(PAIRS_SQL + SUSPECTS)
@@ -359,6 +365,7 @@ def _classify(
     if len(lost) > 1:
         detail["also"] = sorted(c for c in lost if c != primary)
     return Break(
+        tenant=s["tenant"] or "",
         session_id=s["session_id"],
         trace_id=s["trace_id"],
         index=int(s["k"]),
@@ -481,10 +488,11 @@ def _span(con: duckdb.DuckDBPyConnection, kind: str, old_block: int, new_block: 
         "old_block": old_block,
         "new_block": new_block,
         "offset": new_span[0],
-        "old": _cut(old[slice(*old_span)]),
-        "new": _cut(new[slice(*new_span)]),
-        "before": before,
-        "after": after,
+        # shown text is redacted in the whole block, so that no cut keeps part of a credential
+        "old": _cut(redact(old, *old_span)),
+        "new": _cut(redact(new, *new_span)),
+        "before": redact(new, new_span[0] - len(before), new_span[0]),
+        "after": redact(new, new_span[1], new_span[1] + len(after)),
         **verdict.to_json(),
     }
 
@@ -509,13 +517,14 @@ def _volatile_spans(con: duckdb.DuckDBPyConnection, breaks: list[Break]) -> list
     for block in volatility.volatile_head_blocks(con).values():
         for m in block.matches:
             before, _ = volatility.contexts(block.text, m.start, m.end)
+            before = redact(block.text, m.start - len(before), m.start)  # as a break's span shows it
             where = "system" if block.kind == "system" else f"tool {block.name}"
             spans.setdefault(
                 (where, before),
                 {
                     "where": where,
                     "shape": m.shape,
-                    "example": block.text[m.start : m.end],
+                    "example": redact(block.text, m.start, m.end),
                     "breaks": 0,
                     "values": block.template_values,
                     "requests": block.requests,
@@ -529,18 +538,19 @@ def _volatile_spans(con: duckdb.DuckDBPyConnection, breaks: list[Break]) -> list
 
 
 def _sessions(stats: list[tuple[Any, ...]], breaks: list[Break]) -> list[dict[str, Any]]:
-    by_session: dict[str, list[Break]] = {}
+    by_session: dict[tuple[str, str], list[Break]] = {}
     for b in breaks:
-        by_session.setdefault(b.session_id, []).append(b)
+        by_session.setdefault((b.tenant, b.session_id), []).append(b)
     out = []
-    for session_id, requests, branches, _ in stats:
-        mine = by_session.get(session_id, [])
+    for tenant, session_id, requests, branches, _ in stats:
+        mine = by_session.get((tenant or "", session_id), [])
         lost: dict[str, int] = {}
         for b in mine:
             for cause, tokens in b.lost_by_cause.items():
                 lost[cause] = lost.get(cause, 0) + tokens
         out.append(
             {
+                "tenant": tenant or "",
                 "session_id": session_id,
                 "requests": int(requests),
                 "branches": int(branches),
@@ -549,7 +559,7 @@ def _sessions(stats: list[tuple[Any, ...]], breaks: list[Break]) -> list[dict[st
                 "lost_by_cause": lost,
             }
         )
-    return sorted(out, key=lambda s: (-s["lost_tokens"], s["session_id"]))
+    return sorted(out, key=lambda s: (-s["lost_tokens"], s["session_id"], s["tenant"]))
 
 
 def _totals(breaks: list[Break], compared: int) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
 import shutil
 import time
 import uuid
@@ -33,7 +32,7 @@ from zumik_cli.core.memo import MISSING, Memo
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.core.redact import redact
 from zumik_cli.dataset.schema import BLOCKS, REQUEST_BLOCKS, REQUESTS, TABLES, TOKENS
-from zumik_cli.dataset.store import Manifest, read_manifest, remove_orphans, write_manifest, writer_lock
+from zumik_cli.dataset.store import Manifest, publish_staged, read_manifest, remove_orphans, writer_lock
 from zumik_cli.ingest.rows import ChainCache, block_rows, hash_rows
 from zumik_cli.ingest.tokenization import Tokenizer, tokenizer_for_model
 from zumik_cli.readers.hashid import HashColumns
@@ -700,9 +699,6 @@ def _ingest_run(
         )
         new_parts.append(f"quarantine/part-{run}.jsonl")
     for part in new_parts:
-        (data / part).parent.mkdir(exist_ok=True)
-        os.replace(staging / part, data / part)
-    for part in new_parts:
         table = part.split("/", 1)[0]
         if table == "quarantine":
             manifest.quarantine.append(part)
@@ -723,7 +719,7 @@ def _ingest_run(
         for (tok, model), (counted, reported, n) in sorted(materializer.calibration.items())
     ]
     manifest.extra["calibration"] = _merge_calibration(manifest.extra.get("calibration", []), calibration)
-    write_manifest(data, manifest)
+    publish_staged(data, staging, new_parts, manifest)
     timings = {k: round(v, 3) for k, v in sorted(materializer.timings.items()) if k != "tokenized_chars"}
     timings["total"] = round(time.perf_counter() - began, 3)
     return IngestSummary(

@@ -13,6 +13,7 @@ from typing import Any
 
 from zumik_cli.core.errors import InputError
 from zumik_cli.core.model import Quarantined, Request, Source
+from zumik_cli.core.usage import contradiction
 from zumik_cli.readers.containers import (
     Sample,
     excerpt,
@@ -125,9 +126,12 @@ def detect(sample: Sample, forced: str | None = None) -> Reader | None:
 
 def read_all(reader: Reader, sample: Sample) -> Iterator[Any]:
     """Everything ``reader`` reads from ``sample`` (batches too). Readers quarantine bad records themselves; should
-    one still fail on a shape nobody foresaw, what it read is kept and the rest of the file is quarantined."""
+    one still fail on a shape nobody foresaw, what it read is kept and the rest of the file is quarantined. A
+    request whose usage contradicts itself is quarantined with the contradiction, whichever reader read it."""
     try:
-        yield from (reader.read_columns or reader.read)(sample)
+        for item in (reader.read_columns or reader.read)(sample):
+            problem = contradiction(item.usage) if isinstance(item, Request) else ""
+            yield Quarantined(item.source, f"impossible usage: {problem}") if problem else item
     except SHAPE_ERRORS as exc:
         reason = f"the {reader.name} reader stopped, the rest of the file is unread: {type(exc).__name__}: {exc}"
         yield Quarantined(Source(sample.name, 0), reason[:300])

@@ -116,7 +116,7 @@ def excerpt(text: str) -> str:
 
     Only a window is redacted (a bad line may be 50 MB), wide enough that no secret in the first 200 characters is
     cut by it."""
-    return redact(text[:4096])[:200]
+    return redact(text[:2048], 0, 200)[:200]
 
 
 def records(sample: Sample) -> Iterator[tuple[int, Any]]:

@@ -41,7 +41,7 @@ def parse_time(value: Any) -> float | None:
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        return when.timestamp()
+        return moment(when.timestamp(), value)  # year 9999 at -05:00 is past the end of year 9999 in UTC
     raise ValueError(f"unreadable time {value!r}")
 
 

@@ -1,13 +1,13 @@
 """Resolution records in the dataset: one ``decisions`` part per policy, published through the manifest.
 
 A policy's latest simulation replaces its previous part in one atomic manifest write, so readers always see
-exactly one decision per request per policy; releases the dataset has not seen are recorded beside them. The
-caller holds the writer lock.
+exactly one decision per request per policy; the replaced part is retired, and stays on disk while a reader of an
+older manifest may list it. Releases the dataset has not seen are recorded beside them. The caller holds the
+writer lock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from zumik_cli.dataset.store import Dataset, read_manifest, remove_orphans, stage_parts, write_manifest
+from zumik_cli.dataset.store import Dataset, publish_tables, read_manifest, remove_orphans
 from zumik_cli.routing.release_store import new_release_rows, recorded_history
 from zumik_cli.routing.releases import History
 
@@ -31,14 +31,18 @@ def publish(root: Path, history: History, simulation: Simulation) -> list[str]:
     remove_orphans(root, manifest)
     run = uuid.uuid4().hex[:12]
     parts = {f"decisions/part-{run}-{policy}.parquet": table for policy, table in simulation.decisions.items()}
-    releases = new_release_rows(history, recorded_history(Dataset(root)), history.source)
+    recorded = Dataset(root)
+    releases = new_release_rows(history, recorded_history(recorded), history.source)
+    recorded.close()
     if releases.num_rows:
         parts[f"releases/part-{run}.parquet"] = releases
-    written = stage_parts(root, parts)
+    written = list(parts)
     runs: dict[str, Any] = dict(manifest.extra.get(SIMULATIONS, {}))
-    replaced = [runs[p]["part"] for p in simulation.decisions if p in runs]
-    decisions = [p for p in manifest.parts.get("decisions", []) if p not in replaced]
-    manifest.parts["decisions"] = decisions + [p for p in written if p.startswith("decisions/")]
+    # a replaced part is retired, not deleted: a report that read the previous manifest still reads it
+    manifest.retire([runs[p]["part"] for p in simulation.decisions if p in runs])
+    manifest.parts["decisions"] = manifest.parts.get("decisions", []) + [
+        p for p in written if p.startswith("decisions/")
+    ]
     manifest.parts["releases"] = manifest.parts.get("releases", []) + [p for p in written if p.startswith("releases/")]
     summaries = {row["policy"]: row for row in simulation.to_json()["policies"]}
     for part in written:
@@ -53,10 +57,7 @@ def publish(root: Path, history: History, simulation: Simulation) -> list[str]:
                 "summary": summaries[policy],
             }
     manifest.extra[SIMULATIONS] = runs
-    write_manifest(root, manifest)
-    for part in replaced:
-        with contextlib.suppress(FileNotFoundError):
-            (root / part).unlink()
+    publish_tables(root, manifest, parts)
     return written
 
 

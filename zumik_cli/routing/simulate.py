@@ -215,7 +215,7 @@ class _PolicyRun:
     def __init__(self, policy: str, resolver: Resolver, run_id: str, seed: int) -> None:
         self.policy, self.resolver, self.run_id, self.seed = policy, resolver, run_id, seed
         self.caches: dict[str, PrefixCache] = {}
-        self.session_target: dict[str, str] = {}
+        self.session_target: dict[tuple[str, str], str] = {}  # by (tenant, session id): a session is its tenant's
         self.rows: dict[str, list[Any]] = {name: [] for name in DECISIONS.names}
         self.latencies: list[float] = []
         self.totals = Counter[str]()
@@ -233,7 +233,7 @@ class _PolicyRun:
         inputs = PolicyInputs(
             prompt_tokens=req.prompt.tokens,
             output_tokens=req.output_tokens,
-            session_target=self.session_target.get(req.session_id) if req.session_id else None,
+            session_target=self.session_target.get((req.tenant, req.session_id)) if req.session_id else None,
             session_gaps_s=gaps,
             recorded_target=res.recorded.key,
             targets=tuple(
@@ -262,9 +262,9 @@ class _PolicyRun:
         if latency is not None:
             self.latencies.append(latency)
         if req.session_id:
-            previous = self.session_target.get(req.session_id)
+            previous = self.session_target.get((req.tenant, req.session_id))
             self.totals["switches"] += int(previous is not None and previous != target.key)
-            self.session_target[req.session_id] = target.key
+            self.session_target[(req.tenant, req.session_id)] = target.key
         self.totals["requests"] += 1
         self.totals["realized"] += probe.read_tokens
         self.totals["writes"] += probe.write_tokens
@@ -348,8 +348,8 @@ def simulate_workload(
     names = policy_order(policies)
     resolver = Resolver(history, packs if packs is not None else load_packs())
     runs = [_PolicyRun(name, resolver, run_id, seed) for name in names]
-    gaps: dict[str, deque[float]] = {}
-    last_seen: dict[str, float] = {}
+    gaps: dict[tuple[str, str], deque[float]] = {}  # by (tenant, session id)
+    last_seen: dict[tuple[str, str], float] = {}
     unresolved = Counter[str]()
     count = 0
     for req in requests:
@@ -359,10 +359,10 @@ def simulate_workload(
             unresolved[res.reason] += 1
         session_gaps: tuple[float, ...] = ()
         if req.session_id and req.timestamp is not None:
-            recent = gaps.setdefault(req.session_id, deque(maxlen=SESSION_GAPS))
-            if req.session_id in last_seen:
-                recent.append(max(req.timestamp - last_seen[req.session_id], 0.0))
-            last_seen[req.session_id] = req.timestamp
+            recent = gaps.setdefault((req.tenant, req.session_id), deque(maxlen=SESSION_GAPS))
+            if (req.tenant, req.session_id) in last_seen:
+                recent.append(max(req.timestamp - last_seen[(req.tenant, req.session_id)], 0.0))
+            last_seen[(req.tenant, req.session_id)] = req.timestamp
             session_gaps = tuple(recent)
         z = latency_score(seed, req.trace_id)
         for run in runs:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zumik_cli.core.printable import printable
 from zumik_cli.render.report.format import (
     as_number,
     format_capacity,
@@ -77,7 +78,7 @@ def _text(value: object) -> str:
     Quotes stay as they are: plotly decodes &amp; &lt; &gt; but not &quot;, and a quote outside a tag means
     nothing to it.
     """
-    return html.escape("" if value is None else str(value), quote=False)
+    return html.escape(printable(value), quote=False)
 
 
 def _figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> Figure:

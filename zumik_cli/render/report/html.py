@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zumik_cli.core.printable import printable
 from zumik_cli.render.report.charts import EVIDENCE_LEVELS, Figure, evidence_key
 
 TABLE_ROW_LIMIT = 20
@@ -32,10 +33,11 @@ class Markup(str):
 
 
 def escape(value: object) -> Markup:
-    """Value as HTML: Markup passes through, anything else is escaped text ("" for None)."""
+    """Value as HTML: Markup passes through, anything else is escaped text ("" for None), with bidi overrides and
+    control characters shown as escapes (``core.printable``)."""
     if isinstance(value, Markup):
         return value
-    return Markup(html.escape("" if value is None else str(value)))
+    return Markup(html.escape(printable(value)))
 
 
 def join(parts: Iterable[object], separator: str = "") -> Markup:

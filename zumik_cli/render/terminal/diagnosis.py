@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
-from zumik_cli.render.terminal.tables import badge, numbers_table, tokens
+from zumik_cli.render.terminal.tables import badge, escape, numbers_table, tokens
 
 SEVERITY_STYLE = {"fail": "bold red", "warn": "yellow", "info": "dim"}
 

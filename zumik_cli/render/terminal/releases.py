@@ -10,10 +10,9 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from zumik_cli.render.terminal.tables import badge, percent, tokens
+from zumik_cli.render.terminal.tables import badge, escape, percent, tokens
 
 
 def _money(value: float | None) -> str:

@@ -10,10 +10,18 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as markup_escape
 from rich.table import Table
 
+from zumik_cli.core.printable import printable
+
 PIPED_WIDTH = 160
+
+
+def escape(text: object) -> str:
+    """A string from the data as terminal text: rich markup escaped, bidi overrides and control characters shown
+    as escapes (``core.printable``), so that no name can reorder or rewrite the line it is printed on."""
+    return markup_escape(printable(text))
 
 
 def console(stderr: bool = False) -> Console:
@@ -169,7 +177,7 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
         table = numbers_table(f"By {name}", ("key", *numbers), numbers)
         for row in rows[:10]:
             table.add_row(
-                str(row["key"] or "-"),
+                escape(row["key"] or "-"),
                 str(row["requests"]),
                 *(tokens(row[c]) for c in ("total", "eligible", "candidate", "realized", "missed")),
             )
