@@ -6,21 +6,25 @@ the app and the pipeline's own commands; ``zumik_cli.cli`` registers the other c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
 from zumik_cli import __version__
+from zumik_cli.cli import values
 from zumik_cli.cli.options import (
     ByOpt,
     CapOpt,
     DataOpt,
+    DefinitionsOpt,
     JsonOpt,
     RulesFileOpt,
     RulesOpt,
     TtlOpt,
+    ZumikGroup,
     err,
     handles_errors,
     out,
@@ -31,8 +35,9 @@ from zumik_cli.cli.options import (
     waterfall_options,
     write_report_of,
 )
-from zumik_cli.core.errors import ZumikError
+from zumik_cli.core.errors import InputError
 from zumik_cli.render.terminal import tables as terminal
+from zumik_cli.render.terminal.tables import plural
 
 app = typer.Typer(
     help="Measure how much of your LLM agents' input could be reused as prefix (KV) cache, how much the "
@@ -40,6 +45,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    cls=ZumikGroup,
 )
 
 
@@ -119,28 +125,59 @@ def waterfall(
     rules_file: RulesFileOpt = None,
     curve: Annotated[
         str | None,
-        typer.Option(help="Capacities (tokens, comma-separated) for the LRU curve, e.g. 1000000,3000000,10000000."),
+        typer.Option(metavar="TOKENS,...", help="Capacities in tokens, comma-separated, for the LRU curve: 1M,3M,10M."),
     ] = None,
+    definitions: DefinitionsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute the reuse waterfall (total, eligible, candidate, realized, missed) with causes and money."""
-    import dataclasses
-
-    from zumik_cli.analysis.waterfall import CAPACITY_LADDER, compute_waterfall
+    from zumik_cli.analysis.waterfall import compute_waterfall
     from zumik_cli.dataset.store import Dataset
 
     options = waterfall_options(rules, ttl, capacity_tokens, by, rules_file)
     if curve is not None:
         try:
-            ladder = tuple(int(float(c)) for c in curve.split(",") if c.strip())
-        except ValueError:
-            raise ZumikError(f"--curve takes capacities in tokens separated by commas, not {curve!r}") from None
-        options = dataclasses.replace(options, capacities=(*ladder, None) if ladder else CAPACITY_LADDER)
+            ladder = values.sizes(curve)
+        except typer.BadParameter as exc:
+            raise InputError(f"--curve takes capacities in tokens separated by commas: {exc.message}") from None
+        options = dataclasses.replace(options, capacities=(*ladder, None))
     result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)
     else:
-        terminal.waterfall(out, result.summary)
+        show_waterfall(result, definitions)
+
+
+@app.command("requests")
+@handles_errors
+def list_requests(
+    data: DataOpt = Path("data/zumik"),
+    session: Annotated[str | None, typer.Option("--session", "-s", help="Only this session's requests.")] = None,
+    worst: Annotated[
+        int | None,
+        typer.Option(
+            "--worst", metavar="N", help="Only the N requests that lost most (eligible tokens not read from cache)."
+        ),
+    ] = None,
+    rules: RulesOpt = None,
+    ttl: TtlOpt = None,
+    capacity_tokens: CapOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List requests with their trace id, session, model, waterfall figures and main cause, to pick one to explain."""
+    from zumik_cli.analysis.request_list import list_requests as run_listing
+    from zumik_cli.analysis.waterfall import compute_waterfall
+    from zumik_cli.dataset.store import Dataset
+
+    if worst is not None and worst < 1:
+        raise InputError(f"--worst takes how many requests to list, 1 or more, not {worst}")
+    options = dataclasses.replace(waterfall_options(rules, ttl, capacity_tokens, None, None), curves=False)
+    rows = run_listing(compute_waterfall(Dataset(data), options), session=session, worst=worst)
+    if as_json:
+        print_json(rows)
+    else:
+        which = f"Worst {plural(len(rows), 'request')}" if worst else f"{plural(len(rows), 'request').capitalize()}"
+        terminal.requests(out, rows, which + (f" of session {session}" if session else ""))
 
 
 @app.command()
@@ -162,6 +199,7 @@ def diagnose(
         Path | None,
         typer.Option("--releases", help="Alias release history (YAML): also simulate every routing policy."),
     ] = None,
+    definitions: DefinitionsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest traces, compute the waterfall and write the HTML report: the main job, in one go."""
@@ -181,7 +219,7 @@ def diagnose(
     if as_json:
         print_json({**diagnosis.to_json(), "report": str(report_path) if report_path else None})
     else:
-        terminal.waterfall(out, diagnosis.waterfall.summary)
+        show_waterfall(diagnosis.waterfall, definitions)
         if diagnosis.simulation is not None:
             from zumik_cli.render.terminal import releases as terminal_releases
 
@@ -189,6 +227,24 @@ def diagnose(
         show_recommendations(out, diagnosis.recommendations)
         if report_path:
             err.print(f"Report: {report_path}")
+
+
+WORST_SHOWN = 5
+
+
+def show_waterfall(result: Any, definitions: bool) -> None:
+    """The waterfall's tables with the trace ids to explain: the worst requests, and each session's worst."""
+    from zumik_cli.analysis.request_list import list_requests as run_listing
+    from zumik_cli.analysis.request_list import worst_per_session
+
+    by_session = worst_per_session(result) if "session" in result.summary.get("breakdowns", {}) else None
+    terminal.waterfall(
+        out,
+        result.summary,
+        worst=run_listing(result, worst=WORST_SHOWN),
+        worst_by_session=by_session,
+        definitions=definitions,
+    )
 
 
 @app.command()

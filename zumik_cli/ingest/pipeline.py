@@ -7,6 +7,7 @@ nothing; new parts are published by one atomic manifest replace.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -29,14 +30,14 @@ import pyarrow.parquet as pq
 
 from zumik_cli import readers
 from zumik_cli.core import identity
-from zumik_cli.core.errors import InputError
+from zumik_cli.core.errors import DatasetError, InputError
 from zumik_cli.core.memo import MISSING, Memo
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.core.redact import redact
 from zumik_cli.dataset.schema import BLOCKS, REQUEST_BLOCKS, REQUESTS, TABLES, TOKENS
 from zumik_cli.dataset.store import Manifest, read_manifest, remove_orphans, write_manifest, writer_lock
 from zumik_cli.ingest.rows import ChainCache, block_rows, hash_rows
-from zumik_cli.ingest.tokenization import Tokenizer, tokenizer_for_model
+from zumik_cli.ingest.tokenization import Tokenizer, load_tokenizer, tokenizer_for_model
 from zumik_cli.readers.hashid import HashColumns
 
 BATCH_REQUESTS = 2000
@@ -457,6 +458,7 @@ def _items(
     total = sum(f.stat().st_size for f in files)
     done = 0
     detected = 0
+    refused: list[str] = []  # why each file was refused whole, for the error when none could be read
     for path in files:
         digest = digests[path]
         size = path.stat().st_size
@@ -477,12 +479,14 @@ def _items(
         inputs.append(entry)
         if isinstance(sample, Quarantined):
             entry["quarantined"] += 1
+            refused.append(f"{path}: {sample.reason}")
             yield sample
         else:
             reader = readers.detect(sample, forced)
             if reader is None:
                 entry["quarantined"] += 1
                 tried = ", ".join(readers.load_formats())
+                refused.append(f"{path}: JSON, but in no format zumik knows")
                 yield Quarantined(Source(str(path), 0), f"unknown format (tried: {tried}); pass --format to force one")
             else:
                 detected += 1
@@ -497,9 +501,10 @@ def _items(
         if progress:
             progress(done, total)
     if inputs and not detected:
-        tried = ", ".join(readers.load_formats())
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         raise InputError(
-            f"no input could be read as a known trace format (tried: {tried}); check the files or pass --format"
+            f"no input could be read as a trace: {refused[0]}{more}; check the files, or force one of the formats "
+            "of `zumik formats` with --format"
         )
 
 
@@ -515,7 +520,13 @@ def ingest(
     """Ingest trace files or folders into the dataset at ``data`` (created if missing)."""
     paths = [Path(p) for p in paths]
     data = Path(data)
-    with writer_lock(data):
+    if format is not None and format not in readers.load_formats():
+        raise InputError(f"unknown format {format!r}; known formats: {', '.join(readers.load_formats())}")
+    if tokenizer is not None:
+        load_tokenizer(tokenizer)  # a tokenizer that cannot load fails before the dataset is touched
+    if data.exists() and not data.is_dir():
+        raise DatasetError(f"{data} is a file, not a dataset folder: pass a folder to --data (created if missing)")
+    with _removed_on_failure(data), writer_lock(data):
         manifest = read_manifest(data) if (data / "manifest.json").exists() else Manifest()
         remove_orphans(data, manifest)
         known_blocks, known_traces, seq = _existing(data, manifest)
@@ -541,6 +552,22 @@ def ingest(
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(data: Path) -> Iterator[None]:
+    """A failed first ingest leaves no folder behind: the folders it created go again if they hold nothing but the
+    writer lock (a dataset another writer published meanwhile has its manifest, and stays)."""
+    created = [folder for folder in (data, *data.parents) if not folder.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                if {entry.name for entry in folder.iterdir()} <= {".lock"}:
+                    (folder / ".lock").unlink(missing_ok=True)
+                    folder.rmdir()
+        raise
 
 
 def _ingest_run(
