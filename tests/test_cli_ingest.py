@@ -60,7 +60,7 @@ def test_the_json_summary_is_the_only_thing_on_stdout(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert set(summary) >= {"dataset", "requests", "quarantined", "duplicates_skipped", "inputs_skipped", "formats"}
     assert (summary["requests"], summary["quarantined"]) == (3 + 9, 15)
-    assert f"15 record(s) quarantined with reasons in {tmp_path / 'data'}/quarantine/" in words(result.stderr)
+    assert f"15 records quarantined with reasons in {tmp_path / 'data'}/quarantine/" in words(result.stderr)
 
 
 def test_without_json_the_summary_table_goes_to_stdout_and_the_notes_to_stderr(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def main(
 @app.command()
 @handles_errors
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Trace files or folders.", exists=False)],
+    paths: Annotated[list[Path], typer.Argument(metavar="TRACES", help="Trace files or folders.", exists=False)],
     data: DataOpt = Path("data/zumik"),
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format (see `zumik formats`).")] = None,
     tokenizer: Annotated[
@@ -183,7 +183,7 @@ def list_requests(
 @app.command()
 @handles_errors
 def diagnose(
-    paths: Annotated[list[Path], typer.Argument(help="Trace files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="TRACES", help="Trace files or folders.")],
     data: Annotated[
         Path | None, typer.Option("--data", "-d", help="Dataset folder (default: data/<name of the first input>).")
     ] = None,
@@ -356,32 +356,46 @@ def synth(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")] = Path(
         "sample_traces/agents.jsonl"
     ),
-    sessions: Annotated[int, typer.Option(help="Number of agent sessions.")] = 40,
-    tenants: Annotated[int, typer.Option(help="Number of tenants.")] = 3,
+    sessions: Annotated[int, typer.Option(min=0, help="Number of agent sessions (subagents come on top).")] = 40,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            parser=values.size,
+            metavar="BYTES",
+            help="Instead of --sessions, about this much JSONL: 10MB, 500k, 1GB (a session is the smallest step).",
+        ),
+    ] = None,
+    tenants: Annotated[int, typer.Option(min=1, help="Number of tenants.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     parts: Annotated[
-        int, typer.Option(help="Spread whole sessions over N files named NAME-1.jsonl ... NAME-N.jsonl.")
+        int, typer.Option(min=1, help="Spread whole sessions over N files named NAME-1.jsonl ... NAME-N.jsonl.")
     ] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate realistic agent traffic in zumik JSONL and its alias release history (deterministic for a seed)."""
     from zumik_cli.synth.releases import write_release_history
-    from zumik_cli.synth.traffic import SynthConfig, write_jsonl, write_jsonl_parts
+    from zumik_cli.synth.traffic import SynthConfig, sessions_for_size, write_jsonl, write_jsonl_parts
 
-    output.parent.mkdir(parents=True, exist_ok=True)
     config = SynthConfig(seed=seed, sessions=sessions, tenants=tenants)
-    if parts > 1:
-        paths = [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, parts + 1)]
-        summary = write_jsonl_parts(config, paths)
-    else:
-        paths = [output]
-        summary = write_jsonl(config, output)
+    if size is not None:
+        config = dataclasses.replace(config, sessions=sessions_for_size(config, size))
+    paths = (
+        [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, parts + 1)] if parts > 1 else [output]
+    )
     releases = output.with_name("releases.yaml")
+    existing = [str(p) for p in (*paths, releases) if p.exists() or p.is_symlink()]
+    if existing and not force:
+        raise InputError(f"{existing[0]} already exists: pass --force to replace it, or -o a path in another folder")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    summary = write_jsonl_parts(config, paths) if parts > 1 else write_jsonl(config, output)
     write_release_history(config, releases)
     if as_json:
         print_json({"paths": [str(p) for p in paths], "releases": str(releases), **summary.__dict__})
     else:
+        subagents = f" (and {plural(summary.subagents, 'subagent conversation')} in them)" if summary.subagents else ""
         err.print(
-            f"Wrote {summary.requests} requests in {summary.sessions} sessions to {', '.join(map(str, paths))} "
-            f"and their release history to {releases}"
+            f"Wrote {plural(summary.requests, 'request')} in {plural(summary.sessions, 'session')}{subagents}, "
+            f"{summary.bytes / 1e6:,.1f} MB, to {', '.join(map(str, paths))} and their release history to {releases}",
+            highlight=False,
         )

@@ -74,6 +74,39 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# What the help shows for a value, in words: typer's default is the Python annotation (``<list[Path]>``, ``<bool>``).
+TYPE_WORDS = {"Path": "PATH", "str": "TEXT", "int": "INTEGER", "float": "NUMBER"}
+
+
+def _plain_help_types(command: Any) -> None:
+    """Give every parameter of ``command`` and its subcommands a help type in words: its metavar when it has one,
+    nothing for a flag, else the word for its type (``PATH...`` for several)."""
+    for param in getattr(command, "params", ()):
+        param.display_type_rich = functools.partial(_type_word, param)
+    made = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = made(ctx)
+        if option is not None:
+            option.display_type_rich = functools.partial(_type_word, option)
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help_types(sub)
+
+
+def _type_word(param: Any, ctx: Any = None) -> str | None:
+    if getattr(param, "is_flag", False):
+        return None
+    if param.metavar and param.param_type_name == "option":
+        return str(param.metavar)
+    bare = param.bare_type() if hasattr(param, "bare_type") else ""
+    inner = bare.removeprefix("list[").removesuffix("]")
+    word = TYPE_WORDS.get(inner, inner.upper() or "VALUE")
+    return f"{word}..." if param.nargs != 1 else word
+
+
 FAULT_ADVICE = {
     errno.ENOSPC: "no space left on the disk: free some space and run again (nothing half-written was kept)",
     errno.EDQUOT: "the disk quota is used up: free some space and run again (nothing half-written was kept)",
@@ -120,6 +153,10 @@ class ZumikGroup(TyperGroup):
 
     Click's own display prints the usage, a hint and a framed message over several lines; here the message keeps
     click's wording and the exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help_types(self)
 
     def main(  # type: ignore[override]
         self,
