@@ -212,9 +212,24 @@ def test_a_report_through_a_symbolic_link_replaces_the_target_not_the_link(datas
     assert (tmp_path / "real.html").read_text().startswith("<!DOCTYPE html>")
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def _full_device_refuses_writes() -> bool:
+    try:
+        with open("/dev/full", "wb") as device:
+            device.write(b"x")
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not _full_device_refuses_writes(), reason="needs a /dev/full that refuses writes (Linux)")
 def test_a_full_device_is_one_error_line_and_stays_a_device(dataset: Path) -> None:
     result = runner().invoke(app, ["export", "--data", str(dataset), "--to", "mooncake", "-o", "/dev/full"])
     assert result.exit_code != 0
     assert result.stderr.startswith("Error: /dev/full: no space left")
     assert Path("/dev/full").is_char_device()
+
+
+def test_a_report_to_a_device_is_written_through_it_and_the_device_stays(dataset: Path) -> None:
+    result = runner().invoke(app, ["report", "--data", str(dataset), "-o", "/dev/null"])
+    assert result.exit_code == 0, result.stderr
+    assert Path("/dev/null").is_char_device()

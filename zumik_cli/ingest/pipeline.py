@@ -68,11 +68,19 @@ class IngestSummary:
 
 
 def file_digest(path: Path) -> str:
+    return digest_and_lines(path)[0]
+
+
+def digest_and_lines(path: Path) -> tuple[str, int]:
+    """The file's SHA-256 and its number of lines, in one read: the lines turn a record's line number into how far
+    through the file ingest is, so that progress moves while a large file is parsed."""
     h = hashlib.sha256()
+    lines = 0
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+            lines += chunk.count(b"\n")
+    return h.hexdigest(), lines
 
 
 # request_blocks is integers only, tens of millions of rows for a large trace: dictionary pages there cost more
@@ -447,6 +455,9 @@ def _existing(root: Path, manifest: Manifest) -> tuple[dict[int, int], set[str],
     return blocks, traces, int(seq[0]) if seq else 0
 
 
+PROGRESS_STEPS = 100  # progress moves at most this many times a file, as its records are read
+
+
 def _items(
     files: list[Path],
     digests: dict[Path, str],
@@ -454,6 +465,7 @@ def _items(
     skip: set[str],
     inputs: list[dict[str, Any]],
     progress: Progress | None,
+    lines: dict[Path, int] | None = None,
 ) -> Iterator[Request | Quarantined | HashColumns]:
     total = sum(f.stat().st_size for f in files)
     done = 0
@@ -491,11 +503,16 @@ def _items(
             else:
                 detected += 1
                 entry["format"] = reader.name
+                in_file, shown = (lines or {}).get(path, 0), 0
                 for item in readers.read_all(reader, sample):
                     if isinstance(item, HashColumns):
                         entry["requests"] += len(item)
                     else:
                         entry["quarantined" if isinstance(item, Quarantined) else "requests"] += 1
+                        at = size * min(item.source.line, in_file) // in_file if in_file else 0
+                        if progress and at - shown >= size // PROGRESS_STEPS:
+                            shown = at
+                            progress(done + at, total)
                     yield item
         done += size
         if progress:
@@ -620,10 +637,12 @@ def _ingest_run(
         batch.clear()
 
     files = list(readers.iter_files(paths))
-    digests = {path: file_digest(path) for path in files}
+    digests, lines = {}, {}
+    for path in files:
+        digests[path], lines[path] = digest_and_lines(path)
     skipped = [str(p) for p in files if digests[p] in already]
     try:
-        for item in _items(files, digests, format, already, inputs, progress):
+        for item in _items(files, digests, format, already, inputs, progress, lines):
             if isinstance(item, Quarantined):
                 quarantine.append(
                     {
