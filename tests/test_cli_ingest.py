@@ -60,7 +60,7 @@ def test_the_json_summary_is_the_only_thing_on_stdout(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert set(summary) >= {"dataset", "requests", "quarantined", "duplicates_skipped", "inputs_skipped", "formats"}
     assert (summary["requests"], summary["quarantined"]) == (3 + 10, 14)
-    assert f"14 record(s) quarantined with reasons in {tmp_path / 'data'}/quarantine/" in words(result.stderr)
+    assert f"14 records quarantined with reasons in {tmp_path / 'data'}/quarantine/" in words(result.stderr)
 
 
 def test_without_json_the_summary_table_goes_to_stdout_and_the_notes_to_stderr(tmp_path: Path) -> None:
@@ -91,8 +91,8 @@ def test_an_input_in_no_known_format_exits_non_zero_with_one_error_line_naming_t
     assert result.exit_code == 2
     assert result.stdout == ""
     error = words(result.stderr)
-    assert error.startswith("Error: no input could be read as a known trace format (tried: zumik, ")
-    assert all(name in error for name in load_formats())
+    assert error.startswith("Error: no input could be read as a trace: ")
+    assert "unknown_format.jsonl: JSON, but in no format zumik knows" in error and "--format" in error
     assert "Traceback" not in result.stderr
 
 

@@ -13,7 +13,6 @@ from conftest import FIXTURES
 from zumik_cli.core.errors import InputError, ZumikError
 from zumik_cli.dataset.store import Dataset, read_manifest
 from zumik_cli.ingest.pipeline import IngestSummary, ingest
-from zumik_cli.readers import load_formats
 
 SECRET = "sk-live-0123456789abcdefghij"
 
@@ -134,9 +133,8 @@ def test_an_input_in_no_known_format_is_an_input_error_naming_the_formats_tried(
         ingest([FIXTURES / "bad" / "unknown_format.jsonl"], tmp_path / "data")
 
     message = str(raised.value)
-    assert message.startswith("no input could be read as a known trace format (tried: ")
-    for name in load_formats():
-        assert name in message
+    assert message.startswith("no input could be read as a trace: ")
+    assert "unknown_format.jsonl: JSON, but in no format zumik knows" in message
     assert "--format" in message
     assert not (tmp_path / "data" / "manifest.json").exists(), "nothing is published"
 

@@ -253,3 +253,44 @@ def test_a_huge_config_streams_its_first_records_at_once() -> None:
 def test_a_probability_outside_zero_and_one_is_refused() -> None:
     with pytest.raises(ZumikError, match="fork_probability"):
         SynthConfig(fork_probability=1.5)
+
+
+def _synth(*args: str) -> Any:
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from zumik_cli.cli import app
+
+    runner = (
+        CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters else CliRunner()
+    )  # type: ignore[call-arg]
+    return runner.invoke(app, ["synth", *args])
+
+
+@pytest.mark.parametrize("sessions", [10, 230])
+def test_synth_makes_exactly_the_sessions_asked_for_with_subagents_counted_apart(sessions: int, tmp_path: Path) -> None:
+    result = _synth("--sessions", str(sessions), "-o", str(tmp_path / "t.jsonl"), "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    records = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    roots = {r["session_id"].split(".", 1)[0] for r in records}
+    assert summary["sessions"] == len(roots) == sessions
+    assert summary["subagents"] == len({r["session_id"] for r in records}) - sessions
+
+
+def test_synth_never_replaces_a_file_it_finds_unless_forced(tmp_path: Path) -> None:
+    mine = tmp_path / "releases.yaml"
+    mine.write_text("# my own release history\n")
+    refused = _synth("--sessions", "2", "-o", str(tmp_path / "t.jsonl"))
+    assert refused.exit_code == 2 and refused.stderr.startswith(f"Error: {mine} already exists: pass --force")
+    assert mine.read_text() == "# my own release history\n" and not (tmp_path / "t.jsonl").exists()
+    forced = _synth("--sessions", "2", "-o", str(tmp_path / "t.jsonl"), "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert mine.read_text() != "# my own release history\n" and (tmp_path / "t.jsonl").exists()
+
+
+def test_synth_writes_about_the_size_asked_for(tmp_path: Path) -> None:
+    result = _synth("--size", "10MB", "-o", str(tmp_path / "t.jsonl"))
+    assert result.exit_code == 0, result.stderr
+    assert abs((tmp_path / "t.jsonl").stat().st_size - 10_000_000) <= 1_000_000

@@ -87,6 +87,14 @@ class WaterfallOptions:
     kv_model: str | None = None  # a shipped model name or a config.json: the curve in GiB of KV memory
     kv_dtype: str | None = None
 
+    def __post_init__(self) -> None:
+        # a TTL or a cache of nothing would turn every candidate into a cause without anyone asking for it
+        if self.ttl_seconds is not None and not self.ttl_seconds > 0:
+            raise ZumikError(f"a TTL must be above 0 seconds, not {self.ttl_seconds:g}: pass none for no expiry")
+        for size in (self.capacity_tokens, *self.capacities):
+            if size is not None and size <= 0:
+                raise ZumikError(f"a cache capacity must be above 0 tokens, not {size:,}")
+
 
 @dataclass
 class Waterfall:

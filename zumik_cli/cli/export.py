@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zumik_cli.cli.options import DataOpt, JsonOpt, err, handles_errors, print_json
+from zumik_cli.cli.options import DataOpt, JsonOpt, err, handles_errors, output_file, print_json
 
 
 def export(
@@ -29,13 +29,14 @@ def export(
     from zumik_cli.dataset.export import export_trace
     from zumik_cli.dataset.store import Dataset
 
-    summary = export_trace(Dataset(data), to, output, block_size=block_size, salt=salt)
+    with output_file(output) as target:
+        summary = export_trace(Dataset(data), to, target, block_size=block_size, salt=salt)
     if as_json:
         print_json(summary.to_json())
     else:
         err.print(
             f"Wrote {summary.requests} requests ({summary.blocks} blocks of {summary.block_size} tokens, "
-            f"{summary.unique_blocks} distinct) to {summary.path}; eligible at that granularity: "
+            f"{summary.unique_blocks} distinct) to {output}; eligible at that granularity: "
             f"{summary.eligible_tokens} of {summary.input_tokens} tokens"
         )
     skipped = summary.skipped_usage_only + summary.skipped_hashid

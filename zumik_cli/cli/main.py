@@ -6,21 +6,25 @@ the app and the pipeline's own commands; ``zumik_cli.cli`` registers the other c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
 from zumik_cli import __version__
+from zumik_cli.cli import values
 from zumik_cli.cli.options import (
     ByOpt,
     CapOpt,
     DataOpt,
+    DefinitionsOpt,
     JsonOpt,
     RulesFileOpt,
     RulesOpt,
     TtlOpt,
+    ZumikGroup,
     err,
     handles_errors,
     out,
@@ -31,8 +35,9 @@ from zumik_cli.cli.options import (
     waterfall_options,
     write_report_of,
 )
-from zumik_cli.core.errors import ZumikError
+from zumik_cli.core.errors import InputError
 from zumik_cli.render.terminal import tables as terminal
+from zumik_cli.render.terminal.tables import plural
 
 app = typer.Typer(
     help="Measure how much of your LLM agents' input could be reused as prefix (KV) cache, how much the "
@@ -40,6 +45,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    cls=ZumikGroup,
 )
 
 
@@ -55,7 +61,7 @@ def main(
 @app.command()
 @handles_errors
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Trace files or folders.", exists=False)],
+    paths: Annotated[list[Path], typer.Argument(metavar="TRACES", help="Trace files or folders.", exists=False)],
     data: DataOpt = Path("data/zumik"),
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format (see `zumik formats`).")] = None,
     tokenizer: Annotated[
@@ -119,7 +125,7 @@ def waterfall(
     rules_file: RulesFileOpt = None,
     curve: Annotated[
         str | None,
-        typer.Option(help="Capacities (tokens, comma-separated) for the LRU curve, e.g. 1000000,3000000,10000000."),
+        typer.Option(metavar="TOKENS,...", help="Capacities in tokens, comma-separated, for the LRU curve: 1M,3M,10M."),
     ] = None,
     kv_model: Annotated[
         str | None,
@@ -131,33 +137,64 @@ def waterfall(
     kv_dtype: Annotated[
         str | None, typer.Option(help="KV cache type for --kv-model: bfloat16 (default), float16, fp8, float32.")
     ] = None,
+    definitions: DefinitionsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute the reuse waterfall (total, eligible, candidate, realized, missed) with causes and money."""
-    import dataclasses
-
-    from zumik_cli.analysis.waterfall import CAPACITY_LADDER, compute_waterfall
+    from zumik_cli.analysis.waterfall import compute_waterfall
     from zumik_cli.dataset.store import Dataset
 
     options = waterfall_options(rules, ttl, capacity_tokens, by, rules_file)
     if curve is not None:
         try:
-            ladder = tuple(int(float(c)) for c in curve.split(",") if c.strip())
-        except ValueError:
-            raise ZumikError(f"--curve takes capacities in tokens separated by commas, not {curve!r}") from None
-        options = dataclasses.replace(options, capacities=(*ladder, None) if ladder else CAPACITY_LADDER)
+            ladder = values.sizes(curve)
+        except typer.BadParameter as exc:
+            raise InputError(f"--curve takes capacities in tokens separated by commas: {exc.message}") from None
+        options = dataclasses.replace(options, capacities=(*ladder, None))
     options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype)
     result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)
     else:
-        terminal.waterfall(out, result.summary)
+        show_waterfall(result, definitions)
+
+
+@app.command("requests")
+@handles_errors
+def list_requests(
+    data: DataOpt = Path("data/zumik"),
+    session: Annotated[str | None, typer.Option("--session", "-s", help="Only this session's requests.")] = None,
+    worst: Annotated[
+        int | None,
+        typer.Option(
+            "--worst", metavar="N", help="Only the N requests that lost most (eligible tokens not read from cache)."
+        ),
+    ] = None,
+    rules: RulesOpt = None,
+    ttl: TtlOpt = None,
+    capacity_tokens: CapOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List requests with their trace id, session, model, waterfall figures and main cause, to pick one to explain."""
+    from zumik_cli.analysis.request_list import list_requests as run_listing
+    from zumik_cli.analysis.waterfall import compute_waterfall
+    from zumik_cli.dataset.store import Dataset
+
+    if worst is not None and worst < 1:
+        raise InputError(f"--worst takes how many requests to list, 1 or more, not {worst}")
+    options = dataclasses.replace(waterfall_options(rules, ttl, capacity_tokens, None, None), curves=False)
+    rows = run_listing(compute_waterfall(Dataset(data), options), session=session, worst=worst)
+    if as_json:
+        print_json(rows)
+    else:
+        which = f"Worst {plural(len(rows), 'request')}" if worst else f"{plural(len(rows), 'request').capitalize()}"
+        terminal.requests(out, rows, which + (f" of session {session}" if session else ""))
 
 
 @app.command()
 @handles_errors
 def diagnose(
-    paths: Annotated[list[Path], typer.Argument(help="Trace files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="TRACES", help="Trace files or folders.")],
     data: Annotated[
         Path | None, typer.Option("--data", "-d", help="Dataset folder (default: data/<name of the first input>).")
     ] = None,
@@ -173,6 +210,7 @@ def diagnose(
         Path | None,
         typer.Option("--releases", help="Alias release history (YAML): also simulate every routing policy."),
     ] = None,
+    definitions: DefinitionsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest traces, compute the waterfall and write the HTML report: the main job, in one go."""
@@ -192,7 +230,7 @@ def diagnose(
     if as_json:
         print_json({**diagnosis.to_json(), "report": str(report_path) if report_path else None})
     else:
-        terminal.waterfall(out, diagnosis.waterfall.summary)
+        show_waterfall(diagnosis.waterfall, definitions)
         if diagnosis.simulation is not None:
             from zumik_cli.render.terminal import releases as terminal_releases
 
@@ -200,6 +238,24 @@ def diagnose(
         show_recommendations(out, diagnosis.recommendations)
         if report_path:
             err.print(f"Report: {report_path}")
+
+
+WORST_SHOWN = 5
+
+
+def show_waterfall(result: Any, definitions: bool) -> None:
+    """The waterfall's tables with the trace ids to explain: the worst requests, and each session's worst."""
+    from zumik_cli.analysis.request_list import list_requests as run_listing
+    from zumik_cli.analysis.request_list import worst_per_session
+
+    by_session = worst_per_session(result) if "session" in result.summary.get("breakdowns", {}) else None
+    terminal.waterfall(
+        out,
+        result.summary,
+        worst=run_listing(result, worst=WORST_SHOWN),
+        worst_by_session=by_session,
+        definitions=definitions,
+    )
 
 
 @app.command()
@@ -296,7 +352,7 @@ def replay(
     if compare is not None:
         policies = [p.strip() for p in compare.split(",") if p.strip()]
         if not policies:
-            raise ZumikError("--compare takes policy names separated by commas, e.g. recorded,cheapest")
+            raise InputError("--compare takes policy names separated by commas, e.g. recorded,cheapest")
         with bar:
             comparison = run_compare(Dataset(data), options, policies, progress=progress)
         if as_json:
@@ -334,32 +390,46 @@ def synth(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")] = Path(
         "sample_traces/agents.jsonl"
     ),
-    sessions: Annotated[int, typer.Option(help="Number of agent sessions.")] = 40,
-    tenants: Annotated[int, typer.Option(help="Number of tenants.")] = 3,
+    sessions: Annotated[int, typer.Option(min=0, help="Number of agent sessions (subagents come on top).")] = 40,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            parser=values.size,
+            metavar="BYTES",
+            help="Instead of --sessions, about this much JSONL: 10MB, 500k, 1GB (a session is the smallest step).",
+        ),
+    ] = None,
+    tenants: Annotated[int, typer.Option(min=1, help="Number of tenants.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     parts: Annotated[
-        int, typer.Option(help="Spread whole sessions over N files named NAME-1.jsonl ... NAME-N.jsonl.")
+        int, typer.Option(min=1, help="Spread whole sessions over N files named NAME-1.jsonl ... NAME-N.jsonl.")
     ] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate realistic agent traffic in zumik JSONL and its alias release history (deterministic for a seed)."""
     from zumik_cli.synth.releases import write_release_history
-    from zumik_cli.synth.traffic import SynthConfig, write_jsonl, write_jsonl_parts
+    from zumik_cli.synth.traffic import SynthConfig, sessions_for_size, write_jsonl, write_jsonl_parts
 
-    output.parent.mkdir(parents=True, exist_ok=True)
     config = SynthConfig(seed=seed, sessions=sessions, tenants=tenants)
-    if parts > 1:
-        paths = [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, parts + 1)]
-        summary = write_jsonl_parts(config, paths)
-    else:
-        paths = [output]
-        summary = write_jsonl(config, output)
+    if size is not None:
+        config = dataclasses.replace(config, sessions=sessions_for_size(config, size))
+    paths = (
+        [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, parts + 1)] if parts > 1 else [output]
+    )
     releases = output.with_name("releases.yaml")
+    existing = [str(p) for p in (*paths, releases) if p.exists() or p.is_symlink()]
+    if existing and not force:
+        raise InputError(f"{existing[0]} already exists: pass --force to replace it, or -o a path in another folder")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    summary = write_jsonl_parts(config, paths) if parts > 1 else write_jsonl(config, output)
     write_release_history(config, releases)
     if as_json:
         print_json({"paths": [str(p) for p in paths], "releases": str(releases), **summary.__dict__})
     else:
+        subagents = f" (and {plural(summary.subagents, 'subagent conversation')} in them)" if summary.subagents else ""
         err.print(
-            f"Wrote {summary.requests} requests in {summary.sessions} sessions to {', '.join(map(str, paths))} "
-            f"and their release history to {releases}"
+            f"Wrote {plural(summary.requests, 'request')} in {plural(summary.sessions, 'session')}{subagents}, "
+            f"{summary.bytes / 1e6:,.1f} MB, to {', '.join(map(str, paths))} and their release history to {releases}",
+            highlight=False,
         )

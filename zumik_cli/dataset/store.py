@@ -16,13 +16,14 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
@@ -34,6 +35,7 @@ from zumik_cli.dataset.schema import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
 READERS = ".readers"  # one locked lease file per open Dataset
+TABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 DUCKDB_MEMORY = os.environ.get("ZUMIK_DUCKDB_MEMORY", "1GB")
 
 
@@ -70,6 +72,8 @@ class Manifest:
 
 def read_manifest(root: Path) -> Manifest:
     path = root / MANIFEST
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root} is a file, not a dataset folder: pass the folder that `zumik ingest --data` wrote")
     if not path.exists():
         raise DatasetError(f"{root} is not a zumik dataset (no {MANIFEST}): run `zumik ingest TRACES --data {root}`")
     try:
@@ -87,16 +91,40 @@ def read_manifest(root: Path) -> Manifest:
             "into a new folder with `zumik ingest`"
         )
     known = {"schema_version", "zumik_version", "parts", "inputs", "quarantine", "generation", "retired"}
+    parts, inputs, quarantine = raw.get("parts", {}), raw.get("inputs", []), raw.get("quarantine", [])
+    _check_listing(path, parts, inputs, quarantine)
     return Manifest(
         schema_version=version,
         zumik_version=raw.get("zumik_version", ""),
-        parts=raw.get("parts", {}),
-        inputs=raw.get("inputs", []),
-        quarantine=raw.get("quarantine", []),
+        parts=parts,
+        inputs=inputs,
+        quarantine=quarantine,
         generation=int(raw.get("generation") or 0),
         retired=list(raw.get("retired") or []),
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def _check_listing(path: Path, parts: Any, inputs: Any, quarantine: Any) -> None:
+    """A manifest lists tables by name and parts by relative path inside the dataset: anything else (a damaged or
+    edited file) is refused before a table name reaches SQL or a path leaves the folder."""
+    redo = "re-create the dataset with `zumik ingest`"
+    shaped = (
+        isinstance(parts, dict)
+        and all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in parts.values())
+        and isinstance(inputs, list)
+        and isinstance(quarantine, list)
+        and all(isinstance(q, str) for q in quarantine)
+    )
+    if not shaped:
+        raise DatasetError(f"{path} is malformed (parts, inputs or quarantine of the wrong shape): {redo}")
+    for table in parts:
+        if not TABLE_NAME.fullmatch(table):
+            raise DatasetError(f"{path} names a table {table!r} zumik never writes: {redo}")
+    for part in [*(p for listed in parts.values() for p in listed), *quarantine]:
+        pure = PurePosixPath(part)
+        if pure.is_absolute() or ".." in pure.parts or "\\" in part or len(pure.parts) != 2:
+            raise DatasetError(f"{path} lists a part outside the dataset ({part!r}): {redo}")
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:

@@ -94,7 +94,7 @@ def explain(
     con = dataset.connect()
     found = con.execute("SELECT rid FROM requests WHERE trace_id = ?", [trace_id]).fetchone()
     if found is None:
-        raise ZumikError(f"no request with trace id {trace_id!r} in {dataset.root}: see `zumik waterfall --by session`")
+        raise ZumikError(f"no request with trace id {trace_id!r} in {dataset.root}: list them with `zumik requests`")
     stored = recorded_history(dataset, con)
     releases = history if history is not None else stored
     decision = find_decision(dataset, trace_id, policy, con)

@@ -7,6 +7,7 @@ nothing; new parts are published by one atomic manifest replace.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -27,14 +28,14 @@ import pyarrow.parquet as pq
 
 from zumik_cli import readers
 from zumik_cli.core import identity
-from zumik_cli.core.errors import InputError
+from zumik_cli.core.errors import DatasetError, InputError
 from zumik_cli.core.memo import MISSING, Memo
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.core.redact import redact
 from zumik_cli.dataset.schema import BLOCKS, REQUEST_BLOCKS, REQUESTS, TABLES, TOKENS
 from zumik_cli.dataset.store import Manifest, publish_staged, read_manifest, remove_orphans, writer_lock
 from zumik_cli.ingest.rows import ChainCache, block_rows, hash_rows
-from zumik_cli.ingest.tokenization import Tokenizer, tokenizer_for_model
+from zumik_cli.ingest.tokenization import Tokenizer, load_tokenizer, tokenizer_for_model
 from zumik_cli.readers.hashid import HashColumns
 from zumik_cli.readers.inputs import Input, find_inputs, regular_input, spool_stream
 
@@ -476,6 +477,9 @@ def _already_read(digest: str, earlier: dict[str, dict[str, Any]], forced: str |
     return not (forced and not entry.get("requests") and entry.get("format") != forced)
 
 
+PROGRESS_STEPS = 100  # progress moves at most this many times a file, as its records are read
+
+
 def _items(
     sources: list[Input | Quarantined],
     forced: str | None,
@@ -485,10 +489,12 @@ def _items(
     total = sum(s.size for s in sources if isinstance(s, Input))
     done = 0
     detected = 0
+    refused: list[str] = []  # why each input was refused whole, for the error when none could be read
     for source in sources:
         if isinstance(source, Quarantined):  # a stream that could not be read at all
             inputs.append({"path": source.source.path, "sha256": None, "bytes": 0, "format": None, "requests": 0})
             inputs[-1]["quarantined"] = 1
+            refused.append(f"{source.source.path}: {source.reason}")
             yield source
             continue
         sample = readers.sample_file(source.path, source.name, source.stem)
@@ -505,31 +511,39 @@ def _items(
         inputs.append(entry)
         if isinstance(sample, Quarantined):
             entry["quarantined"] += 1
+            refused.append(f"{source.name}: {sample.reason}")
             yield sample
         else:
             reader = readers.detect(sample, forced)
             if reader is None:
                 entry["quarantined"] += 1
                 tried = ", ".join(readers.load_formats())
+                refused.append(f"{source.name}: JSON, but in no format zumik knows")
                 yield Quarantined(
                     Source(source.name, 0), f"unknown format (tried: {tried}); pass --format to force one"
                 )
             else:
                 detected += 1
                 entry["format"] = reader.name
+                size, in_file, shown = source.size, source.lines, 0
                 for item in readers.read_all(reader, sample):
                     if isinstance(item, HashColumns):
                         entry["requests"] += len(item)
                     else:
                         entry["quarantined" if isinstance(item, Quarantined) else "requests"] += 1
+                        at = size * min(item.source.line, in_file) // in_file if in_file else 0
+                        if progress and at - shown >= size // PROGRESS_STEPS:
+                            shown = at
+                            progress(done + at, total)
                     yield item
         done += source.size
         if progress:
             progress(done, total)
     if inputs and not detected:
-        tried = ", ".join(readers.load_formats())
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         raise InputError(
-            f"no input could be read as a known trace format (tried: {tried}); check the files or pass --format"
+            f"no input could be read as a trace: {refused[0]}{more}; check the files, or force one of the formats "
+            "of `zumik formats` with --format"
         )
 
 
@@ -549,8 +563,14 @@ def ingest(
     quarantined, never waited on forever."""
     paths = [Path(p) for p in paths]
     data = Path(data)
+    if format is not None and format not in readers.load_formats():
+        raise InputError(f"unknown format {format!r}; known formats: {', '.join(readers.load_formats())}")
+    if tokenizer is not None:
+        load_tokenizer(tokenizer)  # a tokenizer that cannot load fails before the dataset is touched
+    if data.exists() and not data.is_dir():
+        raise DatasetError(f"{data} is a file, not a dataset folder: pass a folder to --data (created if missing)")
     found = find_inputs(paths)
-    with writer_lock(data):
+    with _removed_on_failure(data), writer_lock(data):
         manifest = read_manifest(data) if (data / "manifest.json").exists() else Manifest()
         remove_orphans(data, manifest)
         known = _existing(data, manifest)
@@ -577,6 +597,22 @@ def ingest(
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(data: Path) -> Iterator[None]:
+    """A failed first ingest leaves no folder behind: the folders it created go again if they hold nothing but the
+    writer lock (a dataset another writer published meanwhile has its manifest, and stays)."""
+    created = [folder for folder in (data, *data.parents) if not folder.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                if {entry.name for entry in folder.iterdir()} <= {".lock"}:
+                    (folder / ".lock").unlink(missing_ok=True)
+                    folder.rmdir()
+        raise
 
 
 def _ingest_run(

@@ -113,7 +113,14 @@ def load_tokenizer(spec: str) -> Tokenizer:
         path = Path(arg)
         if not path.is_file():
             raise ZumikError(f"tokenizer file {arg} not found: pass --tokenizer hf:/path/to/tokenizer.json")
-        return Tokenizer(id=f"hf:{path.name}:{_file_digest(path)}", exact=True, encoder=_HuggingFace(path))
+        try:
+            hf_encoder = _HuggingFace(path)
+        except Exception as exc:  # the tokenizers library raises a bare Exception for a file it cannot parse
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ZumikError(
+                f"tokenizer file {arg} cannot be read ({reason}): pass the tokenizer.json of a Hugging Face tokenizer"
+            ) from None
+        return Tokenizer(id=f"hf:{path.name}:{_file_digest(path)}", exact=True, encoder=hf_encoder)
     if kind == "tiktoken":
         encoder = _load_tiktoken(arg)
         if encoder is not None:

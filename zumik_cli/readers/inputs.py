@@ -37,6 +37,7 @@ class Input:
     size: int
     stem: str = ""
     stream: bool = False
+    lines: int = 0  # newlines in its bytes: turns a record's line number into how far through the input ingest is
 
 
 @dataclass
@@ -107,11 +108,18 @@ def _why_not_read(path: Path) -> str:
 
 
 def file_digest(path: Path) -> str:
+    return digest_and_lines(path)[0]
+
+
+def digest_and_lines(path: Path) -> tuple[str, int]:
+    """The file's SHA-256 and its number of lines, in one read."""
     h = hashlib.sha256()
+    lines = 0
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             h.update(chunk)
-    return h.hexdigest()
+            lines += chunk.count(b"\n")
+    return h.hexdigest(), lines
 
 
 def stem_of(name: str) -> str:
@@ -119,7 +127,8 @@ def stem_of(name: str) -> str:
 
 
 def regular_input(path: Path) -> Input:
-    return Input(path, str(path), file_digest(path), path.stat().st_size, stem_of(str(path)))
+    digest, lines = digest_and_lines(path)
+    return Input(path, str(path), digest, path.stat().st_size, stem_of(str(path)), lines=lines)
 
 
 def spool_stream(path: Path, spool: Path, wait_s: float) -> Input | Quarantined:
@@ -133,13 +142,14 @@ def spool_stream(path: Path, spool: Path, wait_s: float) -> Input | Quarantined:
     except OSError as exc:
         return Quarantined(Source(label, 0), f"{label} cannot be read: {exc.strerror or exc}")
     h = hashlib.sha256()
-    size = 0
+    size = lines = 0
     try:
         with spool.open("wb") as out:
             for chunk in iter(lambda: handle.read(CHUNK), b""):
                 h.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
+                lines += chunk.count(b"\n")
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
@@ -147,7 +157,7 @@ def spool_stream(path: Path, spool: Path, wait_s: float) -> Input | Quarantined:
     short = digest[:16]
     kind = "stdin" if str(path) == STDIN else "pipe"
     name = f"<stdin sha256:{short}>" if kind == "stdin" else f"<pipe {path} sha256:{short}>"
-    return Input(spool, name, digest, size, f"{kind}-{short}", stream=True)
+    return Input(spool, name, digest, size, f"{kind}-{short}", stream=True, lines=lines)
 
 
 def _open_stream(path: Path, wait_s: float) -> IO[bytes]:

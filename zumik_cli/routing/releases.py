@@ -263,7 +263,8 @@ class _Fields:
         self.where = where
 
     def fail(self, path: str, message: str) -> NoReturn:
-        raise ReleaseError(f"{self.where}: field {path} {message}: see docs/releases.md")
+        what = f"field {path}" if path else "the document (a release is a YAML mapping of its fields)"
+        raise ReleaseError(f"{self.where}: {what} {message}: is this a release history? see docs/releases.md")
 
     def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -466,7 +467,12 @@ def load_history(path: Path) -> History:
     path = Path(path)
     if not path.exists():
         raise ReleaseError(f"release history {path} not found: pass --releases FILE (see docs/releases.md)")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ReleaseError(
+            f"{path} is not text (not UTF-8): pass the YAML release history (docs/releases.md)"
+        ) from None
     return History(tuple(_documents(text, str(path))), str(path))
 
 

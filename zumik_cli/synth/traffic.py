@@ -16,10 +16,10 @@ import os
 import random
 import tempfile
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.synth.text import (
@@ -91,7 +91,8 @@ class SynthSummary:
     """What `write_jsonl` wrote."""
 
     requests: int
-    sessions: int  # distinct session ids, subagents included
+    sessions: int  # the sessions asked for: distinct session ids apart from subagents'
+    subagents: int  # subagent conversations inside them, each with its own session id (ROOT.sub-N)
     bytes: int
     prompt_tokens: int  # estimated, 4 characters a token
     cache_read_tokens: int
@@ -809,7 +810,45 @@ def _write(config: SynthConfig, stream: TextIO | Sequence[TextIO]) -> SynthSumma
         sessions.add(served.record["session_id"])
         last = served.record["timestamp"]
         first = first or last
-    return SynthSummary(requests, len(sessions), size, prompt, cached, first, last)
+    roots = {session.split(".", 1)[0] for session in sessions}
+    return SynthSummary(requests, len(roots), len(sessions) - len(roots), size, prompt, cached, first, last)
 
 
-__all__ = ["SynthConfig", "SynthSummary", "alias_releases", "generate", "write_jsonl", "write_jsonl_parts"]
+class _Discard:
+    """A text stream that keeps nothing: the size of a config's output without writing it."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def sessions_for_size(config: SynthConfig, target_bytes: int, *, tolerance: float = 0.05, rounds: int = 8) -> int:
+    """How many sessions make about ``target_bytes`` of JSONL for this config (within ``tolerance`` when a few
+    rounds find it; else the closest tried). Sessions vary in length, so each round generates the candidate count
+    and scales it by how far the output fell from the target."""
+    if target_bytes < 1:
+        raise ZumikError(f"synth needs a size above 0 bytes, not {target_bytes}")
+    sessions, tried = 20, {}
+    for _ in range(rounds):
+        size = _write(replace(config, sessions=sessions), cast(TextIO, _Discard())).bytes
+        tried[sessions] = size
+        if abs(size - target_bytes) <= tolerance * target_bytes or size == 0:
+            break
+        sessions = max(1, round(sessions * target_bytes / max(size, 1)))
+        if sessions in tried:  # sizes are not monotonic in sessions: step to the untried neighbour
+            step = 1 if tried[sessions] < target_bytes else -1
+            while sessions in tried and sessions > 0:
+                sessions += step
+            if sessions < 1:
+                break
+    return min(tried, key=lambda n: abs(tried[n] - target_bytes))
+
+
+__all__ = [
+    "SynthConfig",
+    "SynthSummary",
+    "alias_releases",
+    "generate",
+    "sessions_for_size",
+    "write_jsonl",
+    "write_jsonl_parts",
+]

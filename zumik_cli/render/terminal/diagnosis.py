@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from zumik_cli.render.terminal.tables import badge, escape, numbers_table, tokens
+from zumik_cli.render.terminal.tables import badge, escape, numbers_table, plural, tokens
 
 SEVERITY_STYLE = {"fail": "bold red", "warn": "yellow", "info": "dim"}
 
@@ -22,10 +22,20 @@ def _money(value: float | None) -> str:
     return f"{sign}${abs(value):,.4f}" if abs(value) < 1 else f"{sign}${abs(value):,.2f}"
 
 
+def _write_cost(change: float | None) -> str:
+    """A change in cache-write spending in words, so that its sign cannot be read against the saving beside it."""
+    if change is None:
+        return "n/a"
+    if abs(change) < 5e-5:
+        return "no change"
+    return f"{_money(abs(change))} {'more' if change > 0 else 'less'}"
+
+
 def divergence(console: Console, result: dict[str, Any], limit: int = 30) -> None:
     totals = result["totals"]
     console.print(
-        f"Compared {totals['requests_compared']:,} requests with their parent: {totals['breaks']:,} breaks, "
+        f"Compared {plural(totals['requests_compared'], 'request')} with their parent: "
+        f"{plural(totals['breaks'], 'break')}, "
         f"{tokens(totals['lost_tokens'])} tokens lost ({badge(result['evidence'])})",
         highlight=False,
     )
@@ -103,23 +113,26 @@ def check(console: Console, report: dict[str, Any]) -> None:
     checked = report["checked"]
     counts = report["counts"]
     console.print(
-        f"Checked {escape(report['target'])}: {checked.get('requests', 0):,} request(s) — "
+        f"Checked {escape(report['target'])}: {plural(checked.get('requests', 0), 'request')} — "
         f"{counts['fail']} fail, {counts['warn']} warn, {counts['info']} info",
         highlight=False,
     )
     if report["findings"]:
+        # tokens at risk are known for some checks only: the column shows when one finding has them
+        at_risk = any(f["tokens_at_risk"] is not None for f in report["findings"])
         table = numbers_table(
             "Cache-configuration findings",
-            ("severity", "check", "requests", "at risk", "finding", "fix"),
-            ("requests", "at risk"),
+            ("severity", "check", "requests", *(("tokens at risk",) if at_risk else ()), "finding", "fix"),
+            ("requests", "tokens at risk"),
         )
         for f in report["findings"]:
             style = SEVERITY_STYLE[f["severity"]]
+            risk = (tokens(f["tokens_at_risk"]) if f["tokens_at_risk"] is not None else "-",) if at_risk else ()
             table.add_row(
                 f"[{style}]{f['severity']}[/]",
                 f["check"],
                 f"{f['requests']:,}",
-                tokens(f["tokens_at_risk"]) if f["tokens_at_risk"] is not None else "",
+                *risk,
                 escape(f["message"]),
                 escape(f["fix"]),
             )
@@ -133,7 +146,7 @@ def recommendations(console: Console, result: dict[str, Any], top: int = 3) -> N
     if not ranked:
         console.print("No change zumik can simulate would save tokens or money on this data.", highlight=False)
     else:
-        numbers = ("sessions", "requests", "tokens saved", "money saved", "write cost change")
+        numbers = ("sessions", "requests", "tokens saved", "money saved", "cache writes")
         table = numbers_table(
             "Recommendations, ranked by simulated savings", ("#", "change", *numbers, "tag"), ("#", *numbers)
         )
@@ -145,7 +158,7 @@ def recommendations(console: Console, result: dict[str, Any], top: int = 3) -> N
                 f"{rec['scope']['requests']:,}",
                 tokens(rec["tokens_saved"]),
                 _money(rec["money_saved_usd"]),
-                _money(rec["extra_write_cost_usd"]),
+                _write_cost(rec["extra_write_cost_usd"]),
                 f"{rec['tag']} {badge(rec['evidence'])}",
             )
         console.print(table)

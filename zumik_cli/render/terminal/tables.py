@@ -9,6 +9,7 @@ import os
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape as markup_escape
 from rich.table import Table
@@ -50,6 +51,11 @@ def tokens(value: int | None) -> str:
     return str(value)
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 request``, ``2 requests``: counts read as English in every table title and sentence."""
+    return f"{count:,} {word if count == 1 else words or word + 's'}"
+
+
 def numbers_table(title: str, columns: Sequence[str], numbers: Collection[str]) -> Table:
     """A titled table whose number columns are right-justified and the rest left, as every listing here is."""
     table = Table(title=title)
@@ -67,6 +73,13 @@ def badge(evidence: str) -> str:
 
 
 def ingest_summary(console: Console, summary: Any) -> None:
+    if not summary.requests and not summary.quarantined:
+        skipped = len(summary.inputs_skipped)
+        already = f"{plural(skipped, 'file')} already ingested" if skipped else "no new request in the inputs"
+        duplicates = summary.duplicates_skipped
+        known = f", {plural(duplicates, 'request')} already there" if duplicates else ""
+        console.print(f"Nothing new for {escape(summary.dataset)}: {already}{known}.", highlight=False)
+        return
     table = Table(title=f"Ingested into {escape(summary.dataset)}", show_header=False)
     table.add_row("requests", f"{summary.requests:,}")
     table.add_row("quarantined", f"{summary.quarantined:,}")
@@ -82,7 +95,7 @@ def ingest_warnings(console: Console, summary: Any) -> None:
     """Paths and notes are the user's text, never markup: a folder named ``[red]`` is printed as it is."""
     if summary.quarantined:
         console.print(
-            f"[yellow]{summary.quarantined} record(s) quarantined[/] with reasons in "
+            f"[yellow]{plural(summary.quarantined, 'record')} quarantined[/] with reasons in "
             f"{escape(summary.dataset)}/quarantine/ (see `zumik quarantine`)"
         )
     for path in summary.inputs_skipped:
@@ -110,11 +123,20 @@ def assumptions(options: dict[str, Any] | None) -> str:
     return f"[bold yellow]What-if:[/] {phrases}" if options.get("what_if") else f"[dim]Baseline: {phrases}[/]"
 
 
-def waterfall(console: Console, summary: dict[str, Any]) -> None:
+def waterfall(
+    console: Console,
+    summary: dict[str, Any],
+    *,
+    worst: list[dict[str, Any]] | None = None,
+    worst_by_session: dict[str, str] | None = None,
+    definitions: bool = False,
+) -> None:
+    """The waterfall's tables; ``worst`` requests and each session's worst one give trace ids to explain, and the
+    stage definitions print only when asked (they are the same every run)."""
     header = assumptions(summary.get("options"))
     if header:
         console.print(header, highlight=False)
-    table = Table(title=f"Reuse waterfall — {summary['requests']:,} requests")
+    table = Table(title=f"Reuse waterfall — {plural(summary['requests'], 'request')}")
     table.add_column("stage")
     table.add_column("tokens", justify="right")
     table.add_column("share of input", justify="right")
@@ -171,30 +193,19 @@ def waterfall(console: Console, summary: dict[str, Any]) -> None:
             + (f"; {unpriced}" if unpriced else "")
         )
     for name, rows in summary.get("breakdowns", {}).items():
-        if not rows or name == "session":
-            continue
-        numbers = ("requests", "total", "eligible", "candidate", "realized", "missed")
-        table = numbers_table(f"By {name}", ("key", *numbers), numbers)
-        for row in rows[:10]:
-            table.add_row(
-                escape(row["key"] or "-"),
-                str(row["requests"]),
-                *(tokens(row[c]) for c in ("total", "eligible", "candidate", "realized", "missed")),
-            )
-        console.print(table)
+        if rows:
+            breakdown(console, name, rows, worst_by_session if name == "session" else None)
+    if worst:
+        requests(console, worst, f"Worst {plural(len(worst), 'request')} (most eligible tokens not read from cache)")
+        console.print("[dim]Why one request lost reuse: zumik explain TRACE_ID; all of them: zumik requests[/]")
     for note in summary.get("cannot_compute", []):
-        console.print(f"[yellow]{note['row']}:[/] {note['reason']}", highlight=False)
+        console.print(f"[yellow]{note['row']}:[/] {escape(note['reason'])}", highlight=False)
     kv_memory(console, summary.get("kv_memory"))
-    console.print(
-        "[dim]Definitions: "
-        + " ".join(
-            f"{k.replace('_', ' ')}: {v}"
-            for k, v in summary["definitions"].items()
-            if k in ("eligible", "candidate", "realized", "missed")
-        )
-        + "[/]",
-        highlight=False,
-    )
+    if definitions:
+        for key in ("eligible", "candidate", "realized", "missed"):
+            console.print(f"[dim]{key}: {escape(summary['definitions'][key])}[/]", highlight=False)
+    else:
+        console.print("[dim]What each stage counts: --definitions[/]", highlight=False)
     console.print(
         "[dim]Rules: "
         + ", ".join(f"{r['name']} {r['version']} ({r['effective_from']})" for r in summary["rules"])
@@ -223,6 +234,54 @@ def kv_memory(console: Console, memory: dict[str, Any] | None) -> None:
         else f"No capacity on the curve keeps {share}: add larger ones with --curve",
         highlight=False,
     )
+
+
+BREAKDOWN_ROWS = 10
+STAGES = ("total", "eligible", "candidate", "realized", "missed")
+# Below this width the listings keep the columns that say what happened (total, realized, missed) and drop the
+# ones that say how (eligible, candidate), so that keys and trace ids are printed whole on an 80-column terminal.
+NARROW = 110
+
+
+def listing(console: Console, title: str, columns: Sequence[tuple[str, bool]]) -> Table:
+    """A compact table (no inner rules) whose text columns (``False``) are never cut and numbers right-aligned."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name, number in columns:
+        if number:
+            table.add_column(name, justify="right", min_width=len(name), no_wrap=True)
+        else:
+            table.add_column(name, overflow="fold")
+    return table
+
+
+def breakdown(console: Console, name: str, rows: list[dict[str, Any]], worst: dict[str, str] | None = None) -> None:
+    """One breakdown, the keys that missed most first; sessions name their worst request, to explain it."""
+    stages = STAGES if console.width >= NARROW else ("total", "realized", "missed")
+    more = f", top {BREAKDOWN_ROWS} of {len(rows):,}" if len(rows) > BREAKDOWN_ROWS else ""
+    columns = [(name, False), ("requests", True), *((s, True) for s in stages)]
+    table = listing(console, f"By {name}{more}", columns + ([("worst request", False)] if worst is not None else []))
+    for row in rows[:BREAKDOWN_ROWS]:
+        cells = [escape(str(row["key"] or "-")), f"{row['requests']:,}", *(tokens(row[c]) for c in stages)]
+        if worst is not None:
+            cells.append(worst.get(row["key"], ""))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def requests(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    """Requests with their trace ids (never cut: they are what `zumik explain` takes) and their main cause."""
+    wide = console.width >= NARROW
+    numbers = ("total", "candidate", "realized", "missed") if wide else ("total", "missed")
+    texts = ("trace id", "session", "model") if wide else ("trace id", "model")
+    table = listing(console, title, [*((t, False) for t in texts), *((n, True) for n in numbers), ("cause", False)])
+    keys = {"trace id": "trace_id", "session": "session", "model": "model"}
+    for row in rows:
+        table.add_row(
+            *(escape(row[keys[t]] or "-") for t in texts),
+            *(tokens(row[c]) for c in numbers),
+            escape(row["cause_label"] or "-"),
+        )
+    console.print(table)
 
 
 def rules(console: Console, packs: list[dict[str, Any]]) -> None:
