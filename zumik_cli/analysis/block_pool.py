@@ -16,12 +16,11 @@ import numpy as np
 import pyarrow as pa
 
 from zumik_cli.core.errors import ZumikError
+from zumik_cli.core.identity import stand_in_tokens
 from zumik_cli.rules.pack import load_packs
 from zumik_cli.rules.targets import target_rules
 
 VLLM_EVICTION = "lru_tail_first_hashless_first"
-STAND_IN_V = b"zumik-replay-v1"  # the tag of stand-in ids: changing it changes every replayed hash-id prompt
-TOKEN_ID_RANGE = (1_000, 30_000)  # stand-in ids: inside every vocabulary zumik ships
 
 PROMPTS_SQL = """
 SELECT b.rid, b.pos, b.chain, b.tokens, t.token_ids
@@ -29,13 +28,6 @@ FROM request_blocks b LEFT JOIN tokens t USING (block_id)
 WHERE b.rid IN (SELECT rid FROM pool_rids)
 ORDER BY b.rid, b.pos
 """
-
-
-def stand_in_tokens(seed: bytes, count: int) -> np.ndarray:
-    """Deterministic token ids standing in for content the trace does not have (hash-id blocks, namespaces)."""
-    digest = hashlib.blake2b(STAND_IN_V + seed, digest_size=8).digest()
-    rng = np.random.default_rng(int.from_bytes(digest, "little"))
-    return rng.integers(*TOKEN_ID_RANGE, size=count, dtype=np.int64)
 
 
 def token_prompts(con: duckdb.DuckDBPyConnection, rids: list[int]) -> dict[int, np.ndarray]:

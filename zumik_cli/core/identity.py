@@ -12,6 +12,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from zumik_cli.core.model import Artifact, Request
 
 ARTIFACT_V = b"zumik-artifact-v1"
@@ -23,6 +25,8 @@ KVC_V = b"zumik-kvc-v1"
 TRACE_V = b"zumik-trace-v1"
 COMPILER_VERSION = "zc1"
 ROOT_CHAIN = 0
+STAND_IN_V = b"zumik-replay-v1"  # the tag of stand-in ids: changing it changes every replayed stand-in prompt
+TOKEN_ID_RANGE = (1_000, 30_000)  # stand-in ids: inside every vocabulary zumik ships
 
 
 def _digest(tag: bytes, parts: Iterable[str | bytes], size: int = 16) -> bytes:
@@ -108,6 +112,18 @@ def materialization_family(tokenizer_id: str, request_format: str) -> str:
 
 def block_id(family: str, text: str) -> int:
     return int64_id(BLOCK_V, (family, text))
+
+
+def media_block_id(family: str, label: str, digest: str) -> int:
+    """An image's or a document's block: its bytes (``digest``) and what they count (``label``), never its text."""
+    return int64_id(BLOCK_V, (family, label, digest))
+
+
+def stand_in_tokens(seed: bytes, count: int) -> np.ndarray:
+    """Deterministic token ids standing in for content that has no text: hash-id blocks, namespaces, images."""
+    digest = hashlib.blake2b(STAND_IN_V + seed, digest_size=8).digest()
+    rng = np.random.default_rng(int.from_bytes(digest, "little"))
+    return rng.integers(*TOKEN_ID_RANGE, size=count, dtype=np.int64)
 
 
 _INT64 = struct.Struct("<q")

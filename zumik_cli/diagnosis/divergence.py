@@ -36,6 +36,7 @@ CAUSES = {
     "history_truncated": "history truncated or compacted",
     "history_rewritten": "earlier message or tool result rewritten",
     "content_reordered": "content reordered",
+    "image_changed": "an image changed (another screenshot or picture in its place)",
     "other": "other",
 }
 SPAN_CHARS = 160
@@ -432,6 +433,8 @@ def _history_cause(mine: _Blocks, theirs: _Blocks, n: int) -> tuple[str, dict[st
         return "history_truncated", {"history": {**where, "change": "truncated", "blocks_dropped": dropped}}
     if q_block in r_rest:
         return "history_rewritten", {"history": {**where, "change": "inserted"}}
+    if mine.kinds[n] == theirs.kinds[n] == "image":
+        return "image_changed", {"history": {**where, "change": "image replaced"}}
     if not q_rest or set(r_rest) & set(q_rest):
         return "history_rewritten", {"history": {**where, "change": "rewritten"}}
     if sum(mine.tokens[n:]) < sum(theirs.tokens[n:]):

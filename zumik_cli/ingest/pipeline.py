@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from zumik_cli import readers
 from zumik_cli.core import identity
 from zumik_cli.core.errors import DatasetError, InputError
+from zumik_cli.core.media import MEDIA_KINDS, parse_body
 from zumik_cli.core.memo import MISSING, Memo
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.core.redact import redact
@@ -38,6 +39,7 @@ from zumik_cli.ingest.rows import ChainCache, block_rows, hash_rows
 from zumik_cli.ingest.tokenization import Tokenizer, load_tokenizer, tokenizer_for_model
 from zumik_cli.readers.hashid import HashColumns
 from zumik_cli.readers.inputs import Input, find_inputs, regular_input, spool_stream
+from zumik_cli.rules.pack import load_packs, media_rules
 
 BATCH_REQUESTS = 2000
 Progress = Callable[[int, int], None]
@@ -178,6 +180,7 @@ class _Prepared:
     artifacts: list[Artifact]
     bids: list[int]
     output_bids: list[int]
+    estimated: bool = False  # an image or a document whose size could not be read counted at a nominal figure
 
 
 @dataclass
@@ -209,6 +212,9 @@ class _Materializer:
         self.rendered: Memo[tuple[str, int]] = Memo(1 << 18, weight_limit=1 << 27)
         self.hashes: Memo[str] = Memo(1 << 18, weight_limit=1 << 27)
         self.chains: Memo[int] = Memo(1 << 20)
+        self.media: dict[int, tuple[str, int]] = {}  # an image's or a document's block: its digest and its tokens
+        self.unsized: set[str] = set()  # digests of media counted at a nominal figure
+        self.packs = load_packs()
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-tokenize")
         self.timings: dict[str, float] = defaultdict(float)
 
@@ -234,6 +240,9 @@ class _Materializer:
             for bid, artifact in zip(prep.bids, prep.artifacts, strict=True):
                 if bid not in self.block_tokens and bid not in self.scheduled:
                     self.scheduled.add(bid)
+                    if bid in self.media:  # counted by its provider's rule, never tokenized
+                        new.append((bid, artifact.body, artifact, prep.family))
+                        continue
                     text = self._render(artifact, prep.family)[0]
                     new.append((bid, text, artifact, prep.family))
                     by_tokenizer.setdefault(prep.tokenizer.id, (prep.tokenizer, []))[1].append(text)
@@ -253,7 +262,8 @@ class _Materializer:
         """The rows of a started batch, once its new blocks are tokenized."""
         blocks, tokens = _columns(BLOCKS), _columns(TOKENS)
         waited = time.perf_counter()
-        encoded = itertools.chain.from_iterable(pending.encoded.result()) if pending.encoded else iter(())
+        texts = iter(itertools.chain.from_iterable(pending.encoded.result()) if pending.encoded else ())
+        encoded = (self._stand_ins(bid) if bid in self.media else next(texts) for bid, *_ in pending.new_blocks)
         began = time.perf_counter()
         self.timings["wait_tokenize"] += began - waited
         for (bid, text, artifact, family), ids in zip(pending.new_blocks, encoded, strict=True):
@@ -287,10 +297,32 @@ class _Materializer:
         self.timings["rows"] += time.perf_counter() - began
         return requests, manifest, blocks, tokens
 
+    def _stand_ins(self, bid: int) -> list[int]:
+        """An image's tokens: a run of its rule's length drawn from its bytes' digest, the same wherever it recurs."""
+        digest, count = self.media[bid]
+        return identity.stand_in_tokens(bytes.fromhex(digest), count).tolist()  # type: ignore[no-any-return]
+
+    def _sized(self, artifact: Artifact, request: Request) -> tuple[Artifact, bool]:
+        """A media artifact as its block, labelled with what its provider's rule counts for it (the digest and the
+        count ride in ``ref``, for ``_render``); and whether its size was read (else the count is nominal)."""
+        media = parse_body(artifact.body)
+        rules = media_rules(request.provider, request.engine, request.model, request.request_format, self.packs)
+        tokens = rules.tokens(media, request.model) if rules else 0
+        if not media.sized:
+            self.unsized.add(media.sha256)
+        label = media.label(tokens)
+        ref = f"{media.sha256}:{tokens}"
+        return Artifact(artifact.kind, artifact.role, label, media.format, ref, artifact.cache_control), media.sized
+
     def _render(self, artifact: Artifact, family: str) -> tuple[str, int]:
         key = (family, artifact)
         known = self.rendered.get(key)
-        if known is MISSING:
+        if known is MISSING and artifact.kind in MEDIA_KINDS:
+            digest, _, tokens = artifact.ref.partition(":")
+            known = (artifact.body, identity.media_block_id(family, artifact.body, digest))
+            self.media[known[1]] = (digest, int(tokens))
+            self.rendered.put(key, known, len(artifact.body))  # type: ignore[arg-type]
+        elif known is MISSING:
             text = identity.render(artifact, family.rsplit(":", 1)[1])
             known = (text, identity.block_id(family, text))
             self.rendered.put(key, known, len(text))  # type: ignore[arg-type]
@@ -320,12 +352,22 @@ class _Materializer:
         tokenizer = self.tokenizer(request.model, counts=bool(request.artifacts))
         family = identity.materialization_family(tokenizer.id, request.request_format)
         artifacts = identity.materialization_order(request.artifacts, request.request_format)
+        estimated = False
+        if any(a.kind in MEDIA_KINDS for a in artifacts):
+            sized = []
+            for artifact in artifacts:
+                if artifact.kind in MEDIA_KINDS:
+                    artifact, known = self._sized(artifact, request)
+                    estimated |= not known
+                sized.append(artifact)
+            artifacts = sized
         return _Prepared(
             family=family,
             tokenizer=tokenizer,
             artifacts=artifacts,
             bids=[self._render(a, family)[1] for a in artifacts],
-            output_bids=[self._render(a, family)[1] for a in request.output],
+            output_bids=[self._render(a, family)[1] for a in request.output if a.kind not in MEDIA_KINDS],
+            estimated=estimated,
         )
 
     def _request_row(
@@ -401,7 +443,7 @@ class _Materializer:
             "kv_compatibility_key": keys[0],
             "target_key": keys[1],
             "tokenizer": tokenizer.id if tokenizer else "",
-            "tokenizer_exact": bool(tokenizer and tokenizer.exact),
+            "tokenizer_exact": bool(tokenizer and tokenizer.exact and not (prep and prep.estimated)),
             "block_granularity": granularity,
             "n_blocks": len(bids),
             "prompt_tokens_counted": counted,
@@ -770,11 +812,20 @@ def _ingest_run(
         unique_blocks=counts["blocks"],
         tokens_counted=counts["tokens"],
         calibration=calibration,
-        notes=sorted(materializer.notes),
+        notes=sorted(materializer.notes | _media_notes(materializer.unsized)),
         not_read=not_read,
         tokenized_chars=int(materializer.timings["tokenized_chars"]),
         timings=timings,
     )
+
+
+def _media_notes(unsized: set[str]) -> set[str]:
+    if not unsized:
+        return set()
+    return {
+        f"{len(unsized)} distinct images or documents had no size to read (documents, images given by URL): counted "
+        "at their rules pack's nominal figure, never as their encoded text"
+    }
 
 
 def _merge_calibration(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,10 +6,12 @@ text parts, tool calls with canonical arguments, tool results under role ``tool`
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgspec
 
+from zumik_cli.core.media import media_artifact
 from zumik_cli.core.memo import MISSING, Memo
 from zumik_cli.core.model import Artifact, canonical_arguments, canonical_json
 
@@ -72,6 +74,21 @@ def _text_of(content: Any) -> str:
                 return _text_of(content[key])
         return canonical_json(content)
     return str(content)
+
+
+def tool_result_artifacts(content: Any, ref: str, cache_control: str = "") -> list[Artifact]:
+    """A tool result's text, then each image or document it returned (a computer-use screenshot) as its own block."""
+    if not isinstance(content, list):
+        return [Artifact("tool_result", "tool", _text_of(content), ref=ref, cache_control=cache_control)]
+    parts = [(p, media_artifact("tool", p) if isinstance(p, dict) else None) for p in content]
+    media = [m for _, m in parts if m is not None]
+    if not media:
+        return [Artifact("tool_result", "tool", _text_of(content), ref=ref, cache_control=cache_control)]
+    texts = [p for p, m in parts if m is None]
+    # the breakpoint a result carries closes the last of its blocks
+    result = Artifact("tool_result", "tool", _text_of(texts), ref=ref)
+    *head, last = [result, *media]
+    return [*head, dataclasses.replace(last, cache_control=cache_control)]
 
 
 def tool_artifact(name: str, description: str, parameters: Any, cache_control: str = "") -> Artifact:
@@ -140,6 +157,8 @@ def content_parts(role: str, content: Any) -> list[Artifact]:
         if not isinstance(part, dict):
             continue
         kind, ttl = part.get("type", "text"), _ttl(part)
+        if "type" not in part and "text" not in part:  # Gemini parts name their kind by their one key
+            kind = "media"
         if kind in ("text", "input_text", "output_text"):
             out.append(Artifact("text", role, str(part.get("text", "")), cache_control=ttl))
         elif kind in ("tool_use", "tool_call"):
@@ -156,11 +175,12 @@ def content_parts(role: str, content: Any) -> list[Artifact]:
             )
         elif kind == "tool_result":
             ref = str(part.get("tool_use_id", part.get("tool_call_id", "")))
-            out.append(Artifact("tool_result", "tool", _text_of(part.get("content")), ref=ref, cache_control=ttl))
+            out.extend(tool_result_artifacts(part.get("content"), ref, ttl))
         elif kind in ("thinking", "redacted_thinking", "reasoning"):
             continue  # not resent as prompt text by the providers' own templates
         else:
-            out.append(Artifact("media", role, canonical_json(part), cache_control=ttl))
+            media = media_artifact(role, part, ttl)
+            out.append(media or Artifact("media", role, canonical_json(part), cache_control=ttl))
     return out
 
 
@@ -206,6 +226,35 @@ def anthropic_messages(messages: Any) -> list[Artifact]:
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise ValueError("a message is not a {role: user|assistant, content} object")
         out.extend(content_parts(message["role"], message.get("content")))
+    return out
+
+
+def gemini_contents(body: dict[str, Any]) -> list[Artifact]:
+    """Gemini ``generateContent`` bodies: ``systemInstruction`` and ``contents`` of typeless ``parts``."""
+    system = body.get("systemInstruction", body.get("system_instruction"))
+    out = [Artifact("system", "system", _text_of(system.get("parts") if isinstance(system, dict) else system))]
+    out = out if out[0].body else []
+    for content in body.get("contents") or []:
+        if not isinstance(content, dict):
+            raise ValueError("a Gemini content is not a {role, parts} object")
+        role = "assistant" if content.get("role") == "model" else "user"
+        for part in content.get("parts") or []:
+            if not isinstance(part, dict):
+                continue
+            call = part.get("functionCall", part.get("function_call"))
+            answer = part.get("functionResponse", part.get("function_response"))
+            if isinstance(call, dict):
+                out.append(
+                    Artifact("tool_call", "assistant", _arguments(call.get("args")), name=str(call.get("name", "")))
+                )
+            elif isinstance(answer, dict):
+                out.append(
+                    Artifact(
+                        "tool_result", "tool", canonical_json(answer.get("response")), ref=str(answer.get("name", ""))
+                    )
+                )
+            else:
+                out.extend(content_parts(role, [part]))
     return out
 
 

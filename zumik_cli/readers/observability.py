@@ -7,7 +7,14 @@ from typing import Any
 
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.readers import Item, Sample, convert_guarded, records
-from zumik_cli.readers.messages import anthropic_messages, any_tools, openai_messages, ordered, system_artifacts
+from zumik_cli.readers.messages import (
+    anthropic_messages,
+    any_tools,
+    gemini_contents,
+    openai_messages,
+    ordered,
+    system_artifacts,
+)
 from zumik_cli.readers.openai_responses import input_items
 
 Convert = Callable[[Any, Source], Request | list[Request] | None]
@@ -55,6 +62,8 @@ def prompt_artifacts(body: Any, anthropic_wire: bool) -> tuple[Artifact, ...]:
         if anthropic_wire or "system" in body:
             return ordered(tools, system_artifacts(body.get("system")), anthropic_messages(body["messages"]))
         return ordered(tools, [], openai_messages(body["messages"]))
+    if isinstance(body.get("contents"), list):
+        return ordered([], [], gemini_contents(body))
     if "input" in body:
         items = input_items(body["input"])
         instructions = body.get("instructions")

@@ -18,7 +18,7 @@ from zumik_cli.core.usage import normalize_usage
 from zumik_cli.readers import Item, Reader, Sample, read_json_lines
 from zumik_cli.readers.diagnostics import openai_miss
 from zumik_cli.readers.fields import parse_time, text
-from zumik_cli.readers.messages import content_parts, ordered, tool_artifact
+from zumik_cli.readers.messages import content_parts, ordered, tool_artifact, tool_result_artifacts
 from zumik_cli.readers.openai_chat import meta, split_log
 
 RESPONSE_OBJECT = "response"
@@ -70,10 +70,16 @@ def input_items(value: Any) -> list[Artifact]:
                     ref=text(item.get("call_id")),
                 )
             )
-        elif kind == "function_call_output":
+        elif kind == "function_call_output" and not isinstance(item.get("output"), list):
             output = item.get("output")
             body = output if isinstance(output, str) else canonical_json(output)
             out.append(Artifact("tool_result", "tool", body, ref=text(item.get("call_id"))))
+        elif kind in ("function_call_output", "computer_call_output"):
+            # a list of content parts, or a computer-use screenshot: images are blocks of their own
+            output = item.get("output")
+            out.extend(
+                tool_result_artifacts(output if isinstance(output, list) else [output], text(item.get("call_id")))
+            )
         elif kind == "reasoning":
             continue  # reasoning summaries are not prompt text; encrypted reasoning has no readable body
         else:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
+from zumik_cli.core.media import media_artifact
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source, Usage, canonical_arguments, canonical_json
 from zumik_cli.readers import Item, Reader, Sample, convert_guarded, records
 from zumik_cli.readers.fields import moment, text
@@ -126,7 +127,7 @@ def _parts(role: str, parts: Any) -> list[Artifact]:
         elif kind == "reasoning":
             continue
         else:
-            out.append(Artifact("media", role, canonical_json(part)))
+            out.append(media_artifact(role, part) or Artifact("media", role, canonical_json(part)))
     return out
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zumik_cli.core.errors import RulesError
+from zumik_cli.rules.media import MediaRules, parse_media
 
 REQUIRED = ("name", "version", "effective_from", "source", "granularity", "prices_per_mtok")
 DEFAULT_PACK = "ideal"
@@ -97,6 +98,7 @@ class RulesPack:
     providers: tuple[str, ...] = ()
     engines: tuple[str, ...] = ()
     unpriced_reason: str = ""  # why a pack without prices has none
+    media: MediaRules | None = None  # what an image or a document costs in tokens; None: the pack does not say
     notes: str = ""
 
     @property
@@ -241,6 +243,7 @@ def _typed(raw: dict[str, Any], origin: str) -> RulesPack:
         providers=tuple(p.lower() for p in applies.get("providers", [])),
         engines=tuple(e.lower() for e in applies.get("engines", [])),
         unpriced_reason=str(raw.get("unpriced_reason", "")),
+        media=parse_media(raw.get("media"), origin),
         notes=str(raw.get("notes", "")),
     )
 
@@ -282,6 +285,23 @@ def pack_for(provider: str, engine: str, packs: dict[str, RulesPack]) -> RulesPa
         if provider and provider.lower() in pack.providers:
             return pack
     return packs[DEFAULT_PACK]
+
+
+def media_rules(
+    provider: str, engine: str, model: str, request_format: str, packs: dict[str, RulesPack]
+) -> MediaRules | None:
+    """The image-token rule of the provider a request went to; where its pack has none (an engine, an unknown
+    provider), the rule of the family the model or wire shape names."""
+    own = pack_for(provider, engine, packs).media
+    if own is not None:
+        return own
+    name = model.lower().rsplit("/", 1)[-1]
+    if request_format == "anthropic" or name.startswith("claude"):
+        family = "anthropic"
+    else:
+        family = "gemini" if name.startswith("gemini") else "openai"
+    pack = packs.get(family)
+    return pack.media if pack is not None else None
 
 
 def get_pack(name: str, packs: dict[str, RulesPack]) -> RulesPack:
