@@ -21,9 +21,10 @@ CREATE OR REPLACE TEMP MACRO servable(x, counted, min_tokens, gran_kind, block_s
     END;
 
 -- Leading counted tokens x in the provider's tokens: the estimated unlogged prefix (a Claude Code transcript's system
--- prompt and tools, already in provider tokens) as it is, the rest scaled. With no prefix: round(x * scale).
+-- prompt and tools, already in provider tokens) as it is, the rest scaled. With no prefix: round(x * scale). NULL
+-- stays NULL (least and greatest skip NULLs).
 CREATE OR REPLACE TEMP MACRO provider(x, prefix, scale) AS
-    least(x, prefix) + round(greatest(x - prefix, 0) * scale)::BIGINT;
+    CASE WHEN x IS NOT NULL THEN least(x, prefix) + round(greatest(x - prefix, 0) * scale)::BIGINT END;
 
 CREATE OR REPLACE TEMP VIEW per_request AS
 WITH joined AS (
