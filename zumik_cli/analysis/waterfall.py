@@ -27,6 +27,7 @@ from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.schema import SESSION_LABEL
 from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import UNLOGGED_PREFIX_METHOD
 from zumik_cli.rules.pack import RulesPack, resolve_packs
 from zumik_cli.rules.prices import Cost, Tokens, Unpriced, price
 from zumik_cli.rules.targets import register_target_rules
@@ -61,6 +62,11 @@ DEFINITIONS = {
     "pack with vLLM's eviction the curve is vLLM's block pool, one per target, as the bounded candidate is. The "
     "unbounded point is at most the candidate under `--rules ideal --ttl none`, which also counts the shared "
     "tokens inside the first block that differs.",
+    "unlogged_prefix": "Per session whose log leaves out what every call sends first (a Claude Code transcript's "
+    "system prompt and tool definitions): the tokens of the one leading block that stands for it in every call of "
+    "the session, estimated as the least gap between a call's reported and counted prompt tokens. It is eligible "
+    "from the session's second call on, like a system prompt, and is not scaled; only the counted rest of a prompt "
+    "is scaled to what is left of the reported total.",
 }
 
 CAUSE_LABELS = {
@@ -124,6 +130,7 @@ SELECT r.rid, r.seq, o.ord, r.timestamp AS ts, r.tokenizer_exact, r.block_granul
        CASE WHEN p.gran_kind = 'breakpoints' THEN r.breakpoints END AS breakpoints,
        (r.prompt_tokens_counted IS NULL AND r.block_granularity = 0) AS usage_only,
        coalesce(r.prompt_tokens_counted, r.prompt_tokens_reported, 0) AS counted,
+       coalesce(r.unlogged_prefix_tokens, 0) AS prefix,
        r.prompt_tokens_reported AS reported, r.cached_tokens_reported AS cached,
        r.cache_write_tokens_reported AS writes,
        CASE WHEN list_contains(r.breakpoint_ttls, '1h') THEN '1h' ELSE '5m' END AS write_ttl,
@@ -331,7 +338,7 @@ def _block_pool_hits(pools: BlockPools, n: int, block_size: int, capacity_tokens
 
 
 def _block_pool_curve(
-    pools: BlockPools, n: int, block_size: int, capacities: list[int | None], scales: npt.NDArray[np.float64]
+    pools: BlockPools, n: int, block_size: int, capacities: list[int | None], scales: Scales
 ) -> list[tuple[int | None, int]]:
     """The curve under the block pool, in provider tokens; a capacity too small for the longest prompt (which an
     engine refuses) has no point."""
@@ -341,7 +348,7 @@ def _block_pool_curve(
         if cap is not None and cap // block_size < -(-longest // block_size):
             continue
         hits = _block_pool_hits(pools, n, block_size, cap)
-        points.append((cap, int(np.floor(hits * scales + 0.5).sum())))
+        points.append((cap, int(provider_tokens(hits, scales).sum())))
     return points
 
 
@@ -379,32 +386,48 @@ def _start_curve(
     )
 
 
-def _request_scales(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.NDArray[np.float64]:
-    """Each workload request's scale from counted to reported tokens, as the stages apply it (1 where exact)."""
+# A request's scale from counted to reported tokens, as the stages apply it (per_request.sql): 1 where the count is
+# exact; else what is left of the reported total once the estimated unlogged prefix (already in provider tokens) is
+# taken out, over what is left of the counted total.
+REQUEST_SCALE_SQL = """
+CASE WHEN r.reported IS NOT NULL AND NOT r.tokenizer_exact AND NOT r.hashid AND r.counted > r.prefix
+     THEN greatest(r.reported - r.prefix, 0)::DOUBLE / (r.counted - r.prefix) ELSE 1.0 END
+"""
+Scales = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
+
+
+def _request_scales(con: duckdb.DuckDBPyConnection, workload: Workload) -> Scales:
+    """Each workload request's scale and unlogged prefix tokens (which are not scaled), in workload order."""
     con.register(
         "curve_rids", pa.table({"rid": pa.array(workload.rids, pa.int64()), "i": np.arange(len(workload.rids))})
     )
-    scale = con.execute("""
-        SELECT CASE WHEN r.reported IS NOT NULL AND NOT r.tokenizer_exact AND NOT r.hashid AND r.counted > 0
-                    THEN r.reported::DOUBLE / r.counted ELSE 1.0 END
-        FROM curve_rids c JOIN req r USING (rid) ORDER BY c.i
-    """).fetchnumpy()
-    return np.asarray(next(iter(scale.values())) if scale else np.ones(len(workload.rids)), dtype=np.float64)
+    found = con.execute(
+        f"SELECT {REQUEST_SCALE_SQL} AS scale, r.prefix FROM curve_rids c JOIN req r USING (rid) ORDER BY c.i"
+    ).fetchnumpy()
+    return np.asarray(found["scale"], dtype=np.float64), np.asarray(found["prefix"], dtype=np.int64)
+
+
+def provider_tokens(counted: npt.NDArray[np.integer], scales: Scales) -> npt.NDArray[np.int64]:
+    """Leading counted tokens in provider tokens: the unlogged prefix as it is, the rest scaled and rounded."""
+    factor, prefix = scales
+    rest = np.maximum(counted - prefix, 0)
+    return (np.minimum(counted, prefix) + np.floor(rest * factor + 0.5)).astype(np.int64)
 
 
 def _provider_sizes(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.NDArray[np.integer]:
     """Each access's tokens scaled to its request's reported total where a proxy tokenizer counted them."""
-    factor = _request_scales(con, workload)
+    factor, prefix = _request_scales(con, workload)
     if np.all(factor == 1.0):
         return workload.sizes
     # cumulative within each request, rounded as the stages round (half away from zero), then differenced: a run of
     # leading hits then counts exactly the rounded scaled prefix that the stages count
-    per_access = np.repeat(np.asarray(factor, dtype=np.float64), np.diff(workload.offsets))
-    starts = np.repeat(workload.offsets[:-1], np.diff(workload.offsets))
+    repeat = np.diff(workload.offsets)
+    per_access = (np.repeat(factor, repeat), np.repeat(prefix, repeat))
+    starts = np.repeat(workload.offsets[:-1], repeat)
     running = np.cumsum(workload.sizes, dtype=np.int64)
     before = np.concatenate(([0], running[:-1])) - np.concatenate(([0], running))[starts]
     after = before + workload.sizes
-    return (np.floor(after * per_access + 0.5) - np.floor(before * per_access + 0.5)).astype(np.int64)
+    return provider_tokens(after, per_access) - provider_tokens(before, per_access)
 
 
 def _curve(
@@ -541,6 +564,11 @@ PROVIDER_CAUSES_SQL = """
 SELECT coalesce(nullif(miss_reason, ''), 'provider_miss_unexplained') AS cause, sum(missed) AS tokens,
        count(*) AS requests
 FROM stages WHERE missed > 0 GROUP BY ALL ORDER BY tokens DESC, cause
+"""
+
+UNLOGGED_PREFIX_SQL = f"""
+SELECT {SESSION_LABEL} AS session, source_path AS source, max(unlogged_prefix_tokens) AS tokens, count(*) AS calls
+FROM requests WHERE unlogged_prefix_tokens IS NOT NULL GROUP BY ALL ORDER BY session, source
 """
 
 BREAKDOWN_SQL = """
@@ -710,6 +738,27 @@ def _summarise(
                 "not be applied to them (order taken from the log)",
             }
         )
+    prefixes = [
+        {
+            "session": session,
+            "source": source,
+            "tokens": int(tokens),
+            "calls": int(calls),
+            "evidence": "estimated",
+            "method": UNLOGGED_PREFIX_METHOD,
+        }
+        for session, source, tokens, calls in con.execute(UNLOGGED_PREFIX_SQL).fetchall()
+    ]
+    if prefixes:
+        sizes = sorted(p["tokens"] for p in prefixes)
+        cannot.append(
+            {
+                "row": "eligible",
+                "reason": f"{len(prefixes)} sessions' logs leave out the system prompt and tool definitions: every "
+                f"call of such a session starts with one estimated block for them ({sizes[0]:,} to {sizes[-1]:,} "
+                "tokens a session, see unlogged_prefix), and only the rest of its prompt is scaled",
+            }
+        )
     if t["any_scaled"]:
         cannot.append(
             {
@@ -779,6 +828,7 @@ def _summarise(
         "ttl_sensitivity": ttl_curve,
         "breakdowns": breakdowns,
         "cannot_compute": cannot,
+        "unlogged_prefix": prefixes,
         "rules": rules,
         "options": assumptions(options),
         "definitions": DEFINITIONS,

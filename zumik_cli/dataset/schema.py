@@ -57,6 +57,7 @@ REQUESTS = pa.schema(
         ("breakpoints", pa.list_(pa.int64())),
         ("breakpoint_ttls", pa.list_(pa.string())),
         ("output_chain", pa.int64()),
+        ("unlogged_prefix_tokens", pa.int64()),
     ]
 )
 
@@ -235,6 +236,10 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "breakpoint_ttls": "The TTL each breakpoint asked for (`5m` or `1h`), parallel to `breakpoints`.",
         "output_chain": "Chain id of the prompt followed by the reply's blocks, so a later request that resends the "
         "reply matches it; null when no reply was logged.",
+        "unlogged_prefix_tokens": "Tokens of the leading block that stands for what the log leaves out (a Claude "
+        "Code transcript's system prompt and tool definitions): estimated once per session from reported minus "
+        "counted prompt tokens, the same block in every call of the session, and part of `prompt_tokens_counted`; "
+        "null when no such block was added.",
     },
     "request_blocks": {
         "rid": "The request (`requests.rid`).",

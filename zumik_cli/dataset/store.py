@@ -317,7 +317,13 @@ class Dataset:
             parts = self.parts(table)
             if parts:
                 listed = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+                read = f"read_parquet([{listed}], union_by_name = true)"
+                # a column the schema gained later reads as NULL (unknown) in parts written before it
+                present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()}
+                added = "".join(
+                    f", NULL::{_duck_type(f.type)} AS {f.name}" for f in TABLES.get(table, []) if f.name not in present
+                )
+                con.execute(f"CREATE VIEW {table} AS SELECT *{added} FROM {read}")
         for table, schema in TABLES.items():
             if not self.parts(table):
                 columns = ", ".join(f"NULL::{_duck_type(f.type)} AS {f.name}" for f in schema)

@@ -148,10 +148,12 @@ ORDER BY r.tenant, r.session_id, r.k
 # waterfall's units, and the lifetimes each request gives the blocks it uses
 WATERFALL_COLUMNS = ("rid", "same_key_counted", "warm_counted", "scale", "total", "ttl", "ttl_long", "long_until")
 
+# a block with no text (the estimated prefix a Claude Code log leaves out) stands for the system prompt and tools
 BLOCK_LISTS_SQL = """
-SELECT rb.rid, list(rb.block_id ORDER BY rb.pos), list(b.kind ORDER BY rb.pos), list(b.role ORDER BY rb.pos),
-       list(b.name ORDER BY rb.pos), list(rb.tokens ORDER BY rb.pos)
-FROM request_blocks rb JOIN blocks b USING (block_id)
+SELECT rb.rid, list(rb.block_id ORDER BY rb.pos), list(coalesce(b.kind, 'system') ORDER BY rb.pos),
+       list(coalesce(b.role, 'system') ORDER BY rb.pos), list(coalesce(b.name, '') ORDER BY rb.pos),
+       list(rb.tokens ORDER BY rb.pos)
+FROM request_blocks rb LEFT JOIN blocks b USING (block_id)
 WHERE rb.rid IN (SELECT unnest(?))
 GROUP BY rb.rid
 """

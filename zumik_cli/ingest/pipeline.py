@@ -42,6 +42,10 @@ from zumik_cli.readers.inputs import Input, find_inputs, regular_input, spool_st
 from zumik_cli.rules.pack import load_packs, media_rules
 
 BATCH_REQUESTS = 2000
+# Formats whose logs leave out what every call sends first (Claude Code writes neither its system prompt nor its
+# tool definitions): each session's calls get one estimated leading block for it, see ``_Materializer.release``.
+UNLOGGED_PREFIX_FORMATS = frozenset({"claude-code", "claude-code-stream"})
+UNLOGGED_PREFIX_METHOD = "minimum over the session's calls of reported minus counted prompt tokens"
 Progress = Callable[[int, int], None]
 
 
@@ -209,6 +213,10 @@ class _Materializer:
         self.scheduled: set[int] = set()
         self.notes: set[str] = set()
         self.calibration: dict[tuple[str, str], list[int]] = {}
+        # content calls of UNLOGGED_PREFIX_FORMATS by session, held until every call of it is counted
+        self.held: dict[tuple[str, str], list[tuple[Request, _Prepared, int]]] = {}
+        self.unlogged_prefix = True
+        self.prefixes: list[dict[str, Any]] = []
         self.rendered: Memo[tuple[str, int]] = Memo(1 << 18, weight_limit=1 << 27)
         self.hashes: Memo[str] = Memo(1 << 18, weight_limit=1 << 27)
         self.chains: Memo[int] = Memo(1 << 20)
@@ -288,6 +296,15 @@ class _Materializer:
         all_chains: list[list[int]] = []
         all_sizes: list[list[int]] = []
         for offset, (request, prep) in enumerate(zip(pending.batch, pending.prepared, strict=True)):
+            if (
+                self.unlogged_prefix
+                and prep is not None
+                and request.artifacts
+                and request.format in UNLOGGED_PREFIX_FORMATS
+            ):
+                key = (request.source.path, request.session_id)
+                self.held.setdefault(key, []).append((request, prep, pending.seq0 + offset))
+                continue
             rid, bids, chains, sizes = self._request_row(request, prep, pending.seq0 + offset, requests)
             rids.append(rid)
             all_bids.append(bids)
@@ -313,6 +330,38 @@ class _Materializer:
         label = media.label(tokens)
         ref = f"{media.sha256}:{tokens}"
         return Artifact(artifact.kind, artifact.role, label, media.format, ref, artifact.cache_control), media.sized
+
+    def release(self) -> tuple[Columns, ...]:
+        """The rows of the held sessions, each call led by one block for the prefix its log leaves out.
+
+        The prefix is the same in every call of a session, so its length is estimated once: the least gap between
+        a call's reported and counted prompt tokens (never negative). What a proxy tokenizer undercounts grows with
+        the conversation; the prefix does not, so the smallest gap bounds it best. The block has a token count and
+        no text, like a hash-id block; its id is derived from the session and the length, so every call of the
+        session shares it and the second call on can reuse it, as a system prompt is."""
+        requests = _columns(REQUESTS)
+        rids: list[int] = []
+        all_bids: list[list[int]] = []
+        all_chains: list[list[int]] = []
+        all_sizes: list[list[int]] = []
+        for (path, session), calls in self.held.items():
+            gaps = [
+                r.usage.prompt_tokens - sum(self.block_tokens[b] for b in p.bids)
+                for r, p, _ in calls
+                if r.usage.prompt_tokens is not None
+            ]
+            prefix = max(min(gaps), 0) if gaps else 0
+            if prefix:
+                self.prefixes.append({"session": session, "source": path, "tokens": prefix, "calls": len(calls)})
+            for request, prep, seq in calls:
+                rid, bids, chains, sizes = self._request_row(request, prep, seq, requests, prefix)
+                rids.append(rid)
+                all_bids.append(bids)
+                all_chains.append(chains)
+                all_sizes.append(sizes)
+        self.held.clear()
+        manifest = _manifest_columns(rids, all_bids, all_chains, all_sizes)
+        return requests, manifest, _columns(BLOCKS), _columns(TOKENS)
 
     def _render(self, artifact: Artifact, family: str) -> tuple[str, int]:
         key = (family, artifact)
@@ -371,7 +420,7 @@ class _Materializer:
         )
 
     def _request_row(
-        self, request: Request, prep: _Prepared | None, seq: int, out: dict[str, list[Any]]
+        self, request: Request, prep: _Prepared | None, seq: int, out: dict[str, list[Any]], prefix: int = 0
     ) -> tuple[int, list[int], list[int], list[int]]:
         rid = identity.int64_id(identity.TRACE_V, (request.trace_id,))
         breakpoints: list[int] = []
@@ -391,18 +440,23 @@ class _Materializer:
         else:
             family = prep.family
             bids = prep.bids
-            chains = self._chain_ids(bids)
             sizes = [self.block_tokens[b] for b in bids]
             # a usage-only request (no content in its log) was not counted: unknown, not zero
-            counted = sum(sizes) if request.artifacts else None
+            content = sum(sizes) if request.artifacts else None
+            if prefix:
+                parts = (family, "unlogged prefix", request.source.path, request.session_id, str(prefix))
+                lead = identity.int64_id(identity.BLOCK_V, parts)
+                bids, sizes = [lead, *bids], [prefix, *sizes]
+            chains = self._chain_ids(bids)
+            counted = None if content is None else content + prefix
             granularity = 0
             snapshot = (
                 identity.snapshot_id_of_hashes([self._artifact_hash(a) for a in request.artifacts])
                 if request.artifacts
                 else ""
             )
-            end = 0
-            for artifact, size in zip(prep.artifacts, sizes, strict=True):
+            end = prefix
+            for artifact, size in zip(prep.artifacts, sizes[1:] if prefix else sizes, strict=True):
                 end += size
                 if artifact.cache_control:
                     breakpoints.append(end)
@@ -410,9 +464,9 @@ class _Materializer:
             if prep.output_bids:
                 output_chain = self._chain_ids(prep.output_bids, chains[-1] if chains else 0)[-1]
             tokenizer = prep.tokenizer
-            if request.usage.prompt_tokens is not None and counted is not None:
+            if request.usage.prompt_tokens is not None and content is not None:
                 pair = self.calibration.setdefault((tokenizer.id, request.model), [0, 0, 0])
-                pair[0] += counted
+                pair[0] += content
                 pair[1] += request.usage.prompt_tokens
                 pair[2] += 1
         target = identity.kv_target(request, family)
@@ -458,6 +512,7 @@ class _Materializer:
             "breakpoints": breakpoints,
             "breakpoint_ttls": ttls,
             "output_chain": output_chain,
+            "unlogged_prefix_tokens": prefix or None,
         }
         for name, value in row.items():
             out[name].append(value)
@@ -598,11 +653,13 @@ def ingest(
     progress: Progress | None = None,
     batch_size: int = BATCH_REQUESTS,
     stream_wait: float = 30.0,
+    unlogged_prefix: bool = True,
 ) -> IngestSummary:
     """Ingest trace files, folders or streams (``-`` is stdin) into the dataset at ``data`` (created if missing).
 
     A stream (stdin, a pipe, a FIFO) is read once; one that sends nothing within ``stream_wait`` seconds is
-    quarantined, never waited on forever."""
+    quarantined, never waited on forever. Without ``unlogged_prefix``, what a Claude Code log leaves out is not
+    modelled as a leading block, and the waterfall scales the counted content up to the reported total instead."""
     paths = [Path(p) for p in paths]
     data = Path(data)
     if format is not None and format not in readers.load_formats():
@@ -636,6 +693,7 @@ def ingest(
                 progress,
                 batch_size,
                 known,
+                unlogged_prefix,
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -669,10 +727,12 @@ def _ingest_run(
     progress: Progress | None,
     batch_size: int,
     known: _Known,
+    unlogged_prefix: bool,
 ) -> IngestSummary:
     writer = _PartWriter(staging, run)
     chain_cache = ChainCache()
     materializer = _Materializer(tokenizer, known.blocks)
+    materializer.unlogged_prefix = unlogged_prefix
     known_traces, seq = known.traces, known.seq
     inputs: list[dict[str, Any]] = []
     quarantine: list[dict[str, Any]] = []
@@ -764,6 +824,8 @@ def _ingest_run(
         if batch:
             flush()
         drain(0)
+        if materializer.held:
+            write(materializer.release())
     except BaseException:
         writer.abandon()
         raise
@@ -812,7 +874,7 @@ def _ingest_run(
         unique_blocks=counts["blocks"],
         tokens_counted=counts["tokens"],
         calibration=calibration,
-        notes=sorted(materializer.notes | _media_notes(materializer.unsized)),
+        notes=sorted(materializer.notes | _media_notes(materializer.unsized)) + _prefix_notes(materializer.prefixes),
         not_read=not_read,
         tokenized_chars=int(materializer.timings["tokenized_chars"]),
         timings=timings,
@@ -826,6 +888,16 @@ def _media_notes(unsized: set[str]) -> set[str]:
         f"{len(unsized)} distinct images or documents had no size to read (documents, images given by URL): counted "
         "at their rules pack's nominal figure, never as their encoded text"
     }
+
+
+def _prefix_notes(prefixes: list[dict[str, Any]]) -> list[str]:
+    if not prefixes:
+        return []
+    tokens = sorted(p["tokens"] for p in prefixes)
+    return [
+        f"{len(prefixes)} sessions' logs leave out the system prompt and tool definitions: each call starts with one "
+        f"estimated block for them ({tokens[0]:,} to {tokens[-1]:,} tokens a session; {UNLOGGED_PREFIX_METHOD})"
+    ]
 
 
 def _merge_calibration(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:

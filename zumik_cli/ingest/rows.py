@@ -247,6 +247,7 @@ def hash_rows(
         "breakpoints": empty_lists,
         "breakpoint_ttls": pa.ListArray.from_arrays(np.zeros(n + 1, dtype=np.int32), pa.array([], pa.string())),
         "output_chain": nulls,
+        "unlogged_prefix_tokens": nulls,
     }
     empty: Columns = {"block_id": [], "family": [], "kind": [], "role": [], "name": [], "artifact_hash": []}
     empty.update({"n_tokens": [], "text": []})

@@ -20,6 +20,12 @@ CREATE OR REPLACE TEMP MACRO servable(x, counted, min_tokens, gran_kind, block_s
         ELSE x
     END;
 
+-- Leading counted tokens x in the provider's tokens: the estimated unlogged prefix (a Claude Code transcript's system
+-- prompt and tools, already in provider tokens) as it is, the rest scaled. With no prefix: round(x * scale). NULL
+-- stays NULL (least and greatest skip NULLs).
+CREATE OR REPLACE TEMP MACRO provider(x, prefix, scale) AS
+    CASE WHEN x IS NOT NULL THEN least(x, prefix) + round(greatest(x - prefix, 0) * scale)::BIGINT END;
+
 CREATE OR REPLACE TEMP VIEW per_request AS
 WITH joined AS (
     SELECT r.*,
@@ -35,9 +41,10 @@ WITH joined AS (
            coalesce(cap.exact, false) AS cap_exact,
            coalesce(r.reported, r.counted) AS total,
            -- counted figures are scaled to the reported total when a proxy tokenizer counted them, before any
-           -- rule is applied: minimums, increments and blocks are in the provider's own tokens
-           CASE WHEN r.reported IS NOT NULL AND NOT r.tokenizer_exact AND NOT r.hashid AND r.counted > 0
-                THEN r.reported::DOUBLE / r.counted ELSE 1.0 END AS scale
+           -- rule is applied: minimums, increments and blocks are in the provider's own tokens. An estimated
+           -- unlogged prefix is in provider tokens already: only what is left is scaled (REQUEST_SCALE_SQL)
+           CASE WHEN r.reported IS NOT NULL AND NOT r.tokenizer_exact AND NOT r.hashid AND r.counted > r.prefix
+                THEN greatest(r.reported - r.prefix, 0)::DOUBLE / (r.counted - r.prefix) ELSE 1.0 END AS scale
     FROM req r
     LEFT JOIN levels l USING (rid)
     LEFT JOIN partial p USING (rid)
@@ -46,15 +53,15 @@ WITH joined AS (
 ), provider_units AS (
     -- each stage can only keep what the stage before it kept
     SELECT *,
-           least(round(least(e0, counted) * scale)::BIGINT, total) AS e1,
-           least(round(least(t0, e0, counted) * scale)::BIGINT, total) AS t1,
-           least(round(least(k0, t0, e0, counted) * scale)::BIGINT, total) AS k1,
-           least(round(least(w0, k0, t0, e0, counted) * scale)::BIGINT, total) AS w1,
-           least(round(warm_blocks0 * scale)::BIGINT, total) AS warm_blocks,
-           least(round(least(ttl300_0, k0, counted) * scale)::BIGINT, total) AS ttl300,
-           least(round(least(ttl3600_0, k0, counted) * scale)::BIGINT, total) AS ttl3600,
-           round(t_bp0 * scale)::BIGINT AS t_bp,
-           round(t_cap0 * scale)::BIGINT AS t_cap
+           least(provider(least(e0, counted), prefix, scale), total) AS e1,
+           least(provider(least(t0, e0, counted), prefix, scale), total) AS t1,
+           least(provider(least(k0, t0, e0, counted), prefix, scale), total) AS k1,
+           least(provider(least(w0, k0, t0, e0, counted), prefix, scale), total) AS w1,
+           least(provider(warm_blocks0, prefix, scale), total) AS warm_blocks,
+           least(provider(least(ttl300_0, k0, counted), prefix, scale), total) AS ttl300,
+           least(provider(least(ttl3600_0, k0, counted), prefix, scale), total) AS ttl3600,
+           provider(t_bp0, prefix, scale) AS t_bp,
+           provider(t_cap0, prefix, scale) AS t_cap
     FROM joined
 ), ruled AS (
     SELECT *,

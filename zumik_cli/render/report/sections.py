@@ -94,6 +94,18 @@ def data_notes(waterfall: Mapping[str, Any]) -> Markup:
                 for row in group
             )
             notes.append(tag("div", join([tag("strong", heading), tag("ul", items)]), class_="note warn"))
+    prefixes = as_rows(waterfall.get("unlogged_prefix"))
+    if prefixes:
+        items = join(
+            tag(
+                "li",
+                f"{row.get('session')}: {format_count(row.get('tokens'))} tokens in each of "
+                f"{format_count(row.get('calls'))} calls ({row.get('evidence')}: {row.get('method')})",
+            )
+            for row in prefixes
+        )
+        heading = "Not in the log, estimated: each session's system prompt and tool definitions, one leading block."
+        notes.append(tag("div", join([tag("strong", heading), tag("ul", items)]), class_="note warn"))
     over = as_mapping(waterfall.get("over_realized"))
     if (as_number(over.get("requests")) or 0) > 0:
         requests = as_number(over.get("requests"))
