@@ -83,6 +83,8 @@ def test_the_waterfall_by_session_prints_each_sessions_worst_trace_id_whole_at_8
     )
     assert result.returncode == 0, result.stderr
     assert "By session" in result.stdout and "worst request" in result.stdout
+    section = result.stdout.split("By session", 1)[1].split("Worst", 1)[0]
+    assert section.count("ses_") > 0 and section.count("trc_") == section.count("ses_")  # each session's worst
     rows = zumik_json("requests", "--data", str(dataset), "--worst", "1")
     assert isinstance(rows, list)
     assert rows[0]["trace_id"] in result.stdout and rows[0]["session"] in result.stdout

@@ -66,9 +66,11 @@ def list_requests(
     return rows
 
 
+# keyed as the session breakdown labels its rows (``SESSION_LABEL``): a tenant's session, never two tenants' merged
 WORST_PER_SESSION_SQL = f"""
-SELECT session, first(trace_id ORDER BY lost DESC NULLS LAST, missed DESC NULLS LAST, ord) AS worst
-FROM ({REQUESTS_SQL}) GROUP BY session
+SELECT CASE WHEN coalesce(tenant, '') = '' THEN session ELSE concat(tenant, ' / ', session) END AS label,
+       first(trace_id ORDER BY lost DESC NULLS LAST, missed DESC NULLS LAST, ord) AS worst
+FROM ({REQUESTS_SQL}) GROUP BY label
 """
 
 
