@@ -304,3 +304,32 @@ def test_a_computer_use_session_shows_images_share_and_names_changed_screenshots
     changed = [b for b in divergence.breaks if b.cause == "image_changed"]
     assert [b.index for b in changed] == [4, 6]
     assert all(b.detail["history"]["kind"] == "image" for b in changed)
+
+
+def test_no_output_shows_an_images_base64_only_its_label(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zumik_cli.cli import app
+
+    records = computer_use_session()
+    dataset = ingested(tmp_path, records)
+    encoded = {
+        part["source"]["data"][:32]
+        for r in records
+        for m in r["request"]["messages"]
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") == "image"
+    }
+    runner = CliRunner()
+    report = tmp_path / "report.html"
+    outputs = [
+        runner.invoke(app, ["report", "--data", str(dataset.root), "-o", str(report), "--include-text"]),
+        runner.invoke(app, ["divergence", "--data", str(dataset.root), "--json"]),
+        runner.invoke(app, ["requests", "--data", str(dataset.root), "--json"]),
+        runner.invoke(app, ["waterfall", "--data", str(dataset.root), "--by", "session"]),
+    ]
+    assert all(result.exit_code == 0 for result in outputs), [r.stderr for r in outputs]
+    shown = report.read_text() + "".join(r.stdout + r.stderr for r in outputs)
+    assert encoded and not any(piece in shown for piece in encoded)
+    divergence = json.loads(outputs[1].stdout)
+    assert "[image 1280x800 PNG, 1,366 tokens]" in json.dumps(divergence) or "image_changed" in json.dumps(divergence)
