@@ -7,7 +7,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast check lint docs docs-check engines browser clean
+.PHONY: setup demo test test-fast check lint docs docs-check engines browser notebook clean
 
 $(BIN)/zumik: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ docs: setup
 
 docs-check: setup
 	$(BIN)/cog --check --diff --check-fail-msg='run `make docs`' $(DOCS)
+
+# notebooks/walkthrough.ipynb is stored executed: `make notebook` runs it again on the sample traces.
+notebook: setup
+	$(BIN)/python scripts/execute-notebook.py
 
 check: lint docs-check test
 
