@@ -119,3 +119,19 @@ def test_ingesting_the_same_file_again_says_nothing_new_instead_of_a_table_of_ze
     assert again.exit_code == 0
     assert again.stdout.startswith("Nothing new for ") and "1 file already ingested" in again.stdout
     assert "│" not in again.stdout
+
+
+def test_the_terminal_waterfall_is_a_text_bridge_whose_steps_add_up_from_total_input_to_realized(dataset: Path) -> None:
+    result = runner().invoke(app, ["waterfall", "--data", str(dataset)])
+    assert result.exit_code == 0, result.stderr
+    summary = zumik_json("waterfall", "--data", str(dataset))
+    assert isinstance(summary, dict)
+    lines = result.stdout.split("Where the input went", 1)[1].splitlines()[1:]
+    stages = [line.split()[0] for line in lines if line and not line.startswith(" ")][:4]
+    assert stages == ["Total", "Eligible", "Candidate", "Realized"]
+    steps = [line for line in lines[: next(i for i, line in enumerate(lines) if line.startswith("Realized")) + 1]]
+    losses = [line for line in steps if line.startswith("  - ")]
+    assert any("expired" in line for line in losses) and all("▒" in line for line in losses)
+    # every cause with tokens is a named step of its own
+    named = [c for c in summary["causes"] if c["tokens"]]
+    assert len(losses) >= len(named)

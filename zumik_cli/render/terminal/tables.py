@@ -159,6 +159,7 @@ def waterfall(
             badge(stage["evidence"]),
         )
     console.print(table)
+    bridge(console, summary)
     over = summary["over_realized"]
     if over["requests"]:
         console.print(
@@ -212,6 +213,30 @@ def waterfall(
         + "[/]",
         highlight=False,
     )
+
+
+BRIDGE_WIDTH = 24  # characters of bar for the whole input
+
+
+def bridge(console: Console, summary: dict[str, Any]) -> None:
+    """The report's reuse bridge as compact text: each stage a bar, each loss a step down from it (the steps are the
+    report's own, ``bridge_steps``: one computation for both)."""
+    from zumik_cli.render.report.sections import bridge_steps
+
+    total = summary["total_input_tokens"]["tokens"] or 0
+    steps = [
+        step for step in bridge_steps(summary) if step.tokens is not None and (step.kind == "stage" or step.tokens)
+    ]
+    if not total or not steps:
+        return
+    width = max(len(step.label) for step in steps) + 4
+    console.print("Where the input went", style="bold", highlight=False)
+    for step in steps:
+        stage = step.kind == "stage"
+        count = int(round(step.tokens or 0))
+        bar = ("█" if stage else "▒") * max(round(BRIDGE_WIDTH * count / total), 1 if count else 0)
+        name = step.label if stage else f"  {'-' if step.kind == 'loss' else '+'} {step.label}"
+        console.print(f"{escape(name):<{width}}{tokens(count):>7}  {bar}", highlight=False)
 
 
 def kv_memory(console: Console, memory: dict[str, Any] | None) -> None:
