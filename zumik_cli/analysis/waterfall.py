@@ -58,10 +58,10 @@ DEFINITIONS = {
     "capacity_curve": "Candidate rate under the ideal rules (same KV key, no TTL) with an LRU cache of the given "
     "size, shared by all targets; a request's hits are its leading blocks present when it starts, then its blocks "
     "are touched first to last (Mattson stack distances, one pass for every capacity). Content traces count whole "
-    "content blocks, in each request's provider tokens like the stages; hash-id traces their own blocks. Under a "
-    "pack with vLLM's eviction the curve is vLLM's block pool, one per target, as the bounded candidate is. The "
-    "unbounded point is at most the candidate under `--rules ideal --ttl none`, which also counts the shared "
-    "tokens inside the first block that differs.",
+    "content blocks, in each request's provider tokens like the stages, and its unbounded point is the stages' "
+    "token-exact same-KV-key level; hash-id traces count their own blocks. Under a "
+    "pack with vLLM's eviction the curve is vLLM's block pool, one per target, as the bounded candidate is. For "
+    "content traces the unbounded point equals the candidate under `--rules ideal --ttl none`.",
     "unlogged_prefix": "Per session whose log leaves out what every call sends first (a Claude Code transcript's "
     "system prompt and tool definitions): the tokens of the one leading block that stands for it in every call of "
     "the session, estimated as the least gap between a call's reported and counted prompt tokens. It is eligible "
@@ -431,11 +431,20 @@ def _provider_sizes(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.N
 
 
 def _curve(
-    con: duckdb.DuckDBPyConnection, hits_future: Future[list[tuple[int | None, int]]], total: int
+    con: duckdb.DuckDBPyConnection,
+    hits_future: Future[list[tuple[int | None, int]]],
+    total: int,
+    packs: dict[str, RulesPack],
 ) -> list[dict[str, Any]]:
+    """The curve's points; for content traces under the reference LRU, the unbounded point is the stages' own
+    "same KV key, any age" level (token-exact: the candidate under ``--rules ideal --ttl none``), which the
+    whole-block bounded points never pass."""
     if not total:
         return []
     hits = hits_future.result()
+    if _uniform_block(con) is None and _block_pool_pack(con, packs) is None:
+        same_key = con.execute("SELECT coalesce(sum(same_key), 0) FROM stages WHERE NOT hashid").fetchall()[0][0]
+        hits = [(cap, int(same_key) if cap is None else h) for cap, h in hits]
     return [{"capacity_tokens": cap, "rate": round(min(h / total, 1.0), 6)} for cap, h in hits]
 
 
@@ -785,7 +794,7 @@ def _summarise(
         {"ttl_seconds": 3600, "rate": round(t["ttl3600"] / total, 6) if total else 0.0},
         {"ttl_seconds": None, "rate": round(t["same_key"] / total, 6) if total else 0.0},
     ]
-    capacity_curve = _curve(con, curve, total) if curve is not None else []
+    capacity_curve = _curve(con, curve, total, packs) if curve is not None else []
     return {
         "requests": int(t["requests"]),
         "period": {
