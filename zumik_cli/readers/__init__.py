@@ -54,14 +54,21 @@ class Reader:
     read_columns: Callable[[Sample], Iterator[Any]] | None = None
 
 
-def read_json_lines(sample: Sample, convert: Callable[[Any, Source], Request | list[Request] | None]) -> Iterator[Item]:
-    """The shared loop of every JSONL reader: parse, convert, quarantine what fails."""
+def read_json_lines(
+    sample: Sample,
+    convert: Callable[[Any, Source], Request | list[Request] | None],
+    refuse: Callable[[Any], str] | None = None,
+) -> Iterator[Item]:
+    """The shared loop of every JSONL reader: parse, convert, quarantine what fails; ``refuse`` gives the reason a
+    record is not a call at all (quarantined with it), or "" for one to convert."""
     for number, value in records(sample):
         source = Source(sample.name, number)
         if isinstance(value, Quarantined):
             yield value
-            continue
-        yield from convert_guarded(convert, value, source)
+        elif refuse is not None and (reason := refuse(value)):
+            yield Quarantined(source, reason)
+        else:
+            yield from convert_guarded(convert, value, source)
 
 
 # What a record of an unexpected shape raises while it is converted: a quarantine reason, never a crash.

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from zumik_cli.core.identity import derived_trace_id
-from zumik_cli.core.model import Artifact, Quarantined, Request, Source, canonical_json
+from zumik_cli.core.model import Artifact, Request, Source, canonical_json
 from zumik_cli.core.usage import normalize_usage
-from zumik_cli.readers import Item, Reader, Sample, convert_guarded, records
+from zumik_cli.readers import Item, Reader, Sample, read_json_lines
 from zumik_cli.readers.diagnostics import anthropic_miss
 from zumik_cli.readers.fields import parse_time, text
 from zumik_cli.readers.messages import anthropic_messages, anthropic_tools, content_parts, ordered, system_artifacts
@@ -120,14 +120,7 @@ def to_request(pair: Any, source: Source) -> Request:
 
 
 def _read(sample: Sample) -> Iterator[Item]:
-    for number, value in records(sample):
-        source = Source(sample.name, number)
-        if isinstance(value, Quarantined):
-            yield value
-        elif reason := not_a_call(value):
-            yield Quarantined(source, reason)
-        else:
-            yield from convert_guarded(to_request, value, source)
+    return read_json_lines(sample, to_request, not_a_call)
 
 
 def _sniff(sample: Sample) -> bool:

@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from zumik_cli.core.identity import derived_trace_id
-from zumik_cli.core.model import Artifact, Quarantined, Request, Source, canonical_json
+from zumik_cli.core.model import Artifact, Request, Source, canonical_json
 from zumik_cli.core.usage import normalize_usage
-from zumik_cli.readers import Item, Reader, Sample, convert_guarded, records
+from zumik_cli.readers import Item, Reader, Sample, read_json_lines
 from zumik_cli.readers.fields import parse_time, text
 from zumik_cli.readers.messages import any_tools, openai_messages, ordered, system_artifacts
 from zumik_cli.readers.observability import prompt_artifacts
@@ -101,14 +101,7 @@ def not_a_call(record: Any) -> str:
 
 
 def _read(sample: Sample) -> Iterator[Item]:
-    for number, value in records(sample):
-        source = Source(sample.name, number)
-        if isinstance(value, Quarantined):
-            yield value
-        elif reason := not_a_call(value):
-            yield Quarantined(source, reason)
-        else:
-            yield from convert_guarded(to_request, value, source)
+    return read_json_lines(sample, to_request, not_a_call)
 
 
 # --- SpendLogs rows --------------------------------------------------------------------------------------------
@@ -192,14 +185,7 @@ def not_a_spend_call(row: Any) -> str:
 
 
 def _read_spend(sample: Sample) -> Iterator[Item]:
-    for number, value in records(sample):
-        source = Source(sample.name, number)
-        if isinstance(value, Quarantined):
-            yield value
-        elif reason := not_a_spend_call(value):
-            yield Quarantined(source, reason)
-        else:
-            yield from convert_guarded(spend_row_to_request, value, source)
+    return read_json_lines(sample, spend_row_to_request, not_a_spend_call)
 
 
 SPEND_LOGS = Reader(

@@ -83,9 +83,12 @@ def weakest(values: Iterable[object]) -> object:
     return max(present, key=lambda value: _WEAKNESS[evidence_key(value)])
 
 
-def metric(kind: str, label: str, value: str, detail: object, evidence: object = _NO_BADGE) -> Markup:
+def metric(
+    kind: str, label: object, value: str, detail: object, evidence: object = _NO_BADGE, *, fact: str | None = None
+) -> Markup:
     """One headline number with what it counts and, where it stands alone, its evidence level (a number that
-    should carry one and does not is badged "no evidence", not left bare)."""
+    should carry one and does not is badged "no evidence", not left bare); ``fact`` names it for tests that read
+    the page."""
     detail_parts = [escape(detail)] if evidence is _NO_BADGE else [escape(detail), " ", badge(evidence)]
     return tag(
         "div",
@@ -97,6 +100,7 @@ def metric(kind: str, label: str, value: str, detail: object, evidence: object =
             ]
         ),
         class_=f"metric {kind}",
+        data_fact=fact,
     )
 
 

@@ -23,7 +23,7 @@ from zumik_cli.render.report.format import (
     format_tokens,
 )
 from zumik_cli.render.report.glossary import term
-from zumik_cli.render.report.html import Markup, as_mapping, as_rows, badge, escape, join, tag
+from zumik_cli.render.report.html import Markup, as_mapping, as_rows, join, metric, tag
 
 
 def _stage(waterfall: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -51,19 +51,8 @@ def _lower_first(text: str) -> str:
 
 
 def _tile(fact: str, label: object, value: str, detail: object, evidence: object = None) -> Markup:
-    detail_parts = [escape(detail)] + ([" ", badge(evidence)] if evidence is not None else [])
-    return tag(
-        "div",
-        join(
-            [
-                tag("div", label, class_="label"),
-                tag("div", value, class_="value"),
-                tag("div", join(detail_parts), class_="detail"),
-            ]
-        ),
-        class_=f"metric {fact}",
-        data_fact=fact,
-    )
+    """A first-screen number: a headline ``metric`` named by its fact, badged only where it has evidence."""
+    return metric(fact, label, value, detail, *(() if evidence is None else (evidence,)), fact=fact)
 
 
 def _top(recommendations: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
