@@ -265,7 +265,7 @@ def _sized_units(workload: Workload) -> npt.NDArray[np.integer]:
 
 
 def _capacity_hits(
-    con: duckdb.DuckDBPyConnection, workload: Workload, capacity_tokens: int | None, packs: dict[str, RulesPack]
+    con: duckdb.DuckDBPyConnection, workload: Workload, capacity_tokens: int | None, model: CacheModel
 ) -> None:
     """``cap_hits``: per request, the leading tokens a bounded cache of ``capacity_tokens`` still holds.
 
@@ -279,24 +279,43 @@ def _capacity_hits(
         )
         return
     offsets, units, sizes, rids = workload.offsets, workload.units, workload.sizes, workload.rids
-    pool = _block_pool_pack(con, packs)
-    block = _uniform_block(con)
-    if pool is not None:
-        size = pool.granularity.block_size
-        hits = _block_pool_hits(_block_pools(con, workload, size), len(rids), size, capacity_tokens)
-    elif block:
-        hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // block)
+    if model.pools is not None:
+        hits = _block_pool_hits(model.pools, len(rids), model.pool_block, capacity_tokens)
+    elif model.uniform_block:
+        hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // model.uniform_block)
     else:
         hits = capacity.request_hits(offsets, _sized_units(workload), sizes, capacity_tokens)
     table = pa.table(
         {
             "rid": pa.array(rids, pa.int64()),
             "t_cap": pa.array(hits, pa.int64()),
-            "exact": pa.array(np.full(len(rids), pool is not None), pa.bool_()),
+            "exact": pa.array(np.full(len(rids), model.pools is not None), pa.bool_()),
         }
     )
     con.register("cap_in", table)
     con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
+
+
+@dataclass(frozen=True)
+class CacheModel:
+    """Which model every bounded figure of one run uses, decided once: vLLM's block pool (``pools``: each target's
+    token prompts, loaded once for the candidate and the curve), else the reference LRU over hash-id blocks of one
+    size (``uniform_block``) or over content blocks."""
+
+    pools: BlockPools | None
+    pool_block: int
+    uniform_block: int | None
+
+
+def _cache_model(
+    con: duckdb.DuckDBPyConnection, workload: Workload, packs: dict[str, RulesPack], needed: bool
+) -> CacheModel:
+    """The run's model; a block pool's prompts are loaded only when a bounded figure or the curve ``needed`` them."""
+    pack = _block_pool_pack(con, packs)
+    if pack is None or not needed:
+        return CacheModel(None, 0, _uniform_block(con) if pack is None else None)
+    size = pack.granularity.block_size
+    return CacheModel(_block_pools(con, workload, size), size, None)
 
 
 def _block_pool_pack(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]) -> RulesPack | None:
@@ -357,7 +376,7 @@ def _start_curve(
     workload: Workload,
     capacities: tuple[int | None, ...],
     pool: ThreadPoolExecutor,
-    packs: dict[str, RulesPack],
+    model: CacheModel,
 ) -> Future[list[tuple[int | None, int]]]:
     """The capacity curve's hits, computed on a worker (the kernel releases the GIL) while DuckDB runs SQL.
 
@@ -365,16 +384,20 @@ def _start_curve(
     that the curve and the stages measure the same tokens and no point can pass eligible; the cache holds counted
     tokens, as a bounded candidate does."""
     offsets, units, sizes = workload.offsets, workload.units, workload.sizes
-    block_pool = _block_pool_pack(con, packs)
-    if block_pool is not None:  # the engine's own model, as the bounded candidate under the same pack
-        size = block_pool.granularity.block_size
-        pools = _block_pools(con, workload, size)
+    if model.pools is not None:  # the engine's own model, as the bounded candidate under the same pack
         scales = _request_scales(con, workload)
-        return pool.submit(_block_pool_curve, pools, len(workload.rids), size, list(capacities), scales)
-    block = _uniform_block(con)
-    if block:
         return pool.submit(
-            capacity.capacity_curve, offsets, units, sizes, list(capacities), block, n_units=workload.n_units
+            _block_pool_curve, model.pools, len(workload.rids), model.pool_block, list(capacities), scales
+        )
+    if model.uniform_block:
+        return pool.submit(
+            capacity.capacity_curve,
+            offsets,
+            units,
+            sizes,
+            list(capacities),
+            model.uniform_block,
+            n_units=workload.n_units,
         )
     return pool.submit(
         capacity.token_capacity_curve,
@@ -434,7 +457,7 @@ def _curve(
     con: duckdb.DuckDBPyConnection,
     hits_future: Future[list[tuple[int | None, int]]],
     total: int,
-    packs: dict[str, RulesPack],
+    model: CacheModel,
 ) -> list[dict[str, Any]]:
     """The curve's points; for content traces under the reference LRU, the unbounded point is the stages' own
     "same KV key, any age" level (token-exact: the candidate under ``--rules ideal --ttl none``), which the
@@ -442,7 +465,7 @@ def _curve(
     if not total:
         return []
     hits = hits_future.result()
-    if _uniform_block(con) is None and _block_pool_pack(con, packs) is None:
+    if model.pools is None and not model.uniform_block:
         same_key = con.execute("SELECT coalesce(sum(same_key), 0) FROM stages WHERE NOT hashid").fetchall()[0][0]
         hits = [(cap, int(same_key) if cap is None else h) for cap, h in hits]
     return [{"capacity_tokens": cap, "rate": round(min(h / total, 1.0), 6)} for cap, h in hits]
@@ -470,16 +493,17 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     con.execute(_sql("units.sql"))
     workload = compute_levels(con, _levels_coincide(con), dataset.parts("request_blocks"))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
+    model = _cache_model(con, workload, packs, options.capacity_tokens is not None or options.curves)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
-        curve = _start_curve(con, workload, options.capacities, pool, packs) if options.curves else None
+        curve = _start_curve(con, workload, options.capacities, pool, model) if options.curves else None
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
-        _capacity_hits(con, workload, options.capacity_tokens, packs)
+        _capacity_hits(con, workload, options.capacity_tokens, model)
         con.execute(_sql("per_request.sql"))
         stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
         per_request = _with_text(con, _in_order(stages.to_arrow_table()))
         con.register("stages", per_request)
-        summary = _summarise(con, options, packs, workload, curve)
+        summary = _summarise(con, options, packs, workload, model, curve)
     return Waterfall(summary=summary, per_request=per_request)
 
 
@@ -682,6 +706,7 @@ def _summarise(
     options: WaterfallOptions,
     packs: dict[str, RulesPack],
     workload: Workload,
+    model: CacheModel,
     curve: Future[list[tuple[int | None, int]]] | None = None,
 ) -> dict[str, Any]:
     cursor = con.execute(TOTALS_SQL)
@@ -794,7 +819,7 @@ def _summarise(
         {"ttl_seconds": 3600, "rate": round(t["ttl3600"] / total, 6) if total else 0.0},
         {"ttl_seconds": None, "rate": round(t["same_key"] / total, 6) if total else 0.0},
     ]
-    capacity_curve = _curve(con, curve, total, packs) if curve is not None else []
+    capacity_curve = _curve(con, curve, total, model) if curve is not None else []
     return {
         "requests": int(t["requests"]),
         "period": {
