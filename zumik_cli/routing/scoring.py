@@ -53,17 +53,20 @@ def score(dataset: Dataset, simulation: Simulation, targets: Mapping[str, Target
         summaries, decisions = [], {}
         for summary in simulation.summaries:
             table = simulation.decisions[summary.policy]
-            waterfall = baseline if summary.policy == BASELINE else _routed(dataset, builder, table, targets)
+            waterfall = baseline if summary.policy == BASELINE else _routed(dataset, builder, table, targets, baseline)
             decisions[summary.policy] = scored = _scored(table, waterfall, targets, summary.policy == BASELINE)
             summaries.append(_summary(summary, scored))
     return replace(simulation, summaries=summaries, decisions=decisions)
 
 
-def _routed(dataset: Dataset, builder: ScenarioBuilder, table: pa.Table, targets: Mapping[str, Target]) -> Waterfall:
-    """The waterfall of the dataset with each request moved to the target the policy chose for it."""
+def _routed(
+    dataset: Dataset, builder: ScenarioBuilder, table: pa.Table, targets: Mapping[str, Target], baseline: Waterfall
+) -> Waterfall:
+    """The waterfall of the dataset with each request moved to the target the policy chose for it; a policy that
+    moved nothing routed the recorded traffic, whose waterfall is ``baseline``."""
     moved = pc.not_equal(table["resolved_target"], table["recorded_target"])
     if not pc.any(moved).as_py():
-        return compute_waterfall(dataset, SCORING)
+        return baseline
     con = dataset.connect()
     kept = {
         rid: (quantization, tenant, family)
