@@ -157,6 +157,7 @@ class RulesPack:
             "prices_as_of": self.prices_as_of,
             "priced": self.priced,
             "applies_to": {"providers": list(self.providers), "engines": list(self.engines)},
+            "media": self.media.describe() if self.media else None,
         }
 
 

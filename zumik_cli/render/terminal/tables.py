@@ -326,6 +326,23 @@ def rules(console: Console, packs: list[dict[str, Any]]) -> None:
             pack["source"],
         )
     console.print(table)
+    media = [(pack["name"], pack["media"]) for pack in packs if pack.get("media")]
+    if media:
+        table = Table(title="Image and document tokens")
+        for column in ("name", "rule", "as of", "unknown image", "document page", "source"):
+            table.add_column(column)
+        for name, rule in media:
+            table.add_row(
+                name,
+                rule["rule"],
+                rule["as_of"],
+                str(rule["unknown_image_tokens"]),
+                str(rule["document_page_tokens"]),
+                rule["source"],
+            )
+        console.print(table)
+        for name, rule in media:
+            console.print(f"{name}: {rule['nominal']}", highlight=False)
 
 
 def replay(console: Console, summary: dict[str, Any]) -> None:
