@@ -104,10 +104,11 @@ def quarantine(data: DataOpt = Path("data/zumik"), as_json: JsonOpt = False) -> 
 @app.command()
 @handles_errors
 def formats(as_json: JsonOpt = False) -> None:
-    """List the trace formats zumik reads, in the order auto-detection tries them."""
-    from zumik_cli.readers import load_formats
+    """List the trace formats zumik reads, in the order auto-detection tries them, and whether each reader was
+    checked against a real public log or built from documentation only."""
+    from zumik_cli.readers import evidence, load_formats
 
-    rows = [{"name": r.name, "description": r.description} for r in load_formats().values()]
+    rows = [{"name": r.name, "checked": evidence(r.name), "description": r.description} for r in load_formats().values()]
     if as_json:
         print_json(rows)
     else:

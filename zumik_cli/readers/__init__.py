@@ -25,11 +25,13 @@ from zumik_cli.readers.containers import (
 
 __all__ = [
     "SHAPE_ERRORS",
+    "FROM_DOCUMENTATION_ONLY",
     "Item",
     "Reader",
     "Sample",
     "convert_guarded",
     "detect",
+    "evidence",
     "excerpt",
     "iter_json_lines",
     "load_formats",
@@ -187,6 +189,29 @@ def _registry() -> dict[str, Reader]:
 
 
 FORMATS: dict[str, Reader] = {}
+
+# Formats read as their documentation and producers' source describe them, with no real log under a
+# redistributable licence to check the reader against; every other format has a real sample in
+# tests/fixtures/real/<name>/ (a test keeps the two in step).
+FROM_DOCUMENTATION_ONLY = frozenset(
+    {
+        "claude-code-stream",
+        "claude-trace",
+        "otel-genai",
+        "litellm-spend",
+        "litellm",
+        "langfuse",
+        "helicone",
+        "bailian",
+    }
+)
+
+
+def evidence(name: str) -> str:
+    """How a reader was checked: against a real public log, or only against its format's documentation."""
+    if name == "zumik":
+        return "zumik's own format"
+    return "from documentation only" if name in FROM_DOCUMENTATION_ONLY else "real sample"
 
 
 def load_formats() -> dict[str, Reader]:

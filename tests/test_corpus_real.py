@@ -1,0 +1,127 @@
+"""Real public logs, read exactly: one small excerpt per format in tests/fixtures/real/<format>/, each with the
+SOURCE.md that names its repository, commit, path and licence.
+
+The expected figures are counted from the raw files without zumik (a few lines of json per format, see each
+case), and written here as literals. VCR cassettes (recorded API calls) are read as one ``{request, response}``
+record per interaction that has a JSON request body: the recorded request and response, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.readers import FROM_DOCUMENTATION_ONLY, evidence, load_formats
+
+CORPUS = Path(__file__).parent / "fixtures" / "real"
+DOCS = Path(__file__).parent.parent / "docs" / "formats.md"
+
+
+@dataclass(frozen=True)
+class Expected:
+    calls: int
+    input_tokens: int | None  # the sum of reported prompt tokens, cache reads and writes included
+    cache_reads: int | None
+    holds_content: bool = True  # False where the log holds neither content nor block hashes: every call usage-only
+
+
+EXPECTED = {
+    # token_count events whose total_token_usage moved: last_token_usage input 42772+44218+48969+49326+49647+63441,
+    # cached 3456+42880+44288+49152+49408+49664
+    "codex": Expected(6, 298373, 238848, holds_content=False),
+    # distinct message.id with usage: input + cache_creation + cache_read summed once per id
+    "claude-code": Expected(4, 105981, 88231),
+    # assistant messages' extra.response.usage: prompt_tokens 1779+1943+2450+2872+2941, cached_tokens 2008
+    "mini-swe-agent": Expected(5, 11985, 2008),
+    # assistant turns in traj; the log has no usage
+    "tau-bench": Expected(4, None, None),
+    # input_length of the 12 lines; no cache figures
+    "mooncake": Expected(12, 252948, None),
+    # requests[].in (11133 + 11300 + 11306); no cache figures
+    "weka": Expected(3, 33739, None),
+    # 276 (image call) + 3+0+1111 + 3+418+1111 (cache calls); cache_read_input_tokens 1111 twice
+    "anthropic": Expected(3, 2922, 2222),
+    # usage.prompt_tokens of the one call after the image download
+    "openai-chat": Expected(1, 515, 0),
+    # usage.input_tokens of the one call
+    "openai-responses": Expected(1, 515, 0),
+}
+
+
+def corpus_formats() -> list[str]:
+    return sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
+
+
+def cassette_calls(path: Path) -> list[dict[str, object]]:
+    """A VCR cassette's API calls as ``{request, response}`` records (an image download has no JSON body)."""
+    interactions = yaml.safe_load(path.read_text())["interactions"]
+    return [
+        {"request": i["request"]["parsed_body"], "response": i["response"]["parsed_body"]}
+        for i in interactions
+        if "parsed_body" in i["request"]
+    ]
+
+
+def sample_inputs(fmt: str, tmp_path: Path) -> list[Path]:
+    inputs = []
+    for path in sorted((CORPUS / fmt).iterdir()):
+        if path.name == "SOURCE.md":
+            continue
+        if path.suffix == ".yaml":
+            records = tmp_path / f"{path.stem}.jsonl"
+            records.write_text("".join(json.dumps(call) + "\n" for call in cassette_calls(path)))
+            path = records
+        inputs.append(path)
+    return inputs
+
+
+def test_every_format_has_a_real_sample_or_is_marked_from_documentation_only() -> None:
+    formats = set(load_formats()) - {"zumik"}
+    assert set(corpus_formats()) == formats - FROM_DOCUMENTATION_ONLY
+    assert FROM_DOCUMENTATION_ONLY <= formats
+    assert set(EXPECTED) == set(corpus_formats())
+
+
+def test_each_sample_names_its_repository_commit_path_and_licence() -> None:
+    for fmt in corpus_formats():
+        source = (CORPUS / fmt / "SOURCE.md").read_text()
+        for field in ("- repository: https://github.com/", "- commit: ", "- path: ", "- licence: "):
+            assert field in source, (fmt, field)
+
+
+def test_formats_and_the_docs_mark_the_same_readers_from_documentation_only() -> None:
+    marked = {name for name in load_formats() if evidence(name) == "from documentation only"}
+    assert marked == FROM_DOCUMENTATION_ONLY
+    docs = DOCS.read_text()
+    section = docs.split("## Real samples", 1)[1].split("\n## ", 1)[0]
+    listed = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    only = {line.split("`")[1] for line in section.splitlines() if "from documentation only" in line}
+    assert listed == set(load_formats()) - {"zumik"}
+    assert only == FROM_DOCUMENTATION_ONLY
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPECTED))
+def test_a_real_sample_is_read_exactly(fmt: str, tmp_path: Path) -> None:
+    expected = EXPECTED[fmt]
+    summary = ingest(sample_inputs(fmt, tmp_path), tmp_path / "data")
+    assert summary.quarantined == 0
+    row = (
+        Dataset(tmp_path / "data")
+        .connect()
+        .execute(
+            "SELECT list(DISTINCT format), count(*), sum(prompt_tokens_reported), sum(cached_tokens_reported), "
+            "count(*) FILTER (WHERE n_blocks = 0) FROM requests"
+        )
+        .fetchone()
+    )
+    assert row is not None
+    formats, calls, input_tokens, cache_reads, usage_only = row
+    assert formats == [fmt]
+    assert (calls, input_tokens, cache_reads) == (expected.calls, expected.input_tokens, expected.cache_reads)
+    assert usage_only == (0 if expected.holds_content else expected.calls)
