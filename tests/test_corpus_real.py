@@ -125,3 +125,31 @@ def test_a_real_sample_is_read_exactly(fmt: str, tmp_path: Path) -> None:
     assert formats == [fmt]
     assert (calls, input_tokens, cache_reads) == (expected.calls, expected.input_tokens, expected.cache_reads)
     assert usage_only == (0 if expected.holds_content else expected.calls)
+
+
+# Recorded calls with a base64 image, and (counted, reported) prompt tokens measured on them: the text as zumik
+# counts it plus the image by its provider's rule, against the provider's reported prompt tokens.
+IMAGE_CALLS = {
+    # claude-haiku-4-5, 540x360 JPEG: 540 x 360 / 750 = 260 image tokens
+    "anthropic/test_image_url_input_force_download.yaml": (268, 276),
+    # gpt-4.1-nano, the same JPEG: 17 x 12 patches x 2.46 = 502 image tokens
+    "openai-chat/test_image_url_input_force_download.yaml": (520, 515),
+    "openai-responses/test_image_url_input_force_download_response_api.yaml": (520, 515),
+}
+
+
+@pytest.mark.parametrize("sample", sorted(IMAGE_CALLS))
+def test_requests_with_images_in_real_recordings_count_within_ten_percent_of_reported(
+    sample: str, tmp_path: Path
+) -> None:
+    records = tmp_path / "calls.jsonl"
+    records.write_text("".join(json.dumps(call) + "\n" for call in cassette_calls(CORPUS / sample)))
+    ingest([records], tmp_path / "data")
+    connection = Dataset(tmp_path / "data").connect()
+    counted, reported = IMAGE_CALLS[sample]
+    assert connection.execute("SELECT prompt_tokens_counted, prompt_tokens_reported FROM requests").fetchall() == [
+        (counted, reported)
+    ]
+    assert abs(counted / reported - 1) <= 0.10
+    kinds = connection.execute("SELECT kind FROM blocks WHERE text LIKE '[image 540x360 JPEG%'").fetchall()
+    assert kinds == [("image",)]

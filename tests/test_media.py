@@ -59,6 +59,35 @@ def test_each_provider_counts_an_image_by_its_published_rule(
     assert rule(pack).tokens(media) == tokens
 
 
+@pytest.mark.parametrize(
+    ("model", "width", "height", "detail", "tokens"),
+    [
+        # OpenAI's patch rule: ceil(w/32) x ceil(h/32) patches times the model's multiplier, rounded up; the
+        # gpt-5-mini figures are usage measured on the API (1.2 a patch, as the pricing page's calculator says)
+        ("gpt-5-mini", 256, 256, "high", 77),
+        ("gpt-5-mini-2025-08-07", 1024, 1024, "high", 1229),
+        ("gpt-5-mini", 2048, 768, "low", 1844),
+        ("gpt-4.1-nano", 540, 360, "auto", 502),
+        # over 1536 patches the image shrinks by the guide's algorithm: 4000x1474 is 2348 on gpt-4.1-mini, the
+        # figure of OpenAI's own calculator
+        ("gpt-4.1-mini", 4000, 1474, "high", 2348),
+        # a model billed by tiles is not affected
+        ("gpt-4o", 1024, 1024, "high", 765),
+    ],
+)
+def test_openai_models_billed_by_patches_count_patches_times_their_multiplier(
+    model: str, width: int, height: int, detail: str, tokens: int
+) -> None:
+    media = from_base64(b64(picture(width, height)), "image/png", detail)
+    assert rule("openai").tokens(media, model) == tokens
+
+
+def test_the_packs_say_which_unknown_size_figures_are_nominal_estimates() -> None:
+    for name in ("anthropic", "openai", "gemini"):
+        assert "Nominal estimate" in rule(name).nominal
+        assert rule(name).describe()["nominal"] == rule(name).nominal
+
+
 def test_every_image_rule_names_its_source_and_date() -> None:
     for name in ("anthropic", "openai", "gemini"):
         media = rule(name)
