@@ -47,6 +47,10 @@ EXPECTED = {
     "weka": Expected(3, 33739, None),
     # 276 (image call) + 3+0+1111 + 3+418+1111 (cache calls); cache_read_input_tokens 1111 twice
     "anthropic": Expected(3, 2922, 2222),
+    # prompt_tokens (and response.usage.prompt_tokens) of the one record; no cache figures
+    "litellm": Expected(1, 10, None),
+    # prompt_tokens (and metadata.usage_object.prompt_tokens); messages is "{}": the log holds no content
+    "litellm-spend": Expected(1, 10, None, holds_content=False),
     # usage.prompt_tokens of the one call after the image download
     "openai-chat": Expected(1, 515, 0),
     # usage.input_tokens of the one call

@@ -198,8 +198,6 @@ FROM_DOCUMENTATION_ONLY = frozenset(
         "claude-code-stream",
         "claude-trace",
         "otel-genai",
-        "litellm-spend",
-        "litellm",
         "langfuse",
         "helicone",
         "bailian",
