@@ -37,6 +37,9 @@ EXPECTED = {
     "codex": Expected(6, 298373, 238848, holds_content=False),
     # distinct message.id with usage: input + cache_creation + cache_read summed once per id
     "claude-code": Expected(4, 105981, 88231),
+    # message.usage of the two assistant events: 10+21570+0 and 10+3556+17254; each is the first call of a headless
+    # run, whose -p prompt the stream does not hold
+    "claude-code-stream": Expected(2, 42400, 17254, holds_content=False),
     # assistant messages' extra.response.usage: prompt_tokens 1779+1943+2450+2872+2941, cached_tokens 2008
     "mini-swe-agent": Expected(5, 11985, 2008),
     # assistant turns in traj; the log has no usage

@@ -195,7 +195,6 @@ FORMATS: dict[str, Reader] = {}
 # tests/fixtures/real/<name>/ (a test keeps the two in step).
 FROM_DOCUMENTATION_ONLY = frozenset(
     {
-        "claude-code-stream",
         "claude-trace",
         "otel-genai",
         "langfuse",
