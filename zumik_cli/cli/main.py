@@ -108,7 +108,9 @@ def formats(as_json: JsonOpt = False) -> None:
     checked against a real public log or built from documentation only."""
     from zumik_cli.readers import evidence, load_formats
 
-    rows = [{"name": r.name, "checked": evidence(r.name), "description": r.description} for r in load_formats().values()]
+    rows = [
+        {"name": r.name, "checked": evidence(r.name), "description": r.description} for r in load_formats().values()
+    ]
     if as_json:
         print_json(rows)
     else:
