@@ -187,3 +187,31 @@ def test_a_broken_rules_file_is_refused_with_what_to_fix(tmp_path):
         load_packs((str(partial),))
     with pytest.raises(RulesError, match="not found"):
         load_packs((str(tmp_path / "missing.json"),))
+
+
+def test_zumik_rules_lists_each_packs_image_and_document_rule_with_its_source_and_date() -> None:
+    from typer.testing import CliRunner
+
+    from zumik_cli.cli import app
+
+    result = CliRunner().invoke(app, ["rules", "--json"])
+    assert result.exit_code == 0, result.output
+    media = {pack["name"]: pack["media"] for pack in json.loads(result.stdout)}
+    assert media["ideal"] is None and media["vllm"] is None
+    assert media["anthropic"]["source"] == "https://docs.anthropic.com/en/docs/build-with-claude/vision"
+    assert {name: rule["as_of"][:2] for name, rule in media.items() if rule} == {
+        "anthropic": "20",
+        "gemini": "20",
+        "openai": "20",
+    }
+    table = CliRunner().invoke(app, ["rules"], terminal_width=200)
+    assert "Image and document tokens" in table.stdout
+    assert "https://ai.google.dev/gemini-api/docs/tokens#multimodal-tokens" in table.stdout
+    assert "openai: Nominal estimates, not published figures" in table.stdout
+
+
+def test_a_pack_with_unknown_size_figures_must_say_they_are_nominal(tmp_path: Path) -> None:
+    media = {"rule": "area", "source": "https://example.com/vision", "as_of": "2026-01-01", "unknown_image_tokens": 9}
+    user_pack(tmp_path, "ours", media=media)
+    with pytest.raises(RulesError, match="media.nominal"):
+        load_packs((str(tmp_path / "ours.json"),))
