@@ -88,6 +88,16 @@ def test_the_packs_say_which_unknown_size_figures_are_nominal_estimates() -> Non
         assert rule(name).describe()["nominal"] == rule(name).nominal
 
 
+def test_an_image_in_url_safe_base64_is_sized_as_googles_sdks_send_it() -> None:
+    # the Google GenAI SDK writes inlineData.data in the URL-safe alphabet without padding (as recorded in
+    # pydantic-ai's Gemini cassettes); the standard decoder drops "-" and "_" and reads garbage
+    image = next(p for shade in range(64) if "/" in b64(p := picture(540, 360, "JPEG", shade)))
+    url_safe = base64.urlsafe_b64encode(image).decode().rstrip("=")
+    media = from_base64(url_safe, "image/jpeg")
+    assert (media.width, media.height, media.format, media.problem) == (540, 360, "JPEG", "")
+    assert media.sha256 == from_base64(b64(image), "image/jpeg").sha256
+
+
 def test_every_image_rule_names_its_source_and_date() -> None:
     for name in ("anthropic", "openai", "gemini"):
         media = rule(name)

@@ -162,7 +162,7 @@ def from_base64(data: str, media_type: str, detail: str = "", kind: str = "image
 
 def _decode(data: str, media_type: str, detail: str, kind: str) -> Media:
     try:
-        raw = base64.b64decode(data.strip(), validate=False)
+        raw = _base64_bytes(data)
     except (binascii.Error, ValueError):
         digest = hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
         return Media(kind, media_type, digest, detail=detail, problem="its base64 text does not decode")
@@ -175,6 +175,15 @@ def _decode(data: str, media_type: str, detail: str, kind: str) -> Media:
         return Media(kind, media_type, digest, detail=detail, bytes=len(raw), problem="its header is not an image's")
     width, height, fmt = size
     return Media(kind, media_type, digest, width, height, fmt, detail, bytes=len(raw))
+
+
+def _base64_bytes(text: str) -> bytes:
+    """Standard or URL-safe base64: Google's SDKs send Gemini ``inlineData`` in the URL-safe alphabet, often
+    unpadded, which the standard decoder would silently misread (it drops ``-`` and ``_``)."""
+    if "-" in text or "_" in text:
+        compact = "".join(text.split())
+        return base64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
+    return base64.b64decode(text.strip(), validate=False)
 
 
 def image_size(raw: bytes) -> tuple[int, int, str] | None:
