@@ -22,6 +22,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from zumik_cli.core.cpus import available_cpus
+
 
 def _jit(func: Any = None, **options: Any) -> Any:
     if func is None:
@@ -215,9 +217,7 @@ def _digest_rows_kernel(rows: Any, out: Any, iv: Any) -> None:
 SLICE_MIN = 1 << 13
 
 
-@functools.cache
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_cores = available_cpus  # the CPUs this process may use, not the machine's
 
 
 @functools.cache
