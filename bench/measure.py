@@ -9,6 +9,7 @@ killed and recorded as such rather than waited for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,23 @@ def run(
         stdout_tail=stdout_text[-4000:].decode("utf-8", "replace"),
         stderr_tail=stderr_text[-2000:].decode("utf-8", "replace"),
     )
+
+
+@contextlib.contextmanager
+def burners(count: int) -> Iterator[None]:
+    """``count`` CPU-bound processes (a busy loop each) running beside whatever is measured inside the block.
+
+    They stand for the other work of a shared machine: a tool whose threads wait on one another, or spin, slows
+    more under them than one that uses the CPU time it is given.
+    """
+    loops = [
+        subprocess.Popen([sys.executable, "-I", "-S", "-c", "while True: pass"], start_new_session=True)
+        for _ in range(count)
+    ]
+    try:
+        time.sleep(0.2)  # running before the measured command starts
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()

@@ -46,6 +46,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=(1, 2, 4),
         help="resend factors for the tokenization experiment, on the middle content trace",
     )
+    parser.add_argument(
+        "--contention",
+        type=_ints,
+        default=(1_000, 1_000_000),
+        help="Mooncake sizes measured again with CPU-bound burner processes running beside each tool",
+    )
+    parser.add_argument(
+        "--contention-sessions", type=_ints, default=(), help="content traces (sessions) measured again so"
+    )
+    parser.add_argument("--burners", type=int, default=2, help="CPU-bound processes beside each contended run")
     parser.add_argument("--tools", default=",".join(peers.TOOLS), help="tools to run (comma-separated)")
     parser.add_argument("--no-peers", action="store_true", help="run zumik only (no peer venv needed)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per tool and input (median is reported)")
@@ -166,9 +176,60 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             row = _measure(tool, _inputs(kind, path, tool.name), repeat, args)
             row.update({"kind": kind, "label": label, "requests": requests, "bytes": size, "input": path.name})
             results["rows"].append(row)
+    for kind, label, path, requests in plan:
+        contended = requests in args.contention if kind == "mooncake" else _sessions(path) in args.contention_sessions
+        if not contended:
+            continue
+        for tool in tools:
+            if kind not in tool.kinds:
+                continue
+            repeat = args.repeat if tool.name == "zumik" or requests <= args.peer_repeat_above else 1
+            print(f"[bench] {kind} {label}: {tool.name} x{repeat}, {args.burners} burners", file=sys.stderr, flush=True)
+            with measure.burners(args.burners):
+                row = _measure(tool, _inputs(kind, path, tool.name), repeat, args)
+            row.update({"kind": kind, "label": label, "requests": requests, "bytes": path.stat().st_size})
+            row.update({"input": path.name, "burners": args.burners})
+            results["rows"].append(row)
     results["resend"] = _resend_experiment(plan, args)
     _ratios(results["rows"])
+    results["contention"] = _slowdowns(results["rows"])
     return results
+
+
+def _sessions(path: Path) -> int:
+    return int(path.stem.split("-")[1])
+
+
+def _slowdowns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each tool's wall time with burners over its wall time without, and zumik's slowdown over each peer's.
+
+    A ratio of ratios below 1 means zumik loses less to the other work than that peer does.
+    """
+    quiet = {(r["input"], r["tool"]): r for r in rows if not r.get("burners")}
+    out = []
+    for row in rows:
+        alone = quiet.get((row["input"], row["tool"]))
+        if not row.get("burners") or alone is None or row["status"] != "ok" or alone["status"] != "ok":
+            continue
+        out.append(
+            {
+                "kind": row["kind"],
+                "label": row["label"],
+                "input": row["input"],
+                "tool": row["tool"],
+                "burners": row["burners"],
+                "quiet_wall_s": alone["wall_s"],
+                "contended_wall_s": row["wall_s"],
+                "quiet_cpu_s": alone["cpu_s"],
+                "contended_cpu_s": row["cpu_s"],
+                "slowdown": round(row["wall_s"] / alone["wall_s"], 2),
+            }
+        )
+    zumik = {r["input"]: r["slowdown"] for r in out if r["tool"] == "zumik"}
+    for row in out:
+        if row["tool"] != "zumik" and row["input"] in zumik:
+            row["zumik_slowdown_ratio"] = round(zumik[row["input"]] / row["slowdown"], 2)
+    return out
 
 
 def _warm_up(plan: list[tuple[str, str, Path, int]], args: argparse.Namespace) -> None:
@@ -222,9 +283,9 @@ def _resend_experiment(plan: list[tuple[str, str, Path, int]], args: argparse.Na
 
 def _ratios(rows: list[dict[str, Any]]) -> None:
     """zumik's throughput over each peer's on the same input (their wall time over zumik's), and CPU alike."""
-    by_input: dict[str, dict[str, dict[str, Any]]] = {}
+    by_input: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for row in rows:
-        by_input.setdefault(row["input"], {})[row["tool"]] = row
+        by_input.setdefault((row["input"], row.get("burners", 0)), {})[row["tool"]] = row
     for tools in by_input.values():
         zumik = tools.get("zumik")
         for row in tools.values():
@@ -263,6 +324,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in results["rows"]:
+        if row.get("burners"):
+            continue
         speed = ""
         if row.get("zumik_speedup_wall") is not None:
             bound = "> " if row.get("speedup_is_lower_bound") else ""
@@ -273,6 +336,25 @@ def markdown(results: dict[str, Any]) -> str:
             f"{row['wall_s']:.2f}{spread} | {row['cpu_s']:.2f} | {row['peak_mb']:,.0f} | "
             f"{row.get('throughput_rps') or 0:,.0f} | {speed} | {_figure(row)} |"
         )
+    if results.get("contention"):
+        lines += [
+            "",
+            f"Under contention: the same inputs with {results['contention'][0]['burners']} CPU-bound burner "
+            "processes running beside each tool (a busy loop each, on this machine's cores). Slowdown is the wall "
+            "time with them over the wall time without (the rows above); zumik's slowdown over a peer's is below 1 "
+            "where zumik loses less to the other work than that peer:",
+            "",
+            "| input | tool | wall s alone | wall s with burners | CPU s alone / with | slowdown "
+            "| zumik's slowdown / the peer's |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in results["contention"]:
+            ratio = row.get("zumik_slowdown_ratio")
+            lines.append(
+                f"| {row['kind']} {row['label']} | {row['tool']} | {row['quiet_wall_s']:.2f} | "
+                f"{row['contended_wall_s']:.2f} | {row['quiet_cpu_s']:.2f} / {row['contended_cpu_s']:.2f} | "
+                f"{row['slowdown']:.2f}x | {'' if ratio is None else f'{ratio:.2f}'} |"
+            )
     if results.get("resend"):
         lines += [
             "",
@@ -312,7 +394,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     shown: set[str] = set()
     for col, kind in enumerate(("mooncake", "content"), start=1):
         for tool in peers.TOOLS:
-            rows = [r for r in results["rows"] if r["kind"] == kind and r["tool"] == tool]
+            rows = [r for r in results["rows"] if r["kind"] == kind and r["tool"] == tool and not r.get("burners")]
             if not rows:
                 continue
             x = [r["requests"] if kind == "mooncake" else r["bytes"] / 1e6 for r in rows]

@@ -20,22 +20,40 @@ def test_the_harness_runs_zumik_on_tiny_inputs_and_writes_its_table_json_and_plo
     docs.write_text(f"# Benchmarks\n\n{run.MARK_START}\nold\n{run.MARK_END}\n\nafter\n")
 
     code = run.main(
-        ["--no-peers", "--mooncake", "200", "--sessions", "2", "--resend", "1,2", "--repeat", "1"]
+        [
+            "--no-peers",
+            "--mooncake",
+            "200",
+            "--sessions",
+            "2",
+            "--resend",
+            "1,2",
+            "--repeat",
+            "1",
+            "--contention",
+            "200",
+        ]
         + ["--out", str(tmp_path / "out"), "--docs", str(docs)]
     )
 
     assert code == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert {(row["kind"], row["tool"], row["status"]) for row in results["rows"]} == {
-        ("mooncake", "zumik", "ok"),
-        ("content", "zumik", "ok"),
-    }
+    assert sorted((row["kind"], row["tool"], row["status"], row.get("burners", 0)) for row in results["rows"]) == [
+        ("content", "zumik", "ok", 0),
+        ("mooncake", "zumik", "ok", 0),
+        ("mooncake", "zumik", "ok", 2),
+    ]
     for row in results["rows"]:
         assert row["wall_s"] > 0 and row["cpu_s"] > 0 and row["peak_mb"] > 0
         assert 0 <= row["headline"]["eligible"] <= 1
     assert [row["resend"] for row in results["resend"]] == [1, 2]
+    (contended,) = results["contention"]
+    assert contended["tool"] == "zumik" and contended["slowdown"] > 0
+    assert contended["contended_wall_s"] == next(r["wall_s"] for r in results["rows"] if r.get("burners"))
     table = (tmp_path / "out" / "results.md").read_text()
-    assert "| mooncake 200 requests |" in table and "| x2 |" in table
+    assert "| mooncake 200 requests |" in table and "| x2 |" in table and "Under contention" in table
+    rows = [line for line in table.splitlines() if line.startswith("| mooncake 200 requests |")]
+    assert len(rows) == 2 and "| zumik | ok |" in rows[0] and "x |" in rows[1], "one quiet row, one slowdown row"
     assert (tmp_path / "out" / "plot.html").stat().st_size > 0
     written = docs.read_text()
     assert "old" not in written and "| mooncake 200 requests |" in written and written.endswith("after\n")

@@ -9,6 +9,12 @@ import pytest
 from zumik_cli.core import digests
 
 
+@pytest.fixture(autouse=True)
+def _compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here checks the compiled kernels, whatever the size below which hashlib does the work."""
+    monkeypatch.setattr(digests, "COMPILED_MIN", 0)
+
+
 def _decimal_digest(prefix: bytes, value: int, size: int) -> bytes:
     text = str(value).encode()
     return hashlib.blake2b(prefix + len(text).to_bytes(8, "little") + text, digest_size=size).digest()
@@ -58,3 +64,15 @@ def test_callers_on_several_threads_each_get_their_own_digests() -> None:
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda a: digests.digest_decimals(b"p", a, 8), arrays))
     assert all(np.array_equal(x, y) for x, y in zip(alone, together, strict=True))
+
+
+def test_small_arrays_hashed_by_hashlib_give_what_the_compiled_kernels_give(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = np.concatenate([[0, -1, 2**63 - 1, -(2**63)], np.random.default_rng(5).integers(0, 1 << 40, 300)])
+    rows = np.random.default_rng(6).integers(0, 256, (300, 44), dtype=np.uint8)
+    compiled = digests.digest_decimals(b"scope", values, 8), digests.digest_rows(rows, 12)
+    monkeypatch.setattr(digests, "COMPILED_MIN", 1 << 16)
+    small = digests.digest_decimals(b"scope", values, 8), digests.digest_rows(rows, 12)
+    assert small[0].shape == (304, 8) and small[1].shape == (300, 12)
+    assert np.array_equal(compiled[0], small[0]) and np.array_equal(compiled[1], small[1])
+    assert digests.digest_decimals(b"p", np.array([], dtype=np.int64), 8).shape == (0, 8)
+    assert digests.digest_rows(np.zeros((0, 5), dtype=np.uint8), 12).shape == (0, 12)

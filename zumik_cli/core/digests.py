@@ -13,14 +13,17 @@ plain threads (the kernels release the GIL); every message's digest is its own, 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
 import numpy as np
 import numpy.typing as npt
+
+from zumik_cli.core.cpus import available_cpus
 
 
 def _jit(func: Any = None, **options: Any) -> Any:
@@ -215,9 +218,7 @@ def _digest_rows_kernel(rows: Any, out: Any, iv: Any) -> None:
 SLICE_MIN = 1 << 13
 
 
-@functools.cache
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_cores = available_cpus  # the CPUs this process may use, not the machine's
 
 
 @functools.cache
@@ -242,9 +243,19 @@ def _sliced(hash_slice: Callable[[np.ndarray, np.ndarray], None], messages: np.n
             future.result()
 
 
+# Below this many messages hashlib does the work: a few tens of milliseconds at most, where the compiled kernels
+# cost about 20 s to compile on a fresh install (then a fraction of a second to load from numba's cache on
+# every run). Same digests either way: BLAKE2b is BLAKE2b.
+COMPILED_MIN = 1 << 16
+
+
 def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int) -> npt.NDArray[np.uint8]:
     """BLAKE2b-``size`` of ``prefix + len(str(v)) (8 bytes LE) + str(v)`` for every int64 ``v``: one row each."""
     array = np.ascontiguousarray(values, dtype=np.int64)
+    if len(array) < COMPILED_MIN:
+        texts = (str(v).encode() for v in array.tolist())
+        messages = (prefix + len(t).to_bytes(8, "little") + t for t in texts)
+        return _hashed(messages, len(array), size)
     out = np.empty((len(array), size), dtype=np.uint8)
     head = np.frombuffer(prefix, dtype=np.uint8)
     _sliced(lambda part, into: _digest_decimals_kernel(head, part, into, _IV), array, out)
@@ -254,9 +265,16 @@ def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int) -> npt.NDAr
 def digest_rows(rows: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
     """BLAKE2b-``size`` of every row of a fixed-width byte matrix."""
     matrix = np.ascontiguousarray(rows, dtype=np.uint8)
+    if len(matrix) < COMPILED_MIN:
+        return _hashed((row.tobytes() for row in matrix), len(matrix), size)
     out = np.empty((len(matrix), size), dtype=np.uint8)
     _sliced(lambda part, into: _digest_rows_kernel(part, into, _IV), matrix, out)
     return out
+
+
+def _hashed(messages: Iterable[bytes], count: int, size: int) -> npt.NDArray[np.uint8]:
+    joined = b"".join(hashlib.blake2b(m, digest_size=size).digest() for m in messages)
+    return np.frombuffer(joined, dtype=np.uint8).reshape(count, size).copy()
 
 
 def as_int64(digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:

@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from zumik_cli import __version__
+from zumik_cli.core.cpus import available_cpus, size_arrow_pools
 from zumik_cli.core.errors import DatasetError
 from zumik_cli.core.redact import redact
 from zumik_cli.dataset.schema import SCHEMA_VERSION, TABLES
@@ -308,8 +309,9 @@ class Dataset:
         # Inside Jupyter the setting is refused (it wants ipywidgets), and there stdout is not data anyway.
         with contextlib.suppress(duckdb.InvalidInputException):
             con.execute("SET enable_progress_bar_print = false")
-        if threads:
-            con.execute(f"SET threads = {int(threads)}")
+        # as many threads as CPUs this process may use, not the machine's cores (``core.cpus``)
+        con.execute(f"SET threads = {int(threads or available_cpus())}")
+        size_arrow_pools()
         # the connection reads this snapshot's parts until it is closed: it keeps the snapshot's lease, so that
         # ``Dataset(path).connect()`` is safe although the Dataset itself is gone at once
         weakref.finalize(con, _keep, self)

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from zumik_cli import readers
 from zumik_cli.core import identity
+from zumik_cli.core.cpus import size_arrow_pools
 from zumik_cli.core.errors import DatasetError, InputError
 from zumik_cli.core.media import MEDIA_KINDS, parse_body
 from zumik_cli.core.memo import MISSING, Memo
@@ -669,6 +670,7 @@ def ingest(
     if data.exists() and not data.is_dir():
         raise DatasetError(f"{data} is a file, not a dataset folder: pass a folder to --data (created if missing)")
     found = find_inputs(paths)
+    size_arrow_pools()
     with _removed_on_failure(data), writer_lock(data):
         manifest = read_manifest(data) if (data / "manifest.json").exists() else Manifest()
         remove_orphans(data, manifest)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from zumik_cli.core.cpus import available_cpus
 from zumik_cli.core.errors import ZumikError
 
 PROXY_ENCODING = "cl100k_base"
@@ -58,7 +59,7 @@ class _Tiktoken:
         self._encoding = encoding
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return self._encoding.encode_ordinary_batch(list(texts), num_threads=os.cpu_count() or 2)  # type: ignore[attr-defined]
+        return self._encoding.encode_ordinary_batch(list(texts), num_threads=available_cpus())  # type: ignore[attr-defined]
 
 
 class _HuggingFace:

@@ -144,6 +144,11 @@ _MOONCAKE_SCHEMA = pa.schema(
 )
 
 
+# A smaller chunk (a whole small trace) is read by Arrow: the compiled scanner takes seconds to compile on a fresh
+# install and a fifth of a second to load from numba's cache, more than Arrow takes over a few megabytes.
+SCAN_MIN_BYTES = 4 << 20
+
+
 def _mooncake_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
     """The chunk's records as arrays, or None where any record might read otherwise record by record.
 
@@ -152,7 +157,7 @@ def _mooncake_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
     """
     from zumik_cli.readers.mooncake_scan import scan_mooncake
 
-    arrays = scan_mooncake(chunk, lines)
+    arrays = scan_mooncake(chunk, lines) if len(chunk) >= SCAN_MIN_BYTES else None
     if arrays is None:
         arrays = _arrow_arrays(chunk, lines)
     if arrays is None or len(arrays.timestamps) != lines:
