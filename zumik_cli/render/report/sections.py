@@ -7,7 +7,7 @@ placeholder, never raises), and returns escaped ``Markup``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zumik_cli.render.report.charts import (
@@ -19,6 +19,7 @@ from zumik_cli.render.report.charts import (
 )
 from zumik_cli.render.report.format import (
     as_number,
+    format_capacity,
     format_count,
     format_money,
     format_percent,
@@ -533,13 +534,28 @@ def _share_bar(realized: float | None, missed: float | None) -> Markup:
     )
 
 
-def capacity_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
+def _replayed_capacities(points: Sequence[Mapping[str, Any]]) -> Markup:
+    """The replayed points as words, for readers without the chart: capacity, measured and predicted."""
+    if not points:
+        return Markup("")
+    each = [
+        f"{format_capacity(p.get('capacity_tokens'))} tokens: {format_percent(p.get('measured_rate'))} measured, "
+        f"{format_percent(p.get('predicted_rate'))} predicted"
+        for p in points
+    ]
+    return join([" Diamonds: replays of every request on an engine (", "; ".join(each), ") ", badge("replayed")])
+
+
+def capacity_section(
+    waterfall: Mapping[str, Any], charts: Charts, measured: Sequence[Mapping[str, Any]] | None = None
+) -> Markup:
     curve = as_rows(waterfall.get("capacity_curve"))
+    points = as_rows(list(measured or []))
     ttl = as_rows(waterfall.get("ttl_sensitivity"))
     fallback = _stage(waterfall, "candidate").get("evidence")
     curve_evidence = weakest(point.get("evidence") for point in curve) or fallback
     ttl_evidence = weakest(point.get("evidence") for point in ttl) or fallback
-    capacity = capacity_figure(curve, curve_evidence)
+    capacity = capacity_figure(curve, curve_evidence, points)
     capacity_body: object = (
         charts.place("capacity", capacity, "Candidate reuse against cache capacity")
         if capacity is not None
@@ -559,6 +575,7 @@ def capacity_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
                 "LRU eviction, as vLLM evicts. ",
                 f"Unbounded: {format_percent(unbounded.get('rate'))}. " if unbounded else "",
                 badge(curve_evidence),
+                _replayed_capacities(points),
             ]
         ),
         class_="small muted",
