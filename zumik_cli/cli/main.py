@@ -137,6 +137,15 @@ def waterfall(
     kv_dtype: Annotated[
         str | None, typer.Option(help="KV cache type for --kv-model: bfloat16 (default), float16, fp8, float32.")
     ] = None,
+    second_tier_tokens: Annotated[
+        int | None,
+        typer.Option(
+            parser=values.size,
+            metavar="TOKENS",
+            help="A second cache tier (CPU memory or disk) behind each engine's KV cache, for --capacity-tokens and "
+            "the curve under a pack with vLLM's eviction (--rules vllm): hits are shown per tier.",
+        ),
+    ] = None,
     definitions: DefinitionsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -151,7 +160,7 @@ def waterfall(
         except typer.BadParameter as exc:
             raise InputError(f"--curve takes capacities in tokens separated by commas: {exc.message}") from None
         options = dataclasses.replace(options, capacities=(*ladder, None))
-    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype)
+    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype, second_tier_tokens=second_tier_tokens)
     result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)
