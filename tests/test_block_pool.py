@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_replay import small_sessions
+from test_replay_records import section_of
 from typer.testing import CliRunner
 
 from zumik_cli.analysis.block_pool import own_tier_hits, predict, predict_tiers
@@ -162,3 +163,22 @@ def test_the_waterfall_command_prints_the_tiers_in_json_and_on_the_terminal(sess
     assert "Candidate by tier:" in text.stdout
     assert f"from a second tier of 1,000 tokens [{split['evidence']}]" in text.stdout
     assert "Candidate by tier:" not in CliRunner().invoke(app, args).stdout
+
+
+def test_the_report_shows_the_candidate_per_tier_and_the_first_tier_alone_on_the_curve(sessions: Path, tmp_path: Path):
+    page = tmp_path / "r.html"
+    args = ["report", "--data", str(sessions), "--rules", "vllm", "--capacity-tokens", "2048", "-o", str(page)]
+    shown = CliRunner().invoke(app, [*args, "--second-tier-tokens", "1024", "--generated-at", "x"])
+    assert shown.exit_code == 0, shown.stderr
+    summary = compute_waterfall(
+        Dataset(sessions), WaterfallOptions(rules="vllm", capacity_tokens=CAPACITY, second_tier_tokens=1_024)
+    ).summary["second_tier"]
+
+    text = section_of(page.read_text(), "capacity")
+    first, second = summary["first_tier"]["rate"], summary["second_tier"]["rate"]
+    assert (
+        f"Candidate by tier: {first * 100:.1f}% from a first tier of 2.0K tokens, {second * 100:.1f}% from a second "
+        f"tier of 1.0K tokens {summary['evidence']}"
+    ) in text
+    assert "the dotted line is the first tier alone" in text
+    assert '"dash":"dot"' in page.read_text().replace(" ", "")

@@ -305,6 +305,26 @@ def capacity_figure(
         ]
     points = [point for point in measured if (as_number(point.get("capacity_tokens")) or 0.0) > 0]
     traces = [line]
+    if any("second_tier_rate" in point for point in bounded):
+        # with a second tier the line is both tiers together; the dotted one is what the first tier served alone
+        first_only = [
+            (as_number(point.get("rate")) or 0.0) - (as_number(point.get("second_tier_rate")) or 0.0)
+            for point in bounded
+        ]
+        traces.append(
+            _trace(
+                "scatter",
+                x=[as_number(point.get("capacity_tokens")) for point in bounded],
+                y=first_only,
+                mode="lines",
+                line={"color": colour, "width": 1.5, "dash": "dot"},
+                customdata=[
+                    [_text(format_capacity(point.get("capacity_tokens"))), _text(format_percent(rate))]
+                    for point, rate in zip(bounded, first_only, strict=True)
+                ],
+                hovertemplate="capacity %{customdata[0]} tokens: %{customdata[1]} from the first tier<extra></extra>",
+            )
+        )
     if points:
         traces.append(
             _trace(

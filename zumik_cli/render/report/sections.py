@@ -534,6 +534,25 @@ def _share_bar(realized: float | None, missed: float | None) -> Markup:
     )
 
 
+def _tiers(waterfall: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) -> Markup:
+    """The second cache tier in words: what it served of the bounded candidate, and that the dotted line is the
+    first tier alone."""
+    split = as_mapping(waterfall.get("second_tier"))
+    parts = []
+    if any("second_tier_rate" in point for point in curve):
+        parts.append(" With a second cache tier behind the first; the dotted line is the first tier alone.")
+    if split:
+        first, second = as_mapping(split.get("first_tier")), as_mapping(split.get("second_tier"))
+        parts.append(
+            f" Candidate by tier: {format_percent(first.get('rate'))} from a first tier of "
+            f"{format_capacity(split.get('first_tier_capacity_tokens'))} tokens, "
+            f"{format_percent(second.get('rate'))} from a second tier of "
+            f"{format_capacity(split.get('capacity_tokens'))} tokens "
+        )
+        return join([*parts, badge(split.get("evidence"))])
+    return join(parts)
+
+
 def _replayed_capacities(points: Sequence[Mapping[str, Any]]) -> Markup:
     """The replayed points as words, for readers without the chart: capacity, measured and predicted."""
     if not points:
@@ -575,6 +594,7 @@ def capacity_section(
                 "LRU eviction, as vLLM evicts. ",
                 f"Unbounded: {format_percent(unbounded.get('rate'))}. " if unbounded else "",
                 badge(curve_evidence),
+                _tiers(waterfall, curve),
                 _replayed_capacities(points),
             ]
         ),
