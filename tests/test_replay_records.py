@@ -113,6 +113,7 @@ def test_the_reports_policy_table_shows_each_replayed_policys_measured_reuse_as_
     assert measured["measured_minus_simulated_pp"] == replayed["measured_minus_simulated_pp"]
     assert (measured["evidence"], measured["release"], measured["requests"]) == ("replayed", RELEASE, 10)
     assert "measured" not in rows["recorded"]  # recorded was not replayed: its simulated figure stands alone
+    assert diagnosis.to_json()["replayed"]["policies"] == {"cache_affinity": measured}  # `diagnose --json`
 
     text = section_of(page, "policies")
     shown = f"{replayed['measured_rate'] * 100:.1f}% replayed 10 requests of {RELEASE}"
@@ -141,6 +142,7 @@ def test_a_bounded_replay_is_a_measured_point_on_the_reports_capacity_curve_wher
     [point] = diagnosis.replay_points
     assert (point["capacity_tokens"], point["evidence"]) == (capacity, "replayed")
     assert point["measured_rate"] == result.summary["measured_rate"]
+    assert diagnosis.to_json()["replayed"]["capacity_points"] == [point]
     # the curve under the same pack and capacity predicts the engine's figure: the point sits on the curve
     curve = {p["capacity_tokens"]: p["rate"] for p in diagnosis.waterfall.summary["capacity_curve"]}
     assert curve[capacity] == pytest.approx(point["measured_rate"], abs=1e-6)

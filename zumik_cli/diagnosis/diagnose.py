@@ -55,6 +55,10 @@ class Diagnosis:
             **self.waterfall.summary,
             "ingest": self.ingest.to_json() if self.ingest else None,
             "simulation": self.simulation,
+            "replayed": {
+                "policies": {row["policy"]: row["measured"] for row in self.policies or [] if "measured" in row},
+                "capacity_points": self.replay_points or [],
+            },
             "recommendations": self.recommendations,
             "notes": list(self.notes),
         }
