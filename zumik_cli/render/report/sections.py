@@ -562,7 +562,16 @@ def _replayed_capacities(points: Sequence[Mapping[str, Any]]) -> Markup:
         f"{format_percent(p.get('predicted_rate'))} predicted"
         for p in points
     ]
-    return join([" Diamonds: replays of every request on an engine (", "; ".join(each), ") ", badge("replayed")])
+    return join(
+        [
+            " Diamonds: replays of every request on an engine (",
+            "; ".join(each),
+            ") ",
+            badge("replayed"),
+            " The line follows this report's rules packs: where every request is judged under a pack with vLLM's "
+            "eviction at the engine's block size, it is the engine's own model and each diamond sits on it.",
+        ]
+    )
 
 
 def capacity_section(
