@@ -182,3 +182,15 @@ def test_the_report_shows_the_candidate_per_tier_and_the_first_tier_alone_on_the
     ) in text
     assert "the dotted line is the first tier alone" in text
     assert '"dash":"dot"' in page.read_text().replace(" ", "")
+
+
+def test_a_cache_larger_than_the_traffic_loses_nothing_to_capacity_even_on_proxy_scaled_counts(tmp_path: Path):
+    from zumik_cli.synth.traffic import SynthConfig, write_jsonl
+
+    write_jsonl(SynthConfig(seed=11, sessions=4), tmp_path / "s11.jsonl")  # with usage: counts scaled to it
+    ingest([tmp_path / "s11.jsonl"], tmp_path / "data")
+    options = WaterfallOptions(rules="vllm", capacity_tokens=100_000_000, curves=False)
+    summary = compute_waterfall(Dataset(tmp_path / "data"), options).summary
+
+    assert candidates(tmp_path / "data", 100_000_000, None) == candidates(tmp_path / "data", None, None)
+    assert next(c["tokens"] for c in summary["causes"] if c["cause"] == "evicted") == 0

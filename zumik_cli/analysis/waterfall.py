@@ -276,12 +276,14 @@ def _capacity_hits(
     capacity_tokens: int | None,
     model: CacheModel,
     second_tier_tokens: int | None = None,
-) -> npt.NDArray[np.int64] | None:
-    """``cap_hits``: per request, the leading tokens a bounded cache of ``capacity_tokens`` still holds.
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """``cap_hits``: per request, the leading tokens a bounded cache of ``capacity_tokens`` still holds; with a second
+    tier, what each tier served is returned.
 
     Under a pack whose eviction is vLLM's, that is the engine's block pool (``block_pool.predict``, the model replay
-    predicts with: ``exact``); otherwise the reference LRU over the dataset's own blocks, whose last shared block may
-    still be followed by shared tokens the block count cannot see."""
+    predicts with: ``exact``), and a request it served as fully as an unbounded pool would have is left uncut (so
+    that proxy-scaled counts round as the unbounded candidate's do); otherwise the reference LRU over the dataset's
+    own blocks, whose last shared block may still be followed by shared tokens the block count cannot see."""
     if capacity_tokens is None:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE cap_hits AS "
@@ -289,10 +291,12 @@ def _capacity_hits(
         )
         return None
     offsets, units, sizes, rids = workload.offsets, workload.units, workload.sizes, workload.rids
-    first: npt.NDArray[np.int64] | None = None
+    tiers = None
+    uncut = None
     if model.pools is not None:
-        first, second = _block_pool_hits(model.pools, len(rids), model.pool_block, capacity_tokens, second_tier_tokens)
-        hits = first + second
+        tiers = _block_pool_hits(model.pools, len(rids), model.pool_block, capacity_tokens, second_tier_tokens)
+        hits = tiers[0] + tiers[1]
+        uncut = hits >= _block_pool_hits(model.pools, len(rids), model.pool_block, None)[0]
     elif model.uniform_block:
         hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // model.uniform_block)
     else:
@@ -300,13 +304,13 @@ def _capacity_hits(
     table = pa.table(
         {
             "rid": pa.array(rids, pa.int64()),
-            "t_cap": pa.array(hits, pa.int64()),
+            "t_cap": pa.array(hits, pa.int64(), mask=uncut),
             "exact": pa.array(np.full(len(rids), model.pools is not None), pa.bool_()),
         }
     )
     con.register("cap_in", table)
     con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
-    return first if second_tier_tokens else None
+    return tiers if second_tier_tokens else None
 
 
 @dataclass(frozen=True)
@@ -549,14 +553,14 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         curve = _start_curve(con, workload, options.capacities, pool, model, tier2) if options.curves else None
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
-        first_tier = _capacity_hits(con, workload, options.capacity_tokens, model, tier2)
+        tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2)
         con.execute(_sql("per_request.sql"))
         stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
         per_request = _with_text(con, _in_order(stages.to_arrow_table()))
         con.register("stages", per_request)
         summary = _summarise(con, options, packs, workload, model, curve)
-    if first_tier is not None:
-        summary["second_tier"] = _tiers(con, workload, per_request, first_tier, options, summary)
+    if tier_hits is not None:
+        summary["second_tier"] = _tiers(con, workload, per_request, tier_hits, options, summary)
     return Waterfall(summary=summary, per_request=per_request)
 
 
@@ -564,16 +568,19 @@ def _tiers(
     con: duckdb.DuckDBPyConnection,
     workload: Workload,
     per_request: pa.Table,
-    first_tier: npt.NDArray[np.int64],
+    tier_hits: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
     options: WaterfallOptions,
     summary: dict[str, Any],
 ) -> dict[str, Any]:
     """The bounded candidate split by the tier that served it: each request's leading tokens up to what the pool
-    itself held (in provider tokens) from the first tier, the rest from the second."""
+    itself held (in provider tokens) from the first tier, the rest from the second; all of it from the first where
+    the second served nothing."""
     order = {int(rid): i for i, rid in enumerate(per_request.column("rid").to_pylist())}
     candidate = np.nan_to_num(per_request.column("candidate").to_numpy(zero_copy_only=False).astype(np.float64))
     candidate = candidate[[order[int(rid)] for rid in workload.rids]].astype(np.int64)
-    first = np.minimum(candidate, provider_tokens(first_tier, _request_scales(con, workload)))
+    first_tier, second_tier = tier_hits
+    held = provider_tokens(first_tier, _request_scales(con, workload))
+    first = np.where(second_tier > 0, np.minimum(candidate, held), candidate)
     total = summary["total_input_tokens"]["tokens"]
     evidence = summary["candidate"]["evidence"]
     tiers = {"first": int(first.sum()), "second": int((candidate - first).sum())}
