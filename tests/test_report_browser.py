@@ -7,6 +7,7 @@ reports/screenshots/report.png for a person to look at.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,3 +407,41 @@ def test_the_first_desktop_screen_holds_the_period_the_four_numbers_and_the_assu
     assert waterfall["period"]["first"].startswith("2026-06-09")
     assert page.title() == inputs.title
     assert expected["period"] in inputs.title and "107 requests" in inputs.title
+
+
+CAPACITY_JS = """
+() => {
+  const chart = document.getElementById("zumik-chart-capacity");
+  return {traces: chart.data.map((trace) => ({mode: trace.mode, x: trace.x, y: trace.y}))};
+}
+"""
+
+
+def test_replayed_figures_are_drawn_over_the_capacity_curve_and_stand_in_the_policy_table(
+    open_report: Any,
+    tmp_path: Path,
+    report_waterfall: dict[str, Any],
+    report_manifest: dict[str, Any],
+    report_policies: list[dict[str, Any]],
+) -> None:
+    measured = {"rate": 0.615, "release": "alr_2026_06_09_003", "requests": 46, "measured_minus_simulated_pp": -2.5}
+    policies = [
+        {**row, "measured": {**measured, "evidence": "replayed"}} if row["policy"] == "cache_affinity" else row
+        for row in report_policies
+    ]
+    points = [
+        {"capacity_tokens": 65_536, "measured_rate": 0.25, "predicted_rate": 0.25, "engine": "vllm"},
+        {"capacity_tokens": 1_048_576, "measured_rate": 0.57, "predicted_rate": 0.57, "engine": "vllm"},
+    ]
+    inputs = report_inputs(report_waterfall, report_manifest, policies, None)
+    path = write_report(dataclasses.replace(inputs, replay_points=points), tmp_path / "report.html")
+    page = open_report(path).page
+
+    capacity = page.evaluate(CAPACITY_JS)
+    assert [trace["mode"] for trace in capacity["traces"]] == ["lines+markers", "markers"]
+    assert capacity["traces"][1]["x"] == [65_536, 1_048_576]
+    assert capacity["traces"][1]["y"] == [0.25, 0.57]
+    row = page.locator("#policies tr", has_text="cache_affinity")
+    assert "61.5% replayed" in row.inner_text()
+    assert "46 requests of alr_2026_06_09_003; -2.50 pt vs simulated" in row.inner_text()
+    assert page.locator("#policies tr", has_text="cheapest").get_by_text("not replayed").count() == 1

@@ -64,32 +64,61 @@ def _chain(prompt: np.ndarray, block_size: int) -> list[int]:
     return out
 
 
-def predict(prompts: list[np.ndarray], block_size: int, capacity_blocks: int | None) -> np.ndarray:
-    """Cached tokens the vLLM rules predict for each prompt, sent one after another to a fresh engine.
+def predict(
+    prompts: list[np.ndarray], block_size: int, capacity_blocks: int | None, second_tier_blocks: int | None = None
+) -> np.ndarray:
+    """Cached tokens the vLLM rules predict for each prompt, sent one after another to a fresh engine (both tiers
+    together where there is a second one)."""
+    first, second, _ = predict_tiers(prompts, block_size, capacity_blocks, second_tier_blocks)
+    return first + second
+
+
+def predict_tiers(
+    prompts: list[np.ndarray], block_size: int, capacity_blocks: int | None, second_tier_blocks: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per prompt: the cached tokens served by the engine's own blocks, those served by a second tier, and whether
+    the first block came from the second tier.
 
     The engine's block pool, as vLLM v1 keeps it: a request takes the leading cached blocks of its prompt (all
     but the last token's block when everything is cached), then allocates its other blocks from the free queue:
     empty blocks first, then the least recently freed cached block, whose content is evicted. When it finishes,
     its blocks are freed tail first; blocks without a hash (the partial last block) go to the front of the queue
     and are reused first. A recomputed block whose content is still cached elsewhere makes a second copy.
+
+    A second tier of ``second_tier_blocks`` (CPU memory or disk behind the engine, as KV offloading adds one) takes
+    each block whose last copy the pool evicts and keeps the least recently used of them; the prompt's leading
+    blocks may come from either tier, and a block found only in the second tier is loaded back into a block of the
+    pool (promoted: it leaves the second tier, and the pool allocates for it as for a computed block).
     """
     recompute_last = target_rules(load_packs()["vllm"], "").recompute_last
     unbounded = capacity_blocks is None
     empty = 0 if unbounded else int(capacity_blocks or 0)
     queue: OrderedDict[tuple[int, int], None] = OrderedDict()  # cached blocks, least recently freed first
     copies: dict[int, list[int]] = {}  # content -> the slots of its cached copies in the queue
+    tier2: OrderedDict[int, None] = OrderedDict()  # the second tier's contents, least recently used first
+    tier2_size = int(second_tier_blocks or 0)
     slot = 0
-    out = []
+    first_out, second_out, head_out = [], [], []
     for prompt in prompts:
         blocks = _chain(prompt, block_size)
-        hits = 0
-        while hits < len(blocks) and copies.get(blocks[hits]):
+        hits, from_tier2 = 0, []
+        while hits < len(blocks):
+            content = blocks[hits]
+            if not copies.get(content):
+                if content not in tier2:
+                    break
+                from_tier2.append(hits)
             hits += 1
         if recompute_last:
             hits = min(hits, max(len(prompt) - 1, 0) // block_size)
-        for content in blocks[:hits]:  # taken into use: out of the free queue
-            del queue[(content, copies[content].pop(0))]
-        needed = len(blocks) - hits + (1 if len(prompt) % block_size else 0)
+            from_tier2 = [k for k in from_tier2 if k < hits]
+        promoted = set(from_tier2)
+        for k, content in enumerate(blocks[:hits]):
+            if k in promoted:  # loaded back: out of the second tier, into a block allocated below
+                del tier2[content]
+            else:  # taken into use: out of the free queue
+                del queue[(content, copies[content].pop(0))]
+        needed = len(blocks) - hits + len(promoted) + (1 if len(prompt) % block_size else 0)
         if not unbounded and needed > empty + len(queue):
             raise ZumikError(
                 f"a prompt of {len(prompt):,} tokens needs {len(blocks) + (1 if len(prompt) % block_size else 0)} "
@@ -102,10 +131,33 @@ def predict(prompts: list[np.ndarray], block_size: int, capacity_blocks: int | N
             for _ in range(needed - taken):
                 (content, evicted), _ = queue.popitem(last=False)
                 copies[content].remove(evicted)
+                if tier2_size and not copies[content]:  # its last copy: offloaded to the second tier
+                    tier2[content] = None
+                    tier2.move_to_end(content)
+                    if len(tier2) > tier2_size:
+                        tier2.popitem(last=False)
             empty += 1 if len(prompt) % block_size else 0  # the partial block goes back, holding nothing
         for content in reversed(blocks):
             slot += 1
             queue[(content, slot)] = None
             copies.setdefault(content, []).append(slot)
-        out.append(hits * block_size)
-    return np.asarray(out, dtype=np.int64)
+        first_out.append((hits - len(promoted)) * block_size)
+        second_out.append(len(promoted) * block_size)
+        head_out.append(0 in promoted)
+    return (
+        np.asarray(first_out, dtype=np.int64),
+        np.asarray(second_out, dtype=np.int64),
+        np.asarray(head_out, dtype=np.bool_),
+    )
+
+
+def own_tier_hits(
+    prompts: list[np.ndarray], block_size: int, capacity_blocks: int | None, second_tier_blocks: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each namespaced prompt's own cached tokens per tier: the namespace block in front is counted out of the tier
+    that served it."""
+    first, second, head = predict_tiers(prompts, block_size, capacity_blocks, second_tier_blocks)
+    served = (first + second) > 0
+    second_own = np.maximum(second - np.where(head & served, block_size, 0), 0)
+    first_own = np.maximum(first - np.where(~head & served, block_size, 0), 0)
+    return first_own, second_own

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from zumik_cli.analysis import capacity
-from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_hits, predict, token_prompts
+from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_tier_hits, token_prompts
 from zumik_cli.analysis.kv_memory import kv_shape, memory
 from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
@@ -55,6 +55,11 @@ DEFINITIONS = {
     "realized exceeds candidate are counted separately as over-realized.",
     "rates": "Headline rates are token-weighted: stage tokens over total input tokens. Request-weighted means "
     "average each request's own rate.",
+    "second_tier": "With --second-tier-tokens, each engine's block pool has a second tier behind it (CPU memory or "
+    "disk, as vLLM's KV offloading or LMCache add one): a block whose last copy the pool evicts moves there, the "
+    "least recently used leaves it when it is full, and a prompt's leading blocks found there are served from it and "
+    "loaded back into the pool. Per request, the candidate's leading tokens are counted to the first tier up to what "
+    "the pool itself held, the rest to the second tier. Simulated: no engine here measured it.",
     "capacity_curve": "Candidate rate under the ideal rules (same KV key, no TTL) with an LRU cache of the given "
     "size, shared by all targets; a request's hits are its leading blocks present when it starts, then its blocks "
     "are touched first to last (Mattson stack distances, one pass for every capacity). Content traces count whole "
@@ -92,12 +97,13 @@ class WaterfallOptions:
     curves: bool = True
     kv_model: str | None = None  # a shipped model name or a config.json: the curve in GiB of KV memory
     kv_dtype: str | None = None
+    second_tier_tokens: int | None = None  # a second cache tier (CPU memory or disk) behind each engine's pool
 
     def __post_init__(self) -> None:
         # a TTL or a cache of nothing would turn every candidate into a cause without anyone asking for it
         if self.ttl_seconds is not None and not self.ttl_seconds > 0:
             raise ZumikError(f"a TTL must be above 0 seconds, not {self.ttl_seconds:g}: pass none for no expiry")
-        for size in (self.capacity_tokens, *self.capacities):
+        for size in (self.capacity_tokens, self.second_tier_tokens, *self.capacities):
             if size is not None and size <= 0:
                 raise ZumikError(f"a cache capacity must be above 0 tokens, not {size:,}")
 
@@ -265,22 +271,32 @@ def _sized_units(workload: Workload) -> npt.NDArray[np.integer]:
 
 
 def _capacity_hits(
-    con: duckdb.DuckDBPyConnection, workload: Workload, capacity_tokens: int | None, model: CacheModel
-) -> None:
-    """``cap_hits``: per request, the leading tokens a bounded cache of ``capacity_tokens`` still holds.
+    con: duckdb.DuckDBPyConnection,
+    workload: Workload,
+    capacity_tokens: int | None,
+    model: CacheModel,
+    second_tier_tokens: int | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """``cap_hits``: per request, the leading tokens a bounded cache of ``capacity_tokens`` still holds; with a second
+    tier, what each tier served is returned.
 
     Under a pack whose eviction is vLLM's, that is the engine's block pool (``block_pool.predict``, the model replay
-    predicts with: ``exact``); otherwise the reference LRU over the dataset's own blocks, whose last shared block may
-    still be followed by shared tokens the block count cannot see."""
+    predicts with: ``exact``), and a request it served as fully as an unbounded pool would have is left uncut (so
+    that proxy-scaled counts round as the unbounded candidate's do); otherwise the reference LRU over the dataset's
+    own blocks, whose last shared block may still be followed by shared tokens the block count cannot see."""
     if capacity_tokens is None:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE cap_hits AS "
             "SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_cap, false AS exact WHERE false"
         )
-        return
+        return None
     offsets, units, sizes, rids = workload.offsets, workload.units, workload.sizes, workload.rids
+    tiers = None
+    uncut = None
     if model.pools is not None:
-        hits = _block_pool_hits(model.pools, len(rids), model.pool_block, capacity_tokens)
+        tiers = _block_pool_hits(model.pools, len(rids), model.pool_block, capacity_tokens, second_tier_tokens)
+        hits = tiers[0] + tiers[1]
+        uncut = hits >= _block_pool_hits(model.pools, len(rids), model.pool_block, None)[0]
     elif model.uniform_block:
         hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // model.uniform_block)
     else:
@@ -288,12 +304,13 @@ def _capacity_hits(
     table = pa.table(
         {
             "rid": pa.array(rids, pa.int64()),
-            "t_cap": pa.array(hits, pa.int64()),
+            "t_cap": pa.array(hits, pa.int64(), mask=uncut),
             "exact": pa.array(np.full(len(rids), model.pools is not None), pa.bool_()),
         }
     )
     con.register("cap_in", table)
     con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
+    return tiers if second_tier_tokens else None
 
 
 @dataclass(frozen=True)
@@ -347,28 +364,42 @@ def _block_pools(con: duckdb.DuckDBPyConnection, workload: Workload, block_size:
     return pools
 
 
-def _block_pool_hits(pools: BlockPools, n: int, block_size: int, capacity_tokens: int | None) -> npt.NDArray[np.int64]:
-    """Each request's cached tokens in a block pool of ``capacity_tokens`` per target (None: unbounded)."""
-    hits = np.zeros(n, dtype=np.int64)
+def _block_pool_hits(
+    pools: BlockPools, n: int, block_size: int, capacity_tokens: int | None, second_tier_tokens: int | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each request's cached tokens in a block pool of ``capacity_tokens`` per target (None: unbounded), from the
+    pool itself and from a second tier of ``second_tier_tokens`` behind it."""
+    first, second = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     blocks = None if capacity_tokens is None else capacity_tokens // block_size
+    tier2 = None if second_tier_tokens is None else second_tier_tokens // block_size
     for positions, spaced in pools:
-        hits[positions] = own_hits(predict(spaced, block_size, blocks), block_size)
-    return hits
+        first[positions], second[positions] = own_tier_hits(spaced, block_size, blocks, tier2)
+    return first, second
 
 
 def _block_pool_curve(
-    pools: BlockPools, n: int, block_size: int, capacities: list[int | None], scales: Scales
-) -> list[tuple[int | None, int]]:
-    """The curve under the block pool, in provider tokens; a capacity too small for the longest prompt (which an
-    engine refuses) has no point."""
+    pools: BlockPools,
+    n: int,
+    block_size: int,
+    capacities: list[int | None],
+    scales: Scales,
+    second_tier_tokens: int | None = None,
+) -> list[CurveHits]:
+    """The curve under the block pool, in provider tokens (with a second tier, also what it served); a capacity too
+    small for the longest prompt (which an engine refuses) has no point."""
     longest = max((len(p) for _, spaced in pools for p in spaced), default=0)
-    points = []
+    points: list[CurveHits] = []
     for cap in capacities:
         if cap is not None and cap // block_size < -(-longest // block_size):
             continue
-        hits = _block_pool_hits(pools, n, block_size, cap)
-        points.append((cap, int(provider_tokens(hits, scales).sum())))
+        first, second = _block_pool_hits(pools, n, block_size, cap, second_tier_tokens)
+        both = int(provider_tokens(first + second, scales).sum())
+        tier2 = both - int(provider_tokens(first, scales).sum()) if second_tier_tokens else None
+        points.append((cap, both, tier2))
     return points
+
+
+CurveHits = tuple[int | None, int, int | None]  # capacity, hit tokens, of which a second tier served (None: none)
 
 
 def _start_curve(
@@ -377,7 +408,8 @@ def _start_curve(
     capacities: tuple[int | None, ...],
     pool: ThreadPoolExecutor,
     model: CacheModel,
-) -> Future[list[tuple[int | None, int]]]:
+    second_tier_tokens: int | None = None,
+) -> Future[list[Any]]:
     """The capacity curve's hits, computed on a worker (the kernel releases the GIL) while DuckDB runs SQL.
 
     A hit counts in the request's own provider tokens (its counted sizes times the scale that the stages apply), so
@@ -387,7 +419,13 @@ def _start_curve(
     if model.pools is not None:  # the engine's own model, as the bounded candidate under the same pack
         scales = _request_scales(con, workload)
         return pool.submit(
-            _block_pool_curve, model.pools, len(workload.rids), model.pool_block, list(capacities), scales
+            _block_pool_curve,
+            model.pools,
+            len(workload.rids),
+            model.pool_block,
+            list(capacities),
+            scales,
+            second_tier_tokens,
         )
     if model.uniform_block:
         return pool.submit(
@@ -455,7 +493,7 @@ def _provider_sizes(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.N
 
 def _curve(
     con: duckdb.DuckDBPyConnection,
-    hits_future: Future[list[tuple[int | None, int]]],
+    hits_future: Future[list[Any]],
     total: int,
     model: CacheModel,
 ) -> list[dict[str, Any]]:
@@ -468,7 +506,13 @@ def _curve(
     if model.pools is None and not model.uniform_block:
         same_key = con.execute("SELECT coalesce(sum(same_key), 0) FROM stages WHERE NOT hashid").fetchall()[0][0]
         hits = [(cap, int(same_key) if cap is None else h) for cap, h in hits]
-    return [{"capacity_tokens": cap, "rate": round(min(h / total, 1.0), 6)} for cap, h in hits]
+    points = []
+    for cap, h, *tier in hits:
+        point: dict[str, Any] = {"capacity_tokens": cap, "rate": round(min(h / total, 1.0), 6)}
+        if tier and tier[0] is not None:
+            point["second_tier_rate"] = round(min(tier[0] / total, 1.0), 6)
+        points.append(point)
+    return points
 
 
 def _levels_coincide(con: duckdb.DuckDBPyConnection) -> bool:
@@ -494,17 +538,59 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     workload = compute_levels(con, _levels_coincide(con), dataset.parts("request_blocks"))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
     model = _cache_model(con, workload, packs, options.capacity_tokens is not None or options.curves)
+    tier2 = options.second_tier_tokens
+    if tier2 is not None and model.pools is None:
+        raise ZumikError(
+            "a second cache tier is modelled behind vLLM's block pool: judge every request under a pack with vLLM's "
+            "eviction (`--rules vllm`)"
+            + (
+                ""
+                if options.capacity_tokens is not None or options.curves
+                else ", with --capacity-tokens for the first tier"
+            )
+        )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
-        curve = _start_curve(con, workload, options.capacities, pool, model) if options.curves else None
+        curve = _start_curve(con, workload, options.capacities, pool, model, tier2) if options.curves else None
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
-        _capacity_hits(con, workload, options.capacity_tokens, model)
+        tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2)
         con.execute(_sql("per_request.sql"))
         stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
         per_request = _with_text(con, _in_order(stages.to_arrow_table()))
         con.register("stages", per_request)
         summary = _summarise(con, options, packs, workload, model, curve)
+    if tier_hits is not None:
+        summary["second_tier"] = _tiers(con, workload, per_request, tier_hits, options, summary)
     return Waterfall(summary=summary, per_request=per_request)
+
+
+def _tiers(
+    con: duckdb.DuckDBPyConnection,
+    workload: Workload,
+    per_request: pa.Table,
+    tier_hits: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    options: WaterfallOptions,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """The bounded candidate split by the tier that served it: each request's leading tokens up to what the pool
+    itself held (in provider tokens) from the first tier, the rest from the second; all of it from the first where
+    the second served nothing."""
+    order = {int(rid): i for i, rid in enumerate(per_request.column("rid").to_pylist())}
+    candidate = np.nan_to_num(per_request.column("candidate").to_numpy(zero_copy_only=False).astype(np.float64))
+    candidate = candidate[[order[int(rid)] for rid in workload.rids]].astype(np.int64)
+    first_tier, second_tier = tier_hits
+    held = provider_tokens(first_tier, _request_scales(con, workload))
+    first = np.where(second_tier > 0, np.minimum(candidate, held), candidate)
+    total = summary["total_input_tokens"]["tokens"]
+    evidence = summary["candidate"]["evidence"]
+    tiers = {"first": int(first.sum()), "second": int((candidate - first).sum())}
+    return {
+        "first_tier_capacity_tokens": options.capacity_tokens,
+        "capacity_tokens": options.second_tier_tokens,
+        **{f"{tier}_tier": _stage(tokens, total, evidence) for tier, tokens in tiers.items()},
+        "requests_served_by_second_tier": int(((candidate - first) > 0).sum()),
+        "evidence": evidence,
+    }
 
 
 def _in_order(table: pa.Table) -> pa.Table:
@@ -895,6 +981,8 @@ def assumptions(options: WaterfallOptions) -> dict[str, Any]:
         phrases.append(f"TTL {ttl:,g} s for every request")
     cap = options.capacity_tokens
     phrases.append("unbounded cache" if cap is None else f"LRU cache of {cap:,} tokens")
+    if options.second_tier_tokens is not None:
+        phrases.append(f"a second tier of {options.second_tier_tokens:,} tokens behind it")
     return {
         "rules": options.rules,
         "rules_files": list(options.rules_files),
@@ -902,8 +990,11 @@ def assumptions(options: WaterfallOptions) -> dict[str, Any]:
         "ttl_none": options.ttl_none,
         "ttl": ttl,
         "capacity_tokens": cap,
+        "second_tier_tokens": options.second_tier_tokens,
         "policy": "recorded",
         "release": None,
-        "what_if": bool(options.rules or options.rules_files or ttl != "pack" or cap is not None),
+        "what_if": bool(
+            options.rules or options.rules_files or ttl != "pack" or cap is not None or options.second_tier_tokens
+        ),
         "assumptions": phrases,
     }

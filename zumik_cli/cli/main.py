@@ -23,6 +23,7 @@ from zumik_cli.cli.options import (
     JsonOpt,
     RulesFileOpt,
     RulesOpt,
+    SecondTierOpt,
     TtlOpt,
     ZumikGroup,
     err,
@@ -140,6 +141,7 @@ def waterfall(
     kv_dtype: Annotated[
         str | None, typer.Option(help="KV cache type for --kv-model: bfloat16 (default), float16, fp8, float32.")
     ] = None,
+    second_tier_tokens: SecondTierOpt = None,
     definitions: DefinitionsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -154,7 +156,7 @@ def waterfall(
         except typer.BadParameter as exc:
             raise InputError(f"--curve takes capacities in tokens separated by commas: {exc.message}") from None
         options = dataclasses.replace(options, capacities=(*ladder, None))
-    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype)
+    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype, second_tier_tokens=second_tier_tokens)
     result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)
@@ -205,6 +207,7 @@ def diagnose(
     rules: RulesOpt = None,
     ttl: TtlOpt = None,
     capacity_tokens: CapOpt = None,
+    second_tier_tokens: SecondTierOpt = None,
     report: Annotated[
         Path | None, typer.Option("--report", "-o", help="HTML report path (default: reports/<name>.html).")
     ] = None,
@@ -221,6 +224,7 @@ def diagnose(
 
     name = paths[0].name.split(".")[0] or "traces"
     options = waterfall_options(rules, ttl, capacity_tokens, None, None)
+    options = dataclasses.replace(options, second_tier_tokens=second_tier_tokens)
     bar, update = progress_bar("ingest")
     with bar:
         diagnosis = run_diagnosis(
@@ -271,6 +275,7 @@ def report(
     rules: RulesOpt = None,
     ttl: TtlOpt = None,
     capacity_tokens: CapOpt = None,
+    second_tier_tokens: SecondTierOpt = None,
     generated_at: Annotated[
         str | None, typer.Option(help="Fixed generation time to print (for reproducible files).")
     ] = None,
@@ -284,6 +289,7 @@ def report(
     from zumik_cli.diagnosis.diagnose import diagnose_dataset
 
     options = waterfall_options(rules, ttl, capacity_tokens, None, None)
+    options = dataclasses.replace(options, second_tier_tokens=second_tier_tokens)
     diagnosis = diagnose_dataset(Dataset(data), options, include_text=include_text)
     show_notes(diagnosis.notes)
     out.print(str(write_report_of(diagnosis, output, generated_at=generated_at, include_text=include_text)))

@@ -254,6 +254,16 @@ CapOpt = Annotated[
         help="LRU cache capacity in tokens: 1000000, 64k, 1M, 2G.",
     ),
 ]
+SecondTierOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--second-tier-tokens",
+        parser=values.size,
+        metavar="TOKENS",
+        help="A second cache tier (CPU memory or disk) behind each engine's KV cache, for --capacity-tokens and "
+        "the curve under a pack with vLLM's eviction (--rules vllm): hits are shown per tier.",
+    ),
+]
 ByOpt = Annotated[
     list[str] | None,
     typer.Option("--by", metavar="KEY", help=f"Break down by {', '.join(BY_KEYS)} (repeatable)."),

@@ -183,7 +183,8 @@ TABLE_DOCS: dict[str, str] = {
     "tokens": "The token ids of each unique content block.",
     "releases": "Every alias release the dataset has seen, with its canonical content and digest.",
     "decisions": "One resolution record per request per routing policy, written by `zumik simulate`.",
-    "replays": "One row per request replayed on a real engine: zumik's prediction beside the engine's measurement.",
+    "replays": "One row per request replayed on a real engine: zumik's prediction beside the engine's measurement; "
+    "one part per run, whose Parquet metadata (`zumik.replay_run`) holds the run's summary.",
 }
 
 COLUMN_DOCS: dict[str, dict[str, str]] = {

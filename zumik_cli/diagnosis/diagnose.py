@@ -20,6 +20,7 @@ from zumik_cli.diagnosis.divergence import CAUSES, compute_divergence
 from zumik_cli.diagnosis.recommend import compute_recommendations
 from zumik_cli.diagnosis.volatility import contexts, diff_span
 from zumik_cli.ingest.pipeline import IngestSummary, ingest
+from zumik_cli.replay.records import capacity_points, latest_by_policy, replay_runs
 from zumik_cli.routing.decisions import policy_comparison
 
 REPORT_BREAKDOWNS = ("model", "alias", "release", "tenant", "session")
@@ -36,6 +37,7 @@ class Diagnosis:
     simulation: dict[str, Any] | None = None
     policies: list[dict[str, Any]] | None = None
     replays: list[dict[str, Any]] | None = None
+    replay_points: list[dict[str, Any]] | None = None
     recommendations: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] | None = None
     notes: tuple[str, ...] = ()
@@ -53,6 +55,10 @@ class Diagnosis:
             **self.waterfall.summary,
             "ingest": self.ingest.to_json() if self.ingest else None,
             "simulation": self.simulation,
+            "replayed": {
+                "policies": {row["policy"]: row["measured"] for row in self.policies or [] if "measured" in row},
+                "capacity_points": self.replay_points or [],
+            },
             "recommendations": self.recommendations,
             "notes": list(self.notes),
         }
@@ -103,16 +109,48 @@ def diagnose_dataset(
     except ZumikError as exc:
         recommendations = []
         notes.append(f"Recommendations skipped: {exc}")
+    runs = replay_runs(dataset)
     return Diagnosis(
         dataset=dataset,
         waterfall=waterfall,
         simulation=simulation,
-        policies=policy_comparison(dataset) or None,
+        policies=with_measured(policy_comparison(dataset), runs) or None,
         replays=last_replay(dataset),
+        replay_points=capacity_points(runs) or None,
         recommendations=recommendations,
         samples=prompt_edits(dataset, waterfall) if include_text else None,
         notes=tuple(notes),
     )
+
+
+def with_measured(policies: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each simulated policy's row with its latest replay beside it (``measured``, evidence ``replayed``), where one
+    exists: the requests it covered, what the engine measured and what the policy's simulation said of them."""
+    latest = latest_by_policy(runs)
+    rows = []
+    for row in policies:
+        run = latest.get(row["policy"])
+        if run is None or run["measured_rate"] is None:
+            rows.append(row)
+            continue
+        simulated, measured = run.get("simulated_rate"), run["measured_rate"]
+        engine = run["engine"]
+        measured_row = {
+            "rate": measured,
+            "predicted_rate": run["predicted_rate"],
+            "simulated_rate": simulated,
+            "measured_minus_simulated_pp": round((measured - simulated) * 100, 4) if simulated is not None else None,
+            "requests": run["measured_requests"],
+            "release": run["release"],
+            "targets": len(run.get("targets", [])),
+            "engine": engine["name"],
+            "block_size": engine["block_size"],
+            "capacity_blocks": engine["capacity_blocks"],
+            "run_id": run["run_id"],
+            "evidence": "replayed",
+        }
+        rows.append({**row, "measured": measured_row})
+    return rows
 
 
 def last_replay(dataset: Dataset) -> list[dict[str, Any]] | None:

@@ -24,6 +24,7 @@ from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.schema import REPLAYS
 from zumik_cli.dataset.store import Dataset, publish
 from zumik_cli.replay.engines.base import Engine, EngineInfo
+from zumik_cli.replay.records import with_run
 
 MAX_DISAGREEMENTS = 20
 Progress = Callable[[int, int], None]
@@ -252,8 +253,42 @@ def _record(
         )
     table = pa.Table.from_pylist(rows, schema=REPLAYS)
     summary = summarise(rows, info, options, usage_only)
-    publish(dataset.root, {"replays": table}, extra={"replay": summary})
+    summary["targets"] = _by_target(requests, rows)
+    summary.update(_simulated(dataset, options.policy, [r.rid for r in requests]))
+    publish(dataset.root, {"replays": with_run(table, summary)}, extra={"replay": summary})
     return ReplayResult(summary, table)
+
+
+def _by_target(requests: list[ReplayRequest], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Predicted and measured tokens of each target the requests were replayed into, first replayed first."""
+    targets: dict[str, dict[str, Any]] = {}
+    for request, row in zip(requests, rows, strict=True):
+        t = targets.setdefault(
+            request.target,
+            {"target": request.target, "requests": 0, "prompt_tokens": 0, "predicted_tokens": 0, "measured_tokens": 0},
+        )
+        t["requests"] += 1
+        t["prompt_tokens"] += row["prompt_tokens"]
+        t["predicted_tokens"] += row["predicted_tokens"]
+        t["measured_tokens"] += row["measured_tokens"] or 0
+    return list(targets.values())
+
+
+SIMULATED_SQL = """
+SELECT sum(realized_tokens), sum(prompt_tokens) FROM decisions
+WHERE policy = ? AND list_contains(?, rid)
+"""
+
+
+def _simulated(dataset: Dataset, policy: str, rids: list[int]) -> dict[str, Any]:
+    """The policy's own simulated reuse of the replayed requests (its targets' rules packs, provider tokens), where
+    the dataset holds its decisions: the figure a measurement is set beside."""
+    found = dataset.connect().execute(SIMULATED_SQL, [policy, rids]).fetchone()
+    tokens, prompt = found if found else (None, None)
+    return {
+        "simulated_tokens": int(tokens) if tokens is not None and prompt else None,
+        "simulated_rate": round(tokens / prompt, 6) if tokens is not None and prompt else None,
+    }
 
 
 def assumptions(options: ReplayOptions) -> dict[str, Any]:
@@ -324,12 +359,6 @@ def summarise(
     }
 
 
-SIMULATED_SQL = """
-SELECT sum(realized_tokens), sum(prompt_tokens) FROM decisions
-WHERE policy = ? AND list_contains(?, rid)
-"""
-
-
 def compare(
     dataset: Dataset,
     options: ReplayOptions,
@@ -347,9 +376,7 @@ def compare(
             engine.reset()
         result = replay(dataset, replace(options, policy=policy), engine=engine, progress=progress)
         s = result.summary
-        simulated = dataset.connect().execute(SIMULATED_SQL, [policy, result.rows["rid"].to_pylist()]).fetchone()
-        simulated_rate = round(simulated[0] / simulated[1], 6) if simulated and simulated[1] else None
-        measured_rate = s["measured_rate"]
+        simulated_rate, measured_rate = s["simulated_rate"], s["measured_rate"]
         rows.append(
             {
                 "policy": policy,

@@ -242,8 +242,11 @@ def _unique(labels: Sequence[str]) -> list[str]:
     return result
 
 
-def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> Figure | None:
-    """Candidate reuse against KV-cache capacity on a log axis; an unbounded cache is the dashed ceiling.
+def capacity_figure(
+    curve: Sequence[Mapping[str, Any]], evidence: object, measured: Sequence[Mapping[str, Any]] = ()
+) -> Figure | None:
+    """Candidate reuse against KV-cache capacity on a log axis; an unbounded cache is the dashed ceiling, and each
+    replay of the whole traffic at a capacity is a point over the curve in the colour of ``replayed``.
 
     Returns None when the curve has no bounded point, since a log axis of nothing is not a chart.
     """
@@ -300,9 +303,61 @@ def capacity_figure(curve: Sequence[Mapping[str, Any]], evidence: object) -> Fig
                 "font": {"color": _MUTED, "size": 12},
             }
         ]
-    highest = max([as_number(point.get("rate")) or 0.0 for point in bounded] + [ceiling_rate or 0.0])
+    points = [point for point in measured if (as_number(point.get("capacity_tokens")) or 0.0) > 0]
+    traces = [line]
+    if any("second_tier_rate" in point for point in bounded):
+        # with a second tier the line is both tiers together; the dotted one is what the first tier served alone
+        first_only = [
+            (as_number(point.get("rate")) or 0.0) - (as_number(point.get("second_tier_rate")) or 0.0)
+            for point in bounded
+        ]
+        traces.append(
+            _trace(
+                "scatter",
+                x=[as_number(point.get("capacity_tokens")) for point in bounded],
+                y=first_only,
+                mode="lines",
+                line={"color": colour, "width": 1.5, "dash": "dot"},
+                customdata=[
+                    [_text(format_capacity(point.get("capacity_tokens"))), _text(format_percent(rate))]
+                    for point, rate in zip(bounded, first_only, strict=True)
+                ],
+                hovertemplate="capacity %{customdata[0]} tokens: %{customdata[1]} from the first tier<extra></extra>",
+            )
+        )
+    if points:
+        traces.append(
+            _trace(
+                "scatter",
+                x=[as_number(point.get("capacity_tokens")) for point in points],
+                y=[as_number(point.get("measured_rate")) for point in points],
+                mode="markers",
+                marker={
+                    "size": 12,
+                    "symbol": "diamond",
+                    "color": EVIDENCE_COLOURS["replayed"],
+                    "line": {"color": "#ffffff", "width": 1.5},
+                },
+                customdata=[
+                    [
+                        _text(format_capacity(point.get("capacity_tokens"))),
+                        _text(format_percent(point.get("measured_rate"))),
+                        _text(format_percent(point.get("predicted_rate"))),
+                        _text(point.get("engine")),
+                    ]
+                    for point in points
+                ],
+                hovertemplate="replayed on %{customdata[3]} with %{customdata[0]} tokens: measured "
+                "%{customdata[1]} (predicted %{customdata[2]})<extra></extra>",
+            )
+        )
+    highest = max(
+        [as_number(point.get("rate")) or 0.0 for point in bounded]
+        + [as_number(point.get("measured_rate")) or 0.0 for point in points]
+        + [ceiling_rate or 0.0]
+    )
     return _figure(
-        [line],
+        traces,
         _layout(
             **ceiling_marks,
             xaxis={

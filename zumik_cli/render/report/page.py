@@ -71,6 +71,7 @@ class ReportInputs:
     title: str
     policies: list[dict[str, Any]] | None = None
     replays: list[dict[str, Any]] | None = None
+    replay_points: list[dict[str, Any]] | None = None
     include_text: bool = False
     samples: list[dict[str, Any]] | None = None
     recommendations: list[dict[str, Any]] | None = None
@@ -85,6 +86,7 @@ class ReportInputs:
             title=traffic_title(diagnosis.waterfall.summary),
             policies=diagnosis.policies,
             replays=diagnosis.replays,
+            replay_points=diagnosis.replay_points,
             include_text=include_text,
             samples=diagnosis.samples,
             recommendations=diagnosis.recommendations,
@@ -256,7 +258,7 @@ def _body(inputs: ReportInputs, charts: Charts) -> Markup:
         causes_section(waterfall, charts),
         money_section(waterfall),
         breakdowns_section(waterfall),
-        capacity_section(waterfall, charts),
+        capacity_section(waterfall, charts, inputs.replay_points),
         policies_section(inputs.policies, currency_of(waterfall), charts),
         replays_section(inputs.replays, charts),
         _samples_section(inputs),

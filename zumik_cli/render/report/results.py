@@ -83,7 +83,8 @@ def policies_section(
             Column("Policy"),
             Column("Cost", True),
             Column("vs recorded", True),
-            Column("Realized reuse", True),
+            Column("Simulated reuse", True),
+            Column("Measured on an engine", True),
             Column("Latency (est.)", True),
             Column("Decision churn", True),
             Column("Evidence"),
@@ -94,6 +95,7 @@ def policies_section(
                 format_money(row.get("cost"), currency),
                 versus(row),
                 format_percent(row.get("realized_rate")),
+                _measured(as_mapping(row.get("measured"))),
                 format_latency(row.get("latency_ms")),
                 _churn(row.get("churn")),
                 badge(row.get("evidence")),
@@ -110,10 +112,31 @@ def policies_section(
             term("target"),
             ". Lower cost and higher reuse are better; ",
             term("decision churn"),
-            " is how often a policy's choice differs from the recorded one.",
+            " is how often a policy's choice differs from the recorded one. Where a policy's decisions were ",
+            term("replayed", "replay"),
+            " on an engine, the reuse it measured stands beside the simulated figure.",
         ]
     )
     return section("policies", title, intro, card(chart), card(table))
+
+
+def _measured(measured: Mapping[str, Any]) -> Markup:
+    """A policy's replayed reuse with what it covered, or a muted note where the policy was not replayed."""
+    if not measured:
+        return tag("span", "not replayed", class_="muted", title="`zumik replay --policy P --release R` measures it")
+    release = measured.get("release")
+    scope = f"{format_count(measured.get('requests'))} requests of {release or 'every release'}"
+    gap = as_number(measured.get("measured_minus_simulated_pp"))
+    if gap is not None:
+        scope += f"; {gap:+.2f} pt vs simulated"
+    return join(
+        [
+            tag("span", format_percent(measured.get("rate")), class_="measured"),
+            " ",
+            badge(measured.get("evidence")),
+            tag("div", scope, class_="small muted"),
+        ]
+    )
 
 
 def _churn(value: object) -> str:

@@ -7,7 +7,7 @@ placeholder, never raises), and returns escaped ``Markup``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zumik_cli.render.report.charts import (
@@ -19,6 +19,7 @@ from zumik_cli.render.report.charts import (
 )
 from zumik_cli.render.report.format import (
     as_number,
+    format_capacity,
     format_count,
     format_money,
     format_percent,
@@ -533,13 +534,56 @@ def _share_bar(realized: float | None, missed: float | None) -> Markup:
     )
 
 
-def capacity_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
+def _tiers(waterfall: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) -> Markup:
+    """The second cache tier in words: what it served of the bounded candidate, and that the dotted line is the
+    first tier alone."""
+    split = as_mapping(waterfall.get("second_tier"))
+    parts = []
+    if any("second_tier_rate" in point for point in curve):
+        parts.append(" With a second cache tier behind the first; the dotted line is the first tier alone.")
+    if split:
+        first, second = as_mapping(split.get("first_tier")), as_mapping(split.get("second_tier"))
+        parts.append(
+            f" Candidate by tier: {format_percent(first.get('rate'))} from a first tier of "
+            f"{format_capacity(split.get('first_tier_capacity_tokens'))} tokens, "
+            f"{format_percent(second.get('rate'))} from a second tier of "
+            f"{format_capacity(split.get('capacity_tokens'))} tokens "
+        )
+        return join([*parts, badge(split.get("evidence"))])
+    return join(parts)
+
+
+def _replayed_capacities(points: Sequence[Mapping[str, Any]]) -> Markup:
+    """The replayed points as words, for readers without the chart: capacity, measured and predicted."""
+    if not points:
+        return Markup("")
+    each = [
+        f"{format_capacity(p.get('capacity_tokens'))} tokens: {format_percent(p.get('measured_rate'))} measured, "
+        f"{format_percent(p.get('predicted_rate'))} predicted"
+        for p in points
+    ]
+    return join(
+        [
+            " Diamonds: replays of every request on an engine (",
+            "; ".join(each),
+            ") ",
+            badge("replayed"),
+            " The line follows this report's rules packs: where every request is judged under a pack with vLLM's "
+            "eviction at the engine's block size, it is the engine's own model and each diamond sits on it.",
+        ]
+    )
+
+
+def capacity_section(
+    waterfall: Mapping[str, Any], charts: Charts, measured: Sequence[Mapping[str, Any]] | None = None
+) -> Markup:
     curve = as_rows(waterfall.get("capacity_curve"))
+    points = as_rows(list(measured or []))
     ttl = as_rows(waterfall.get("ttl_sensitivity"))
     fallback = _stage(waterfall, "candidate").get("evidence")
     curve_evidence = weakest(point.get("evidence") for point in curve) or fallback
     ttl_evidence = weakest(point.get("evidence") for point in ttl) or fallback
-    capacity = capacity_figure(curve, curve_evidence)
+    capacity = capacity_figure(curve, curve_evidence, points)
     capacity_body: object = (
         charts.place("capacity", capacity, "Candidate reuse against cache capacity")
         if capacity is not None
@@ -559,6 +603,8 @@ def capacity_section(waterfall: Mapping[str, Any], charts: Charts) -> Markup:
                 "LRU eviction, as vLLM evicts. ",
                 f"Unbounded: {format_percent(unbounded.get('rate'))}. " if unbounded else "",
                 badge(curve_evidence),
+                _tiers(waterfall, curve),
+                _replayed_capacities(points),
             ]
         ),
         class_="small muted",

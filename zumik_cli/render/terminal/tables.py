@@ -202,6 +202,7 @@ def waterfall(
     for note in summary.get("cannot_compute", []):
         console.print(f"[yellow]{note['row']}:[/] {escape(note['reason'])}", highlight=False)
     kv_memory(console, summary.get("kv_memory"))
+    tiers(console, summary)
     if definitions:
         for key in ("eligible", "candidate", "realized", "missed"):
             console.print(f"[dim]{key}: {escape(summary['definitions'][key])}[/]", highlight=False)
@@ -237,6 +238,25 @@ def bridge(console: Console, summary: dict[str, Any]) -> None:
         bar = ("█" if stage else "▒") * max(round(BRIDGE_WIDTH * count / total), 1 if count else 0)
         name = step.label if stage else f"  {'-' if step.kind == 'loss' else '+'} {step.label}"
         console.print(f"{escape(name):<{width}}{tokens(count):>7}  {bar}", highlight=False)
+
+
+def tiers(console: Console, summary: dict[str, Any]) -> None:
+    """The bounded candidate by the cache tier that served it, and the curve's second-tier share at each point."""
+    split = summary.get("second_tier")
+    if split:
+        first, second = split["first_tier"], split["second_tier"]
+        console.print(
+            f"Candidate by tier: {tokens(first['tokens'])} ({percent(first['rate'])}) from a first tier of "
+            f"{split['first_tier_capacity_tokens']:,} tokens, {tokens(second['tokens'])} ({percent(second['rate'])}) "
+            f"from a second tier of {split['capacity_tokens']:,} tokens [{badge(split['evidence'])}]",
+            highlight=False,
+        )
+    points = [p for p in summary.get("capacity_curve", []) if "second_tier_rate" in p and p["capacity_tokens"]]
+    if points:
+        shown = ", ".join(
+            f"{p['capacity_tokens']:,} {percent(p['rate'])} ({percent(p['second_tier_rate'])} tier 2)" for p in points
+        )
+        console.print(f"Capacity curve with the second tier: {shown}", highlight=False)
 
 
 def kv_memory(console: Console, memory: dict[str, Any] | None) -> None:
