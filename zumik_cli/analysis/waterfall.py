@@ -8,7 +8,7 @@ few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +26,7 @@ from zumik_cli.analysis.kv_memory import kv_shape, memory
 from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.schema import SESSION_LABEL
+from zumik_cli.dataset.spark import ENGINES
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.ingest.pipeline import UNLOGGED_PREFIX_METHOD
 from zumik_cli.rules.pack import RulesPack, resolve_packs
@@ -92,8 +93,11 @@ class WaterfallOptions:
     curves: bool = True
     kv_model: str | None = None  # a shipped model name or a config.json: the curve in GiB of KV memory
     kv_dtype: str | None = None
+    engine: str = "duckdb"  # or "spark": the levels on a Spark cluster (same figures; analysis/spark_levels.py)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ZumikError(f"unknown engine {self.engine!r}: use one of {', '.join(ENGINES)}")
         # a TTL or a cache of nothing would turn every candidate into a cause without anyone asking for it
         if self.ttl_seconds is not None and not self.ttl_seconds > 0:
             raise ZumikError(f"a TTL must be above 0 seconds, not {self.ttl_seconds:g}: pass none for no expiry")
@@ -491,7 +495,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
             "ingest the traces again into a new dataset"
         )
     con.execute(_sql("units.sql"))
-    workload = compute_levels(con, _levels_coincide(con), dataset.parts("request_blocks"))
+    workload = _levels_engine(options)(con, _levels_coincide(con), dataset.parts("request_blocks"))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
     model = _cache_model(con, workload, packs, options.capacity_tokens is not None or options.curves)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
@@ -505,6 +509,15 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         con.register("stages", per_request)
         summary = _summarise(con, options, packs, workload, model, curve)
     return Waterfall(summary=summary, per_request=per_request)
+
+
+def _levels_engine(options: WaterfallOptions) -> Callable[[duckdb.DuckDBPyConnection, bool, list[str]], Workload]:
+    """Where the levels pass runs; every step after it is the same for both engines."""
+    if options.engine == "spark":
+        from zumik_cli.analysis.spark_levels import compute_levels_spark
+
+        return compute_levels_spark
+    return compute_levels
 
 
 def _in_order(table: pa.Table) -> pa.Table:

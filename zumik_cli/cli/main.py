@@ -20,6 +20,7 @@ from zumik_cli.cli.options import (
     CapOpt,
     DataOpt,
     DefinitionsOpt,
+    EngineOpt,
     JsonOpt,
     RulesFileOpt,
     RulesOpt,
@@ -138,6 +139,7 @@ def waterfall(
         str | None, typer.Option(help="KV cache type for --kv-model: bfloat16 (default), float16, fp8, float32.")
     ] = None,
     definitions: DefinitionsOpt = False,
+    engine: EngineOpt = "duckdb",
     as_json: JsonOpt = False,
 ) -> None:
     """Compute the reuse waterfall (total, eligible, candidate, realized, missed) with causes and money."""
@@ -151,7 +153,7 @@ def waterfall(
         except typer.BadParameter as exc:
             raise InputError(f"--curve takes capacities in tokens separated by commas: {exc.message}") from None
         options = dataclasses.replace(options, capacities=(*ladder, None))
-    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype)
+    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype, engine=engine)
     result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)
@@ -211,13 +213,14 @@ def diagnose(
         typer.Option("--releases", help="Alias release history (YAML): also simulate every routing policy."),
     ] = None,
     definitions: DefinitionsOpt = False,
+    engine: EngineOpt = "duckdb",
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest traces, compute the waterfall and write the HTML report: the main job, in one go."""
     from zumik_cli.diagnosis.diagnose import diagnose as run_diagnosis
 
     name = paths[0].name.split(".")[0] or "traces"
-    options = waterfall_options(rules, ttl, capacity_tokens, None, None)
+    options = dataclasses.replace(waterfall_options(rules, ttl, capacity_tokens, None, None), engine=engine)
     bar, update = progress_bar("ingest")
     with bar:
         diagnosis = run_diagnosis(
