@@ -68,14 +68,22 @@ def ingest(
     tokenizer: Annotated[
         str | None, typer.Option(help="Tokenizer for every request: tiktoken:NAME or hf:/path/tokenizer.json.")
     ] = None,
+    engine: EngineOpt = "duckdb",
     as_json: JsonOpt = False,
 ) -> None:
     """Read traces into a dataset: normalise, identify, tokenize unique blocks once, quarantine bad records."""
     from zumik_cli.ingest.pipeline import ingest as run_ingest
 
-    bar, update = progress_bar("ingest")
-    with bar:
-        summary = run_ingest(paths, data, format=format, tokenizer=tokenizer, progress=update)
+    if engine == "spark":  # a file a task on the cluster; a new dataset, published once
+        from zumik_cli.ingest.spark_ingest import ingest_spark
+
+        summary = ingest_spark(paths, data, format=format, tokenizer=tokenizer)
+    elif engine != "duckdb":
+        raise InputError(f"unknown engine {engine!r}: use one of duckdb, spark")
+    else:
+        bar, update = progress_bar("ingest")
+        with bar:
+            summary = run_ingest(paths, data, format=format, tokenizer=tokenizer, progress=update)
     if as_json:
         print_json(summary.to_json())
     else:

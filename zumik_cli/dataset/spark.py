@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Any
 
 from zumik_cli.core.errors import MissingExtraError
@@ -38,6 +39,8 @@ def session(conf: dict[str, str] | None = None) -> Any:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    # the executors' Python runs zumik's own code: this interpreter, unless the cluster names another
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(master())
         .appName("zumik")
