@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from zumik_cli.analysis import capacity
+from zumik_cli.analysis import capacity, shards
 from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_hits, predict, token_prompts
 from zumik_cli.analysis.kv_memory import kv_shape, memory
 from zumik_cli.analysis.levels import Workload, compute_levels
@@ -94,6 +94,7 @@ class WaterfallOptions:
     kv_model: str | None = None  # a shipped model name or a config.json: the curve in GiB of KV memory
     kv_dtype: str | None = None
     engine: str = "duckdb"  # or "spark": the levels on a Spark cluster (same figures; analysis/spark_levels.py)
+    curve_sample_rate: float | None = None  # the curve from a SHARDS sample of the blocks (analysis/shards.py)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -498,8 +499,10 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     workload = _levels_engine(options)(con, _levels_coincide(con), dataset.parts("request_blocks"))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
     model = _cache_model(con, workload, packs, options.capacity_tokens is not None or options.curves)
+    sampling = _sampled_curve(workload, model, options) if options.curves and options.curve_sample_rate else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
-        curve = _start_curve(con, workload, options.capacities, pool, model) if options.curves else None
+        exact = options.curves and sampling is None
+        curve = _start_curve(con, workload, options.capacities, pool, model) if exact else None
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
         _capacity_hits(con, workload, options.capacity_tokens, model)
@@ -508,7 +511,32 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         per_request = _with_text(con, _in_order(stages.to_arrow_table()))
         con.register("stages", per_request)
         summary = _summarise(con, options, packs, workload, model, curve)
+    if sampling is not None:
+        summary.update(_sampled_summary(sampling, int(workload.sizes.sum()), summary["total_input_tokens"]["tokens"]))
     return Waterfall(summary=summary, per_request=per_request)
+
+
+def _sampled_curve(workload: Workload, model: CacheModel, options: WaterfallOptions) -> shards.SampledCurve:
+    """The curve from a spatial sample of the blocks, for hash-id traces of one block size (the large ones)."""
+    if not model.uniform_block:
+        raise ZumikError(
+            "a sampled curve (--curve-sample) is for hash-id traces of one block size, under a pack without vLLM's "
+            "block pool: leave it out for this dataset, whose exact curve is computed"
+        )
+    rate = float(options.curve_sample_rate or 1.0)
+    return shards.sampled_curve(
+        workload.offsets, workload.units, workload.sizes, list(options.capacities), rate, model.uniform_block
+    )
+
+
+def _sampled_summary(sampling: shards.SampledCurve, block_tokens: int, total: int) -> dict[str, Any]:
+    """The sampled curve's points as the exact curve's (a share of all input tokens), with its rate and bound."""
+    scale = block_tokens / total if total else 0.0
+    points = [{"capacity_tokens": cap, "rate": round(min(ratio * scale, 1.0), 6)} for cap, ratio in sampling.points]
+    info = sampling.to_json()
+    info["error_bound"] = round(max(sampling.bounds, default=0.0) * scale, 6)
+    info["point_bounds"] = [round(b * scale, 6) for b in sampling.bounds]
+    return {"capacity_curve": points, "capacity_curve_sampling": info}
 
 
 def _levels_engine(options: WaterfallOptions) -> Callable[[duckdb.DuckDBPyConnection, bool, list[str]], Workload]:

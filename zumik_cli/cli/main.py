@@ -146,6 +146,14 @@ def waterfall(
     kv_dtype: Annotated[
         str | None, typer.Option(help="KV cache type for --kv-model: bfloat16 (default), float16, fp8, float32.")
     ] = None,
+    curve_sample: Annotated[
+        float | None,
+        typer.Option(
+            metavar="RATE",
+            help="Compute the LRU curve from a SHARDS sample of the blocks at this rate (0.01: one in a hundred), for "
+            "hash-id traces too large for one pass; the rate and the error bound are printed beside the curve.",
+        ),
+    ] = None,
     definitions: DefinitionsOpt = False,
     engine: EngineOpt = "duckdb",
     as_json: JsonOpt = False,
@@ -161,12 +169,21 @@ def waterfall(
         except typer.BadParameter as exc:
             raise InputError(f"--curve takes capacities in tokens separated by commas: {exc.message}") from None
         options = dataclasses.replace(options, capacities=(*ladder, None))
-    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype, engine=engine)
+    options = dataclasses.replace(
+        options, kv_model=kv_model, kv_dtype=kv_dtype, engine=engine, curve_sample_rate=curve_sample
+    )
     result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)
     else:
         show_waterfall(result, definitions)
+        if (sampling := result.summary.get("capacity_curve_sampling")) is not None:
+            bound = f"±{sampling['error_bound']:.4f}"
+            rows = [
+                {"capacity tokens": p["capacity_tokens"] or "unbounded", "rate": p["rate"], "error bound": bound}
+                for p in result.summary["capacity_curve"]
+            ]
+            terminal.simple_table(out, f"LRU curve, SHARDS sample at rate {sampling['rate']:g}", rows)
 
 
 @app.command("requests")
