@@ -33,6 +33,8 @@ OPTIONS = {
     "recorded": WaterfallOptions(by=("session", "model", "tenant", "day")),
     "what-if": WaterfallOptions(rules="ideal", ttl_seconds=300, capacity_tokens=65_536),
 }
+# no curve and no bounded cache: the blocks never leave the executors
+NO_CURVE = WaterfallOptions(curves=False, ttl_seconds=3600)
 
 
 def _both(dataset: Dataset, options: WaterfallOptions) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -55,11 +57,12 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     return Dataset(data)
 
 
-@pytest.mark.parametrize("options", list(OPTIONS), ids=list(OPTIONS))
+@pytest.mark.parametrize("options", [*OPTIONS, "no-curve"])
 def test_the_sample_traces_waterfall_is_identical_on_the_cluster(spark_cluster, sample, options):
-    embedded, on_spark = _both(sample, OPTIONS[options])
+    embedded, on_spark = _both(sample, OPTIONS.get(options, NO_CURVE))
 
-    assert embedded["eligible"]["tokens"] > 0 and embedded["capacity_curve"]
+    assert embedded["eligible"]["tokens"] > 0 and embedded["candidate"]["tokens"] > 0
+    assert bool(embedded["capacity_curve"]) == (options != "no-curve")
     _assert_identical(embedded, on_spark)
 
 

@@ -67,8 +67,11 @@ def read_blocks(session: Any, parts: list[str]) -> Any:
     return session.read.parquet(*parts).select(*BLOCK_COLUMNS)
 
 
-def compute_levels_spark(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[str]) -> Workload:
-    """``levels.compute_levels`` on Spark: the temp table ``levels`` in ``con`` and the time-ordered workload."""
+def compute_levels_spark(
+    con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[str], workload_needed: bool = True
+) -> Workload:
+    """``levels.compute_levels`` on Spark: the temp table ``levels`` in ``con`` and the time-ordered workload (the
+    blocks gathered in the driver, one cache's timeline, only when ``workload_needed``)."""
     session = spark.session()
     req = con.sql(REQ_COLUMNS_SQL).to_arrow_table()
     session.createDataFrame(req).createOrReplaceTempView("zumik_req")
@@ -77,11 +80,18 @@ def compute_levels_spark(con: duckdb.DuckDBPyConnection, coincide: bool, parts: 
     timeline = session.sql(
         TIMELINE_SQL.format(coincide="true" if coincide else "false", fam_key=fam_key, tgt_key=tgt_key)
     )
-    timeline.createOrReplaceTempView("zumik_timeline")
-    levels = session.sql(
-        LEVELS_SQL.format(warm=WARM, within_300=WITHIN.format(seconds=300), within_3600=WITHIN.format(seconds=3600))
-    ).toArrow()
-    blocks = timeline.select("ord", "pos", "unit_key", "chain", "tokens").orderBy("ord", "pos").toArrow()
+    timeline.persist()  # read twice: by the levels and, when a bounded figure needs it, by the workload
+    try:
+        timeline.createOrReplaceTempView("zumik_timeline")
+        levels = session.sql(
+            LEVELS_SQL.format(warm=WARM, within_300=WITHIN.format(seconds=300), within_3600=WITHIN.format(seconds=3600))
+        ).toArrow()
+        columns = timeline.select("ord", "pos", "unit_key", "chain", "tokens")
+        if not workload_needed:  # no curve and no bounded cache: the blocks never leave the executors
+            columns = columns.limit(0)
+        blocks = columns.orderBy("ord", "pos").toArrow()
+    finally:
+        timeline.unpersist()
     workload = _workload(req, blocks)
     _register_levels(con, levels, workload.rids)
     return workload

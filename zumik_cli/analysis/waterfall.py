@@ -544,7 +544,8 @@ def _levels_engine(options: WaterfallOptions) -> Callable[[duckdb.DuckDBPyConnec
     if options.engine == "spark":
         from zumik_cli.analysis.spark_levels import compute_levels_spark
 
-        return compute_levels_spark
+        needed = options.curves or options.capacity_tokens is not None
+        return lambda con, coincide, parts: compute_levels_spark(con, coincide, parts, needed)
     return compute_levels
 
 
