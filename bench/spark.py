@@ -42,10 +42,18 @@ class Sampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peaks: dict[str, float] = {}
+        self.cpu: dict[tuple[str, str], float] = {}  # (role, pid) -> CPU seconds at the last sample
         self.stop = threading.Event()
+
+    def cpu_by_role(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for (role, _), seconds in self.cpu.items():
+            totals[role] = totals.get(role, 0.0) + seconds
+        return {role: round(seconds, 1) for role, seconds in sorted(totals.items())}
 
     def run(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
+        ticks = os.sysconf("SC_CLK_TCK")
         while not self.stop.is_set():
             for proc in Path("/proc").iterdir():
                 if not proc.name.isdigit():
@@ -53,11 +61,14 @@ class Sampler(threading.Thread):
                 try:
                     command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                     rss = int((proc / "statm").read_text().split()[1]) * page / 2**20
+                    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
                 except (OSError, IndexError, ValueError):
                     continue
                 for role, mark in ROLES.items():
                     if mark in command:
                         self.peaks[role] = max(self.peaks.get(role, 0.0), rss)
+                        self.cpu[(role, proc.name)] = cpu
             time.sleep(0.25)
 
 
@@ -99,6 +110,7 @@ def main() -> None:
         sampler.stop.set()
         cluster.stop()
     print(json.dumps({"spark peaks MB": {k: round(v) for k, v in sorted(sampler.peaks.items())}}), flush=True)
+    print(json.dumps({"spark CPU s (last sample)": sampler.cpu_by_role()}), flush=True)
     embedded = json.loads((work / "embedded.json").read_text())
     on_spark = json.loads((work / "spark.json").read_text())
     print(json.dumps({"identical JSON": embedded == on_spark}), flush=True)

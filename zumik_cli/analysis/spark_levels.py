@@ -72,7 +72,13 @@ def compute_levels_spark(
 ) -> Workload:
     """``levels.compute_levels`` on Spark: the temp table ``levels`` in ``con`` and the time-ordered workload (the
     blocks gathered in the driver, one cache's timeline, only when ``workload_needed``)."""
-    session = spark.session()
+    with spark.jobs("the waterfall's levels"):
+        return _levels_on(spark.session(), con, coincide, parts, workload_needed)
+
+
+def _levels_on(
+    session: Any, con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[str], workload_needed: bool
+) -> Workload:
     req = con.sql(REQ_COLUMNS_SQL).to_arrow_table()
     session.createDataFrame(req).createOrReplaceTempView("zumik_req")
     read_blocks(session, parts).createOrReplaceTempView("zumik_blocks")
@@ -102,11 +108,13 @@ def _workload(req: pa.Table, blocks: pa.Table) -> Workload:
     ords = blocks.column("ord").to_numpy().astype(np.int64)
     counts = np.bincount(ords - 1, minlength=req.num_rows) if len(ords) else np.zeros(req.num_rows, dtype=np.int64)
     has_blocks = counts > 0
-    keys = np.stack([blocks.column("unit_key").to_numpy().astype(np.int64), blocks.column("chain").to_numpy()])
-    if len(ords):
-        _, units = np.unique(keys, axis=1, return_inverse=True)
-    else:
+    unit_key, chain = blocks.column("unit_key").to_numpy().astype(np.int64), blocks.column("chain").to_numpy()
+    if not len(ords):
         units = np.zeros(0, dtype=np.int64)
+    elif unit_key.min() == unit_key.max():  # one key (or keys by chain alone): a plain sort of the chains
+        units = np.unique(chain, return_inverse=True)[1]
+    else:
+        units = np.unique(np.stack([unit_key, chain]), axis=1, return_inverse=True)[1]
     units = units.reshape(-1).astype(np.int32)
     return Workload(
         offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),

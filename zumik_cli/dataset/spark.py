@@ -8,12 +8,14 @@ and against a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from typing import Any
 
-from zumik_cli.core.errors import MissingExtraError
+from zumik_cli.core.errors import MissingExtraError, ZumikError
 
 ENGINES = ("duckdb", "spark")
 MASTER_ENV = "ZUMIK_SPARK_MASTER"
@@ -46,6 +48,9 @@ def session(conf: dict[str, str] | None = None) -> Any:
         .appName("zumik")
         .config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS))
         .config("spark.sql.session.timeZone", "UTC")
+        # a window holds one (key, chain) timeline; a shared system prompt's is every request that sends it, so keep
+        # a million rows (about 100 MB) in memory before the sorter, not Spark's 4,096
+        .config("spark.sql.windowExec.buffer.in.memory.threshold", str(1 << 20))
         .config("spark.ui.enabled", "false")
         # Arrow both ways: a task's rows leave it as Arrow batches, the driver collects them as Arrow
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -63,4 +68,25 @@ def session(conf: dict[str, str] | None = None) -> Any:
         raise MissingExtraError(
             f"Spark could not start against {master()} ({str(exc).splitlines()[0][:200]}): check {MASTER_ENV} "
             f"and the Java runtime ({INSTALL})"
+        ) from None
+
+
+@contextlib.contextmanager
+def jobs(what: str) -> Iterator[None]:
+    """Spark jobs that failed after Spark's own retries (a lost executor is retried; four failures of one task, or a
+    cluster that went away, are not) as one ZumikError; zumik's own errors pass as they are."""
+    try:
+        yield
+    except ZumikError:
+        raise
+    except Exception as exc:
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        if not isinstance(exc, PySparkException | Py4JError):
+            raise
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ZumikError(
+            f"the Spark job for {what} failed on {master()} ({first[:300]}): nothing was written; check the cluster "
+            f"({MASTER_ENV}) and run the command again"
         ) from None

@@ -63,7 +63,9 @@ def ingest_spark(
         staging = data / f".staging-{run}"
         staging.mkdir()
         try:
-            return _run(session, [str(p) for p in found.files], data, staging, run, format, tokenizer, found.not_read)
+            with spark.jobs("ingest"):
+                files = [str(p) for p in found.files]
+                return _run(session, files, data, staging, run, format, tokenizer, found.not_read)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
