@@ -99,3 +99,20 @@ def test_an_unknown_engine_is_refused_with_the_ones_there_are(sample):
 
     assert result.exit_code == 1
     assert "unknown engine 'hadoop': use one of duckdb, spark" in result.stderr
+
+
+def test_zumik_diagnose_engine_spark_ingests_on_the_cluster_and_reports_the_embedded_figures(spark_cluster, tmp_path):
+    (tmp_path / "traces").mkdir()
+    write_jsonl(SynthConfig(seed=4, sessions=6), tmp_path / "traces" / "agents.jsonl")
+    runner = CliRunner()
+    args = ["diagnose", str(tmp_path / "traces"), "--no-report", "--json"]
+    embedded = runner.invoke(app, [*args, "--data", str(tmp_path / "embedded")])
+    on_spark = runner.invoke(app, [*args, "--data", str(tmp_path / "spark"), "--engine", "spark"])
+
+    assert embedded.exit_code == 0 and on_spark.exit_code == 0, on_spark.output
+    spark_json, embedded_json = json.loads(on_spark.stdout), json.loads(embedded.stdout)
+    # the Spark ingest ran: one task a file, its summary says so
+    assert spark_json["ingest"]["timings"] == {"tasks": 1.0}
+    for key in ("total_input_tokens", "eligible", "candidate", "realized", "missed", "causes", "money", "breakdowns"):
+        assert spark_json[key] == embedded_json[key], key
+    assert spark_json["recommendations"] == embedded_json["recommendations"]
