@@ -1,5 +1,5 @@
 # One entry point for people and CI. `make demo` runs the main job on the bundled sample traces;
-# `make test` sets everything up (Python packages, the CPU vLLM engine, Chromium) and runs the tests;
+# `make test` sets everything up (Python packages, the CPU vLLM engine, Chromium, Java) and runs the tests;
 # `make check` adds formatting, lint, types, import contracts and the docs check.
 
 VENV ?= .venv
@@ -7,7 +7,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast check lint docs docs-check engines browser notebook clean
+.PHONY: setup demo test test-fast check lint docs docs-check engines browser java notebook clean
 
 $(BIN)/zumik: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ engines: setup
 browser:
 	bash scripts/install-chromium.sh
 
-test: setup engines browser
+# the Spark engine's tests start a standalone cluster of JVMs: pyspark comes with the dev extra, Java from apt
+java:
+	bash scripts/install-java.sh
+
+test: setup engines browser java
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: setup

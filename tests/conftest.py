@@ -468,3 +468,30 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             missing = _missing_heavy_dependency(marker)
             if missing:
                 pytest.fail(f"CI must run the {marker} tests, but {missing}")
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A standalone Spark master and two workers (separate JVMs) for the session; ``--engine spark`` runs on it."""
+    import os
+
+    import spark_cluster as cluster_module
+
+    why = cluster_module.missing()
+    if why:
+        pytest.skip(why)
+    cluster = cluster_module.Cluster(tmp_path_factory.mktemp("spark-cluster")).start()
+    previous = os.environ.get("ZUMIK_SPARK_MASTER")
+    os.environ["ZUMIK_SPARK_MASTER"] = cluster.url
+    from zumik_cli.dataset import spark
+
+    session = spark.session({"spark.executor.memory": cluster_module.EXECUTOR_MEMORY})
+    try:
+        yield cluster
+    finally:
+        session.stop()
+        cluster.stop()
+        if previous is None:
+            os.environ.pop("ZUMIK_SPARK_MASTER", None)
+        else:
+            os.environ["ZUMIK_SPARK_MASTER"] = previous

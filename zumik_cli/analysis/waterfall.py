@@ -8,7 +8,7 @@ few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,12 +20,13 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from zumik_cli.analysis import capacity
+from zumik_cli.analysis import capacity, shards
 from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_tier_hits, token_prompts
 from zumik_cli.analysis.kv_memory import kv_shape, memory
 from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.schema import SESSION_LABEL
+from zumik_cli.dataset.spark import ENGINES
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.ingest.pipeline import UNLOGGED_PREFIX_METHOD
 from zumik_cli.rules.pack import RulesPack, resolve_packs
@@ -98,8 +99,12 @@ class WaterfallOptions:
     kv_model: str | None = None  # a shipped model name or a config.json: the curve in GiB of KV memory
     kv_dtype: str | None = None
     second_tier_tokens: int | None = None  # a second cache tier (CPU memory or disk) behind each engine's pool
+    engine: str = "duckdb"  # or "spark": the levels on a Spark cluster (same figures; analysis/spark_levels.py)
+    curve_sample_rate: float | None = None  # the curve from a SHARDS sample of the blocks (analysis/shards.py)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ZumikError(f"unknown engine {self.engine!r}: use one of {', '.join(ENGINES)}")
         # a TTL or a cache of nothing would turn every candidate into a cause without anyone asking for it
         if self.ttl_seconds is not None and not self.ttl_seconds > 0:
             raise ZumikError(f"a TTL must be above 0 seconds, not {self.ttl_seconds:g}: pass none for no expiry")
@@ -535,7 +540,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
             "ingest the traces again into a new dataset"
         )
     con.execute(_sql("units.sql"))
-    workload = compute_levels(con, _levels_coincide(con), dataset.parts("request_blocks"))
+    workload = _levels_engine(options)(con, _levels_coincide(con), dataset.parts("request_blocks"))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
     model = _cache_model(con, workload, packs, options.capacity_tokens is not None or options.curves)
     tier2 = options.second_tier_tokens
@@ -549,8 +554,10 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
                 else ", with --capacity-tokens for the first tier"
             )
         )
+    sampling = _sampled_curve(workload, model, options) if options.curves and options.curve_sample_rate else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
-        curve = _start_curve(con, workload, options.capacities, pool, model, tier2) if options.curves else None
+        exact = options.curves and sampling is None
+        curve = _start_curve(con, workload, options.capacities, pool, model, tier2) if exact else None
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
         tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2)
@@ -561,6 +568,8 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         summary = _summarise(con, options, packs, workload, model, curve)
     if tier_hits is not None:
         summary["second_tier"] = _tiers(con, workload, per_request, tier_hits, options, summary)
+    if sampling is not None:
+        summary.update(_sampled_summary(sampling, int(workload.sizes.sum()), summary["total_input_tokens"]["tokens"]))
     return Waterfall(summary=summary, per_request=per_request)
 
 
@@ -591,6 +600,39 @@ def _tiers(
         "requests_served_by_second_tier": int(((candidate - first) > 0).sum()),
         "evidence": evidence,
     }
+
+
+def _sampled_curve(workload: Workload, model: CacheModel, options: WaterfallOptions) -> shards.SampledCurve:
+    """The curve from a spatial sample of the blocks, for hash-id traces of one block size (the large ones)."""
+    if not model.uniform_block:
+        raise ZumikError(
+            "a sampled curve (--curve-sample) is for hash-id traces of one block size, under a pack without vLLM's "
+            "block pool: leave it out for this dataset, whose exact curve is computed"
+        )
+    rate = float(options.curve_sample_rate or 1.0)
+    return shards.sampled_curve(
+        workload.offsets, workload.units, workload.sizes, list(options.capacities), rate, model.uniform_block
+    )
+
+
+def _sampled_summary(sampling: shards.SampledCurve, block_tokens: int, total: int) -> dict[str, Any]:
+    """The sampled curve's points as the exact curve's (a share of all input tokens), with its rate and bound."""
+    scale = block_tokens / total if total else 0.0
+    points = [{"capacity_tokens": cap, "rate": round(min(ratio * scale, 1.0), 6)} for cap, ratio in sampling.points]
+    info = sampling.to_json()
+    info["error_bound"] = round(max(sampling.bounds, default=0.0) * scale, 6)
+    info["point_bounds"] = [round(b * scale, 6) for b in sampling.bounds]
+    return {"capacity_curve": points, "capacity_curve_sampling": info}
+
+
+def _levels_engine(options: WaterfallOptions) -> Callable[[duckdb.DuckDBPyConnection, bool, list[str]], Workload]:
+    """Where the levels pass runs; every step after it is the same for both engines."""
+    if options.engine == "spark":
+        from zumik_cli.analysis.spark_levels import compute_levels_spark
+
+        needed = options.curves or options.capacity_tokens is not None
+        return lambda con, coincide, parts: compute_levels_spark(con, coincide, parts, needed)
+    return compute_levels
 
 
 def _in_order(table: pa.Table) -> pa.Table:

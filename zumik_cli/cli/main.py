@@ -20,6 +20,7 @@ from zumik_cli.cli.options import (
     CapOpt,
     DataOpt,
     DefinitionsOpt,
+    EngineOpt,
     JsonOpt,
     RulesFileOpt,
     RulesOpt,
@@ -68,14 +69,22 @@ def ingest(
     tokenizer: Annotated[
         str | None, typer.Option(help="Tokenizer for every request: tiktoken:NAME or hf:/path/tokenizer.json.")
     ] = None,
+    engine: EngineOpt = "duckdb",
     as_json: JsonOpt = False,
 ) -> None:
     """Read traces into a dataset: normalise, identify, tokenize unique blocks once, quarantine bad records."""
     from zumik_cli.ingest.pipeline import ingest as run_ingest
 
-    bar, update = progress_bar("ingest")
-    with bar:
-        summary = run_ingest(paths, data, format=format, tokenizer=tokenizer, progress=update)
+    if engine == "spark":  # a file a task on the cluster; a new dataset, published once
+        from zumik_cli.ingest.spark_ingest import ingest_spark
+
+        summary = ingest_spark(paths, data, format=format, tokenizer=tokenizer)
+    elif engine != "duckdb":
+        raise InputError(f"unknown engine {engine!r}: use one of duckdb, spark")
+    else:
+        bar, update = progress_bar("ingest")
+        with bar:
+            summary = run_ingest(paths, data, format=format, tokenizer=tokenizer, progress=update)
     if as_json:
         print_json(summary.to_json())
     else:
@@ -142,7 +151,16 @@ def waterfall(
         str | None, typer.Option(help="KV cache type for --kv-model: bfloat16 (default), float16, fp8, float32.")
     ] = None,
     second_tier_tokens: SecondTierOpt = None,
+    curve_sample: Annotated[
+        float | None,
+        typer.Option(
+            metavar="RATE",
+            help="Compute the LRU curve from a SHARDS sample of the blocks at this rate (0.01: one in a hundred), for "
+            "hash-id traces too large for one pass; the rate and the error bound are printed beside the curve.",
+        ),
+    ] = None,
     definitions: DefinitionsOpt = False,
+    engine: EngineOpt = "duckdb",
     as_json: JsonOpt = False,
 ) -> None:
     """Compute the reuse waterfall (total, eligible, candidate, realized, missed) with causes and money."""
@@ -156,12 +174,26 @@ def waterfall(
         except typer.BadParameter as exc:
             raise InputError(f"--curve takes capacities in tokens separated by commas: {exc.message}") from None
         options = dataclasses.replace(options, capacities=(*ladder, None))
-    options = dataclasses.replace(options, kv_model=kv_model, kv_dtype=kv_dtype, second_tier_tokens=second_tier_tokens)
+    options = dataclasses.replace(
+        options,
+        kv_model=kv_model,
+        kv_dtype=kv_dtype,
+        second_tier_tokens=second_tier_tokens,
+        engine=engine,
+        curve_sample_rate=curve_sample,
+    )
     result = compute_waterfall(Dataset(data), options)
     if as_json:
         print_json(result.summary)
     else:
         show_waterfall(result, definitions)
+        if (sampling := result.summary.get("capacity_curve_sampling")) is not None:
+            bound = f"±{sampling['error_bound']:.4f}"
+            rows = [
+                {"capacity tokens": p["capacity_tokens"] or "unbounded", "rate": p["rate"], "error bound": bound}
+                for p in result.summary["capacity_curve"]
+            ]
+            terminal.simple_table(out, f"LRU curve, SHARDS sample at rate {sampling['rate']:g}", rows)
 
 
 @app.command("requests")
@@ -217,6 +249,7 @@ def diagnose(
         typer.Option("--releases", help="Alias release history (YAML): also simulate every routing policy."),
     ] = None,
     definitions: DefinitionsOpt = False,
+    engine: EngineOpt = "duckdb",
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest traces, compute the waterfall and write the HTML report: the main job, in one go."""
@@ -224,7 +257,7 @@ def diagnose(
 
     name = paths[0].name.split(".")[0] or "traces"
     options = waterfall_options(rules, ttl, capacity_tokens, None, None)
-    options = dataclasses.replace(options, second_tier_tokens=second_tier_tokens)
+    options = dataclasses.replace(options, second_tier_tokens=second_tier_tokens, engine=engine)
     bar, update = progress_bar("ingest")
     with bar:
         diagnosis = run_diagnosis(

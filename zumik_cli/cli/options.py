@@ -268,6 +268,14 @@ ByOpt = Annotated[
     list[str] | None,
     typer.Option("--by", metavar="KEY", help=f"Break down by {', '.join(BY_KEYS)} (repeatable)."),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="duckdb (this machine) or spark (a Spark cluster: ZUMIK_SPARK_MASTER, default local[*]; needs "
+        "pip install 'zumik[spark]' and Java 17). The figures are the same.",
+    ),
+]
 RulesFileOpt = Annotated[
     list[Path] | None, typer.Option("--rules-file", metavar="FILE", help="Add a rules pack file of your own.")
 ]

@@ -74,8 +74,14 @@ def diagnose(
     include_text: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Diagnosis:
-    """Ingest ``paths`` into the dataset at ``data`` and diagnose it."""
-    summary = ingest(list(paths), data, format=format, progress=progress)
+    """Ingest ``paths`` into the dataset at ``data`` and diagnose it (on Spark when ``options.engine`` says so and
+    the dataset is new; inputs a dataset already holds are skipped by the embedded ingest)."""
+    if options is not None and options.engine == "spark" and not (Path(data) / "manifest.json").exists():
+        from zumik_cli.ingest.spark_ingest import ingest_spark
+
+        summary = ingest_spark(list(paths), data, format=format)
+    else:
+        summary = ingest(list(paths), data, format=format, progress=progress)
     return replace(
         diagnose_dataset(Dataset(data), options, releases=releases, include_text=include_text), ingest=summary
     )

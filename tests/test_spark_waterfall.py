@@ -1,0 +1,118 @@
+"""`--engine spark` gives the embedded engine's waterfall, figure for figure, on a two-worker standalone cluster.
+
+The levels (the per-request shared prefixes at every level) run as Spark SQL windows over each key's timeline on
+the cluster's executors; every step after them is shared. So the test compares the whole JSON document: every
+stage, cause, money figure and curve point, on the sample traces, every real trace beside the checkout and three
+synth seeds, under the recorded rules and under a what-if (ideal rules, a 300 s TTL, a bounded cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
+from zumik_cli.cli import app
+from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.synth.traffic import SynthConfig, write_jsonl
+
+SAMPLE_TRACES = Path(__file__).resolve().parents[1] / "sample_traces"
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL_TRACES = sorted(p.name for p in REAL.iterdir()) if REAL.is_dir() else []
+SYNTH_SEEDS = (1, 2, 3)
+
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
+
+OPTIONS = {
+    "recorded": WaterfallOptions(by=("session", "model", "tenant", "day")),
+    "what-if": WaterfallOptions(rules="ideal", ttl_seconds=300, capacity_tokens=65_536),
+}
+# no curve and no bounded cache: the blocks never leave the executors
+NO_CURVE = WaterfallOptions(curves=False, ttl_seconds=3600)
+
+
+def _both(dataset: Dataset, options: WaterfallOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    embedded = compute_waterfall(dataset, options).summary
+    on_spark = compute_waterfall(dataset, dataclasses.replace(options, engine="spark")).summary
+    return embedded, on_spark
+
+
+def _assert_identical(embedded: dict[str, Any], on_spark: dict[str, Any]) -> None:
+    differing = [key for key in embedded if embedded[key] != on_spark.get(key)]
+    assert not differing, f"the engines differ in {differing}"
+    # the document as written, byte for byte
+    assert json.dumps(on_spark, sort_keys=True) == json.dumps(embedded, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    data = tmp_path_factory.mktemp("sample") / "data"
+    ingest([SAMPLE_TRACES], data)
+    return Dataset(data)
+
+
+@pytest.mark.parametrize("options", [*OPTIONS, "no-curve"])
+def test_the_sample_traces_waterfall_is_identical_on_the_cluster(spark_cluster, sample, options):
+    embedded, on_spark = _both(sample, OPTIONS.get(options, NO_CURVE))
+
+    assert embedded["eligible"]["tokens"] > 0 and embedded["candidate"]["tokens"] > 0
+    assert bool(embedded["capacity_curve"]) == (options != "no-curve")
+    _assert_identical(embedded, on_spark)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REAL_TRACES, reason=f"the real traces are not here ({REAL}); CI has them beside the checkout")
+@pytest.mark.parametrize("folder", REAL_TRACES)
+def test_every_real_trace_gives_the_same_waterfall_on_the_cluster(spark_cluster, tmp_path, folder):
+    data = tmp_path / "data"
+    ingest([REAL / folder], data)
+    for options in OPTIONS.values():
+        _assert_identical(*_both(Dataset(data), options))
+
+
+@pytest.mark.parametrize("seed", SYNTH_SEEDS)
+def test_synth_traffic_of_three_seeds_gives_the_same_waterfall_on_the_cluster(spark_cluster, tmp_path, seed):
+    trace = tmp_path / f"synth-{seed}.jsonl"
+    write_jsonl(SynthConfig(seed=seed, sessions=8), trace)
+    ingest([trace], tmp_path / "data")
+    for options in OPTIONS.values():
+        _assert_identical(*_both(Dataset(tmp_path / "data"), options))
+
+
+def test_zumik_waterfall_engine_spark_prints_the_embedded_json(spark_cluster, sample):
+    runner = CliRunner()
+    embedded = runner.invoke(app, ["waterfall", "--data", str(sample.root), "--json"])
+    on_spark = runner.invoke(app, ["waterfall", "--data", str(sample.root), "--json", "--engine", "spark"])
+
+    assert embedded.exit_code == 0 and on_spark.exit_code == 0, on_spark.output
+    assert json.loads(on_spark.stdout) == json.loads(embedded.stdout)
+
+
+def test_an_unknown_engine_is_refused_with_the_ones_there_are(sample):
+    result = CliRunner().invoke(app, ["waterfall", "--data", str(sample.root), "--engine", "hadoop"])
+
+    assert result.exit_code == 1
+    assert "unknown engine 'hadoop': use one of duckdb, spark" in result.stderr
+
+
+def test_zumik_diagnose_engine_spark_ingests_on_the_cluster_and_reports_the_embedded_figures(spark_cluster, tmp_path):
+    (tmp_path / "traces").mkdir()
+    write_jsonl(SynthConfig(seed=4, sessions=6), tmp_path / "traces" / "agents.jsonl")
+    runner = CliRunner()
+    args = ["diagnose", str(tmp_path / "traces"), "--no-report", "--json"]
+    embedded = runner.invoke(app, [*args, "--data", str(tmp_path / "embedded")])
+    on_spark = runner.invoke(app, [*args, "--data", str(tmp_path / "spark"), "--engine", "spark"])
+
+    assert embedded.exit_code == 0 and on_spark.exit_code == 0, on_spark.output
+    spark_json, embedded_json = json.loads(on_spark.stdout), json.loads(embedded.stdout)
+    # the Spark ingest ran: one task a file, its summary says so
+    assert spark_json["ingest"]["timings"] == {"tasks": 1.0}
+    for key in ("total_input_tokens", "eligible", "candidate", "realized", "missed", "causes", "money", "breakdowns"):
+        assert spark_json[key] == embedded_json[key], key
+    assert spark_json["recommendations"] == embedded_json["recommendations"]
