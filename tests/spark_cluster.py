@@ -38,7 +38,7 @@ def missing() -> str | None:
     if spark_home() is None:
         return "pyspark is not installed: pip install -e '.[dev]'"
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
-        return "no Java runtime: bash scripts/install-java.sh (as root) installs Java 17"
+        return "no Java runtime: make java (as root) installs Java 17"
     return None
 
 
