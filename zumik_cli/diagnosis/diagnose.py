@@ -20,7 +20,7 @@ from zumik_cli.diagnosis.divergence import CAUSES, compute_divergence
 from zumik_cli.diagnosis.recommend import compute_recommendations
 from zumik_cli.diagnosis.volatility import contexts, diff_span
 from zumik_cli.ingest.pipeline import IngestSummary, ingest
-from zumik_cli.replay.records import capacity_points, latest_by_policy, replay_runs
+from zumik_cli.replay.records import capacity_points, latest_by_policy, replay_runs, replayed_on
 from zumik_cli.routing.decisions import policy_comparison
 
 REPORT_BREAKDOWNS = ("model", "alias", "release", "tenant", "session")
@@ -131,7 +131,8 @@ def diagnose_dataset(
 
 def with_measured(policies: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each simulated policy's row with its latest replay beside it (``measured``, evidence ``replayed``), where one
-    exists: the requests it covered, what the engine measured and what the policy's simulation said of them."""
+    exists: the requests it covered, what the engine measured, on which engine and cache, and what the policy's
+    simulation said of them."""
     latest = latest_by_policy(runs)
     rows = []
     for row in policies:
@@ -140,7 +141,6 @@ def with_measured(policies: list[dict[str, Any]], runs: list[dict[str, Any]]) ->
             rows.append(row)
             continue
         simulated, measured = run.get("simulated_rate"), run["measured_rate"]
-        engine = run["engine"]
         measured_row = {
             "rate": measured,
             "predicted_rate": run["predicted_rate"],
@@ -149,9 +149,7 @@ def with_measured(policies: list[dict[str, Any]], runs: list[dict[str, Any]]) ->
             "requests": run["measured_requests"],
             "release": run["release"],
             "targets": len(run.get("targets", [])),
-            "engine": engine["name"],
-            "block_size": engine["block_size"],
-            "capacity_blocks": engine["capacity_blocks"],
+            **replayed_on(run),
             "run_id": run["run_id"],
             "evidence": "replayed",
         }

@@ -1,9 +1,9 @@
 """Replay runs as the dataset keeps them, for everything that shows a measurement without replaying again.
 
 Each `zumik replay` publishes one ``replays`` part: a row per request, and the run's summary (release, policy,
-targets, capacity, predicted and measured tokens, the policy's simulated figure for the same requests) in that
-part's Parquet metadata. Runs come back in the order they were published, the latest last, so "the latest replay
-of a policy" is the last one listed.
+targets, capacity and where it came from, predicted and measured tokens, the policy's simulated figure for the same
+requests) in that part's Parquet metadata. Runs come back in the order they were published, the latest last, so
+"the latest replay of a policy" is the last one listed.
 """
 
 from __future__ import annotations
@@ -47,24 +47,52 @@ def whole_traffic(run: dict[str, Any]) -> bool:
     return run["policy"] == "recorded" and options.get("release") is None and options.get("limit") is None
 
 
+def replayed_on(run: dict[str, Any]) -> dict[str, Any]:
+    """The engine and cache a run measured on: its name and device, block size, capacity in blocks and tokens, where
+    that capacity came from (``capacity_source``; "unknown" for a run recorded before runs said) and whether it
+    cost any predicted reuse (``capacity_binds``; an allocated cache that never does is unbounded in practice)."""
+    engine = run["engine"]
+    blocks, block_size = engine.get("capacity_blocks"), engine.get("block_size")
+    return {
+        "engine": engine["name"],
+        "device": engine.get("device"),
+        "block_size": block_size,
+        "capacity_blocks": blocks,
+        "capacity_tokens": int(blocks) * int(block_size) if blocks and block_size else None,
+        "capacity_source": engine.get("capacity_source") or "unknown",
+        "capacity_binds": engine.get("capacity_binds"),
+    }
+
+
+def on_curve(replayed: dict[str, Any]) -> bool:
+    """Whether a replay's capacity was one someone chose or the server confirmed: only then is its measurement a
+    point at that capacity. What an engine allocated by itself is an accident of its memory, not a capacity."""
+    return replayed["capacity_tokens"] is not None and replayed["capacity_source"] in MEASURED_CAPACITIES
+
+
+MEASURED_CAPACITIES = ("chosen", "confirmed")
+
+
 def capacity_points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One measured point per replayed capacity of the whole traffic (the latest run at each), smallest first."""
-    points: dict[int, dict[str, Any]] = {}
+    """One measured point per replayed capacity of the whole traffic (the latest run at each), smallest first.
+
+    ``on_curve`` marks the points drawn at their capacity; the others (an engine's own allocation, a run that did
+    not record where its capacity came from) are kept to be compared with the unbounded figure instead."""
+    points: dict[tuple[int, bool], dict[str, Any]] = {}
     for run in runs:
-        engine = run["engine"]
-        if not whole_traffic(run) or not engine.get("capacity_blocks") or not engine.get("block_size"):
+        replayed = replayed_on(run)
+        capacity = replayed["capacity_tokens"]
+        if not whole_traffic(run) or capacity is None:
             continue
-        capacity = int(engine["capacity_blocks"]) * int(engine["block_size"])
-        points[capacity] = {
-            "capacity_tokens": capacity,
-            "capacity_blocks": engine["capacity_blocks"],
-            "block_size": engine["block_size"],
+        drawn = on_curve(replayed)
+        points[capacity, drawn] = {
+            **replayed,
+            "on_curve": drawn,
             "measured_rate": run["measured_rate"],
             "predicted_rate": run["predicted_rate"],
             "requests": run["measured_requests"],
-            "engine": engine["name"],
-            "capacity_confirmed": engine.get("capacity_confirmed", True),
+            "capacity_confirmed": run["engine"].get("capacity_confirmed", True),
             "run_id": run["run_id"],
             "evidence": "replayed",
         }
-    return [points[c] for c in sorted(points)]
+    return [points[key] for key in sorted(points)]

@@ -201,16 +201,19 @@ def replay(
     prompts = namespaced(requests, block_size)
     predicted = np.zeros(len(prompts), dtype=np.int64)
     measured: list[int | None] = []
+    binds = False
     for first, last in target_runs(requests):
         # every target is a cache of its own: a fresh engine cache and a fresh prediction for each
         if first:
             engine.reset()
         predicted[first:last] = predict(prompts[first:last], block_size, info.capacity_blocks)
+        if info.capacity_blocks is not None and not binds:
+            binds = bool((predict(prompts[first:last], block_size, None) != predicted[first:last]).any())
         for done in range(first, last):
             measured.append(engine.run([int(t) for t in prompts[done]]).cached_tokens)
             if progress:
                 progress(done + 1, len(prompts))
-    return _record(dataset, options, info, requests, predicted, measured, block_size, usage_only)
+    return _record(dataset, options, info, requests, predicted, measured, block_size, usage_only, binds)
 
 
 def _record(
@@ -222,6 +225,7 @@ def _record(
     measured_all: list[int | None],
     block_size: int,
     usage_only: int,
+    capacity_binds: bool,
 ) -> ReplayResult:
     run_id = uuid.uuid4().hex[:12]
     bounded = info.capacity_blocks is not None
@@ -253,6 +257,7 @@ def _record(
         )
     table = pa.Table.from_pylist(rows, schema=REPLAYS)
     summary = summarise(rows, info, options, usage_only)
+    summary["engine"]["capacity_binds"] = capacity_binds
     summary["targets"] = _by_target(requests, rows)
     summary.update(_simulated(dataset, options.policy, [r.rid for r in requests]))
     publish(dataset.root, {"replays": with_run(table, summary)}, extra={"replay": summary})
@@ -332,6 +337,7 @@ def summarise(
             "block_size": info.block_size,
             "capacity_blocks": info.capacity_blocks,
             "capacity_confirmed": info.capacity_confirmed,
+            "capacity_source": info.capacity_source,
         },
         "requests": len(rows),
         "measured_requests": len(known),

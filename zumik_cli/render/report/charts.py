@@ -246,7 +246,8 @@ def capacity_figure(
     curve: Sequence[Mapping[str, Any]], evidence: object, measured: Sequence[Mapping[str, Any]] = ()
 ) -> Figure | None:
     """Candidate reuse against KV-cache capacity on a log axis; an unbounded cache is the dashed ceiling, and each
-    replay of the whole traffic at a capacity is a point over the curve in the colour of ``replayed``.
+    replay of the whole traffic at a chosen or confirmed capacity is a point over the curve in the colour of
+    ``replayed``.
 
     Returns None when the curve has no bounded point, since a log axis of nothing is not a chart.
     """
@@ -303,7 +304,10 @@ def capacity_figure(
                 "font": {"color": _MUTED, "size": 12},
             }
         ]
-    points = [point for point in measured if (as_number(point.get("capacity_tokens")) or 0.0) > 0]
+    # a replay on whatever the engine allocated by itself measured no chosen capacity: it is not a point on the curve
+    points = [
+        point for point in measured if point.get("on_curve") and (as_number(point.get("capacity_tokens")) or 0.0) > 0
+    ]
     traces = [line]
     if any("second_tier_rate" in point for point in bounded):
         # with a second tier the line is both tiers together; the dotted one is what the first tier served alone

@@ -9,7 +9,9 @@ callers still escape them before they go into HTML.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 NOT_AVAILABLE = "n/a"
 
@@ -105,6 +107,30 @@ def format_capacity(tokens: object) -> str:
     if tokens is None:
         return "unbounded"
     return format_tokens(tokens)
+
+
+def format_replayed_cache(replayed: Mapping[str, Any]) -> str:
+    """The cache a replay measured on, in words: "vllm-cpu, 32-token blocks, 14.7K-token cache". Only a capacity that
+    was chosen or confirmed is stated as one; an engine's own allocation that evicted nothing is "unbounded"."""
+    engine = str(replayed.get("engine") or "an engine")
+    if replayed.get("device") == "cpu":
+        engine += "-cpu"
+    parts = [engine]
+    if as_number(replayed.get("block_size")) is not None:
+        parts.append(f"{format_count(replayed.get('block_size'))}-token blocks")
+    tokens, source = replayed.get("capacity_tokens"), replayed.get("capacity_source")
+    size = format_capacity(tokens)
+    if tokens is None:
+        parts.append("cache size unknown")
+    elif source in ("chosen", "confirmed"):
+        parts.append(f"{size}-token cache")
+    elif source == "allocated" and replayed.get("capacity_binds") is False:
+        parts.append(f"unbounded (the engine's own {size}-token cache, which evicted nothing)")
+    elif source == "allocated":
+        parts.append(f"the engine's own {size}-token cache (no --kv-blocks)")
+    else:
+        parts.append(f"a {size}-token cache not recorded as chosen")
+    return ", ".join(parts)
 
 
 def format_latency(milliseconds: object) -> str:

@@ -17,6 +17,7 @@ from zumik_cli.render.report.format import (
     format_latency,
     format_money,
     format_percent,
+    format_replayed_cache,
     format_tokens,
     share_of,
 )
@@ -129,6 +130,7 @@ def _measured(measured: Mapping[str, Any]) -> Markup:
     gap = as_number(measured.get("measured_minus_simulated_pp"))
     if gap is not None:
         scope += f"; {gap:+.2f} pt vs simulated"
+    scope += f"; measured on {format_replayed_cache(measured)}"
     return join(
         [
             tag("span", format_percent(measured.get("rate")), class_="measured"),

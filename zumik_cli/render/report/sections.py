@@ -23,6 +23,7 @@ from zumik_cli.render.report.format import (
     format_count,
     format_money,
     format_percent,
+    format_replayed_cache,
     format_tokens,
     share_of,
 )
@@ -553,25 +554,36 @@ def _tiers(waterfall: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) -> 
     return join(parts)
 
 
-def _replayed_capacities(points: Sequence[Mapping[str, Any]]) -> Markup:
-    """The replayed points as words, for readers without the chart: capacity, measured and predicted."""
-    if not points:
-        return Markup("")
-    each = [
-        f"{format_capacity(p.get('capacity_tokens'))} tokens: {format_percent(p.get('measured_rate'))} measured, "
-        f"{format_percent(p.get('predicted_rate'))} predicted"
-        for p in points
-    ]
-    return join(
-        [
-            " Diamonds: replays of every request on an engine (",
+def _replayed_capacities(points: Sequence[Mapping[str, Any]], unbounded: Mapping[str, Any] | None) -> Markup:
+    """The replayed points as words, for readers without the chart: capacity, measured and predicted. A replay at a
+    capacity nobody chose is set beside the unbounded figure instead of being drawn."""
+    drawn = [p for p in points if p.get("on_curve")]
+    parts: list[object] = []
+    if drawn:
+        each = [
+            f"{format_capacity(p.get('capacity_tokens'))} tokens: {format_percent(p.get('measured_rate'))} measured, "
+            f"{format_percent(p.get('predicted_rate'))} predicted"
+            for p in drawn
+        ]
+        parts += [
+            " Diamonds: replays of every request on an engine at a capacity given with --kv-blocks or read from the "
+            "server (",
             "; ".join(each),
             ") ",
             badge("replayed"),
             " The line follows this report's rules packs: where every request is judged under a pack with vLLM's "
             "eviction at the engine's block size, it is the engine's own model and each diamond sits on it.",
         ]
-    )
+    against = f" against {format_percent(unbounded.get('rate'))} unbounded" if unbounded else ""
+    for p in points:
+        if p.get("on_curve"):
+            continue
+        parts += [
+            f" Not drawn at its size: a replay of every request on {format_replayed_cache(p)}, measured "
+            f"{format_percent(p.get('measured_rate'))}{against} ",
+            badge("replayed"),
+        ]
+    return join(parts)
 
 
 def capacity_section(
@@ -604,7 +616,7 @@ def capacity_section(
                 f"Unbounded: {format_percent(unbounded.get('rate'))}. " if unbounded else "",
                 badge(curve_evidence),
                 _tiers(waterfall, curve),
-                _replayed_capacities(points),
+                _replayed_capacities(points, unbounded),
             ]
         ),
         class_="small muted",

@@ -375,7 +375,8 @@ def replay(console: Console, summary: dict[str, Any]) -> None:
         f"on {engine['name']} "
         f"{engine['version']} ({engine['device']}), block size {engine['block_size']}, "
         f"capacity {engine['capacity_blocks']} blocks"
-        + ("" if engine.get("capacity_confirmed", True) else " (as given: the server did not report its capacity)"),
+        + ("" if engine.get("capacity_confirmed", True) else " (as given: the server did not report its capacity)")
+        + (" (what the engine allocated: no --kv-blocks)" if engine.get("capacity_source") == "allocated" else ""),
         highlight=False,
     )
     table = numbers_table(

@@ -17,7 +17,10 @@ class EngineInfo:
 
     ``block_size`` and ``capacity_blocks`` are ``None`` when the engine cannot tell (a remote server
     whose flags zumik was not given). ``capacity_blocks`` counts usable blocks, not the ones the engine
-    holds back for itself.
+    holds back for itself. ``capacity_source`` says where that capacity came from: ``chosen`` (given with
+    ``--kv-blocks``), ``confirmed`` (read from the server's ``vllm:cache_config_info``), ``allocated`` (whatever
+    the engine sized by itself) or ``unknown``. Only a chosen or confirmed one is a capacity a measurement can be
+    drawn at.
     """
 
     name: str
@@ -27,6 +30,7 @@ class EngineInfo:
     capacity_blocks: int | None
     model: str
     capacity_confirmed: bool = True  # False: a remote server whose capacity zumik could not read, taken on trust
+    capacity_source: str = "unknown"
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class OpenAIHttpEngine:
             capacity_blocks=capacity_blocks,
             model=self._model,
             capacity_confirmed=served is not None,
+            capacity_source="confirmed" if served is not None else "unknown" if capacity_blocks is None else "chosen",
         )
 
     def run(self, prompt_token_ids: list[int]) -> EngineResult:

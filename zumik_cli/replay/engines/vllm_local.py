@@ -100,6 +100,7 @@ class VllmLocalEngine:
             block_size=config.cache_config.block_size,
             capacity_blocks=config.cache_config.num_gpu_blocks - 1,
             model=model_path,
+            capacity_source="allocated" if capacity_blocks is None else "chosen",
         )
 
     def run(self, prompt_token_ids: list[int]) -> EngineResult:
