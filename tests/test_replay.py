@@ -366,6 +366,7 @@ def test_the_http_engine_reads_the_servers_capacity_and_refuses_a_kv_blocks_that
 
     served = OpenAIHttpEngine(vllm_server).info
     assert served.capacity_confirmed
+    assert served.capacity_source == "confirmed"  # a capacity the report may draw, though no --kv-blocks was given
     assert served.block_size == BLOCK
     assert served.capacity_blocks is not None and served.capacity_blocks > 0
 

@@ -20,6 +20,7 @@ from zumik_cli.dataset.schema import REPLAYS
 from zumik_cli.dataset.store import Dataset, publish
 from zumik_cli.diagnosis.diagnose import diagnose_dataset
 from zumik_cli.ingest.pipeline import ingest
+from zumik_cli.render.report.format import format_tokens
 from zumik_cli.render.report.page import ReportInputs, render_report
 from zumik_cli.replay.records import capacity_points, latest_by_policy, replay_runs, with_run
 from zumik_cli.replay.run import ReplayOptions, compare, replay
@@ -38,7 +39,13 @@ def section_of(page: str, anchor: str) -> str:
 def run_summary(
     run_id: str, policy: str, *, release: str | None, capacity: int, measured: float, source: str | None = "chosen"
 ) -> dict[str, Any]:
-    engine = {"name": "vllm", "device": "cpu", "block_size": 32, "capacity_blocks": capacity, "capacity_confirmed": True}
+    engine = {
+        "name": "vllm",
+        "device": "cpu",
+        "block_size": 32,
+        "capacity_blocks": capacity,
+        "capacity_confirmed": True,
+    }
     if source is not None:  # None: a run recorded before runs said where their capacity came from
         engine["capacity_source"] = source
     return {
@@ -159,6 +166,15 @@ def test_the_reports_policy_table_shows_each_replayed_policys_measured_reuse_as_
     assert f"{replayed['measured_minus_simulated_pp']:+.2f} pt vs simulated" in text
     assert text.count("not replayed") == 1
 
+    # replayed without --kv-blocks: on whatever the engine allocated, which these few requests never filled
+    assert (measured["engine"], measured["device"], measured["block_size"]) == ("vllm", "cpu", BLOCK)
+    assert (measured["capacity_source"], measured["capacity_binds"]) == ("allocated", False)
+    cache = format_tokens(measured["capacity_tokens"])
+    assert (
+        f"measured on vllm-cpu, 32-token blocks, unbounded (the engine's own {cache}-token cache, which evicted "
+        "nothing)"
+    ) in text
+
 
 @pytest.mark.vllm
 def test_a_bounded_replay_is_a_measured_point_on_the_reports_capacity_curve_where_the_curve_predicts_it(
@@ -171,21 +187,32 @@ def test_a_bounded_replay_is_a_measured_point_on_the_reports_capacity_curve_wher
     capacity_blocks = 64
     result = replay(Dataset(data), ReplayOptions(kv_blocks=capacity_blocks), engine=engine(capacity_blocks))
     assert result.summary["exact_agreement"] == 1.0, result.summary["disagreements"]
+    assert result.summary["engine"]["capacity_source"] == "chosen"
+    assert result.summary["engine"]["capacity_binds"] is True  # 64 blocks evict between turns
+    # the same traffic without --kv-blocks: the engine sizes its cache itself, a size nobody chose
+    own = replay(Dataset(data), ReplayOptions(), engine=engine()).summary
+    assert (own["engine"]["capacity_source"], own["engine"]["capacity_binds"]) == ("allocated", False)
 
     pack = _vllm_pack_file(tmp_path, BLOCK)
     capacity = capacity_blocks * BLOCK
     options = WaterfallOptions(rules=f"vllm-{BLOCK}", rules_files=(str(pack),), capacities=(capacity, None))
     diagnosis, page = report_of(data, options)
     assert diagnosis.replay_points is not None
-    [point] = diagnosis.replay_points
-    assert (point["capacity_tokens"], point["evidence"]) == (capacity, "replayed")
+    [point, unchosen] = diagnosis.replay_points
+    assert (point["capacity_tokens"], point["evidence"], point["on_curve"]) == (capacity, "replayed", True)
     assert point["measured_rate"] == result.summary["measured_rate"]
-    assert diagnosis.to_json()["replayed"]["capacity_points"] == [point]
+    assert (unchosen["capacity_source"], unchosen["on_curve"]) == ("allocated", False)
+    assert diagnosis.to_json()["replayed"]["capacity_points"] == [point, unchosen]
     # the curve under the same pack and capacity predicts the engine's figure: the point sits on the curve
     curve = {p["capacity_tokens"]: p["rate"] for p in diagnosis.waterfall.summary["capacity_curve"]}
     assert curve[capacity] == pytest.approx(point["measured_rate"], abs=1e-6)
+    # the replay on the engine's own allocation measured the unbounded candidate: that is what it is set beside
+    assert curve[None] == pytest.approx(unchosen["measured_rate"], abs=1e-6)
 
     text = section_of(page, "capacity")
     rate = f"{point['measured_rate'] * 100:.1f}%"
-    assert f"Diamonds: replays of every request on an engine (2.0K tokens: {rate} measured, {rate} predicted)" in text
-    assert '"symbol":"diamond"' in page.replace(" ", "")
+    assert f"with --kv-blocks or read from the server (2.0K tokens: {rate} measured, {rate} predicted)" in text
+    unbounded = f"{curve[None] * 100:.1f}%"
+    assert f"which evicted nothing), measured {unbounded} against {unbounded} unbounded" in text
+    diamonds = re.search(r'"symbol":"diamond".*?"x":\[([^\]]*)\]', page.replace(" ", ""))
+    assert diamonds and diamonds.group(1) == f"{capacity:.1f}", "the engine's own allocation is not drawn"
