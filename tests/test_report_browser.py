@@ -424,14 +424,26 @@ def test_replayed_figures_are_drawn_over_the_capacity_curve_and_stand_in_the_pol
     report_manifest: dict[str, Any],
     report_policies: list[dict[str, Any]],
 ) -> None:
+    cache = {"engine": "vllm", "device": "cpu", "block_size": 32, "capacity_tokens": 65_536}
     measured = {"rate": 0.615, "release": "alr_2026_06_09_003", "requests": 46, "measured_minus_simulated_pp": -2.5}
     policies = [
-        {**row, "measured": {**measured, "evidence": "replayed"}} if row["policy"] == "cache_affinity" else row
+        {**row, "measured": {**measured, **cache, "capacity_source": "chosen", "evidence": "replayed"}}
+        if row["policy"] == "cache_affinity"
+        else row
         for row in report_policies
     ]
     points = [
-        {"capacity_tokens": 65_536, "measured_rate": 0.25, "predicted_rate": 0.25, "engine": "vllm"},
-        {"capacity_tokens": 1_048_576, "measured_rate": 0.57, "predicted_rate": 0.57, "engine": "vllm"},
+        {**cache, "capacity_source": "chosen", "on_curve": True, "measured_rate": 0.25, "predicted_rate": 0.25},
+        # what the engine allocated without --kv-blocks: no capacity anyone chose, so not a point on the curve
+        {
+            **cache,
+            "capacity_tokens": 1_048_576,
+            "capacity_source": "allocated",
+            "capacity_binds": False,
+            "on_curve": False,
+            "measured_rate": 0.57,
+            "predicted_rate": 0.57,
+        },
     ]
     inputs = report_inputs(report_waterfall, report_manifest, policies, None)
     path = write_report(dataclasses.replace(inputs, replay_points=points), tmp_path / "report.html")
@@ -439,9 +451,15 @@ def test_replayed_figures_are_drawn_over_the_capacity_curve_and_stand_in_the_pol
 
     capacity = page.evaluate(CAPACITY_JS)
     assert [trace["mode"] for trace in capacity["traces"]] == ["lines+markers", "markers"]
-    assert capacity["traces"][1]["x"] == [65_536, 1_048_576]
-    assert capacity["traces"][1]["y"] == [0.25, 0.57]
+    assert capacity["traces"][1]["x"] == [65_536]
+    assert capacity["traces"][1]["y"] == [0.25]
+    assert "Not drawn at its size: a replay of every request on vllm-cpu, 32-token blocks, unbounded" in (
+        page.inner_text("#capacity")
+    )
     row = page.locator("#policies tr", has_text="cache_affinity")
     assert "61.5% replayed" in row.inner_text()
-    assert "46 requests of alr_2026_06_09_003; -2.50 pt vs simulated" in row.inner_text()
+    assert (
+        "46 requests of alr_2026_06_09_003; -2.50 pt vs simulated; measured on vllm-cpu, 32-token blocks, "
+        "65.5K-token cache"
+    ) in row.inner_text()
     assert page.locator("#policies tr", has_text="cheapest").get_by_text("not replayed").count() == 1
