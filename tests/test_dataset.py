@@ -61,6 +61,26 @@ def test_the_views_show_every_listed_part_and_nothing_else(dataset: Path) -> Non
     assert con.execute("SELECT count(DISTINCT rid), count(*) FROM requests").fetchone() == (12, 12)
 
 
+def test_connections_to_one_snapshot_share_its_views_and_keep_their_temp_tables_and_settings_apart(
+    dataset: Path,
+) -> None:
+    snapshot = Dataset(dataset)
+    first, second = snapshot.connect(), snapshot.connect()
+    first.execute("CREATE TEMP TABLE req AS SELECT 1 AS x")
+    second.execute("CREATE TEMP TABLE req AS SELECT 2 AS x")  # the waterfall's temp names, in two connections
+    first.execute("SET enable_progress_bar_print = true")
+
+    assert (first.execute("SELECT x FROM req").fetchall(), second.execute("SELECT x FROM req").fetchall()) == (
+        [(1,)],
+        [(2,)],
+    )
+    assert second.execute("SELECT current_setting('enable_progress_bar_print')").fetchone() == (False,)
+    assert (
+        first.execute("SELECT count(*) FROM requests").fetchone()
+        == second.execute("SELECT count(*) FROM requests").fetchone()
+    )
+
+
 def test_a_table_with_no_parts_is_an_empty_view_with_its_columns(tmp_path: Path) -> None:
     ingest([FIXTURES / "mooncake.jsonl"], tmp_path / "data")
 

@@ -2,7 +2,8 @@
 
 Compiling those kernels is most of what a fresh install's first run costs (about 25 s of its 34 s here), and
 loading them from numba's cache a fifth of a second of every run; below a size, hashlib and Arrow's JSON reader
-do the same work in milliseconds.
+do the same work in milliseconds. What a run does not use is not imported: numba loads with the first kernel
+run, and a diagnose without a report loads no charting, tokenizer or secrets library.
 """
 
 from __future__ import annotations
@@ -71,3 +72,33 @@ def test_a_small_trace_loads_neither_the_blake2b_kernels_nor_the_scanner(trace: 
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "0", "0"]
+
+
+def _loaded_after(script: str, *args: str) -> list[str]:
+    """Which of the heavy optional modules ``script`` (run in a fresh interpreter) left loaded."""
+    heavy = ("numba", "llvmlite", "plotly", "polars", "tiktoken", "tokenizers", "PIL", "detect_secrets")
+    script += f"\nprint(*sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()[-1].split()  # the last line: a command's own output comes before it
+
+
+def test_the_command_line_and_the_diagnose_library_load_without_numba() -> None:
+    # Commands that run no compiled kernel (--help, check, formats, rules) skip numba's import and LLVM.
+    script = (
+        "import sys\n"
+        "import zumik_cli.cli, zumik_cli.diagnosis.diagnose, zumik_cli.analysis.waterfall, zumik_cli.ingest.pipeline"
+    )
+    assert _loaded_after(script) == []
+
+
+def test_a_small_diagnose_without_a_report_loads_no_charting_tokenizer_or_secrets_library(
+    trace: Path, tmp_path: Path
+) -> None:
+    script = (
+        "import sys\n"
+        "from zumik_cli.cli import app\n"
+        "app(['diagnose', sys.argv[1], '--data', sys.argv[2], '--no-report', '--json'], standalone_mode=False)"
+    )
+    loaded = _loaded_after(script, str(trace), str(tmp_path / "d"))
+    assert set(loaded) <= {"numba", "llvmlite"}, loaded  # the levels pass and the capacity curve are compiled

@@ -13,17 +13,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from zumik_cli.analysis import capacity, shards
 from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_tier_hits, token_prompts
 from zumik_cli.analysis.kv_memory import kv_shape, memory
-from zumik_cli.analysis.levels import Workload, compute_levels
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.schema import SESSION_LABEL
 from zumik_cli.dataset.spark import ENGINES
@@ -31,6 +29,10 @@ from zumik_cli.dataset.store import Dataset
 from zumik_cli.ingest.pipeline import UNLOGGED_PREFIX_METHOD
 from zumik_cli.rules.pack import RulesPack, resolve_packs
 from zumik_cli.rules.prices import Cost, Tokens, Unpriced, price
+
+if TYPE_CHECKING:  # the modules with compiled kernels load numba: imported where a kernel runs
+    from zumik_cli.analysis import shards
+    from zumik_cli.analysis.levels import Workload
 from zumik_cli.rules.targets import register_target_rules
 
 MAX_SIBLINGS = 64
@@ -303,8 +305,12 @@ def _capacity_hits(
         hits = tiers[0] + tiers[1]
         uncut = hits >= _block_pool_hits(model.pools, len(rids), model.pool_block, None)[0]
     elif model.uniform_block:
+        from zumik_cli.analysis import capacity
+
         hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // model.uniform_block)
     else:
+        from zumik_cli.analysis import capacity
+
         hits = capacity.request_hits(offsets, _sized_units(workload), sizes, capacity_tokens)
     table = pa.table(
         {
@@ -420,6 +426,8 @@ def _start_curve(
     A hit counts in the request's own provider tokens (its counted sizes times the scale that the stages apply), so
     that the curve and the stages measure the same tokens and no point can pass eligible; the cache holds counted
     tokens, as a bounded candidate does."""
+    from zumik_cli.analysis import capacity
+
     offsets, units, sizes = workload.offsets, workload.units, workload.sizes
     if model.pools is not None:  # the engine's own model, as the bounded candidate under the same pack
         scales = _request_scales(con, workload)
@@ -609,6 +617,8 @@ def _sampled_curve(workload: Workload, model: CacheModel, options: WaterfallOpti
             "a sampled curve (--curve-sample) is for hash-id traces of one block size, under a pack without vLLM's "
             "block pool: leave it out for this dataset, whose exact curve is computed"
         )
+    from zumik_cli.analysis import shards
+
     rate = float(options.curve_sample_rate or 1.0)
     return shards.sampled_curve(
         workload.offsets, workload.units, workload.sizes, list(options.capacities), rate, model.uniform_block
@@ -632,6 +642,8 @@ def _levels_engine(options: WaterfallOptions) -> Callable[[duckdb.DuckDBPyConnec
 
         needed = options.curves or options.capacity_tokens is not None
         return lambda con, coincide, parts: compute_levels_spark(con, coincide, parts, needed)
+    from zumik_cli.analysis.levels import compute_levels
+
     return compute_levels
 
 

@@ -274,6 +274,7 @@ class Dataset:
     object's collection, or the process's end)."""
 
     _lease: Any = None
+    _database: duckdb.DuckDBPyConnection | None = None  # the snapshot's views, opened once; callers get cursors
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -300,21 +301,37 @@ class Dataset:
         return [str(self.root / p) for p in self.manifest.parts.get(table, [])]
 
     def connect(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+        """A connection to DuckDB with a view of each table; its temp tables and registered objects are its own.
+
+        The views live in one in-memory database per snapshot, opened by the first call: starting DuckDB and
+        reading each table's Parquet schema is done once, not once for every step of a run that connects.
+        ``threads`` asks for a database of its own with that many threads.
+        """
+        if threads is not None:
+            con = self._open(threads)
+        else:
+            if self._database is None:
+                self._database = self._open(None)
+            con = self._database.cursor()
+        # DuckDB draws a progress bar on stdout for any query over two seconds, terminal or not: stdout is data.
+        # The setting is the connection's own. Inside Jupyter it is refused (it wants ipywidgets), and there
+        # stdout is not data anyway.
+        with contextlib.suppress(duckdb.InvalidInputException):
+            con.execute("SET enable_progress_bar_print = false")
+        # the connection reads this snapshot's parts until it is closed: it keeps the snapshot's lease, so that
+        # ``Dataset(path).connect()`` is safe although the Dataset itself is gone at once
+        weakref.finalize(con, _keep, self)
+        return con
+
+    def _open(self, threads: int | None) -> duckdb.DuckDBPyConnection:
         # Bounded memory whatever the dataset's size: past the limit DuckDB spills its sorts, joins and temp
         # tables to a folder inside the dataset rather than growing (80% of the machine by default).
         con = duckdb.connect(
             ":memory:", config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(self.root / ".duckdb-tmp")}
         )
-        # DuckDB draws a progress bar on stdout for any query over two seconds, terminal or not: stdout is data.
-        # Inside Jupyter the setting is refused (it wants ipywidgets), and there stdout is not data anyway.
-        with contextlib.suppress(duckdb.InvalidInputException):
-            con.execute("SET enable_progress_bar_print = false")
         # as many threads as CPUs this process may use, not the machine's cores (``core.cpus``)
         con.execute(f"SET threads = {int(threads or available_cpus())}")
         size_arrow_pools()
-        # the connection reads this snapshot's parts until it is closed: it keeps the snapshot's lease, so that
-        # ``Dataset(path).connect()`` is safe although the Dataset itself is gone at once
-        weakref.finalize(con, _keep, self)
         for table in self.manifest.parts:
             parts = self.parts(table)
             if parts:

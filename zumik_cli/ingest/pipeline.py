@@ -36,7 +36,6 @@ from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.core.redact import redact
 from zumik_cli.dataset.schema import BLOCKS, REQUEST_BLOCKS, REQUESTS, TABLES, TOKENS
 from zumik_cli.dataset.store import Manifest, publish_staged, read_manifest, remove_orphans, writer_lock
-from zumik_cli.ingest.rows import ChainCache, block_rows, hash_rows
 from zumik_cli.ingest.tokenization import Tokenizer, load_tokenizer, tokenizer_for_model
 from zumik_cli.readers.hashid import HashColumns
 from zumik_cli.readers.inputs import Input, find_inputs, regular_input, spool_stream
@@ -168,6 +167,8 @@ def _manifest_columns(
     rids: list[int], bids: list[list[int]], chains: list[list[int]], sizes: list[list[int]]
 ) -> Columns:
     """request_blocks columns for a batch, built with numpy rather than seven appends per block."""
+    from zumik_cli.ingest.rows import block_rows
+
     offsets = np.zeros(len(bids) + 1, dtype=np.int64)
     np.cumsum(np.fromiter((len(b) for b in bids), dtype=np.int64, count=len(bids)), out=offsets[1:])
     total = int(offsets[-1])
@@ -731,6 +732,8 @@ def _ingest_run(
     known: _Known,
     unlogged_prefix: bool,
 ) -> IngestSummary:
+    from zumik_cli.ingest.rows import ChainCache, hash_rows  # compiled kernels: numba loads with them
+
     writer = _PartWriter(staging, run)
     chain_cache = ChainCache()
     materializer = _Materializer(tokenizer, known.blocks)
