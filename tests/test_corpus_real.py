@@ -1,5 +1,6 @@
 """Real public logs, read exactly: one small excerpt per format in tests/fixtures/real/<format>/, each with the
-SOURCE.md that names its repository, commit, path and licence.
+SOURCE.md that names its repository, commit, path and licence; for the formats of the real traces beside the
+checkout (../shared/data/real, whose README names their sources), one of those files, read from there.
 
 The expected figures are counted from the raw files without zumik (a few lines of json per format, see each
 case), and written here as literals. VCR cassettes (recorded API calls) are read as one ``{request, response}``
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import real_data_path
 
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.ingest.pipeline import ingest
@@ -21,6 +23,13 @@ from zumik_cli.readers import FROM_DOCUMENTATION_ONLY, evidence, load_formats
 
 CORPUS = Path(__file__).parent / "fixtures" / "real"
 DOCS = Path(__file__).parent.parent / "docs" / "formats.md"
+# formats whose real sample is one of the real traces beside the checkout (its licence file beside it)
+SHARED = {
+    "mini-swe-agent": "mini_swe_agent_gemini3pro/django__django-11133.traj.json",
+    "mooncake": "mooncake_fast25/synthetic_trace.jsonl",
+    "tau-bench": "tau_bench_airline/gpt-4o-airline.json",
+    "weka": "weka_claude_code/trace_0165.json",
+}
 
 
 @dataclass(frozen=True)
@@ -40,14 +49,14 @@ EXPECTED = {
     # message.usage of the two assistant events: 10+21570+0 and 10+3556+17254; each is the first call of a headless
     # run, whose -p prompt the stream does not hold
     "claude-code-stream": Expected(2, 42400, 17254, holds_content=False),
-    # assistant messages' extra.response.usage: prompt_tokens 1779+1943+2450+2872+2941, cached_tokens 2008
-    "mini-swe-agent": Expected(5, 11985, 2008),
-    # assistant turns in traj; the log has no usage
-    "tau-bench": Expected(4, None, None),
-    # input_length of the 12 lines; no cache figures
-    "mooncake": Expected(12, 252948, None),
-    # requests[].in (11133 + 11300 + 11306); no cache figures
-    "weka": Expected(3, 33739, None),
+    # the 30 assistant messages' extra.response.usage: prompt_tokens and prompt_tokens_details.cached_tokens summed
+    "mini-swe-agent": Expected(30, 244653, 164807),
+    # assistant turns in the 200 conversations' traj; the log has no usage
+    "tau-bench": Expected(2454, None, None),
+    # input_length of the 3,993 lines; no cache figures
+    "mooncake": Expected(3993, 61194628, None),
+    # requests[].in of the 7 requests; no cache figures
+    "weka": Expected(7, 134786, None),
     # 276 (image call) + 3+0+1111 + 3+418+1111 (cache calls); cache_read_input_tokens 1111 twice
     "anthropic": Expected(3, 2922, 2222),
     # prompt_tokens (and response.usage.prompt_tokens) of the one record; no cache figures
@@ -61,8 +70,12 @@ EXPECTED = {
 }
 
 
-def corpus_formats() -> list[str]:
+def excerpt_formats() -> list[str]:
     return sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
+
+
+def corpus_formats() -> list[str]:
+    return sorted({*excerpt_formats(), *SHARED})
 
 
 def cassette_calls(path: Path) -> list[dict[str, object]]:
@@ -76,6 +89,11 @@ def cassette_calls(path: Path) -> list[dict[str, object]]:
 
 
 def sample_inputs(fmt: str, tmp_path: Path) -> list[Path]:
+    if fmt in SHARED:
+        path = real_data_path() / SHARED[fmt]
+        if not path.is_file():
+            pytest.skip(f"the real trace {path} is not here (CI puts shared/data/real beside the checkout)")
+        return [path]
     inputs = []
     for path in sorted((CORPUS / fmt).iterdir()):
         if path.name == "SOURCE.md":
@@ -96,7 +114,8 @@ def test_every_format_has_a_real_sample_or_is_marked_from_documentation_only() -
 
 
 def test_each_sample_names_its_repository_commit_path_and_licence() -> None:
-    for fmt in corpus_formats():
+    assert not set(SHARED) & set(excerpt_formats())
+    for fmt in excerpt_formats():
         source = (CORPUS / fmt / "SOURCE.md").read_text()
         for field in ("- repository: https://github.com/", "- commit: ", "- path: ", "- licence: "):
             assert field in source, (fmt, field)

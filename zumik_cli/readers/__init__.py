@@ -192,7 +192,8 @@ FORMATS: dict[str, Reader] = {}
 
 # Formats read as their documentation and producers' source describe them, with no real log under a
 # redistributable licence to check the reader against; every other format has a real sample in
-# tests/fixtures/real/<name>/ (a test keeps the two in step).
+# tests/fixtures/real/<name>/ or among the real traces beside the checkout (tests/test_corpus_real.py keeps the
+# two in step).
 FROM_DOCUMENTATION_ONLY = frozenset(
     {
         "claude-trace",
