@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from typer.testing import CliRunner
 
 if TYPE_CHECKING:
     from zumik_cli.render.report.page import ReportInputs
@@ -421,6 +423,16 @@ def sample_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Repor
     diagnosis = diagnose([SAMPLE_TRACES], folder / "data", releases=SAMPLE_TRACES / "releases.yaml")
     inputs = ReportInputs.of(diagnosis, REPORT_GENERATED_AT)
     return write_report(inputs, folder / "sample.html"), inputs
+
+
+# --- the command line, with stdout and stderr apart ---------------------------------------------------------
+
+
+def runner() -> CliRunner:
+    """Separate stdout and stderr: click 8.2+ always does, older click needs ``mix_stderr=False``."""
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    return CliRunner()
 
 
 # --- traces: hand-written fixtures and the real traces beside the checkout ---------------------------------

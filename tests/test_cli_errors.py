@@ -6,7 +6,6 @@ must match (no dataset folder, no `.lock`, no half-written file), stderr must be
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -14,19 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import runner
 
 from zumik_cli.cli import app
 from zumik_cli.cli.options import BY_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_traces" / "agents-1.jsonl"
-
-
-def runner() -> CliRunner:
-    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    return CliRunner()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import shutil
@@ -10,21 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import FIXTURES
-from typer.testing import CliRunner
+from conftest import FIXTURES, runner
 
 from zumik_cli.cli import app
 from zumik_cli.dataset.schema import SCHEMA_VERSION
 from zumik_cli.readers import load_formats
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def runner() -> CliRunner:
-    """Separate stdout and stderr: click 8.2+ always does, older click needs ``mix_stderr=False``."""
-    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    return CliRunner()
 
 
 def zumik(*args: str | Path) -> Result:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
 import pytest
+from conftest import runner
 from release_workloads import (
     CHEAP,
     FAST,
@@ -20,7 +20,6 @@ from release_workloads import (
     target,
     write_history,
 )
-from typer.testing import CliRunner
 
 from zumik_cli.analysis.waterfall import WaterfallOptions, compute_waterfall
 from zumik_cli.cli import app
@@ -35,12 +34,6 @@ from zumik_cli.routing.simulate import simulate
 
 MINI = ("openai", "gpt-4o-mini")
 SAMPLE_TRACES = Path(__file__).parent.parent / "sample_traces"
-
-
-def runner() -> CliRunner:
-    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    return CliRunner()
 
 
 def mini_target() -> dict:

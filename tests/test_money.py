@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from typer.testing import CliRunner
+from conftest import runner
 
 from zumik_cli.analysis import block_pool
 from zumik_cli.analysis import waterfall as waterfall_module
@@ -34,12 +33,6 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     folder = tmp_path_factory.mktemp("money") / "data"
     assert ingest([ROOT / "sample_traces"], folder).quarantined == 0
     return Dataset(folder)
-
-
-def runner() -> CliRunner:
-    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    return CliRunner()
 
 
 # --- one table of rules ---------------------------------------------------------------------------------------

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from conftest import runner
 from release_workloads import (
     CHEAP,
     FAST,
@@ -20,7 +20,6 @@ from release_workloads import (
     when,
     write_history,
 )
-from typer.testing import CliRunner
 
 from zumik_cli.cli import app
 from zumik_cli.core.errors import ReleaseError
@@ -32,12 +31,6 @@ from zumik_cli.synth.releases import release_history, write_release_history
 from zumik_cli.synth.traffic import SynthConfig
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "releases.schema.json").read_text())
-
-
-def runner() -> CliRunner:
-    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    return CliRunner()
 
 
 def two_releases() -> list[dict]:

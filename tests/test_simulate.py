@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import runner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from release_workloads import (
@@ -22,7 +22,6 @@ from release_workloads import (
     target,
     write_history,
 )
-from typer.testing import CliRunner
 
 from zumik_cli.analysis.prefix_cache import Prompt
 from zumik_cli.cli import app
@@ -35,12 +34,6 @@ from zumik_cli.routing.simulate import simulate, simulate_workload
 from zumik_cli.routing.workload import WorkRequest, load_workload
 
 SIMULATED = [p for p in POLICIES if p != "recorded"]
-
-
-def runner() -> CliRunner:
-    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    return CliRunner()
 
 
 # --- invariants on generated workloads --------------------------------------------------------------------------

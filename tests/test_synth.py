@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from conftest import runner
 
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.synth.traffic import SynthConfig, alias_releases, generate, write_jsonl
@@ -256,16 +257,9 @@ def test_a_probability_outside_zero_and_one_is_refused() -> None:
 
 
 def _synth(*args: str) -> Any:
-    import inspect
-
-    from typer.testing import CliRunner
-
     from zumik_cli.cli import app
 
-    runner = (
-        CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters else CliRunner()
-    )  # type: ignore[call-arg]
-    return runner.invoke(app, ["synth", *args])
+    return runner().invoke(app, ["synth", *args])
 
 
 @pytest.mark.parametrize("sessions", [10, 230])
