@@ -29,6 +29,7 @@ from zumik_cli.cli.options import (
     ZumikGroup,
     err,
     handles_errors,
+    location,
     out,
     print_json,
     progress_bar,
@@ -63,7 +64,12 @@ def main(
 @app.command()
 @handles_errors
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(metavar="TRACES", help="Trace files or folders.", exists=False)],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="TRACES", parser=location, help="Trace files or folders, or s3:// (gs://, ...) prefixes."
+        ),
+    ],
     data: DataOpt = Path("data/zumik"),
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format (see `zumik formats`).")] = None,
     tokenizer: Annotated[
@@ -231,9 +237,17 @@ def list_requests(
 @app.command()
 @handles_errors
 def diagnose(
-    paths: Annotated[list[Path], typer.Argument(metavar="TRACES", help="Trace files or folders.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="TRACES", parser=location, help="Trace files or folders, or s3:// (gs://, ...) prefixes."
+        ),
+    ],
     data: Annotated[
-        Path | None, typer.Option("--data", "-d", help="Dataset folder (default: data/<name of the first input>).")
+        Path | None,
+        typer.Option(
+            "--data", "-d", parser=location, help="Dataset folder or URI (default: data/<name of the first input>)."
+        ),
     ] = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format.")] = None,
     rules: RulesOpt = None,
@@ -255,7 +269,7 @@ def diagnose(
     """Ingest traces, compute the waterfall and write the HTML report: the main job, in one go."""
     from zumik_cli.diagnosis.diagnose import diagnose as run_diagnosis
 
-    name = paths[0].name.split(".")[0] or "traces"
+    name = str(paths[0]).rstrip("/").rsplit("/", 1)[-1].split(".")[0] or "traces"
     options = waterfall_options(rules, ttl, capacity_tokens, None, None)
     options = dataclasses.replace(options, second_tier_tokens=second_tier_tokens, engine=engine)
     bar, update = progress_bar("ingest")

@@ -30,6 +30,7 @@ from typer.core import TyperGroup
 from zumik_cli.cli import values
 from zumik_cli.core.errors import DatasetError, InputError, ZumikError
 from zumik_cli.core.redact import redact
+from zumik_cli.core.storage import local_or_uri
 from zumik_cli.render.terminal import tables as terminal
 
 out = terminal.console()
@@ -37,7 +38,18 @@ err = terminal.console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder (Parquet + manifest.json).")]
+
+def location(value: str | Path) -> Path:
+    """A path, or a URI on object storage kept as written (``Path`` would fold its ``//``): the core takes both."""
+    return local_or_uri(str(value))  # type: ignore[return-value]
+
+
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data", "-d", parser=location, help="Dataset folder (Parquet + manifest.json), or an s3:// (gs://, ...) URI."
+    ),
+]
 DefinitionsOpt = Annotated[
     bool, typer.Option("--definitions", help="Also print what each waterfall stage counts, word for word.")
 ]

@@ -39,3 +39,9 @@ class ReleaseError(ZumikError):
     """The alias release history is malformed, inconsistent, or changes a release the dataset already knows."""
 
     exit_code = 6
+
+
+class StorageError(ZumikError):
+    """Object storage cannot be used: an unsupported scheme, a missing bucket, refused credentials, no endpoint."""
+
+    exit_code = 7

@@ -8,12 +8,18 @@ A reader finishes on the snapshot it opened. Each manifest has a generation; a p
 manifest is *retired* with the generation that dropped it, not deleted. Each open ``Dataset`` holds a lease (a
 locked file under ``.readers/`` naming the generation it read), and a retired part is deleted only once no live
 lease is older than its retirement, as Delta Lake and Iceberg keep the files of snapshots a reader may still use.
+
+The root may also be a URI on object storage (``s3://bucket/prefix``, ``gs://``, ``abfss://``): there is no
+rename, lock or lease there, so ``dataset.object_store`` publishes parts first and the manifest last, checks the
+generation instead of holding a lock, and deletes unlisted and retired parts only once they are a day old. Each
+function here takes either root and hands a URI to that module; a ``Path`` root takes the local path, unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -32,6 +38,7 @@ from zumik_cli import __version__
 from zumik_cli.core.cpus import available_cpus, size_arrow_pools
 from zumik_cli.core.errors import DatasetError
 from zumik_cli.core.redact import redact
+from zumik_cli.core.storage import Remote, local_or_uri, parquet_files, remote
 from zumik_cli.dataset.schema import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
@@ -71,14 +78,23 @@ class Manifest:
         self.retired.extend({"part": p, "generation": self.generation + 1} for p in parts)
 
 
-def read_manifest(root: Path) -> Manifest:
+def read_manifest(root: Path | str) -> Manifest:
+    if isinstance(root, str):
+        from zumik_cli.dataset import object_store
+
+        return object_store.read_manifest(root)
     path = root / MANIFEST
     if root.exists() and not root.is_dir():
         raise DatasetError(f"{root} is a file, not a dataset folder: pass the folder that `zumik ingest --data` wrote")
     if not path.exists():
         raise DatasetError(f"{root} is not a zumik dataset (no {MANIFEST}): run `zumik ingest TRACES --data {root}`")
+    return parse_manifest(root, path, path.read_text())
+
+
+def parse_manifest(root: Path | str, path: Path | str, text: str | bytes) -> Manifest:
+    """The manifest of the dataset at ``root`` from the text of ``path``, checked."""
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(text)
     except ValueError as exc:
         raise DatasetError(f"{path} is unreadable ({exc}): re-create the dataset with `zumik ingest`") from exc
     if not isinstance(raw, dict):
@@ -106,7 +122,7 @@ def read_manifest(root: Path) -> Manifest:
     )
 
 
-def _check_listing(path: Path, parts: Any, inputs: Any, quarantine: Any) -> None:
+def _check_listing(path: Path | str, parts: Any, inputs: Any, quarantine: Any) -> None:
     """A manifest lists tables by name and parts by relative path inside the dataset: anything else (a damaged or
     edited file) is refused before a table name reaches SQL or a path leaves the folder."""
     redo = "re-create the dataset with `zumik ingest`"
@@ -132,10 +148,23 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
     """Publish the manifest as the next generation (the caller holds the writer lock)."""
     manifest.generation += 1
     try:
-        write_atomic(root / MANIFEST, json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode())
+        write_atomic(root / MANIFEST, manifest_bytes(manifest))
     except BaseException:
         manifest.generation -= 1
         raise
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    return json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode()
+
+
+def manifest_or_new(root: Path | str) -> Manifest:
+    """The dataset's manifest, or an empty one where none was published yet (a first ingest)."""
+    if isinstance(root, str):
+        from zumik_cli.dataset import object_store
+
+        return object_store.read_manifest(root, missing_ok=True)
+    return read_manifest(root) if (root / MANIFEST).exists() else Manifest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -170,7 +199,11 @@ def fsync_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def writer_lock(root: Path) -> Iterator[None]:
+def writer_lock(root: Path | str) -> Iterator[None]:
+    """One writer at a time on a local dataset; on object storage, nothing to hold (the publish checks instead)."""
+    if isinstance(root, str):
+        yield
+        return
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -180,10 +213,15 @@ def writer_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def remove_orphans(root: Path, manifest: Manifest) -> None:
+def remove_orphans(root: Path | str, manifest: Manifest) -> None:
     """Delete what a killed writer left behind (staging folders, half-written manifests, parts moved into place
     but never published: a failing writer removes its own, a killed one cannot), and the retired parts no reader
     can still list. Under the writer lock, so no live writer owns any of them."""
+    if isinstance(root, str):
+        from zumik_cli.dataset import object_store
+
+        object_store.remove_orphans(root, manifest)
+        return
     listed = {p for parts in manifest.parts.values() for p in parts} | set(manifest.quarantine)
     listed |= {entry["part"] for entry in manifest.retired}
     for staging in root.glob(".staging-*"):
@@ -271,13 +309,18 @@ class Dataset:
     """Read access: DuckDB views over exactly the parts the manifest lists (a consistent snapshot).
 
     The lease taken before the manifest is read keeps the parts of that snapshot on disk until ``close`` (or the
-    object's collection, or the process's end)."""
+    object's collection, or the process's end). On object storage the tables are Arrow datasets over the parts,
+    which DuckDB scans lazily (only the columns and row groups a query needs), registered on each connection."""
 
     _lease: Any = None
     _database: duckdb.DuckDBPyConnection | None = None  # the snapshot's views, opened once; callers get cursors
+    _remote_tables: dict[str, Any] | None = None  # on object storage: each table's Arrow dataset, built once
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str) -> None:
+        self.root = local_or_uri(root)
+        if isinstance(self.root, str):
+            self.manifest = read_manifest(self.root)
+            return
         lease = _take_lease(self.root) if (self.root / MANIFEST).exists() else None
         try:
             self.manifest = read_manifest(self.root)
@@ -297,7 +340,14 @@ class Dataset:
         if self._lease is not None:
             self._lease()
 
+    @functools.cached_property
+    def store(self) -> Remote:
+        """The object-storage folder of a dataset whose root is a URI."""
+        return remote(str(self.root))
+
     def parts(self, table: str) -> list[str]:
+        if isinstance(self.root, str):
+            return [self.store.uri_of(p) for p in self.manifest.parts.get(table, [])]
         return [str(self.root / p) for p in self.manifest.parts.get(table, [])]
 
     def connect(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -318,23 +368,38 @@ class Dataset:
         # stdout is not data anyway.
         with contextlib.suppress(duckdb.InvalidInputException):
             con.execute("SET enable_progress_bar_print = false")
+        for table, arrow in self._remote_views().items():
+            con.register(table, arrow)  # a connection's own name, ahead of the database's view of the same name
         # the connection reads this snapshot's parts until it is closed: it keeps the snapshot's lease, so that
         # ``Dataset(path).connect()`` is safe although the Dataset itself is gone at once
         weakref.finalize(con, _keep, self)
         return con
 
+    def _remote_views(self) -> dict[str, Any]:
+        """Each table with a part on object storage, as one Arrow dataset over its parts in order: DuckDB cannot
+        read a URI here without an extension, so Arrow reads the parts and DuckDB scans what Arrow reads."""
+        if self._remote_tables is None:
+            remote_root = self.store if isinstance(self.root, str) else None
+            self._remote_tables = {
+                table: parquet_files(parts, remote_root, TABLES.get(table))
+                for table in self.manifest.parts
+                if (parts := self.parts(table)) and any("://" in p for p in parts)
+            }
+        return self._remote_tables
+
     def _open(self, threads: int | None) -> duckdb.DuckDBPyConnection:
         # Bounded memory whatever the dataset's size: past the limit DuckDB spills its sorts, joins and temp
         # tables to a folder inside the dataset rather than growing (80% of the machine by default).
-        con = duckdb.connect(
-            ":memory:", config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(self.root / ".duckdb-tmp")}
+        spill = (
+            self.root / ".duckdb-tmp" if isinstance(self.root, Path) else Path(tempfile.gettempdir()) / "zumik-duckdb"
         )
+        con = duckdb.connect(":memory:", config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(spill)})
         # as many threads as CPUs this process may use, not the machine's cores (``core.cpus``)
         con.execute(f"SET threads = {int(threads or available_cpus())}")
         size_arrow_pools()
         for table in self.manifest.parts:
             parts = self.parts(table)
-            if parts:
+            if parts and not any("://" in p for p in parts):  # else a view of each connection's own (connect)
                 listed = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
                 read = f"read_parquet([{listed}], union_by_name = true)"
                 # a column the schema gained later reads as NULL (unknown) in parts written before it
@@ -354,8 +419,11 @@ class Dataset:
         hold a credential its redaction did not know."""
         entries: list[dict[str, Any]] = []
         for part in self.manifest.quarantine:
-            with (self.root / part).open() as handle:
-                entries.extend(json.loads(line) for line in handle if line.strip())
+            if isinstance(self.root, str):
+                lines = (self.store.read(part) or b"").decode().splitlines()
+            else:
+                lines = (self.root / part).read_text().splitlines()
+            entries.extend(json.loads(line) for line in lines if line.strip())
         for entry in entries:
             for key in ("reason", "excerpt"):
                 if isinstance(entry.get(key), str):
@@ -377,13 +445,18 @@ def _duck_type(arrow_type: Any) -> str:
     }[arrow_type]
 
 
-def publish_staged(root: Path, staging: Path, parts: list[str], manifest: Manifest) -> None:
+def publish_staged(root: Path | str, staging: Path, parts: list[str], manifest: Manifest) -> None:
     """Publish parts written under ``staging`` with the manifest that lists them (the caller holds the writer lock).
 
     Each part is fsynced, moved into place, its folder and the dataset folder fsynced, and only then is the manifest
     replaced: after a power cut the manifest never names a part that is not whole on disk. Should anything fail,
     the parts this writer moved are removed again, by this writer; the previous manifest stays in force.
     """
+    if isinstance(root, str):
+        from zumik_cli.dataset import object_store
+
+        object_store.publish_staged(root, staging, parts, manifest)
+        return
     moved: list[str] = []
     try:
         for part in parts:
@@ -402,24 +475,37 @@ def publish_staged(root: Path, staging: Path, parts: list[str], manifest: Manife
     expire_retired(root, manifest)
 
 
-def publish_tables(root: Path, manifest: Manifest, parts: dict[str, Any]) -> None:
-    """Write Arrow tables to their part paths through a staging folder and publish them with ``manifest``, which
-    the caller (holding the writer lock) has already changed to list them."""
-    import pyarrow.parquet as pq
-
-    staging = root / f".staging-{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def staging_folder(root: Path | str, run: str) -> Iterator[Path]:
+    """Where a writer puts its parts before publishing them: a hidden folder inside a local dataset (one rename
+    away from its place), a temporary local folder for a dataset on object storage; removed afterwards."""
+    if isinstance(root, str):
+        with tempfile.TemporaryDirectory(prefix=f"zumik-staging-{run}-") as folder:
+            yield Path(folder)
+        return
+    staging = root / f".staging-{run}"
+    staging.mkdir(parents=True)
     try:
-        for part, table in parts.items():
-            (staging / part).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, staging / part, compression="zstd")
-        publish_staged(root, staging, list(parts), manifest)
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def publish(root: Path, tables: dict[str, Any], *, extra: dict[str, Any] | None = None) -> list[str]:
+def publish_tables(root: Path | str, manifest: Manifest, parts: dict[str, Any]) -> None:
+    """Write Arrow tables to their part paths through a staging folder and publish them with ``manifest``, which
+    the caller (holding the writer lock) has already changed to list them."""
+    import pyarrow.parquet as pq
+
+    with staging_folder(root, uuid.uuid4().hex[:12]) as staging:
+        for part, table in parts.items():
+            (staging / part).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, staging / part, compression="zstd")
+        publish_staged(root, staging, list(parts), manifest)
+
+
+def publish(root: Path | str, tables: dict[str, Any], *, extra: dict[str, Any] | None = None) -> list[str]:
     """Add one Parquet part per table (Arrow tables) and publish them all with one atomic manifest write."""
-    root = Path(root)
+    root = local_or_uri(root)
     with writer_lock(root):
         manifest = read_manifest(root)
         remove_orphans(root, manifest)

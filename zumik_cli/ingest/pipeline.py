@@ -11,7 +11,6 @@ import contextlib
 import functools
 import itertools
 import json
-import shutil
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -34,11 +33,19 @@ from zumik_cli.core.media import MEDIA_KINDS, parse_body
 from zumik_cli.core.memo import MISSING, Memo
 from zumik_cli.core.model import Artifact, Quarantined, Request, Source
 from zumik_cli.core.redact import redact
+from zumik_cli.core.storage import local_or_uri
 from zumik_cli.dataset.schema import BLOCKS, REQUEST_BLOCKS, REQUESTS, TABLES, TOKENS
-from zumik_cli.dataset.store import Manifest, publish_staged, read_manifest, remove_orphans, writer_lock
+from zumik_cli.dataset.store import (
+    Manifest,
+    manifest_or_new,
+    publish_staged,
+    remove_orphans,
+    staging_folder,
+    writer_lock,
+)
 from zumik_cli.ingest.tokenization import Tokenizer, load_tokenizer, tokenizer_for_model
 from zumik_cli.readers.hashid import HashColumns
-from zumik_cli.readers.inputs import Input, find_inputs, regular_input, spool_stream
+from zumik_cli.readers.inputs import Input, fetch_object, find_inputs, regular_input, spool_stream
 from zumik_cli.rules.pack import load_packs, media_rules
 
 BATCH_REQUESTS = 2000
@@ -548,7 +555,7 @@ class _Known:
     seq: int = 0
 
 
-def _existing(root: Path, manifest: Manifest) -> _Known:
+def _existing(root: Path | str, manifest: Manifest) -> _Known:
     from zumik_cli.dataset.store import Dataset
 
     if not manifest.parts:
@@ -647,8 +654,8 @@ def _items(
 
 
 def ingest(
-    paths: Iterable[Path],
-    data: Path,
+    paths: Iterable[Path | str],
+    data: Path | str,
     *,
     format: str | None = None,
     tokenizer: str | None = None,
@@ -659,28 +666,32 @@ def ingest(
 ) -> IngestSummary:
     """Ingest trace files, folders or streams (``-`` is stdin) into the dataset at ``data`` (created if missing).
 
+    Inputs and ``data`` may be URIs on object storage (``s3://bucket/prefix``: see ``dataset.object_store``).
+
     A stream (stdin, a pipe, a FIFO) is read once; one that sends nothing within ``stream_wait`` seconds is
     quarantined, never waited on forever. Without ``unlogged_prefix``, what a Claude Code log leaves out is not
     modelled as a leading block, and the waterfall scales the counted content up to the reported total instead."""
-    paths = [Path(p) for p in paths]
-    data = Path(data)
+    paths = [local_or_uri(p) for p in paths]
+    data = local_or_uri(data)
     if format is not None and format not in readers.load_formats():
         raise InputError(f"unknown format {format!r}; known formats: {', '.join(readers.load_formats())}")
     if tokenizer is not None:
         load_tokenizer(tokenizer)  # a tokenizer that cannot load fails before the dataset is touched
-    if data.exists() and not data.is_dir():
+    if isinstance(data, Path) and data.exists() and not data.is_dir():
         raise DatasetError(f"{data} is a file, not a dataset folder: pass a folder to --data (created if missing)")
     found = find_inputs(paths)
     size_arrow_pools()
     with _removed_on_failure(data), writer_lock(data):
-        manifest = read_manifest(data) if (data / "manifest.json").exists() else Manifest()
+        manifest = manifest_or_new(data)
         remove_orphans(data, manifest)
         known = _existing(data, manifest)
         run = uuid.uuid4().hex[:12]
-        staging = data / f".staging-{run}"
-        staging.mkdir(parents=True)
-        try:
+        with staging_folder(data, run) as staging:
             sources: list[Input | Quarantined] = [regular_input(path) for path in found.files]
+            for number, stored in enumerate(found.objects):
+                (staging / "objects").mkdir(exist_ok=True)
+                name = stored.path.rsplit("/", 1)[-1]
+                sources.append(fetch_object(stored, staging / "objects" / f"{number}-{name}"))
             for number, stream in enumerate(found.streams):
                 (staging / "streams").mkdir(exist_ok=True)
                 sources.append(spool_stream(stream, staging / "streams" / str(number), stream_wait))
@@ -698,14 +709,16 @@ def ingest(
                 known,
                 unlogged_prefix,
             )
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _removed_on_failure(data: Path) -> Iterator[None]:
+def _removed_on_failure(data: Path | str) -> Iterator[None]:
     """A failed first ingest leaves no folder behind: the folders it created go again if they hold nothing but the
-    writer lock (a dataset another writer published meanwhile has its manifest, and stays)."""
+    writer lock (a dataset another writer published meanwhile has its manifest, and stays). On object storage a
+    failed ingest has published nothing and uploaded nothing it did not delete: there are no folders."""
+    if isinstance(data, str):
+        yield
+        return
     created = [folder for folder in (data, *data.parents) if not folder.exists()]
     try:
         yield
@@ -721,7 +734,7 @@ def _removed_on_failure(data: Path) -> Iterator[None]:
 def _ingest_run(
     sources: list[Input | Quarantined],
     not_read: list[dict[str, str]],
-    data: Path,
+    data: Path | str,
     manifest: Manifest,
     staging: Path,
     run: str,

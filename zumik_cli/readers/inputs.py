@@ -5,6 +5,8 @@ holds that is not read (other extensions, symlinked folders, FIFOs, broken links
 skipped without a word. A pipe, a process substitution (``<(...)``) or ``-`` (stdin) can be read only once: it is
 copied to a spool file while its digest is computed, and recorded under a name made of its digest, so that two
 different streams never share a name (nor the sessions named after it) and the same bytes are known again.
+A URI on object storage (``s3://bucket/logs/``) is read as a folder is: every trace object under the prefix, in
+the order of their names; each is copied to a spool file when ingest comes to it and recorded under its URI.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from zumik_cli.core.errors import InputError
 from zumik_cli.core.model import Quarantined, Source
+from zumik_cli.core.storage import download, is_uri, remote
 
 TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
 STDIN = "-"
@@ -40,23 +43,39 @@ class Input:
     lines: int = 0  # newlines in its bytes: turns a record's line number into how far through the input ingest is
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """One object on object storage to read: its URI, and its file system and path there."""
+
+    uri: str
+    fs: Any  # pyarrow.fs.FileSystem
+    path: str
+
+
 @dataclass
 class Found:
-    """Regular files to read (digests computed when read), streams, and what a folder holds that is not read."""
+    """Regular files to read (digests computed when read), streams, objects on object storage, and what a folder
+    or a prefix holds that is not read."""
 
     files: list[Path] = field(default_factory=list)
     streams: list[Path] = field(default_factory=list)
     not_read: list[dict[str, str]] = field(default_factory=list)
+    objects: list[StoredObject] = field(default_factory=list)
 
 
 def is_trace_name(name: str) -> bool:
     return name.lower().removesuffix(".gz").endswith(TRACE_SUFFIXES)
 
 
-def find_inputs(paths: Iterable[Path]) -> Found:
-    """Sort the given paths into files, streams and folders (walked, not following symlinked folders)."""
+def find_inputs(paths: Iterable[Path | str]) -> Found:
+    """Sort the given paths into files, streams and folders (walked, not following symlinked folders), and URIs
+    into the objects under them."""
     found = Found()
-    for path in paths:
+    for given in paths:
+        if is_uri(given):
+            _list_objects(str(given), found)
+            continue
+        path = Path(given)
         if str(path) == STDIN:
             found.streams.append(path)
         elif path.is_dir():
@@ -93,6 +112,33 @@ def _walk(folder: Path, found: Found) -> None:
             else:
                 found.files.append(path)
     found.files[files_before:] = sorted(found.files[files_before:])
+
+
+def _list_objects(uri: str, found: Found) -> None:
+    """One object, or every object under a prefix (what is not a trace name goes to ``not_read``)."""
+    import pyarrow.fs as pafs
+
+    where = remote(uri)
+    if where.fs.get_file_info(where.base).type == pafs.FileType.File:
+        found.objects.append(StoredObject(where.uri, where.fs, where.base))
+        return
+    infos = where.files()
+    for info in infos:
+        name = where.uri_of(where.relative(info.path))
+        if is_trace_name(info.base_name):
+            found.objects.append(StoredObject(name, where.fs, info.path))
+        else:
+            found.not_read.append(
+                {"path": name, "reason": "not a trace file name (.json, .jsonl, .ndjson, .csv, gzipped or not)"}
+            )
+    if not infos:
+        raise InputError(f"{uri} holds no objects: check the URI (a prefix is read as a folder is)")
+
+
+def fetch_object(stored: StoredObject, spool: Path) -> Input:
+    """Copy an object to ``spool`` once, digesting it on the way; the dataset records it under its URI."""
+    digest, size, lines = download(stored.fs, stored.path, stored.uri, spool)
+    return Input(spool, stored.uri, digest, size, stem_of(stored.uri), lines=lines)
 
 
 def _why_not_read(path: Path) -> str:

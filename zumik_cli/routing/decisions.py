@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 SIMULATIONS = "simulations"  # manifest entry: policy -> the run that wrote its decisions
 
 
-def publish(root: Path, history: History, simulation: Simulation) -> list[str]:
+def publish(root: Path | str, history: History, simulation: Simulation) -> list[str]:
     """Write the simulation's decisions (and new releases) as parts, then publish them with one manifest write."""
     manifest = read_manifest(root)
     remove_orphans(root, manifest)

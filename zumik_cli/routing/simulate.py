@@ -24,6 +24,7 @@ import pyarrow as pa
 from zumik_cli.analysis.prefix_cache import CacheRules, PrefixCache
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.core.identity import hex_id
+from zumik_cli.core.storage import local_or_uri
 from zumik_cli.dataset.schema import DECISIONS
 from zumik_cli.dataset.store import Dataset, writer_lock
 from zumik_cli.routing.policies import POLICIES, Choice, PolicyInputs, TargetState
@@ -388,7 +389,7 @@ def run_identity(dataset: Dataset, history: History, seed: int) -> str:
     return hex_id("sim_", SIMULATION_V, [*parts, history.digest, str(seed)])
 
 
-def simulate(data: Path, history: History, policies: Sequence[str] | None = None, *, seed: int = 0) -> Simulation:
+def simulate(data: Path | str, history: History, policies: Sequence[str] | None = None, *, seed: int = 0) -> Simulation:
     """Simulate the dataset's workload under each policy and record the decisions and releases in the dataset.
 
     Refuses a history in which a release the dataset knows now has other content. Runs under the dataset's
@@ -397,7 +398,7 @@ def simulate(data: Path, history: History, policies: Sequence[str] | None = None
     from zumik_cli.routing.decisions import publish
     from zumik_cli.routing.release_store import refuse_changed
 
-    data = Path(data)
+    data = local_or_uri(data)
     Dataset(data)  # a clear error for a folder that is not a dataset, before the lock creates anything
     with writer_lock(data):
         dataset = Dataset(data)
