@@ -63,3 +63,25 @@ def test_spark_ingest_refuses_a_dataset_that_already_exists(tmp_path):
 
     assert result.exit_code == 4
     assert "--engine spark ingests into a new dataset" in result.stderr
+
+
+def test_spark_ingest_reads_and_writes_file_uris_as_the_paths_they_name(spark_cluster, tmp_path):
+    from zumik_cli.ingest.spark_ingest import ingest_spark
+
+    summary = ingest_spark([f"file://{SAMPLE_TRACES}"], f"file://{tmp_path / 'spark'}")
+    ingest([SAMPLE_TRACES], tmp_path / "embedded")
+
+    assert summary.requests > 0 and (tmp_path / "spark" / "manifest.json").is_file()
+    options = WaterfallOptions()
+    spark_data, embedded = Dataset(tmp_path / "spark"), Dataset(tmp_path / "embedded")
+    assert compute_waterfall(spark_data, options).summary == compute_waterfall(embedded, options).summary
+
+
+def test_spark_ingest_refuses_object_storage_before_starting_spark(tmp_path):
+    result = CliRunner().invoke(
+        app, ["ingest", "s3://logs/june/", "--data", str(tmp_path / "data"), "--engine", "spark"]
+    )
+
+    assert result.exit_code == 7
+    assert "--engine spark reads and writes a shared file system, not s3://logs/june" in result.stderr
+    assert not (tmp_path / "data").exists()

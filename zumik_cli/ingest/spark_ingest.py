@@ -21,14 +21,15 @@ import shutil
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zumik_cli.core.errors import DatasetError, InputError, ZumikError
+from zumik_cli.core.errors import DatasetError, InputError, StorageError, ZumikError
+from zumik_cli.core.storage import local_or_uri
 from zumik_cli.dataset import spark
 from zumik_cli.dataset.schema import TABLES
 from zumik_cli.dataset.store import Manifest, publish_staged, read_manifest, writer_lock
@@ -42,15 +43,25 @@ WRITTEN_SCHEMA = "table STRING, part STRING, rows BIGINT"
 
 
 def ingest_spark(
-    paths: list[Path], data: Path, *, format: str | None = None, tokenizer: str | None = None
+    paths: Sequence[Path | str], data: Path | str, *, format: str | None = None, tokenizer: str | None = None
 ) -> IngestSummary:
-    """Ingest ``paths`` into a new dataset at ``data`` on the Spark cluster ``spark.session()`` connects to."""
-    found = find_inputs([Path(p) for p in paths])
+    """Ingest ``paths`` into a new dataset at ``data`` on the Spark cluster ``spark.session()`` connects to.
+
+    Paths and ``data`` are local (``file://`` URIs too): the executors write their parts into the dataset's
+    staging folder, which must be one path every node reaches (see docs/scale.md)."""
+    located = [local_or_uri(p) for p in [*paths, data]]
+    remote = next((str(p) for p in located if isinstance(p, str)), None)
+    if remote is not None:
+        raise StorageError(
+            f"--engine spark reads and writes a shared file system, not {remote}: ingest it with the embedded "
+            "engine (drop --engine spark), or mount the bucket on every node and pass the mount's path"
+        )
+    found = find_inputs(located[:-1])
     if found.streams:
         raise InputError("--engine spark reads files, not streams or stdin: save the stream to a file first")
     if not found.files:
         raise InputError("no trace files to ingest: pass files or folders that hold them")
-    data = Path(data)
+    data = Path(located[-1])
     if (data / "manifest.json").exists():
         raise DatasetError(
             f"--engine spark ingests into a new dataset, and {data} has one: pass a new --data folder, or add "
