@@ -46,9 +46,7 @@ def location(value: str | Path) -> Path:
 
 DataOpt = Annotated[
     Path,
-    typer.Option(
-        "--data", "-d", parser=location, help="Dataset folder (Parquet + manifest.json), or an s3:// (gs://, ...) URI."
-    ),
+    typer.Option("--data", "-d", parser=location, help="Dataset folder or URI (Parquet + manifest.json)."),
 ]
 DefinitionsOpt = Annotated[
     bool, typer.Option("--definitions", help="Also print what each waterfall stage counts, word for word.")
