@@ -389,9 +389,12 @@ class Dataset:
 
     def _open(self, threads: int | None) -> duckdb.DuckDBPyConnection:
         # Bounded memory whatever the dataset's size: past the limit DuckDB spills its sorts, joins and temp
-        # tables to a folder inside the dataset rather than growing (80% of the machine by default).
+        # tables to a folder inside the dataset rather than growing (80% of the machine by default); for a dataset
+        # on object storage, to a local temporary folder of this process's own.
         spill = (
-            self.root / ".duckdb-tmp" if isinstance(self.root, Path) else Path(tempfile.gettempdir()) / "zumik-duckdb"
+            self.root / ".duckdb-tmp"
+            if isinstance(self.root, Path)
+            else Path(tempfile.gettempdir()) / f"zumik-duckdb-{os.getpid()}"
         )
         con = duckdb.connect(":memory:", config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(spill)})
         # as many threads as CPUs this process may use, not the machine's cores (``core.cpus``)
