@@ -221,3 +221,20 @@ def test_a_file_uri_is_a_local_dataset_with_its_local_guarantees(tmp_path: Path)
         cli("waterfall", "--data", f"file://{data}", "--json").stdout
         == cli("waterfall", "--data", str(data), "--json").stdout
     )
+
+
+def test_a_writer_that_fails_while_uploading_deletes_what_it_uploaded_and_publishes_nothing(
+    bucket: str, tmp_path: Path
+) -> None:
+    data = f"s3://{bucket}/ds"
+    ingest([TRACES[0]], data)
+    before, manifest = stored_manifest(bucket, "ds"), read_manifest(data)
+    staging = tmp_path / "staging"
+    (staging / "requests").mkdir(parents=True)
+    (staging / "requests" / "part-a.parquet").write_bytes(b"uploaded first")
+    parts = ["requests/part-a.parquet", "requests/part-b.parquet"]  # the second is gone when its turn comes
+    manifest.parts["requests"].extend(parts)
+    with pytest.raises(FileNotFoundError):
+        publish_staged(data, staging, parts, manifest)
+    assert stored_manifest(bucket, "ds") == before
+    assert not {"ds/requests/part-a.parquet", "ds/requests/part-b.parquet"} & set(objects(bucket, "ds/"))

@@ -118,8 +118,8 @@ class Remote:
 
     def upload(self, local: Path, relative: str) -> None:
         with (
+            local.open("rb") as source,  # a local file that cannot be read is the machine's fault, not the store's
             storage_errors(self.uri_of(relative)),
-            local.open("rb") as source,
             self.fs.open_output_stream(self.path(relative)) as handle,
         ):
             for chunk in iter(lambda: source.read(CHUNK), b""):
