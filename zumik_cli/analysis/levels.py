@@ -82,7 +82,8 @@ class Workload:
 
 
 def _prefetch_intrinsic() -> Any:
-    # LLVM's prefetch hint for array[index] (read, keep in all cache levels): it changes no result.
+    # LLVM's prefetch hint for the element at a flat index of an array of any shape (read, keep in all cache
+    # levels): it changes no result.
     import numba
     from llvmlite import ir
     from numba.extending import intrinsic
@@ -106,7 +107,7 @@ def _prefetch_intrinsic() -> Any:
 
 
 @kernel(compiled_as=_prefetch_intrinsic)
-def _prefetch(array: IntArray, index: int) -> None:
+def _prefetch_hint(array: IntArray, index: int) -> None:
     pass
 
 
@@ -165,16 +166,24 @@ def _number(table: dict[int, int], bits: IntArray, used: list[int], k: int, key:
 
 
 @kernel
-def _prefetch_ahead(table: IntArray, bits: int, chain: IntArray, b: int, part: int, parts: int) -> None:
-    # Asks for the hash slot of a block a few blocks ahead, so that slot is in cache when its turn comes.
-    ahead = b + PREFETCH_AHEAD
-    if ahead < len(chain) and chain[ahead] & (parts - 1) == part:
-        _prefetch(table.reshape(-1), np.int64(2 * _home(bits, chain[ahead])))
+def _prefetch_slot(flat: IntArray, bits: int, key: int) -> None:
+    # Asks for the hash slot of a key a few blocks ahead, so that it is in cache when the key's turn comes.
+    _prefetch_hint(flat, np.int64(2 * _home(bits, key)))
 
 
-@kernel(compiled_as="_prefetch_ahead")
-def _look_ahead(table: dict[int, int], bits: int, chain: list[int], b: int, part: int, parts: int) -> None:
+@kernel(compiled_as="_prefetch_slot")
+def _prefetch(table: dict[int, int], bits: int, key: int) -> None:
     pass  # a dict has no slot to prefetch
+
+
+@kernel
+def _flat_table(table: IntArray) -> IntArray:
+    return table.reshape(-1)
+
+
+@kernel(compiled_as="_flat_table")
+def _flat(table: dict[int, int]) -> dict[int, int]:
+    return table  # the interpreter's table is a dict
 
 
 @kernel
@@ -230,8 +239,10 @@ def _pass(
     n_req = len(n_blocks)
     r, seen = cursor[0], cursor[1]
     code, stop = DONE, len(pos)
+    flat = _flat(chain_table)
     for b in range(at, len(pos)):
-        _look_ahead(chain_table, bits[CHAIN], chain, b, part, parts)
+        if b + PREFETCH_AHEAD < len(pos) and chain[b + PREFETCH_AHEAD] & (parts - 1) == part:
+            _prefetch(flat, bits[CHAIN], chain[b + PREFETCH_AHEAD])
         if r < n_req and seen >= n_blocks[r]:
             _flush(out, r, acc)
             while r < n_req and seen >= n_blocks[r]:
