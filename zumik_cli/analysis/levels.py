@@ -20,7 +20,8 @@ order for a trace ingested in time order: then no block column is ever whole and
 while Arrow reads the next. Any other order is found
 out by the pass itself (a block that is not the next one of the next request), and the blocks are then read
 whole and placed in time order first (``offset[ord] + pos``, no sort). The time-ordered units and sizes feed the
-capacity analysis (``Workload``), so neither pass sorts the blocks.
+capacity analysis (``Workload``), so neither pass sorts the blocks. Below ``COMPILED_MIN`` blocks the same pass
+runs interpreted (``core/kernels.py``), with dicts for its hash tables, and numba is not loaded at all.
 """
 
 from __future__ import annotations
