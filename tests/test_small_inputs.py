@@ -83,6 +83,23 @@ def test_a_trace_past_the_thresholds_diagnoses_the_same_interpreted_as_compiled(
     assert by_compiled.per_request.equals(by_interpreted.per_request)
 
 
+def test_a_trace_stored_out_of_time_order_diagnoses_the_same_interpreted_as_compiled(
+    trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stored newest first, the blocks are placed in time order before the pass (levels._placed)
+    reversed_trace = tmp_path / "reversed.jsonl"
+    reversed_trace.write_bytes(b"".join(reversed(trace.read_bytes().splitlines(keepends=True))))
+    ingest([reversed_trace], tmp_path / "reversed")
+    monkeypatch.setattr(levels, "COMPILED_MIN", 2**62)
+    by_interpreted = compute_waterfall(Dataset(tmp_path / "reversed"))
+    monkeypatch.setattr(levels, "COMPILED_MIN", 0)
+    by_compiled = compute_waterfall(Dataset(tmp_path / "reversed"))
+
+    assert by_interpreted.summary == by_compiled.summary
+    assert by_interpreted.per_request.equals(by_compiled.per_request)
+    assert by_interpreted.summary["eligible"]["tokens"] > 0
+
+
 def test_a_small_trace_loads_no_compiled_kernel(trace: Path, tmp_path: Path) -> None:
     script = (
         "import sys; from pathlib import Path\n"
