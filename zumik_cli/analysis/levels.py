@@ -333,30 +333,31 @@ def _pass(
     return code, stop
 
 
+@dataclass(frozen=True)
+class _Interpreted:
+    """The hash tables and unit state of a part run by the interpreter: dicts and lists, sized for every block."""
+
+    tables: tuple[dict[int, int], ...]
+    first_fam: list[int]
+    first_tgt: list[int]
+    state: list[float]  # three a unit, as ``_pass`` reads it
+
+    @classmethod
+    def sized(cls, blocks: int) -> _Interpreted:
+        # a part numbers no more units than there are blocks: a pass stops at a block past the requests' count
+        rows = blocks + 1
+        return cls(({}, {}, {}, {}), [0] * rows, [0] * rows, [math.nan] * (3 * rows))
+
+
 class _Part:
     """The state of one part of a levels pass: hash tables, per-unit state and per-request results, grown on demand.
 
     A part sees every block (to follow the requests) but numbers and judges only its own chains; no (key, chain)
     pair belongs to two parts, so the parts run side by side and their per-request results combine by max.
-    Interpreted (fewer than ``COMPILED_MIN`` blocks in all), the same state is Python lists and dicts, sized for
-    every block up front.
     """
 
     def __init__(self, requests: _Requests, part: int, chain_bits: int) -> None:
         self.requests, self.part = requests, part
-        blocks = int(requests.n_blocks.sum())  # a bound on the units of a part: a pass stops at a block past it
-        self.compiled = blocks >= COMPILED_MIN
-        if not self.compiled:
-            rows = blocks + 1
-            self.cursor: Any = [0, 0]
-            self.used: Any = [0, 0, 0, 0]
-            self.bits: Any = [0, 0, 0, 0]
-            self.tables: Any = ({}, {}, {}, {})
-            self.first_fam: Any = [0] * rows
-            self.first_tgt: Any = [0] * rows
-            self.state: Any = [math.nan] * (3 * rows)
-            self.results: Any = [[0] * len(requests.req_rid) for _ in range(10)]
-            return
         self.cursor = np.zeros(2, dtype=np.int64)
         self.used = np.zeros(4, dtype=np.int64)
         # pair tables start smaller: they grow only where families, targets and keys differ
@@ -366,12 +367,10 @@ class _Part:
         self.first_fam = np.empty(len(self.tables[FAM]) // 2 + 1, dtype=np.int64)
         self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
         self.state = np.empty((len(self.tables[CHAIN if requests.coincide else KVC]) // 2 + 1, 3))
-        self.results = np.zeros((10, len(requests.req_rid)), dtype=np.int64)
-
-    @property
-    def out(self) -> IntArray:
-        """Per request (columns) the ten levels (rows) of this part's chains."""
-        return self.results if self.compiled else np.array(self.results, dtype=np.int64).reshape(10, -1)
+        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int64)
+        # below COMPILED_MIN blocks in all, the interpreter runs the pass, on tables and unit state of its own
+        blocks = int(requests.n_blocks.sum())
+        self.interpreted = _Interpreted.sized(blocks) if blocks < COMPILED_MIN else None
 
     def feed(
         self,
@@ -382,15 +381,15 @@ class _Part:
         units: npt.NDArray[np.int32],
         checked: bool,
     ) -> bool:
-        if not self.compiled:
-            return self._interpret(rids, pos, chain, end_token, units, checked)
+        if self.interpreted is not None:
+            return self._interpret(self.interpreted, rids, pos, chain, end_token, units, checked)
         req = self.requests
         at = 0
         while True:
             code, at = compiled(_pass)(
                 at, self.part, PARTS, checked, rids, pos, chain, end_token, self.cursor, req.req_rid, req.n_blocks,
                 req.ts, req.ttl, req.ttl_long, req.long_until, *req.pair_ids, req.coincide, *self.tables, self.bits,
-                self.used, self.first_fam, self.first_tgt, self.state.reshape(-1), self.results, units,
+                self.used, self.first_fam, self.first_tgt, self.state.reshape(-1), self.out, units,
                 np.zeros(10, dtype=np.int64),
             )  # fmt: skip
             if code == DONE:
@@ -401,6 +400,7 @@ class _Part:
 
     def _interpret(
         self,
+        plain: _Interpreted,
         rids: IntArray,
         pos: IntArray,
         chain: IntArray,
@@ -408,14 +408,15 @@ class _Part:
         units: npt.NDArray[np.int32],
         checked: bool,
     ) -> bool:
-        # The same pass over lists: the interpreter indexes a list several times faster than a numpy array.
-        req = self.requests.as_lists
-        numbered = [0] * len(chain)
+        # The same pass over lists, which the interpreter indexes several times faster than numpy arrays; the
+        # part's cursor, counts and results go in and come back as the compiled pass leaves them.
+        cursor, used, out, numbered = self.cursor.tolist(), self.used.tolist(), self.out.tolist(), [0] * len(chain)
         code, _ = _pass(
-            0, self.part, PARTS, checked, rids.tolist(), pos.tolist(), chain.tolist(), end_token.tolist(),
-            self.cursor, *req, *self.tables, self.bits, self.used, self.first_fam, self.first_tgt, self.state,
-            self.results, numbered, [0] * 10,
+            0, self.part, PARTS, checked, rids.tolist(), pos.tolist(), chain.tolist(), end_token.tolist(), cursor,
+            *self.requests.as_lists, *plain.tables, self.bits.tolist(), used, plain.first_fam, plain.first_tgt,
+            plain.state, out, numbered, [0] * 10,
         )  # fmt: skip
+        self.cursor[:], self.used[:], self.out[:] = cursor, used, out
         mine = (chain & (PARTS - 1)) == self.part
         units[mine] = np.array(numbered, dtype=np.int32)[mine]
         return bool(code == DONE)
