@@ -2,7 +2,8 @@
 
 ``zumik diagnose --no-report`` on a 1,000-request Mooncake trace, warm (numba's cache filled) and as a fresh
 install's first run (an empty numba cache, so every kernel it needs compiles), beside ``llmtrafficlens`` on the
-same file, runs interleaved so that the machine's load falls on both alike. Prints one markdown table of medians.
+same file (when ``bench/.venv-peers`` holds it), runs interleaved so that the machine's load falls on both alike.
+Prints one markdown table of medians.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source = workloads.mooncake(args.out.resolve() / "workloads", args.requests)
     lens = peers.TOOLS["llmtrafficlens"]
-    runs: dict[str, list[measure.Run]] = {"zumik warm": [], "zumik first run": [], "llmtrafficlens": []}
+    runs: dict[str, list[measure.Run]] = {"zumik warm": [], "zumik first run": []}
+    if peers.PEERS_VENV.exists():
+        runs["llmtrafficlens"] = []
     for k in range(args.repeat):
-        for name in ("zumik warm", "llmtrafficlens", "zumik first run"):
+        for name in runs:
             if name == "zumik first run" and k >= args.first_runs:
                 continue
             work = Path(tempfile.mkdtemp(prefix="zumik-small-", dir=args.out))

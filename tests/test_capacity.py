@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zumik_cli.analysis import capacity as capacity_module
 from zumik_cli.analysis.capacity import (
     _EXACT,
     FIRST_ACCESS,
-    _lru_pass_kernel,
     capacity_curve,
     lru_prefix_depths,
     lru_prefix_token_depths,
@@ -242,13 +242,19 @@ def test_an_unbounded_cache_hits_every_leading_unit_seen_before(work, order):
 
 
 def kernel_depths(offsets, ids, order, span, tokens=None, horizon=_EXACT, python=False):
-    """The kernel's depths with a tree of ``span`` positions, so that tests choose how often it renumbers."""
+    """The kernel's depths with a tree of ``span`` positions, so that tests choose how often it renumbers; compiled,
+    or interpreted (``python``) whatever the size."""
     uniques, first, dense = np.unique(ids, return_index=True, return_inverse=True)
-    tree = np.zeros(span + 1, dtype=np.int32 if tokens is None else np.int64)
     sizes = None if tokens is None else tokens[first]
     depths = np.empty(len(ids), dtype=np.int64)
-    kernel = _lru_pass_kernel.py_func if python else _lru_pass_kernel
-    kernel(offsets.astype(np.int64), dense.ravel(), len(uniques), order == "vllm", horizon, tree, sizes, depths)
+    threshold = capacity_module.COMPILED_MIN
+    capacity_module.COMPILED_MIN = 2**62 if python else 0
+    try:
+        capacity_module.lru_pass(
+            offsets.astype(np.int64), dense.ravel(), len(uniques), order == "vllm", horizon, span, sizes, depths
+        )
+    finally:
+        capacity_module.COMPILED_MIN = threshold
     return depths.tolist()
 
 
@@ -259,6 +265,7 @@ def test_the_compiled_pass_gives_what_the_plain_python_one_gives(work, order):
 
     plain = kernel_depths(offsets, ids, order, 1, python=True)
 
+    assert kernel_depths(offsets, ids, order, 1) == plain
     assert lru_prefix_depths(offsets, ids, order=order).tolist() == plain
 
 
@@ -496,6 +503,7 @@ def test_the_compiled_token_pass_gives_what_the_plain_python_one_gives(work, ord
 
     plain = kernel_depths(offsets, ids, order, 1, tokens, python=True)
 
+    assert kernel_depths(offsets, ids, order, 1, tokens) == plain
     assert lru_prefix_token_depths(offsets, ids, tokens, order=order).tolist() == plain
 
 

@@ -1,12 +1,21 @@
-"""The compiled levels pass: one id per chain, batches, parts and table growth change nothing, order is checked."""
+"""The levels pass, compiled and interpreted: one id per chain, batches, parts and table growth change nothing, order
+is checked."""
 
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from zumik_cli.analysis import capacity
+from zumik_cli.analysis import capacity, levels
 from zumik_cli.analysis.levels import _Pass
+
+
+@pytest.fixture(autouse=True, params=["compiled", "interpreted"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs the pass both ways, whatever the size of its input."""
+    monkeypatch.setattr(levels, "COMPILED_MIN", 0 if request.param == "compiled" else 2**62)
+    return str(request.param)
 
 
 def _feed(run: _Pass, blocks: dict[str, np.ndarray], units: np.ndarray, checked: bool = True) -> bool:

@@ -1,9 +1,10 @@
-"""A small trace skips the compiled BLAKE2b kernels and the compiled Mooncake scanner, with the same results.
+"""A small trace runs no compiled kernel, with the same results: a fresh install's first run needs no compiler.
 
-Compiling those kernels is most of what a fresh install's first run costs (about 25 s of its 34 s here), and
-loading them from numba's cache a fifth of a second of every run; below a size, hashlib and Arrow's JSON reader
-do the same work in milliseconds. What a run does not use is not imported: numba loads with the first kernel
-run, and a diagnose without a report loads no charting, tokenizer or secrets library.
+Compiling the kernels is what a fresh install's first run costs (about 30 s of its 34 s here), and importing numba
+and loading them from its cache a third of a second of every run; below a size, hashlib and Arrow's JSON reader do
+the BLAKE2b and scanner's work, and the levels pass, the LRU curve and ingest's row loops run their own source
+interpreted, over lists. What a run does not use is not imported: numba loads with the first compiled kernel, and a
+diagnose without a report loads no compiler, charting, tokenizer or secrets library.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from zumik_cli.analysis import capacity, levels
 from zumik_cli.analysis.waterfall import compute_waterfall
 from zumik_cli.core import digests
 from zumik_cli.dataset.store import Dataset
+from zumik_cli.ingest import rows
 from zumik_cli.ingest.pipeline import ingest
 from zumik_cli.readers import hashid
 
@@ -37,41 +40,78 @@ def _tables(data: Path) -> dict[str, list[dict[str, object]]]:
     return {table: pq.read_table(dataset.parts(table)).to_pylist() for table in dataset.manifest.parts}
 
 
-def test_a_small_trace_ingests_and_diagnoses_the_same_through_hashlib_and_arrow_as_compiled(
+def _compile_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module, name in ((digests, "COMPILED_MIN"), (hashid, "SCAN_MIN_BYTES")):
+        monkeypatch.setattr(module, name, 0)
+    for module in (levels, capacity, rows):
+        monkeypatch.setattr(module, "COMPILED_MIN", 0)
+
+
+def test_a_small_trace_ingests_and_diagnoses_the_same_without_numba_as_compiled(
     trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ingest([trace], tmp_path / "small")
-    monkeypatch.setattr(digests, "COMPILED_MIN", 0)
-    monkeypatch.setattr(hashid, "SCAN_MIN_BYTES", 0)
+    by_small = compute_waterfall(Dataset(tmp_path / "small"))
+    _compile_everything(monkeypatch)
     ingest([trace], tmp_path / "compiled")
+    by_compiled = compute_waterfall(Dataset(tmp_path / "compiled"))
 
     small, compiled = _tables(tmp_path / "small"), _tables(tmp_path / "compiled")
     assert small.keys() == compiled.keys() and len(small["request_blocks"]) > 30_000
     for table in small:
         assert small[table] == compiled[table], table
-    by_small, by_compiled = (
-        compute_waterfall(Dataset(tmp_path / "small")),
-        compute_waterfall(Dataset(tmp_path / "compiled")),
-    )
     assert by_small.summary == by_compiled.summary
+    assert by_small.summary["capacity_curve"] and by_small.summary["eligible"]["tokens"]
     assert by_small.per_request.equals(by_compiled.per_request)
 
 
-def test_a_small_trace_loads_neither_the_blake2b_kernels_nor_the_scanner(trace: Path, tmp_path: Path) -> None:
+def test_a_trace_past_the_thresholds_diagnoses_the_same_interpreted_as_compiled(
+    trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # thresholds below the trace's 46,000 blocks: the default is compiled, and interpreted is forced
+    for module in (levels, capacity, rows):
+        monkeypatch.setattr(module, "COMPILED_MIN", 10_000)
+    ingest([trace], tmp_path / "compiled")
+    by_compiled = compute_waterfall(Dataset(tmp_path / "compiled"))
+    for module in (levels, capacity, rows):
+        monkeypatch.setattr(module, "COMPILED_MIN", 2**62)
+    ingest([trace], tmp_path / "interpreted")
+    by_interpreted = compute_waterfall(Dataset(tmp_path / "interpreted"))
+
+    assert _tables(tmp_path / "compiled") == _tables(tmp_path / "interpreted")
+    assert by_compiled.summary == by_interpreted.summary
+    assert by_compiled.per_request.equals(by_interpreted.per_request)
+
+
+def test_a_trace_stored_out_of_time_order_diagnoses_the_same_interpreted_as_compiled(
+    trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stored newest first, the blocks are placed in time order before the pass (levels._placed)
+    reversed_trace = tmp_path / "reversed.jsonl"
+    reversed_trace.write_bytes(b"".join(reversed(trace.read_bytes().splitlines(keepends=True))))
+    ingest([reversed_trace], tmp_path / "reversed")
+    monkeypatch.setattr(levels, "COMPILED_MIN", 2**62)
+    by_interpreted = compute_waterfall(Dataset(tmp_path / "reversed"))
+    monkeypatch.setattr(levels, "COMPILED_MIN", 0)
+    by_compiled = compute_waterfall(Dataset(tmp_path / "reversed"))
+
+    assert by_interpreted.summary == by_compiled.summary
+    assert by_interpreted.per_request.equals(by_compiled.per_request)
+    assert by_interpreted.summary["eligible"]["tokens"] > 0
+
+
+def test_a_small_trace_loads_no_compiled_kernel(trace: Path, tmp_path: Path) -> None:
     script = (
         "import sys; from pathlib import Path\n"
         "from zumik_cli.ingest.pipeline import ingest\n"
-        "from zumik_cli.core import digests\n"
-        "from zumik_cli.readers import mooncake_scan\n"
         "ingest([Path(sys.argv[1])], Path(sys.argv[2]))\n"
-        "kernels = (digests._digest_decimals_kernel, digests._digest_rows_kernel, mooncake_scan._scan)\n"
-        "print(*(len(k.signatures) for k in kernels))\n"
+        "print('numba' in sys.modules)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script, str(trace), str(tmp_path / "d")], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["0", "0", "0"]
+    assert out.stdout.split() == ["False"]
 
 
 def _loaded_after(script: str, *args: str) -> list[str]:
@@ -92,7 +132,7 @@ def test_the_command_line_and_the_diagnose_library_load_without_numba() -> None:
     assert _loaded_after(script) == []
 
 
-def test_a_small_diagnose_without_a_report_loads_no_charting_tokenizer_or_secrets_library(
+def test_a_small_diagnose_without_a_report_loads_no_compiler_charting_tokenizer_or_secrets_library(
     trace: Path, tmp_path: Path
 ) -> None:
     script = (
@@ -100,5 +140,4 @@ def test_a_small_diagnose_without_a_report_loads_no_charting_tokenizer_or_secret
         "from zumik_cli.cli import app\n"
         "app(['diagnose', sys.argv[1], '--data', sys.argv[2], '--no-report', '--json'], standalone_mode=False)"
     )
-    loaded = _loaded_after(script, str(trace), str(tmp_path / "d"))
-    assert set(loaded) <= {"numba", "llvmlite"}, loaded  # the levels pass and the capacity curve are compiled
+    assert _loaded_after(script, str(trace), str(tmp_path / "d")) == []

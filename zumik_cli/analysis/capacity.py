@@ -42,11 +42,12 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from zumik_cli.core.kernels import compiled, kernel
 
 FIRST_ACCESS = np.iinfo(np.int64).max
 """Depth of a unit never seen before: a miss at every finite capacity and in the unbounded cache."""
@@ -69,10 +70,13 @@ _NEVER_SEEN = -1
 _DROPPED = -2
 """The touch position of a unit the pass dropped: seen, and deeper than the horizon until touched again."""
 
-_jit = numba.njit(cache=True, nogil=True)
+# Below this many accesses the pass runs interpreted, over lists: 0.06 to 0.08 s for 31,000 accesses (1,000 Mooncake
+# requests), where importing numba and loading the compiled pass from its cache take 0.35 s, and compiling it on a
+# fresh install 3 s or more. The levels pass holds the measurements behind the threshold (``levels.COMPILED_MIN``).
+COMPILED_MIN = 1 << 17
 
 
-@_jit
+@kernel
 def _lru_pass_kernel(
     offsets: IntArray,
     dense_ids: npt.NDArray[np.integer],
@@ -80,6 +84,8 @@ def _lru_pass_kernel(
     reverse: bool,
     horizon: int,
     tree: npt.NDArray[np.integer],
+    unit_at: npt.NDArray[np.int32],
+    last: npt.NDArray[np.int32],
     unit_sizes: IntArray | None = None,
     depths: IntArray | None = None,
     weights: npt.NDArray[np.integer] | None = None,
@@ -89,30 +95,28 @@ def _lru_pass_kernel(
     # A Fenwick tree over touch positions holds each unit's size (1 when unit_sizes is None) at its last touch,
     # so a unit's depth is the total size held less the sum before that touch. When the tree is full, the units
     # deeper than `horizon` leave it and the rest are renumbered (see the module docstring); the caller sizes
-    # it (int32 to count units, int64 for tokens). Each access's depth (the running max within its request;
-    # FIRST_ACCESS if never seen; horizon + 1 if deeper) goes to `depths`, or its weight to `hist`: at the
-    # first of the ascending `bounds` it is within, then one bucket past them and one for first accesses.
-    # numba prunes the branches of the arguments left None; `.py_func` runs the same code as Python.
-    span = tree.shape[0] - 1
-    unit_at = np.empty(span, dtype=np.int32)
-    last = np.full(n_units, _NEVER_SEEN, dtype=np.int32)
-    sentinel = np.int64(FIRST_ACCESS)
-    deep = np.int64(horizon) + 1
-    total = np.int64(0)
+    # it (int32 to count units, int64 for tokens), and gives ``unit_at`` (as long as the tree less one) and ``last``
+    # (``_NEVER_SEEN`` for each unit). Each access's depth (the running max within its request; FIRST_ACCESS if never
+    # seen; horizon + 1 if deeper) goes to `depths`, or its weight to `hist`: at the first of the ascending `bounds`
+    # it is within, then one bucket past them and one for first accesses. numba prunes the branches of the arguments
+    # left None. Only indexing and arithmetic, so that the interpreter runs it over lists as fast as it can.
+    span = len(tree) - 1
+    deep = horizon + 1
+    total = 0
     now = 0
-    for r in range(offsets.shape[0] - 1):
+    for r in range(len(offsets) - 1):
         start = offsets[r]
         end = offsets[r + 1]
-        running = np.int64(0)
+        running = 0
         bucket = 0
         for j in range(start, end):
             seen_at = last[dense_ids[j]]
             if seen_at == _NEVER_SEEN:
-                depth = sentinel
+                depth = FIRST_ACCESS
             elif seen_at == _DROPPED:
                 depth = deep
             else:
-                before = np.int64(0)
+                before = 0
                 i = seen_at
                 while i > 0:
                     before += tree[i]
@@ -124,9 +128,9 @@ def _lru_pass_kernel(
             if hist is not None:
                 assert bounds is not None and weights is not None
                 # running never falls within a request, so neither does its bucket
-                if running == sentinel:
-                    bucket = bounds.shape[0] + 1
-                while bucket < bounds.shape[0] and bounds[bucket] < running:
+                if running == FIRST_ACCESS:
+                    bucket = len(bounds) + 1
+                while bucket < len(bounds) and bounds[bucket] < running:
                     bucket += 1
                 hist[bucket] += weights[j]
         for step in range(end - start):
@@ -135,7 +139,7 @@ def _lru_pass_kernel(
                 if now > span // 2:
                     # the horizon keeps more units than the caller guessed: twice the room, so as to renumber
                     # no more than once per as many touches as the tree holds
-                    span = min(2 * span, dense_ids.shape[0])
+                    span = min(2 * span, len(dense_ids))
                     tree, unit_at = _grown(tree, unit_at, now, span)
             j = end - 1 - step if reverse else start + step
             unit = dense_ids[j]
@@ -156,13 +160,13 @@ def _lru_pass_kernel(
             now += 1
 
 
-@_jit
+@kernel
 def _append(tree: npt.NDArray[np.integer], position: int, size: int) -> None:
     # Positions only grow, so a node is built when its own position comes: node p sums (p - lowbit(p), p], its
     # entry and its children p - 1, p - 2, p - 4, ..., all final by then. About one step, where the usual
     # update walks every ancestor up to the end of the tree.
     node = position + 1
-    held = np.int64(size)
+    held = size
     child = 1
     while child < (node & -node):
         held += tree[node - child]
@@ -170,8 +174,8 @@ def _append(tree: npt.NDArray[np.integer], position: int, size: int) -> None:
     tree[node] = held
 
 
-@_jit
-def _grown(
+@kernel
+def _grown_arrays(
     tree: npt.NDArray[np.integer], unit_at: npt.NDArray[np.int32], used: int, span: int
 ) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.int32]]:
     # A node depends only on the positions up to its own, so the built ones carry over as they are.
@@ -182,7 +186,13 @@ def _grown(
     return grown_tree, grown_at
 
 
-@_jit
+@kernel(compiled_as="_grown_arrays")
+def _grown(tree: list[int], unit_at: list[int], used: int, span: int) -> tuple[list[int], list[int]]:
+    # The interpreter's form of ``_grown_arrays``, on lists.
+    return tree[: used + 1] + [0] * (span - used), unit_at[:used] + [0] * (span - used)
+
+
+@kernel
 def _drop_and_renumber(
     tree: npt.NDArray[np.integer],
     unit_at: npt.NDArray[np.int32],
@@ -190,10 +200,10 @@ def _drop_and_renumber(
     unit_sizes: IntArray | None,
     horizon: int,
     now: int,
-) -> tuple[np.int64, int]:
+) -> tuple[int, int]:
     # Keeps the most recent units up to the horizon at positions 0, 1, ... in the same order, and marks the
     # others dropped; returns the size now held and the next free position. Linear in the tree's size.
-    held = np.int64(0)
+    held = 0
     newest_dropped = now - 1
     while newest_dropped >= 0:
         unit = unit_at[newest_dropped]
@@ -216,6 +226,41 @@ def _drop_and_renumber(
             _append(tree, kept, 1 if unit_sizes is None else unit_sizes[unit])
             kept += 1
     return held, kept
+
+
+def lru_pass(
+    offsets: IntArray,
+    dense_ids: npt.NDArray[np.integer],
+    n_units: int,
+    reverse: bool,
+    horizon: int,
+    span: int,
+    unit_sizes: IntArray | None = None,
+    depths: IntArray | None = None,
+    weights: npt.NDArray[np.integer] | None = None,
+    bounds: IntArray | None = None,
+    hist: IntArray | None = None,
+) -> None:
+    """``_lru_pass_kernel`` with a tree of ``span`` positions: compiled on large inputs, interpreted on lists below
+    ``COMPILED_MIN`` accesses (``depths`` and ``hist`` filled in place either way)."""
+    tree_type = np.int32 if unit_sizes is None else np.int64
+    if len(dense_ids) >= COMPILED_MIN:
+        tree = np.zeros(span + 1, dtype=tree_type)
+        unit_at = np.empty(span, dtype=np.int32)
+        last = np.full(n_units, _NEVER_SEEN, dtype=np.int32)
+        compiled(_lru_pass_kernel)(
+            offsets, dense_ids, n_units, reverse, horizon, tree, unit_at, last, unit_sizes, depths, weights, bounds,
+            hist,
+        )  # fmt: skip
+        return
+    plain = [None if a is None else a.tolist() for a in (unit_sizes, depths, weights, bounds, hist)]
+    _lru_pass_kernel(
+        offsets.tolist(), dense_ids.tolist(), n_units, reverse, horizon, [0] * (span + 1), [0] * span,
+        [_NEVER_SEEN] * n_units, *plain,
+    )  # fmt: skip
+    for given, filled in ((depths, plain[1]), (hist, plain[4])):
+        if given is not None and filled is not None:
+            given[:] = filled
 
 
 def _dense_ids(ids: IntArray) -> tuple[npt.NDArray[np.integer], int]:
@@ -285,9 +330,8 @@ class _Workload:
         sizes = self.unit_sizes
         typical = 1 if sizes is None or not sizes.size else max(1, int(sizes.mean()))
         span = min(self.dense.shape[0], 2 * min(self.n_units, horizon // typical) + 1)
-        tree = np.zeros(span + 1, dtype=np.int32 if sizes is None else np.int64)
-        _lru_pass_kernel(
-            self.offsets, self.dense, self.n_units, self.reverse, horizon, tree, sizes, depths, weights, bounds, hist
+        lru_pass(
+            self.offsets, self.dense, self.n_units, self.reverse, horizon, span, sizes, depths, weights, bounds, hist
         )
 
     def depths(self, horizon: int = _EXACT) -> IntArray:

@@ -20,25 +20,26 @@ order for a trace ingested in time order: then no block column is ever whole and
 while Arrow reads the next. Any other order is found
 out by the pass itself (a block that is not the next one of the next request), and the blocks are then read
 whole and placed in time order first (``offset[ord] + pos``, no sort). The time-ordered units and sizes feed the
-capacity analysis (``Workload``), so neither pass sorts the blocks.
+capacity analysis (``Workload``), so neither pass sorts the blocks. Below ``COMPILED_MIN`` blocks the same pass
+runs interpreted (``core/kernels.py``), with dicts for its hash tables, and numba is not loaded at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+import math
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
-import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from llvmlite import ir
-from numba.extending import intrinsic
 
 from zumik_cli.core.errors import ZumikError
+from zumik_cli.core.kernels import compiled, kernel
 
 IntArray = npt.NDArray[np.int64]
 
@@ -59,6 +60,11 @@ CHAIN, FAM, TGT, KVC = 0, 1, 2, 3  # the pass's hash tables
 MAX_UNITS = 2**31 - 2  # units are int32
 PARTS = 2  # the levels pass runs in this many parts by chain, one a core (a power of two)
 PREFETCH_AHEAD = 16  # blocks: how far ahead the pass asks for a chain's hash slot
+# Below this many blocks the pass runs interpreted, over lists: 0.06 s for 31,000 blocks (1,000 Mooncake requests),
+# where importing numba and loading the compiled pass from its cache take 0.35 s, and compiling it on a fresh install
+# 3 s or more. A whole diagnose costs about the same CPU either way at 125,000 blocks, and 0.6 s more interpreted at
+# 250,000.
+COMPILED_MIN = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -76,34 +82,42 @@ class Workload:
     n_units: int
 
 
-def _jit(kernel: Callable[..., Any]) -> Any:
-    return numba.njit(cache=True, nogil=True)(kernel)
+def _prefetch_intrinsic() -> Any:
+    # LLVM's prefetch hint for the element at a flat index of an array of any shape (read, keep in all cache
+    # levels): it changes no result.
+    import numba
+    from llvmlite import ir
+    from numba.extending import intrinsic
+
+    @intrinsic  # type: ignore[misc]
+    def prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            byte = ir.IntType(8).as_pointer()
+            int32 = ir.IntType(32)
+            hint = builder.module.declare_intrinsic(
+                "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [byte, int32, int32, int32])
+            )
+            address = builder.bitcast(builder.gep(data, [args[1]]), byte)
+            builder.call(hint, [address, ir.Constant(int32, 0), ir.Constant(int32, 3), ir.Constant(int32, 1)])
+            return context.get_dummy_value()
+
+        return numba.types.void(array, index), codegen
+
+    return prefetch
 
 
-@intrinsic
-def _prefetch(typingctx: Any, array: Any, index: Any) -> Any:
-    # LLVM's prefetch hint for array[index] (read, keep in all cache levels): it changes no result. The pass asks
-    # for the hash slot of a block a few blocks ahead, so that slot is in cache when its turn comes.
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        byte = ir.IntType(8).as_pointer()
-        int32 = ir.IntType(32)
-        hint = builder.module.declare_intrinsic(
-            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [byte, int32, int32, int32])
-        )
-        address = builder.bitcast(builder.gep(data, [args[1]]), byte)
-        builder.call(hint, [address, ir.Constant(int32, 0), ir.Constant(int32, 3), ir.Constant(int32, 1)])
-        return context.get_dummy_value()
-
-    return numba.types.void(array, index), codegen
+@kernel(compiled_as=_prefetch_intrinsic)
+def _prefetch_hint(array: IntArray, index: int) -> None:
+    pass
 
 
-@_jit
+@kernel
 def _home(bits: int, key: int) -> int:
     return int((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
 
 
-@_jit
+@kernel
 def _slot(table: IntArray, bits: int, key: int) -> int:
     # Open addressing (linear probing) on a multiplicative hash of 2^bits slots; each slot holds its key and
     # number side by side (16 bytes), so a probe costs one cache miss, not two. Returns the key's slot, or the
@@ -115,7 +129,7 @@ def _slot(table: IntArray, bits: int, key: int) -> int:
     return int(h)
 
 
-@_jit
+@kernel
 def _rehash(old: IntArray, new: IntArray, bits: int) -> None:
     for i in range(old.shape[0]):
         if old[i, 1] != 0:
@@ -124,10 +138,10 @@ def _rehash(old: IntArray, new: IntArray, bits: int) -> None:
             new[h, 1] = old[i, 1]
 
 
-@_jit
-def _number(table: IntArray, bits: IntArray, used: IntArray, k: int, key: int) -> int:
-    # The key's number in table k, a new one (the next: ``used[k]`` before the call) for a new key; -1 when that
-    # would pass half full. A slot holds its number + 1, so that a table of zeros is empty.
+@kernel
+def _number_in_table(table: IntArray, bits: IntArray, used: IntArray, k: int, key: int) -> int:
+    # The compiled form of ``_number``, on a table of its own; -1 when a new key would take it past half full. A slot
+    # holds its number + 1, so that a table of zeros is empty.
     h = _slot(table, bits[k], key)
     number = table[h, 1] - 1
     if number < 0:
@@ -140,14 +154,47 @@ def _number(table: IntArray, bits: IntArray, used: IntArray, k: int, key: int) -
     return number
 
 
-@_jit
+@kernel(compiled_as="_number_in_table")
+def _number(table: dict[int, int], bits: IntArray, used: list[int], k: int, key: int) -> int:
+    # The key's number in table k, a new one (the next: ``used[k]`` before the call) for a new key. The interpreter
+    # uses a dict, which never fills.
+    number = table.get(key, -1)
+    if number < 0:
+        number = used[k]
+        table[key] = number
+        used[k] += 1
+    return number
+
+
+@kernel
+def _prefetch_slot(flat: IntArray, bits: int, key: int) -> None:
+    # Asks for the hash slot of a key a few blocks ahead, so that it is in cache when the key's turn comes.
+    _prefetch_hint(flat, np.int64(2 * _home(bits, key)))
+
+
+@kernel(compiled_as="_prefetch_slot")
+def _prefetch(table: dict[int, int], bits: int, key: int) -> None:
+    pass  # a dict has no slot to prefetch
+
+
+@kernel
+def _flat_table(table: IntArray) -> IntArray:
+    return table.reshape(-1)
+
+
+@kernel(compiled_as="_flat_table")
+def _flat(table: dict[int, int]) -> dict[int, int]:
+    return table  # the interpreter's table is a dict
+
+
+@kernel
 def _flush(out: IntArray, r: int, acc: IntArray) -> None:
     for k in range(10):
-        out[k, r] = max(out[k, r], acc[k])
+        out[k][r] = max(out[k][r], acc[k])
         acc[k] = 0
 
 
-@_jit
+@kernel
 def _pass(
     at: int,
     part: int,
@@ -164,7 +211,9 @@ def _pass(
     ttl: npt.NDArray[np.float64],
     ttl_long: npt.NDArray[np.float64],
     long_until: IntArray,
-    pair_ids: IntArray,
+    fam_ids: IntArray,
+    tgt_ids: IntArray,
+    kvc_ids: IntArray,
     coincide: bool,
     chain_table: IntArray,
     fam_table: IntArray,
@@ -177,24 +226,24 @@ def _pass(
     state: npt.NDArray[np.float64],
     out: IntArray,
     units: npt.NDArray[np.int32],
+    acc: IntArray,
 ) -> tuple[int, int]:
     # Blocks ``at``.. of a batch in the dataset's order, those whose chain is ``part`` modulo ``parts`` (a power of
     # two): each part keeps its own tables, state and results. ``cursor`` is (request index, blocks of it seen):
     # ``checked``, each block must be the next one of the request in time order (index = ord - 1), else the
     # pass stops with OUT_OF_ORDER. A table that would pass half full stops it with GROW + the table before
-    # anything of the block is changed, so the caller grows it and resumes at the same block. ``pair_ids[k, r]``
-    # is request r's family, target and key number; ``state[u]`` is (first use, previous time, horizon) of key
-    # unit u, NaN for NULL; a NaN time or horizon stands for NULL. A request's levels gather in ``acc`` and
-    # go to ``out`` when its last block is passed (or the pass stops).
-    n_req = n_blocks.shape[0]
+    # anything of the block is changed, so the caller grows it and resumes at the same block. ``fam_ids[r]``,
+    # ``tgt_ids[r]``, ``kvc_ids[r]`` are request r's family, target and key numbers; ``state[3 * u:3 * u + 3]`` is
+    # (first use, previous time, horizon) of key unit u, NaN for NULL; a NaN time or horizon stands for NULL. A
+    # request's levels gather in ``acc`` (ten zeros) and go to ``out`` when its last block is passed (or the pass
+    # stops). Only indexing and arithmetic, so that the interpreter runs it over lists as fast as it can.
+    n_req = len(n_blocks)
     r, seen = cursor[0], cursor[1]
-    acc = np.zeros(10, dtype=np.int64)
-    code, stop = DONE, pos.shape[0]
-    ahead = np.int64(PREFETCH_AHEAD)
-    flat = chain_table.reshape(-1)
-    for b in range(at, pos.shape[0]):
-        if b + ahead < pos.shape[0] and chain[b + ahead] & (parts - 1) == part:
-            _prefetch(flat, np.int64(2 * _home(bits[CHAIN], chain[b + ahead])))  # type: ignore[call-arg]  # typed by numba
+    code, stop = DONE, len(pos)
+    flat = _flat(chain_table)
+    for b in range(at, len(pos)):
+        if b + PREFETCH_AHEAD < len(pos) and chain[b + PREFETCH_AHEAD] & (parts - 1) == part:
+            _prefetch(flat, bits[CHAIN], chain[b + PREFETCH_AHEAD])
         if r < n_req and seen >= n_blocks[r]:
             _flush(out, r, acc)
             while r < n_req and seen >= n_blocks[r]:
@@ -216,30 +265,31 @@ def _pass(
         u = f = g = c
         if not coincide:
             fresh = used[FAM]
-            f = _number(fam_table, bits, used, FAM, (pair_ids[0, r] << np.int64(32)) | c)
+            f = _number(fam_table, bits, used, FAM, (fam_ids[r] << 32) | c)
             if f < 0:
                 code, stop = GROW + FAM, b
                 break
             if f == fresh:
                 first_fam[f] = -1
             fresh = used[TGT]
-            g = _number(tgt_table, bits, used, TGT, (pair_ids[1, r] << np.int64(32)) | c)
+            g = _number(tgt_table, bits, used, TGT, (tgt_ids[r] << 32) | c)
             if g < 0:
                 code, stop = GROW + TGT, b
                 break
             if g == fresh:
                 first_tgt[g] = -1
             fresh = used[KVC]
-            u = _number(kvc_table, bits, used, KVC, (pair_ids[2, r] << np.int64(32)) | c)
+            u = _number(kvc_table, bits, used, KVC, (kvc_ids[r] << 32) | c)
             if u < 0:
                 code, stop = GROW + KVC, b
                 break
+        s = 3 * u
         if u == fresh:
-            state[u, 0] = state[u, 1] = state[u, 2] = np.nan
+            state[s] = state[s + 1] = state[s + 2] = math.nan
         seen += 1
         units[b] = u * parts + part
         t = ts[r]
-        no_time = np.isnan(t)
+        no_time = math.isnan(t)
         n = pos[b] + 1
         e = end_token[b]
         if not coincide:
@@ -253,9 +303,9 @@ def _pass(
             elif first_tgt[g] < r:
                 acc[2] = max(acc[2], n)
                 acc[3] = max(acc[3], e)
-        first = state[u, 0]
-        if np.isnan(first):
-            state[u, 0] = r
+        first = state[s]
+        if math.isnan(first):
+            state[s] = r
         elif first < r:
             if coincide:
                 acc[0] = max(acc[0], n)
@@ -264,23 +314,39 @@ def _pass(
                 acc[3] = max(acc[3], e)
             acc[4] = max(acc[4], n)
             acc[5] = max(acc[5], e)
-            a = state[u, 2]
-            if no_time or np.isnan(a) or t <= a:
+            a = state[s + 2]
+            if no_time or math.isnan(a) or t <= a:
                 acc[6] = max(acc[6], n)
                 acc[7] = max(acc[7], e)
-            p = state[u, 1]
-            if no_time or np.isnan(p) or t - p <= 300:
+            p = state[s + 1]
+            if no_time or math.isnan(p) or t - p <= 300:
                 acc[8] = max(acc[8], e)
-            if no_time or np.isnan(p) or t - p <= 3600:
+            if no_time or math.isnan(p) or t - p <= 3600:
                 acc[9] = max(acc[9], e)
-        state[u, 1] = t
+        state[s + 1] = t
         horizon = t + (ttl_long[r] if e <= long_until[r] else ttl[r])
-        if not no_time and (np.isnan(state[u, 2]) or horizon > state[u, 2]):
-            state[u, 2] = horizon
+        if not no_time and (math.isnan(state[s + 2]) or horizon > state[s + 2]):
+            state[s + 2] = horizon
     if r < n_req:
         _flush(out, r, acc)
     cursor[0], cursor[1] = r, seen
     return code, stop
+
+
+@dataclass(frozen=True)
+class _Interpreted:
+    """The hash tables and unit state of a part run by the interpreter: dicts and lists, sized for every block."""
+
+    tables: tuple[dict[int, int], ...]
+    first_fam: list[int]
+    first_tgt: list[int]
+    state: list[float]  # three a unit, as ``_pass`` reads it
+
+    @classmethod
+    def sized(cls, blocks: int) -> _Interpreted:
+        # a part numbers no more units than there are blocks: a pass stops at a block past the requests' count
+        rows = blocks + 1
+        return cls(({}, {}, {}, {}), [0] * rows, [0] * rows, [math.nan] * (3 * rows))
 
 
 class _Part:
@@ -302,6 +368,9 @@ class _Part:
         self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
         self.state = np.empty((len(self.tables[CHAIN if requests.coincide else KVC]) // 2 + 1, 3))
         self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int64)
+        # below COMPILED_MIN blocks in all, the interpreter runs the pass, on tables and unit state of its own
+        blocks = int(requests.n_blocks.sum())
+        self.interpreted = _Interpreted.sized(blocks) if blocks < COMPILED_MIN else None
 
     def feed(
         self,
@@ -312,19 +381,45 @@ class _Part:
         units: npt.NDArray[np.int32],
         checked: bool,
     ) -> bool:
+        if self.interpreted is not None:
+            return self._interpret(self.interpreted, rids, pos, chain, end_token, units, checked)
         req = self.requests
         at = 0
         while True:
-            code, at = _pass(
+            code, at = compiled(_pass)(
                 at, self.part, PARTS, checked, rids, pos, chain, end_token, self.cursor, req.req_rid, req.n_blocks,
-                req.ts, req.ttl, req.ttl_long, req.long_until, req.pair_ids, req.coincide, *self.tables, self.bits,
-                self.used, self.first_fam, self.first_tgt, self.state, self.out, units,
+                req.ts, req.ttl, req.ttl_long, req.long_until, *req.pair_ids, req.coincide, *self.tables, self.bits,
+                self.used, self.first_fam, self.first_tgt, self.state.reshape(-1), self.out, units,
+                np.zeros(10, dtype=np.int64),
             )  # fmt: skip
             if code == DONE:
                 return True
             if code == OUT_OF_ORDER:
                 return False
             self._grow(code - GROW)
+
+    def _interpret(
+        self,
+        plain: _Interpreted,
+        rids: IntArray,
+        pos: IntArray,
+        chain: IntArray,
+        end_token: IntArray,
+        units: npt.NDArray[np.int32],
+        checked: bool,
+    ) -> bool:
+        # The same pass over lists, which the interpreter indexes several times faster than numpy arrays; the
+        # part's cursor, counts and results go in and come back as the compiled pass leaves them.
+        cursor, used, out, numbered = self.cursor.tolist(), self.used.tolist(), self.out.tolist(), [0] * len(chain)
+        code, _ = _pass(
+            0, self.part, PARTS, checked, rids.tolist(), pos.tolist(), chain.tolist(), end_token.tolist(), cursor,
+            *self.requests.as_lists, *plain.tables, self.bits.tolist(), used, plain.first_fam, plain.first_tgt,
+            plain.state, out, numbered, [0] * 10,
+        )  # fmt: skip
+        self.cursor[:], self.used[:], self.out[:] = cursor, used, out
+        mine = (chain & (PARTS - 1)) == self.part
+        units[mine] = np.array(numbered, dtype=np.int32)[mine]
+        return bool(code == DONE)
 
     def complete(self) -> bool:
         r, seen = int(self.cursor[0]), int(self.cursor[1])
@@ -337,10 +432,10 @@ class _Part:
             raise ZumikError("more than 2^31 distinct blocks: split the dataset by tenant or time and compare parts")
         self.bits[k] += 1
         new = _empty_table(int(self.bits[k]))
-        _rehash(old, new, int(self.bits[k]))
+        compiled(_rehash)(old, new, int(self.bits[k]))
         tables = list(self.tables)
         tables[k] = new
-        self.tables = tuple(tables)  # type: ignore[assignment]
+        self.tables = tuple(tables)
         cap = new.shape[0] // 2 + 1
         if k == (CHAIN if self.requests.coincide else KVC):
             self.state = _extend(self.state, cap)
@@ -362,6 +457,12 @@ class _Requests:
     long_until: IntArray  # the token offset of that breakpoint; -1 for none
     pair_ids: IntArray  # (family, target, key) number per request
     coincide: bool
+
+    @functools.cached_property
+    def as_lists(self) -> tuple[Any, ...]:
+        """The requests as ``_pass`` takes them, in lists for the interpreter."""
+        columns = (self.req_rid, self.n_blocks, self.ts, self.ttl, self.ttl_long, self.long_until, *self.pair_ids)
+        return (*(column.tolist() for column in columns), self.coincide)
 
 
 class _Pass:
@@ -472,23 +573,32 @@ def _ordered_pass(
     return units, sizes
 
 
-@_jit
-def _place(ords: IntArray, pos: IntArray, offsets: IntArray) -> tuple[IntArray, bool]:
-    # Block i goes to offsets[ord - 1] + pos; valid only when each request's positions are 0..n-1 exactly once.
-    n = ords.shape[0]
-    slot = np.empty(n, dtype=np.int64)
-    filled = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
+@kernel
+def _place(ords: IntArray, pos: IntArray, offsets: IntArray, slot: IntArray, filled: npt.NDArray[np.bool_]) -> bool:
+    # Block i goes to slot[i] = offsets[ord - 1] + pos; valid only when each request's positions are 0..n-1 exactly
+    # once. ``filled`` starts all false.
+    for i in range(len(ords)):
         o = ords[i] - 1
         p = pos[i]
         if p < 0 or p >= offsets[o + 1] - offsets[o]:
-            return slot, False
+            return False
         s = offsets[o] + p
         if filled[s]:
-            return slot, False
+            return False
         filled[s] = True
         slot[i] = s
-    return slot, True
+    return True
+
+
+def _placed(ords: IntArray, pos: IntArray, offsets: IntArray) -> IntArray | None:
+    # Each block's place in time order (see _place), None when positions have gaps or repeats.
+    n = len(ords)
+    if n < COMPILED_MIN:
+        slots = [0] * n
+        placed = _place(ords.tolist(), pos.tolist(), offsets.tolist(), slots, [False] * n)
+        return np.array(slots, dtype=np.int64) if placed else None
+    slot = np.empty(n, dtype=np.int64)
+    return slot if compiled(_place)(ords, pos, offsets, slot, np.zeros(n, dtype=np.bool_)) else None
 
 
 def _joined_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
@@ -519,8 +629,8 @@ def _placed_pass(
     n_req = req.num_rows
     counts = np.bincount(ords - 1, minlength=n_req) if len(ords) else np.zeros(n_req, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    slot, placed = _place(ords, pos, offsets)
-    if placed:
+    slot = _placed(ords, pos, offsets)
+    if slot is not None:
         order = np.empty_like(slot)
         order[slot] = np.arange(len(slot), dtype=np.int64)
     else:  # positions with gaps or repeats: sort them instead
@@ -534,7 +644,7 @@ def _placed_pass(
     with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
         for done in run.start(pool, placed_pos, placed_pos, chain, end_token, units, False):
             done.result()
-    return run, units, columns.pop("tokens")[order]
+    return run, units, columns.pop("tokens")[order].astype(np.int32, copy=False)
 
 
 def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[str]) -> Workload:

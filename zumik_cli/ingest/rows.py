@@ -11,15 +11,19 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from zumik_cli.core import identity
+from zumik_cli.core.kernels import compiled, kernel
 from zumik_cli.readers.hashid import HashColumns
 
 Columns = dict[str, Any]
+# Below this many blocks (or ids) a batch's loops run interpreted, over lists: 5 to 10 ms at 31,000, where importing
+# numba and loading a compiled loop from its cache take a third of a second, and compiling them on a fresh install
+# about a second
+COMPILED_MIN = 1 << 17
 
 
 def block_rows(
@@ -28,7 +32,14 @@ def block_rows(
     """request_blocks columns from per-block arrays; request i (id ``rids[i]``) owns ``offsets[i]:offsets[i + 1]``."""
     # numpy allocates the outputs: it asks for huge pages, where numba's allocator page-faults 4 KiB at a time
     rid, pos, parent, end_token = (np.empty(len(chain), dtype=np.int64) for _ in range(4))
-    _fill_block_columns(offsets, rids, chain, tokens, identity.ROOT_CHAIN, rid, pos, parent, end_token)
+    if len(chain) >= COMPILED_MIN:
+        compiled(_fill_block_columns)(offsets, rids, chain, tokens, identity.ROOT_CHAIN, rid, pos, parent, end_token)
+    else:
+        filled: list[list[int]] = [[0] * len(chain) for _ in range(4)]
+        given = (offsets.tolist(), rids.tolist(), chain.tolist(), tokens.tolist())
+        _fill_block_columns(*given, identity.ROOT_CHAIN, *filled)
+        for column, values in zip((rid, pos, parent, end_token), filled, strict=True):
+            column[:] = values
     if block_ids is None:
         block_id = chain
     else:
@@ -44,14 +55,14 @@ def block_rows(
     }
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _fill_block_columns(
     offsets: Any, rids: Any, chain: Any, tokens: Any, root: int, rid: Any, pos: Any, parent: Any, end_token: Any
 ) -> None:
     # One pass over the blocks instead of a repeat and a temporary per column: a batch has millions of them.
-    for r in range(offsets.shape[0] - 1):
-        above = np.int64(root)
-        running = np.int64(0)
+    for r in range(len(offsets) - 1):
+        above = root
+        running = 0
         for i in range(offsets[r], offsets[r + 1]):
             rid[i] = rids[r]
             pos[i] = i - offsets[r]
@@ -61,10 +72,21 @@ def _fill_block_columns(
             end_token[i] = running
 
 
-@numba.njit(cache=True, nogil=True)
+def _hash_block_tokens(offsets: np.ndarray, input_length: np.ndarray, size: int) -> np.ndarray:
+    tokens = np.empty(offsets[-1], dtype=np.int64)
+    if len(tokens) >= COMPILED_MIN:
+        compiled(_fill_hash_block_tokens)(offsets, input_length, size, tokens)
+    else:
+        filled = [0] * len(tokens)
+        _fill_hash_block_tokens(offsets.tolist(), input_length.tolist(), size, filled)
+        tokens[:] = filled
+    return tokens
+
+
+@kernel
 def _fill_hash_block_tokens(offsets: Any, input_length: Any, size: int, tokens: Any) -> None:
     # A hash-id request's input fills its blocks in order: whole blocks, then the remainder, then nothing.
-    for r in range(offsets.shape[0] - 1):
+    for r in range(len(offsets) - 1):
         for i in range(offsets[r], offsets[r + 1]):
             tokens[i] = min(max(input_length[r] - (i - offsets[r]) * size, 0), size)
 
@@ -121,25 +143,34 @@ class ChainCache:
             size = min(max(high + 1, 2 * len(values)), DENSE_IDS)
             values = np.concatenate([values, np.zeros(size - len(values), np.int64)])
             known = np.concatenate([known, np.zeros(size - len(known), np.bool_)])
-        fresh = _first_seen(hash_ids, known)  # marks them known
+        fresh = _unknown(hash_ids, known)  # marks them known
         if len(fresh):
             values[fresh] = _digest_chains(scope, fresh)
         self.tables[scope] = (values, known)
         return values[hash_ids]
 
 
-@numba.njit(cache=True, nogil=True)
-def _first_seen(ids: Any, known: Any) -> Any:
+def _unknown(ids: np.ndarray, known: np.ndarray) -> np.ndarray:
     # The ids not yet known, each once, in first-seen order; they are marked known.
-    out = np.empty(ids.shape[0], dtype=np.int64)
+    if len(ids) >= COMPILED_MIN:
+        out = np.empty(len(ids), dtype=np.int64)
+        return out[: compiled(_first_seen)(ids, known, out)].copy()
+    fresh = [0] * len(ids)
+    n = _first_seen(ids.tolist(), known, fresh)  # ``known`` as it is: as long as the largest id, however few ids
+    return np.array(fresh[:n], dtype=np.int64)
+
+
+@kernel
+def _first_seen(ids: Any, known: Any, out: Any) -> int:
+    # Writes the ids not yet known to ``out``, each once, in first-seen order, marks them known, and counts them.
     n = 0
-    for i in range(ids.shape[0]):
+    for i in range(len(ids)):
         v = ids[i]
         if not known[v]:
             known[v] = True
             out[n] = v
             n += 1
-    return out[:n].copy()
+    return n
 
 
 def _digest_chains(scope: str, distinct: np.ndarray) -> np.ndarray:
@@ -192,8 +223,7 @@ def hash_rows(
     counts = np.diff(offsets)
     chain = _chains(columns.scope, columns.hash_ids, chain_cache)
     size = columns.block_size
-    tokens = np.empty(len(chain), dtype=np.int64)
-    _fill_hash_block_tokens(offsets, columns.input_length, size, tokens)
+    tokens = _hash_block_tokens(offsets, columns.input_length, size)
     blocks = block_rows(rid, offsets, chain, tokens)
 
     family = f"hashid:{columns.scope}:{size}"

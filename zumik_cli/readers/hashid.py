@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,11 +23,19 @@ from zumik_cli.readers import Item, Reader, Sample, convert_guarded, parse_json_
 from zumik_cli.readers.containers import BOM, open_bytes
 from zumik_cli.readers.fields import EARLIEST, LATEST, count, moment, text
 
-if TYPE_CHECKING:
-    from zumik_cli.readers.mooncake_scan import MooncakeArrays
-
 COLUMN_CHUNK_BYTES = 1 << 24
 _NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r]*[^{ \t\r\n]")
+
+
+@dataclass(frozen=True)
+class MooncakeArrays:
+    """A chunk's records as arrays: row i's hash ids are ``hash_ids[offsets[i]:offsets[i + 1]]``."""
+
+    timestamps: np.ndarray  # float64, seconds
+    input_length: np.ndarray  # int64
+    output_length: pa.Array  # int64, null where the record's was absent, null or negative
+    offsets: np.ndarray  # int64, rows + 1, from 0
+    hash_ids: np.ndarray  # int64
 
 
 def _count(value: Any, name: str) -> int:
@@ -155,9 +163,11 @@ def _mooncake_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
     The compiled scanner reads plain chunks (traces as Mooncake publishes them); Arrow reads most of the rest.
     Whichever read it, the records must be ones the per-record reader would keep, every one of them.
     """
-    from zumik_cli.readers.mooncake_scan import scan_mooncake
+    arrays = None
+    if len(chunk) >= SCAN_MIN_BYTES:
+        from zumik_cli.readers.mooncake_scan import scan_mooncake  # compiled: numba loads with it
 
-    arrays = scan_mooncake(chunk, lines) if len(chunk) >= SCAN_MIN_BYTES else None
+        arrays = scan_mooncake(chunk, lines)
     if arrays is None:
         arrays = _arrow_arrays(chunk, lines)
     if arrays is None or len(arrays.timestamps) != lines:
@@ -180,8 +190,6 @@ def _arrow_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
     """
     import pyarrow.compute as pc
     import pyarrow.json as pajson
-
-    from zumik_cli.readers.mooncake_scan import MooncakeArrays
 
     if b'"block_size"' in chunk or chunk.startswith(b"\xef\xbb\xbf"):
         return None

@@ -9,12 +9,13 @@ went before. What it accepts it reads exactly as the per-record reader does, flo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
 import pyarrow as pa
+
+from zumik_cli.readers.hashid import MooncakeArrays
 
 _SPACE, _TAB, _CR, _NEWLINE = ord(" "), ord("\t"), ord("\r"), ord("\n")
 _COLON, _COMMA = ord(":"), ord(",")
@@ -37,17 +38,6 @@ _POWERS_OF_TEN = np.array([10.0**k for k in range(23)], dtype=np.float64)
 # -922337203685477580 * 10 - 8 is the smallest int64; any step past it overflows
 _LIMIT_TENTH, _LIMIT_LAST_DIGIT = -922337203685477580, 8
 _DECLINED = -1  # a position no parse step returns: the chunk is not plain
-
-
-@dataclass(frozen=True)
-class MooncakeArrays:
-    """A chunk's records as arrays: row i's hash ids are ``hash_ids[offsets[i]:offsets[i + 1]]``."""
-
-    timestamps: np.ndarray  # float64, seconds
-    input_length: np.ndarray  # int64
-    output_length: pa.Array  # int64, null where the record's was absent, null or negative
-    offsets: np.ndarray  # int64, rows + 1, from 0
-    hash_ids: np.ndarray  # int64
 
 
 def scan_mooncake(chunk: bytes, lines: int) -> MooncakeArrays | None:
