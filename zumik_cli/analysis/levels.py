@@ -66,7 +66,7 @@ class Workload:
     """Every request with blocks, in time order, as CSR arrays: the input of ``capacity``.
 
     ``units`` numbers each distinct (KV key, chain) pair with an int32 id below ``n_units`` (a few ids may go
-    unused); ``rids[i]`` is request i's rid.
+    unused); ``sizes`` are each block's tokens, int16 where they fit; ``rids[i]`` is request i's rid.
     """
 
     offsets: IntArray
@@ -301,7 +301,8 @@ class _Part:
         self.first_fam = np.empty(len(self.tables[FAM]) // 2 + 1, dtype=np.int64)
         self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
         self.state = np.empty((len(self.tables[CHAIN if requests.coincide else KVC]) // 2 + 1, 3))
-        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int64)
+        # int32 while every token offset fits (``widen``): a block count always does
+        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int32)
 
     def feed(
         self,
@@ -325,6 +326,9 @@ class _Part:
             if code == OUT_OF_ORDER:
                 return False
             self._grow(code - GROW)
+
+    def widen(self) -> None:
+        self.out = self.out.astype(np.int64)
 
     def complete(self) -> bool:
         r, seen = int(self.cursor[0]), int(self.cursor[1])
@@ -368,17 +372,19 @@ class _Pass:
     """One levels pass over every block in time order, in ``PARTS`` parts by chain that run on their own threads."""
 
     def __init__(self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int) -> None:
+        # the columns as the pass reads them, each a view of ``req``'s where it can be (no copy to hold beside it)
         rid = np.ascontiguousarray(req.column("rid").to_numpy(), dtype=np.int64)
         self.requests = _Requests(
             req_rid=rid,
             n_blocks=np.ascontiguousarray(n_blocks, dtype=np.int64),
-            ts=req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64),
-            ttl=req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
-            ttl_long=req.column("ttl_long").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
+            ts=_floats(req.column("ts")),
+            ttl=_floats(req.column("ttl").fill_null(np.inf)),
+            ttl_long=_floats(req.column("ttl_long").fill_null(np.inf)),
             long_until=np.ascontiguousarray(req.column("long_until").to_numpy(), dtype=np.int64),
+            # read only where the three first uses differ (``coincide`` false)
             pair_ids=(
                 np.stack([req.column(name).to_numpy().astype(np.int64) for name in ("fam_id", "tgt_id", "kvc_id")])
-                if len(rid)
+                if len(rid) and not coincide
                 else np.zeros((3, 0), dtype=np.int64)
             ),
             coincide=coincide,
@@ -400,8 +406,12 @@ class _Pass:
     ) -> list[Future[bool]]:
         """Start every part on the next blocks; each future says False when a block is out of time order.
 
-        Unchecked, the blocks are taken as the next ones whatever their rid and position (``rids`` unused).
+        Unchecked, the blocks are taken as the next ones whatever their rid and position (``rids`` unused). Called
+        once the futures of the previous call are done.
         """
+        if end_token.size and int(end_token.max()) > np.iinfo(self.parts[0].out.dtype).max:
+            for part in self.parts:
+                part.widen()
         return [pool.submit(p.feed, rids, pos, chain, end_token, units, checked) for p in self.parts]
 
     def complete(self) -> bool:
@@ -409,8 +419,9 @@ class _Pass:
         return all(part.complete() for part in self.parts)
 
     @property
-    def out(self) -> IntArray:
-        """Per request (columns) the ten levels (rows), the parts' combined (into the first part's)."""
+    def out(self) -> npt.NDArray[np.integer]:
+        """Per request (columns) the ten levels (rows), the parts' combined (into the first part's): int32, or int64
+        where a token offset needs it."""
         out = self.parts[0].out
         for part in self.parts[1:]:
             np.maximum(out, part.out, out=out)
@@ -420,6 +431,11 @@ class _Pass:
     def n_units(self) -> int:
         """A bound on the unit ids: part p numbers its units p, p + PARTS, p + 2 * PARTS, ..."""
         return PARTS * max(int(part.used[CHAIN if self.requests.coincide else KVC]) for part in self.parts)
+
+
+def _floats(column: pa.ChunkedArray) -> npt.NDArray[np.float64]:
+    # NULL as NaN; a view of the column's buffer when it is one chunk of doubles without NULLs
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _empty_table(bits: int) -> IntArray:
@@ -447,19 +463,27 @@ def _stored_batches(parts: list[str]) -> Iterator[pa.Table]:
 
 def _ordered_pass(
     parts: list[str], run: _Pass, total: int
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None:
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.integer]] | None:
     # The blocks as stored, batch by batch, the parts of the pass on one batch on their threads while Arrow reads
     # the next (all release the GIL). None as soon as a block is not the next one in time order, or is missing.
     units = np.empty(total, dtype=np.int32)
-    sizes = np.empty(total, dtype=np.int32)
+    # int16 while every block's tokens fit (a hash-id block is a few hundred): half the memory of int32
+    sizes: npt.NDArray[np.integer] = np.empty(total, dtype=np.int16)
     at = 0
+    arrow_pool = pa.default_memory_pool()
     with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
         pending: list[Future[bool]] = []
         for batch in _stored_batches(parts):
             n = batch.num_rows
             if at + n > total or not all(f.result() for f in pending):
                 return None
-            sizes[at : at + n] = batch.column("tokens").to_numpy()
+            # Arrow's pool keeps the batches read and freed on its threads for reuse, and reuses little of it:
+            # without this, about 150 MB more at 30M blocks
+            arrow_pool.release_unused()
+            tokens = batch.column("tokens").to_numpy()
+            if n and int(tokens.max()) > np.iinfo(sizes.dtype).max:
+                sizes = sizes.astype(np.int32)  # a block's tokens fit int32 (``_joined_columns`` casts them so)
+            sizes[at : at + n] = tokens
             rids, pos, chain, end_token = (
                 batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
             )
@@ -512,7 +536,7 @@ def _joined_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
 
 def _placed_pass(
     con: duckdb.DuckDBPyConnection, req: pa.Table, coincide: bool
-) -> tuple[_Pass, npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+) -> tuple[_Pass, npt.NDArray[np.int32], npt.NDArray[np.integer]]:
     # Any order: every block joined to its request's order, placed at offsets[ord - 1] + pos, then one pass.
     columns = _joined_columns(con)
     ords, pos = columns.pop("ord"), columns.pop("pos")
@@ -548,9 +572,12 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
     n_blocks = req.column("n_blocks").to_numpy()
     total = int(n_blocks.sum())
     run = _Pass(req, n_blocks, coincide, total)
+    del req, n_blocks  # the pass keeps the columns it reads
+    sizes: npt.NDArray[np.integer]
     ordered = _ordered_pass(parts, run, total)
     if ordered is None:
-        run, units, sizes = _placed_pass(con, req, coincide)
+        del run
+        run, units, sizes = _placed_pass(con, con.sql(REQ_COLUMNS_SQL).to_arrow_table(), coincide)
     else:
         units, sizes = ordered
     counts, n_units, out = run.requests.n_blocks, run.n_units, run.out
@@ -561,11 +588,13 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
     del out
     con.register("levels_in", table)
     # a table of DuckDB's own, not a view of the Arrow one: the breakpoint and sibling joins plan far better on it
-    # (on 1 GB of agent traffic the view took the peak from 1.08 GB to 1.56 GB; docs/benchmarks.md)
+    # (on 1 GB of agent traffic the view took the peak from 1.08 GB to 1.56 GB; docs/benchmarks.md); BIGINT
+    # whatever width the pass counted in
     if con.execute("SELECT count(DISTINCT rid) = count(*) FROM req").fetchall()[0][0]:
-        con.execute("CREATE OR REPLACE TEMP TABLE levels AS SELECT * FROM levels_in")
+        columns = ", ".join(f"{name}::BIGINT AS {name}" for name in LEVEL_COLUMNS)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {columns} FROM levels_in")
     else:  # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
-        aggregates = ", ".join(f"max({name}) AS {name}" for name in LEVEL_COLUMNS)
+        aggregates = ", ".join(f"max({name})::BIGINT AS {name}" for name in LEVEL_COLUMNS)
         con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {aggregates} FROM levels_in GROUP BY rid")
     con.unregister("levels_in")
     return Workload(
