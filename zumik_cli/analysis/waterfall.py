@@ -9,8 +9,8 @@ few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel wit
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -569,6 +569,8 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
         tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2)
+        block_tokens = int(workload.sizes.sum())
+        workload = _without_blocks(workload, curve)
         con.execute(_sql("per_request.sql"))
         stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
         per_request = _with_text(con, _in_order(stages.to_arrow_table()))
@@ -577,8 +579,21 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     if tier_hits is not None:
         summary["second_tier"] = _tiers(con, workload, per_request, tier_hits, options, summary)
     if sampling is not None:
-        summary.update(_sampled_summary(sampling, int(workload.sizes.sum()), summary["total_input_tokens"]["tokens"]))
+        summary.update(_sampled_summary(sampling, block_tokens, summary["total_input_tokens"]["tokens"]))
     return Waterfall(summary=summary, per_request=per_request)
+
+
+def _without_blocks(workload: Workload, curve: Future[Any] | None) -> Workload:
+    """The workload less its time-ordered blocks (6 to 8 bytes a block) once the curve that reads them is done.
+
+    What the waterfall does after the bounded candidate needs only the requests, and what comes next, the
+    per-request table (read from DuckDB, put in order and joined to its text), is the largest thing it builds:
+    waiting for the curve here gives up the curve's overlap with that query and keeps the blocks (180 MB at 1M
+    Mooncake requests) out of the peak."""
+    if curve is not None:
+        wait([curve])
+    # new empty arrays: an empty slice would keep the whole array it views
+    return replace(workload, units=np.empty(0, workload.units.dtype), sizes=np.empty(0, workload.sizes.dtype))
 
 
 def _tiers(
