@@ -2,11 +2,13 @@
 
 from concurrent.futures import ThreadPoolExecutor
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from zumik_cli.analysis import capacity
-from zumik_cli.analysis.levels import _Pass
+from zumik_cli.analysis.levels import _Pass, compute_levels
 
 
 def _feed(run: _Pass, blocks: dict[str, np.ndarray], units: np.ndarray, checked: bool = True) -> bool:
@@ -97,3 +99,42 @@ def test_capacity_curve_with_given_dense_units_matches_renumbered() -> None:
     assert capacity.capacity_curve(offsets, dense, tokens, caps, 16, n_units=n_units) == capacity.capacity_curve(
         offsets, blocks["chain"], tokens, caps, 16
     )
+
+
+def test_token_offsets_past_int32_widen_the_results_and_change_no_level() -> None:
+    # the results start in int32; a batch whose token offsets pass it widens them before the pass reads it
+    counts = np.random.default_rng(4).integers(0, 9, 2_000)
+    req = _requests(counts, 4)
+    blocks = _blocks(counts, req, 4)
+    later = np.repeat(np.arange(len(counts)) >= 1_000, counts)  # the blocks of the second half of the requests
+    shift = 2**32
+    far_blocks = {**blocks, "end_token": blocks["end_token"] + np.where(later, shift, 0)}
+    long_until = req.column("long_until").to_numpy()
+    far_until = np.where((np.arange(len(counts)) >= 1_000) & (long_until >= 0), long_until + shift, long_until)
+    far_req = req.set_column(req.schema.get_field_index("long_until"), "long_until", pa.array(far_until))
+    near, _, _ = _run(req, counts, True, blocks, cuts=(int(counts[:1_000].sum()),))
+    far, _, _ = _run(far_req, counts, True, far_blocks, cuts=(int(counts[:1_000].sum()),))
+    tokens = [1, 3, 5, 7, 8, 9]  # the rows of token offsets; the others count blocks
+    expected = near.astype(np.int64)
+    expected[np.ix_(tokens, np.arange(1_000, len(counts)))] += np.where(near[tokens, 1_000:] > 0, shift, 0)
+    assert far.dtype == np.int64 and (far[tokens] > 2**31).any()
+    assert np.array_equal(far, expected)
+
+
+def test_block_sizes_past_int16_are_kept_whole(tmp_path) -> None:
+    counts = np.random.default_rng(5).integers(1, 9, 500)
+    req = _requests(counts, 5)
+    blocks = _blocks(counts, req, 5)
+    tokens = np.full(len(blocks["pos"]), 16, dtype=np.int64)
+    tokens[-3:] = 40_000  # in the last row group, after the sizes were taken as int16
+    path = tmp_path / "blocks.parquet"
+    stored = {"rid": blocks["rids"], "pos": blocks["pos"], "chain": blocks["chain"], "tokens": tokens}
+    pq.write_table(pa.table({**stored, "end_token": blocks["end_token"]}), path, row_group_size=256)
+    con = duckdb.connect()
+    ords = pa.array(np.arange(1, len(counts) + 1))
+    con.register("req_in", req.append_column("ord", ords).append_column("n_blocks", pa.array(counts)))
+    con.execute("CREATE TEMP TABLE req AS SELECT * FROM req_in")
+    con.execute(f"CREATE VIEW request_blocks AS SELECT * FROM read_parquet('{path}')")
+    workload = compute_levels(con, True, [str(path)])
+    assert np.array_equal(workload.sizes, tokens)
+    assert con.execute("SELECT count(*) FROM levels").fetchall()[0][0] == len(counts)
