@@ -17,7 +17,9 @@ memory limit. Here one compiled pass in time order numbers each (key, chain) pai
 table and keeps, per pair, its first use, its last time and its TTL horizon; the pass runs in two parts by chain,
 one a core. The blocks are streamed batch by batch from the dataset's Parquet parts in their order, which is time
 order for a trace ingested in time order: then no block column is ever whole and the pass works on one batch
-while Arrow reads the next. Any other order is found
+while Arrow reads the next. Past ``SWEEP_BLOCKS`` blocks the pass reads them again in sweeps, each judging only
+its share of the chains (chain modulo the number of parts), so that the tables and unit state held at once are a
+sweep's, not the whole trace's; a request's levels are the max over the sweeps. Any other order is found
 out by the pass itself (a block that is not the next one of the next request), and the blocks are then read
 whole and placed in time order first (``offset[ord] + pos``, no sort). The time-ordered units and sizes feed the
 capacity analysis (``Workload``), so neither pass sorts the blocks.
@@ -57,7 +59,11 @@ BATCH_ROWS = 1 << 20  # rows a batch of the joined blocks
 DONE, OUT_OF_ORDER, GROW = 0, 1, 2
 CHAIN, FAM, TGT, KVC = 0, 1, 2, 3  # the pass's hash tables
 MAX_UNITS = 2**31 - 2  # units are int32
-PARTS = 2  # the levels pass runs in this many parts by chain, one a core (a power of two)
+PARTS = 2  # the levels pass runs this many parts by chain at once, one a core (a power of two)
+# Past this many blocks the pass runs in sweeps: each sweep reads every block again and judges only its own share
+# of the chains, so that the hash tables and unit state held at once (about 30 bytes a distinct chain) stay
+# those of a sweep's share, whatever the trace's size (1M Mooncake requests are about 30M blocks: one sweep)
+SWEEP_BLOCKS = 1 << 25
 PREFETCH_AHEAD = 16  # blocks: how far ahead the pass asks for a chain's hash slot
 
 
@@ -290,8 +296,8 @@ class _Part:
     pair belongs to two parts, so the parts run side by side and their per-request results combine by max.
     """
 
-    def __init__(self, requests: _Requests, part: int, chain_bits: int) -> None:
-        self.requests, self.part = requests, part
+    def __init__(self, requests: _Requests, part: int, parts: int, chain_bits: int) -> None:
+        self.requests, self.part, self.parts = requests, part, parts
         self.cursor = np.zeros(2, dtype=np.int64)
         self.used = np.zeros(4, dtype=np.int64)
         # pair tables start smaller: they grow only where families, targets and keys differ
@@ -317,7 +323,7 @@ class _Part:
         at = 0
         while True:
             code, at = _pass(
-                at, self.part, PARTS, checked, rids, pos, chain, end_token, self.cursor, req.req_rid, req.n_blocks,
+                at, self.part, self.parts, checked, rids, pos, chain, end_token, self.cursor, req.req_rid, req.n_blocks,
                 req.ts, req.ttl, req.ttl_long, req.long_until, req.pair_ids, req.coincide, *self.tables, self.bits,
                 self.used, self.first_fam, self.first_tgt, self.state, self.out, units,
             )  # fmt: skip
@@ -337,7 +343,7 @@ class _Part:
 
     def _grow(self, k: int) -> None:
         old = self.tables[k]
-        if self.used[k] >= MAX_UNITS // PARTS:
+        if self.used[k] >= MAX_UNITS // self.parts:
             raise ZumikError("more than 2^31 distinct blocks: split the dataset by tenant or time and compare parts")
         self.bits[k] += 1
         new = _empty_table(int(self.bits[k]))
@@ -369,9 +375,12 @@ class _Requests:
 
 
 class _Pass:
-    """One levels pass over every block in time order, in ``PARTS`` parts by chain that run on their own threads."""
+    """One levels pass over every block in time order, in ``sweeps`` sweeps over the blocks, each of ``PARTS`` parts by
+    chain that run on their own threads: ``PARTS * sweeps`` parts in all, sweep s running parts s * PARTS, ...."""
 
-    def __init__(self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int) -> None:
+    def __init__(
+        self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int, sweeps: int | None = None
+    ) -> None:
         # the columns as the pass reads them, each a view of ``req``'s where it can be (no copy to hold beside it)
         rid = np.ascontiguousarray(req.column("rid").to_numpy(), dtype=np.int64)
         self.requests = _Requests(
@@ -389,10 +398,34 @@ class _Pass:
             ),
             coincide=coincide,
         )
+        # a power of two, as the parts are chains modulo their number
+        self.sweeps = sweeps or 1 << max(0, -(-expected_blocks // SWEEP_BLOCKS) - 1).bit_length()
+        self.n_parts = PARTS * self.sweeps
         # each part's chain table sized for half its blocks to be distinct (at most 2^23 slots, 128 MiB): no
         # rehash at the Mooncake mix
-        chain_bits = min(23, max(10, (expected_blocks // (2 * PARTS)).bit_length() + 1))
-        self.parts = [_Part(self.requests, part, chain_bits) for part in range(PARTS)]
+        self.chain_bits = min(23, max(10, (expected_blocks // (2 * self.n_parts)).bit_length() + 1))
+        self.sweep = 0
+        self.parts = self._sweep_parts()
+        self.folded: npt.NDArray[np.integer] | None = None  # the results of the sweeps done
+        self.most_used = 0
+
+    def _sweep_parts(self) -> list[_Part]:
+        first = self.sweep * PARTS
+        return [_Part(self.requests, part, self.n_parts, self.chain_bits) for part in range(first, first + PARTS)]
+
+    def next_sweep(self) -> bool:
+        """Keep the results of the sweep done and let its tables go; False when it was the last one."""
+        self.folded, self.most_used = self.out, self._most_used()
+        self.parts = []
+        self.sweep += 1
+        if self.sweep == self.sweeps:
+            return False
+        self.parts = self._sweep_parts()
+        return True
+
+    def _most_used(self) -> int:
+        used = [int(part.used[CHAIN if self.requests.coincide else KVC]) for part in self.parts]
+        return max([self.most_used, *used])
 
     def start(
         self,
@@ -420,17 +453,20 @@ class _Pass:
 
     @property
     def out(self) -> npt.NDArray[np.integer]:
-        """Per request (columns) the ten levels (rows), the parts' combined (into the first part's): int32, or int64
+        """Per request (columns) the ten levels (rows), the parts' combined (into the first one's): int32, or int64
         where a token offset needs it."""
-        out = self.parts[0].out
-        for part in self.parts[1:]:
-            np.maximum(out, part.out, out=out)
+        results = [part.out for part in self.parts] + ([] if self.folded is None else [self.folded])
+        if any(r.dtype != results[0].dtype for r in results):
+            results = [r.astype(np.int64) for r in results]
+        out = results[0]
+        for other in results[1:]:
+            np.maximum(out, other, out=out)
         return out
 
     @property
     def n_units(self) -> int:
-        """A bound on the unit ids: part p numbers its units p, p + PARTS, p + 2 * PARTS, ..."""
-        return PARTS * max(int(part.used[CHAIN if self.requests.coincide else KVC]) for part in self.parts)
+        """A bound on the unit ids: of ``n`` parts, part p numbers its units p, p + n, p + 2n, ..."""
+        return self.n_parts * self._most_used()
 
 
 def _floats(column: pa.ChunkedArray) -> npt.NDArray[np.float64]:
@@ -464,36 +500,38 @@ def _stored_batches(parts: list[str]) -> Iterator[pa.Table]:
 def _ordered_pass(
     parts: list[str], run: _Pass, total: int
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.integer]] | None:
-    # The blocks as stored, batch by batch, the parts of the pass on one batch on their threads while Arrow reads
-    # the next (all release the GIL). None as soon as a block is not the next one in time order, or is missing.
+    # The blocks as stored, batch by batch, once a sweep; the parts of the sweep on one batch on their threads
+    # while Arrow reads the next (all release the GIL). None as soon as a block is not the next one in time order,
+    # or is missing (found by the first sweep: the others read the same blocks).
     units = np.empty(total, dtype=np.int32)
     # int16 while every block's tokens fit (a hash-id block is a few hundred): half the memory of int32
     sizes: npt.NDArray[np.integer] = np.empty(total, dtype=np.int16)
-    at = 0
     arrow_pool = pa.default_memory_pool()
     with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
-        pending: list[Future[bool]] = []
-        for batch in _stored_batches(parts):
-            n = batch.num_rows
-            if at + n > total or not all(f.result() for f in pending):
+        while True:
+            at = 0
+            pending: list[Future[bool]] = []
+            for batch in _stored_batches(parts):
+                n = batch.num_rows
+                if at + n > total or not all(f.result() for f in pending):
+                    return None
+                # Arrow's pool keeps the batches read and freed on its threads for reuse, and reuses little of it:
+                # without this, about 150 MB more at 30M blocks
+                arrow_pool.release_unused()
+                if run.sweep == 0:
+                    tokens = batch.column("tokens").to_numpy()
+                    if n and int(tokens.max()) > np.iinfo(sizes.dtype).max:
+                        sizes = sizes.astype(np.int32)  # a block's tokens fit int32 (``_joined_columns`` casts them)
+                    sizes[at : at + n] = tokens
+                rids, pos, chain, end_token = (
+                    batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
+                )
+                pending = run.start(pool, rids, pos, chain, end_token, units[at : at + n])
+                at += n
+            if not all(f.result() for f in pending) or at != total or not run.complete():
                 return None
-            # Arrow's pool keeps the batches read and freed on its threads for reuse, and reuses little of it:
-            # without this, about 150 MB more at 30M blocks
-            arrow_pool.release_unused()
-            tokens = batch.column("tokens").to_numpy()
-            if n and int(tokens.max()) > np.iinfo(sizes.dtype).max:
-                sizes = sizes.astype(np.int32)  # a block's tokens fit int32 (``_joined_columns`` casts them so)
-            sizes[at : at + n] = tokens
-            rids, pos, chain, end_token = (
-                batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
-            )
-            pending = run.start(pool, rids, pos, chain, end_token, units[at : at + n])
-            at += n
-        if not all(f.result() for f in pending):
-            return None
-    if at != total or not run.complete():
-        return None
-    return units, sizes
+            if not run.next_sweep():
+                return units, sizes
 
 
 @_jit
@@ -550,7 +588,7 @@ def _placed_pass(
     else:  # positions with gaps or repeats: sort them instead
         order = np.lexsort((pos, ords))
     del slot, ords
-    run = _Pass(req, counts, coincide, len(order))
+    run = _Pass(req, counts, coincide, len(order), sweeps=1)  # every block is held here anyway
     units = np.empty(len(order), dtype=np.int32)
     # in time order by construction, repeated or missing positions included: the pass does not check it
     placed_pos = pos[order]
