@@ -3,12 +3,14 @@ is checked."""
 
 from concurrent.futures import ThreadPoolExecutor
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from zumik_cli.analysis import capacity, levels
-from zumik_cli.analysis.levels import _Pass
+from zumik_cli.analysis.levels import _Pass, compute_levels
 
 
 @pytest.fixture(autouse=True, params=["compiled", "interpreted"])
@@ -106,3 +108,90 @@ def test_capacity_curve_with_given_dense_units_matches_renumbered() -> None:
     assert capacity.capacity_curve(offsets, dense, tokens, caps, 16, n_units=n_units) == capacity.capacity_curve(
         offsets, blocks["chain"], tokens, caps, 16
     )
+
+
+def test_token_offsets_past_int32_widen_the_results_and_change_no_level() -> None:
+    # the results start in int32; a batch whose token offsets pass it widens them before the pass reads it
+    counts = np.random.default_rng(4).integers(0, 9, 2_000)
+    req = _requests(counts, 4)
+    blocks = _blocks(counts, req, 4)
+    later = np.repeat(np.arange(len(counts)) >= 1_000, counts)  # the blocks of the second half of the requests
+    shift = 2**32
+    far_blocks = {**blocks, "end_token": blocks["end_token"] + np.where(later, shift, 0)}
+    long_until = req.column("long_until").to_numpy()
+    far_until = np.where((np.arange(len(counts)) >= 1_000) & (long_until >= 0), long_until + shift, long_until)
+    far_req = req.set_column(req.schema.get_field_index("long_until"), "long_until", pa.array(far_until))
+    near, _, _ = _run(req, counts, True, blocks, cuts=(int(counts[:1_000].sum()),))
+    far, _, _ = _run(far_req, counts, True, far_blocks, cuts=(int(counts[:1_000].sum()),))
+    tokens = [1, 3, 5, 7, 8, 9]  # the rows of token offsets; the others count blocks
+    expected = near.astype(np.int64)
+    expected[np.ix_(tokens, np.arange(1_000, len(counts)))] += np.where(near[tokens, 1_000:] > 0, shift, 0)
+    assert far.dtype == np.int64 and (far[tokens] > 2**31).any()
+    assert np.array_equal(far, expected)
+
+
+def _stored(folder, counts: np.ndarray, req: pa.Table, blocks: dict, tokens: np.ndarray) -> tuple:
+    """A connection with ``req`` and the blocks stored in Parquet in time order, small row groups: as the waterfall
+    hands them to ``compute_levels``."""
+    path = folder / "blocks.parquet"
+    stored = {"rid": blocks["rids"], "pos": blocks["pos"], "chain": blocks["chain"], "tokens": tokens}
+    pq.write_table(pa.table({**stored, "end_token": blocks["end_token"]}), path, row_group_size=256)
+    con = duckdb.connect()
+    ords = pa.array(np.arange(1, len(counts) + 1))
+    con.register("req_in", req.append_column("ord", ords).append_column("n_blocks", pa.array(counts)))
+    con.execute("CREATE TEMP TABLE req AS SELECT * FROM req_in")
+    con.execute(f"CREATE VIEW request_blocks AS SELECT * FROM read_parquet('{path}')")
+    return con, [str(path)]
+
+
+def test_block_sizes_past_int16_are_kept_whole(tmp_path) -> None:
+    counts = np.random.default_rng(5).integers(1, 9, 500)
+    req = _requests(counts, 5)
+    blocks = _blocks(counts, req, 5)
+    tokens = np.full(len(blocks["pos"]), 16, dtype=np.int64)
+    tokens[-3:] = 40_000  # in the last row group, after the sizes were taken as int16
+    con, parts = _stored(tmp_path, counts, req, blocks, tokens)
+    workload = compute_levels(con, True, parts)
+    assert np.array_equal(workload.sizes, tokens)
+    assert con.execute("SELECT count(*) FROM levels").fetchall()[0][0] == len(counts)
+
+
+def test_a_trace_past_one_sweep_reads_its_blocks_once_a_sweep_to_the_same_levels(tmp_path, monkeypatch) -> None:
+    counts = np.random.default_rng(7).integers(0, 9, 1_500)
+    req = _requests(counts, 7)
+    blocks = _blocks(counts, req, 7)
+    tokens = np.random.default_rng(7).integers(1, 17, len(blocks["pos"]))
+    con, parts = _stored(tmp_path, counts, req, blocks, tokens)
+    one = compute_levels(con, False, parts)
+    one_levels = con.execute("SELECT * FROM levels ORDER BY rid").fetchall()
+    monkeypatch.setattr(levels, "SWEEP_BLOCKS", 1_000)  # about 6,000 blocks: eight sweeps
+    swept = compute_levels(con, False, parts)
+    assert con.execute("SELECT * FROM levels ORDER BY rid").fetchall() == one_levels
+    assert np.array_equal(swept.sizes, tokens) and np.array_equal(swept.offsets, one.offsets)
+    # the same pairs, numbered apart: each unit of one pass is one unit of the other
+    assert len(set(zip(one.units.tolist(), swept.units.tolist(), strict=True))) == len(set(one.units.tolist()))
+    assert len(set(swept.units.tolist())) == len(set(one.units.tolist())) and swept.units.max() < swept.n_units
+
+
+def test_sweeps_over_shares_of_the_chains_change_no_level_and_number_each_pair_once() -> None:
+    counts = np.random.default_rng(6).integers(0, 9, 2_000)
+    req = _requests(counts, 6)
+    blocks = _blocks(counts, req, 6)
+    kvc = np.repeat(req.column("kvc_id").to_numpy(), counts)
+    for coincide in (True, False):
+        whole, _, _ = _run(req, counts, coincide, blocks)
+        run = _Pass(req, counts, coincide, 2, sweeps=4)
+        units = np.full(len(blocks["pos"]), -1, dtype=np.int32)
+        more = True
+        while more:
+            for a, b in ((0, 1_000), (1_000, len(units))):
+                assert _feed(run, {k: v[a:b] for k, v in blocks.items()}, units[a:b])
+            assert run.complete()
+            more = run.next_sweep()
+        assert run.sweeps == 4 and np.array_equal(run.out, whole)
+        # a unit is a (key, chain) pair; with coincide the key is one
+        keys = (np.zeros_like(kvc) if coincide else kvc).tolist()
+        pairs = set(zip(keys, blocks["chain"].tolist(), strict=True))
+        numbered = set(zip(keys, blocks["chain"].tolist(), units.tolist(), strict=True))
+        assert len(numbered) == len(pairs) == len(set(units.tolist()))
+        assert units.min() >= 0 and units.max() < run.n_units

@@ -1114,3 +1114,12 @@ def test_under_the_vllm_pack_a_cache_too_small_for_a_prompt_is_refused_as_the_en
         run(tmp_path, tokenizer_spec, records, capacity_tokens=32)
     fits = run(tmp_path / "fits", tokenizer_spec, records, capacity_tokens=96)
     assert rows(fits)["b"]["candidate"] == 32  # the shared 40-token system prompt, in whole 16-token blocks
+
+
+def test_the_per_request_table_is_in_request_order_whatever_order_the_log_was_written_in(tmp_path, tokenizer_spec):
+    # written newest first: DuckDB reads the requests in the log's order, and the table must come out in time order
+    records = [record(f"r{i}", 10.0 * i, messages=[user(words(0, 40 + i))]) for i in range(300)]
+    w = run(tmp_path, tokenizer_spec, list(reversed(records)))
+
+    assert w.per_request.column("ord").to_pylist() == list(range(1, 301))
+    assert w.per_request.column("trace_id").to_pylist() == [f"r{i}" for i in range(300)]

@@ -17,7 +17,9 @@ memory limit. Here one compiled pass in time order numbers each (key, chain) pai
 table and keeps, per pair, its first use, its last time and its TTL horizon; the pass runs in two parts by chain,
 one a core. The blocks are streamed batch by batch from the dataset's Parquet parts in their order, which is time
 order for a trace ingested in time order: then no block column is ever whole and the pass works on one batch
-while Arrow reads the next. Any other order is found
+while Arrow reads the next. Past ``SWEEP_BLOCKS`` blocks the pass reads them again in sweeps, each judging only
+its share of the chains (chain modulo the number of parts), so that the tables and unit state held at once are a
+sweep's, not the whole trace's; a request's levels are the max over the sweeps. Any other order is found
 out by the pass itself (a block that is not the next one of the next request), and the blocks are then read
 whole and placed in time order first (``offset[ord] + pos``, no sort). The time-ordered units and sizes feed the
 capacity analysis (``Workload``), so neither pass sorts the blocks. Below ``COMPILED_MIN`` blocks the same pass
@@ -58,7 +60,11 @@ BATCH_ROWS = 1 << 20  # rows a batch of the joined blocks
 DONE, OUT_OF_ORDER, GROW = 0, 1, 2
 CHAIN, FAM, TGT, KVC = 0, 1, 2, 3  # the pass's hash tables
 MAX_UNITS = 2**31 - 2  # units are int32
-PARTS = 2  # the levels pass runs in this many parts by chain, one a core (a power of two)
+PARTS = 2  # the levels pass runs this many parts by chain at once, one a core (a power of two)
+# Past this many blocks the pass runs in sweeps: each sweep reads every block again and judges only its own share
+# of the chains, so that the hash tables and unit state held at once (about 30 bytes a distinct chain) stay
+# those of a sweep's share, whatever the trace's size (1M Mooncake requests are about 30M blocks: one sweep)
+SWEEP_BLOCKS = 1 << 25
 PREFETCH_AHEAD = 16  # blocks: how far ahead the pass asks for a chain's hash slot
 # Below this many blocks the pass runs interpreted, over lists: 0.06 s for 31,000 blocks (1,000 Mooncake requests),
 # where importing numba and loading the compiled pass from its cache take 0.35 s, and compiling it on a fresh install
@@ -72,7 +78,7 @@ class Workload:
     """Every request with blocks, in time order, as CSR arrays: the input of ``capacity``.
 
     ``units`` numbers each distinct (KV key, chain) pair with an int32 id below ``n_units`` (a few ids may go
-    unused); ``rids[i]`` is request i's rid.
+    unused); ``sizes`` are each block's tokens, int16 where they fit; ``rids[i]`` is request i's rid.
     """
 
     offsets: IntArray
@@ -356,8 +362,8 @@ class _Part:
     pair belongs to two parts, so the parts run side by side and their per-request results combine by max.
     """
 
-    def __init__(self, requests: _Requests, part: int, chain_bits: int) -> None:
-        self.requests, self.part = requests, part
+    def __init__(self, requests: _Requests, part: int, parts: int, chain_bits: int) -> None:
+        self.requests, self.part, self.parts = requests, part, parts
         self.cursor = np.zeros(2, dtype=np.int64)
         self.used = np.zeros(4, dtype=np.int64)
         # pair tables start smaller: they grow only where families, targets and keys differ
@@ -367,7 +373,8 @@ class _Part:
         self.first_fam = np.empty(len(self.tables[FAM]) // 2 + 1, dtype=np.int64)
         self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
         self.state = np.empty((len(self.tables[CHAIN if requests.coincide else KVC]) // 2 + 1, 3))
-        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int64)
+        # int32 while every token offset fits (``widen``): a block count always does
+        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int32)
         # below COMPILED_MIN blocks in all, the interpreter runs the pass, on tables and unit state of its own
         blocks = int(requests.n_blocks.sum())
         self.interpreted = _Interpreted.sized(blocks) if blocks < COMPILED_MIN else None
@@ -387,9 +394,9 @@ class _Part:
         at = 0
         while True:
             code, at = compiled(_pass)(
-                at, self.part, PARTS, checked, rids, pos, chain, end_token, self.cursor, req.req_rid, req.n_blocks,
-                req.ts, req.ttl, req.ttl_long, req.long_until, *req.pair_ids, req.coincide, *self.tables, self.bits,
-                self.used, self.first_fam, self.first_tgt, self.state.reshape(-1), self.out, units,
+                at, self.part, self.parts, checked, rids, pos, chain, end_token, self.cursor, req.req_rid,
+                req.n_blocks, req.ts, req.ttl, req.ttl_long, req.long_until, *req.pair_ids, req.coincide, *self.tables,
+                self.bits, self.used, self.first_fam, self.first_tgt, self.state.reshape(-1), self.out, units,
                 np.zeros(10, dtype=np.int64),
             )  # fmt: skip
             if code == DONE:
@@ -412,14 +419,17 @@ class _Part:
         # part's cursor, counts and results go in and come back as the compiled pass leaves them.
         cursor, used, out, numbered = self.cursor.tolist(), self.used.tolist(), self.out.tolist(), [0] * len(chain)
         code, _ = _pass(
-            0, self.part, PARTS, checked, rids.tolist(), pos.tolist(), chain.tolist(), end_token.tolist(), cursor,
+            0, self.part, self.parts, checked, rids.tolist(), pos.tolist(), chain.tolist(), end_token.tolist(), cursor,
             *self.requests.as_lists, *plain.tables, self.bits.tolist(), used, plain.first_fam, plain.first_tgt,
             plain.state, out, numbered, [0] * 10,
         )  # fmt: skip
         self.cursor[:], self.used[:], self.out[:] = cursor, used, out
-        mine = (chain & (PARTS - 1)) == self.part
+        mine = (chain & (self.parts - 1)) == self.part
         units[mine] = np.array(numbered, dtype=np.int32)[mine]
         return bool(code == DONE)
+
+    def widen(self) -> None:
+        self.out = self.out.astype(np.int64)
 
     def complete(self) -> bool:
         r, seen = int(self.cursor[0]), int(self.cursor[1])
@@ -428,7 +438,7 @@ class _Part:
 
     def _grow(self, k: int) -> None:
         old = self.tables[k]
-        if self.used[k] >= MAX_UNITS // PARTS:
+        if self.used[k] >= MAX_UNITS // self.parts:
             raise ZumikError("more than 2^31 distinct blocks: split the dataset by tenant or time and compare parts")
         self.bits[k] += 1
         new = _empty_table(int(self.bits[k]))
@@ -466,28 +476,57 @@ class _Requests:
 
 
 class _Pass:
-    """One levels pass over every block in time order, in ``PARTS`` parts by chain that run on their own threads."""
+    """One levels pass over every block in time order, in ``sweeps`` sweeps over the blocks, each of ``PARTS`` parts by
+    chain that run on their own threads: ``PARTS * sweeps`` parts in all, sweep s running parts s * PARTS, ...."""
 
-    def __init__(self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int) -> None:
+    def __init__(
+        self, req: pa.Table, n_blocks: IntArray, coincide: bool, expected_blocks: int, sweeps: int | None = None
+    ) -> None:
+        # the columns as the pass reads them, each a view of ``req``'s where it can be (no copy to hold beside it)
         rid = np.ascontiguousarray(req.column("rid").to_numpy(), dtype=np.int64)
         self.requests = _Requests(
             req_rid=rid,
             n_blocks=np.ascontiguousarray(n_blocks, dtype=np.int64),
-            ts=req.column("ts").to_numpy(zero_copy_only=False).astype(np.float64),
-            ttl=req.column("ttl").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
-            ttl_long=req.column("ttl_long").fill_null(np.inf).to_numpy(zero_copy_only=False).astype(np.float64),
+            ts=_floats(req.column("ts")),
+            ttl=_floats(req.column("ttl").fill_null(np.inf)),
+            ttl_long=_floats(req.column("ttl_long").fill_null(np.inf)),
             long_until=np.ascontiguousarray(req.column("long_until").to_numpy(), dtype=np.int64),
+            # read only where the three first uses differ (``coincide`` false)
             pair_ids=(
                 np.stack([req.column(name).to_numpy().astype(np.int64) for name in ("fam_id", "tgt_id", "kvc_id")])
-                if len(rid)
+                if len(rid) and not coincide
                 else np.zeros((3, 0), dtype=np.int64)
             ),
             coincide=coincide,
         )
+        # a power of two, as the parts are chains modulo their number
+        self.sweeps = sweeps or 1 << max(0, -(-expected_blocks // SWEEP_BLOCKS) - 1).bit_length()
+        self.n_parts = PARTS * self.sweeps
         # each part's chain table sized for half its blocks to be distinct (at most 2^23 slots, 128 MiB): no
         # rehash at the Mooncake mix
-        chain_bits = min(23, max(10, (expected_blocks // (2 * PARTS)).bit_length() + 1))
-        self.parts = [_Part(self.requests, part, chain_bits) for part in range(PARTS)]
+        self.chain_bits = min(23, max(10, (expected_blocks // (2 * self.n_parts)).bit_length() + 1))
+        self.sweep = 0
+        self.parts = self._sweep_parts()
+        self.folded: npt.NDArray[np.integer] | None = None  # the results of the sweeps done
+        self.most_used = 0
+
+    def _sweep_parts(self) -> list[_Part]:
+        first = self.sweep * PARTS
+        return [_Part(self.requests, part, self.n_parts, self.chain_bits) for part in range(first, first + PARTS)]
+
+    def next_sweep(self) -> bool:
+        """Keep the results of the sweep done and let its tables go; False when it was the last one."""
+        self.folded, self.most_used = self.out, self._most_used()
+        self.parts = []
+        self.sweep += 1
+        if self.sweep == self.sweeps:
+            return False
+        self.parts = self._sweep_parts()
+        return True
+
+    def _most_used(self) -> int:
+        used = [int(part.used[CHAIN if self.requests.coincide else KVC]) for part in self.parts]
+        return max([self.most_used, *used])
 
     def start(
         self,
@@ -501,8 +540,12 @@ class _Pass:
     ) -> list[Future[bool]]:
         """Start every part on the next blocks; each future says False when a block is out of time order.
 
-        Unchecked, the blocks are taken as the next ones whatever their rid and position (``rids`` unused).
+        Unchecked, the blocks are taken as the next ones whatever their rid and position (``rids`` unused). Called
+        once the futures of the previous call are done.
         """
+        if end_token.size and int(end_token.max()) > np.iinfo(self.parts[0].out.dtype).max:
+            for part in self.parts:
+                part.widen()
         return [pool.submit(p.feed, rids, pos, chain, end_token, units, checked) for p in self.parts]
 
     def complete(self) -> bool:
@@ -510,17 +553,26 @@ class _Pass:
         return all(part.complete() for part in self.parts)
 
     @property
-    def out(self) -> IntArray:
-        """Per request (columns) the ten levels (rows), the parts' combined (into the first part's)."""
-        out = self.parts[0].out
-        for part in self.parts[1:]:
-            np.maximum(out, part.out, out=out)
+    def out(self) -> npt.NDArray[np.integer]:
+        """Per request (columns) the ten levels (rows), the parts' combined (into the first one's): int32, or int64
+        where a token offset needs it."""
+        results = [part.out for part in self.parts] + ([] if self.folded is None else [self.folded])
+        if any(r.dtype != results[0].dtype for r in results):
+            results = [r.astype(np.int64) for r in results]
+        out = results[0]
+        for other in results[1:]:
+            np.maximum(out, other, out=out)
         return out
 
     @property
     def n_units(self) -> int:
-        """A bound on the unit ids: part p numbers its units p, p + PARTS, p + 2 * PARTS, ..."""
-        return PARTS * max(int(part.used[CHAIN if self.requests.coincide else KVC]) for part in self.parts)
+        """A bound on the unit ids: of ``n`` parts, part p numbers its units p, p + n, p + 2n, ..."""
+        return self.n_parts * self._most_used()
+
+
+def _floats(column: pa.ChunkedArray) -> npt.NDArray[np.float64]:
+    # NULL as NaN; a view of the column's buffer when it is one chunk of doubles without NULLs
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _empty_table(bits: int) -> IntArray:
@@ -548,29 +600,39 @@ def _stored_batches(parts: list[str]) -> Iterator[pa.Table]:
 
 def _ordered_pass(
     parts: list[str], run: _Pass, total: int
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None:
-    # The blocks as stored, batch by batch, the parts of the pass on one batch on their threads while Arrow reads
-    # the next (all release the GIL). None as soon as a block is not the next one in time order, or is missing.
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.integer]] | None:
+    # The blocks as stored, batch by batch, once a sweep; the parts of the sweep on one batch on their threads
+    # while Arrow reads the next (all release the GIL). None as soon as a block is not the next one in time order,
+    # or is missing (found by the first sweep: the others read the same blocks).
     units = np.empty(total, dtype=np.int32)
-    sizes = np.empty(total, dtype=np.int32)
-    at = 0
+    # int16 while every block's tokens fit (a hash-id block is a few hundred): half the memory of int32
+    sizes: npt.NDArray[np.integer] = np.empty(total, dtype=np.int16)
+    arrow_pool = pa.default_memory_pool()
     with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
-        pending: list[Future[bool]] = []
-        for batch in _stored_batches(parts):
-            n = batch.num_rows
-            if at + n > total or not all(f.result() for f in pending):
+        while True:
+            at = 0
+            pending: list[Future[bool]] = []
+            for batch in _stored_batches(parts):
+                n = batch.num_rows
+                if at + n > total or not all(f.result() for f in pending):
+                    return None
+                # Arrow's pool keeps the batches read and freed on its threads for reuse, and reuses little of it:
+                # without this, about 150 MB more at 30M blocks
+                arrow_pool.release_unused()
+                if run.sweep == 0:
+                    tokens = batch.column("tokens").to_numpy()
+                    if n and int(tokens.max()) > np.iinfo(sizes.dtype).max:
+                        sizes = sizes.astype(np.int32)  # a block's tokens fit int32 (``_joined_columns`` casts them)
+                    sizes[at : at + n] = tokens
+                rids, pos, chain, end_token = (
+                    batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
+                )
+                pending = run.start(pool, rids, pos, chain, end_token, units[at : at + n])
+                at += n
+            if not all(f.result() for f in pending) or at != total or not run.complete():
                 return None
-            sizes[at : at + n] = batch.column("tokens").to_numpy()
-            rids, pos, chain, end_token = (
-                batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
-            )
-            pending = run.start(pool, rids, pos, chain, end_token, units[at : at + n])
-            at += n
-        if not all(f.result() for f in pending):
-            return None
-    if at != total or not run.complete():
-        return None
-    return units, sizes
+            if not run.next_sweep():
+                return units, sizes
 
 
 @kernel
@@ -622,7 +684,7 @@ def _joined_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
 
 def _placed_pass(
     con: duckdb.DuckDBPyConnection, req: pa.Table, coincide: bool
-) -> tuple[_Pass, npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+) -> tuple[_Pass, npt.NDArray[np.int32], npt.NDArray[np.integer]]:
     # Any order: every block joined to its request's order, placed at offsets[ord - 1] + pos, then one pass.
     columns = _joined_columns(con)
     ords, pos = columns.pop("ord"), columns.pop("pos")
@@ -636,7 +698,7 @@ def _placed_pass(
     else:  # positions with gaps or repeats: sort them instead
         order = np.lexsort((pos, ords))
     del slot, ords
-    run = _Pass(req, counts, coincide, len(order))
+    run = _Pass(req, counts, coincide, len(order), sweeps=1)  # every block is held here anyway
     units = np.empty(len(order), dtype=np.int32)
     # in time order by construction, repeated or missing positions included: the pass does not check it
     placed_pos = pos[order]
@@ -658,9 +720,12 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
     n_blocks = req.column("n_blocks").to_numpy()
     total = int(n_blocks.sum())
     run = _Pass(req, n_blocks, coincide, total)
+    del req, n_blocks  # the pass keeps the columns it reads
+    sizes: npt.NDArray[np.integer]
     ordered = _ordered_pass(parts, run, total)
     if ordered is None:
-        run, units, sizes = _placed_pass(con, req, coincide)
+        del run
+        run, units, sizes = _placed_pass(con, con.sql(REQ_COLUMNS_SQL).to_arrow_table(), coincide)
     else:
         units, sizes = ordered
     counts, n_units, out = run.requests.n_blocks, run.n_units, run.out
@@ -671,11 +736,13 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
     del out
     con.register("levels_in", table)
     # a table of DuckDB's own, not a view of the Arrow one: the breakpoint and sibling joins plan far better on it
-    # (on 1 GB of agent traffic the view took the peak from 1.08 GB to 1.56 GB; docs/benchmarks.md)
+    # (on 1 GB of agent traffic the view took the peak from 1.08 GB to 1.56 GB; docs/benchmarks.md); BIGINT
+    # whatever width the pass counted in
     if con.execute("SELECT count(DISTINCT rid) = count(*) FROM req").fetchall()[0][0]:
-        con.execute("CREATE OR REPLACE TEMP TABLE levels AS SELECT * FROM levels_in")
+        columns = ", ".join(f"{name}::BIGINT AS {name}" for name in LEVEL_COLUMNS)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {columns} FROM levels_in")
     else:  # a rid twice in req (one request ingested twice) is one row, as the SQL's GROUP BY rid made it
-        aggregates = ", ".join(f"max({name}) AS {name}" for name in LEVEL_COLUMNS)
+        aggregates = ", ".join(f"max({name})::BIGINT AS {name}" for name in LEVEL_COLUMNS)
         con.execute(f"CREATE OR REPLACE TEMP TABLE levels AS SELECT rid, {aggregates} FROM levels_in GROUP BY rid")
     con.unregister("levels_in")
     return Workload(

@@ -8,9 +8,10 @@ few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel wit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -541,7 +542,8 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     if not n or not n[0]:
         raise ZumikError(f"the dataset at {dataset.root} has no requests: ingest traces first with `zumik ingest`")
     packs = _pack_table(con, options)
-    con.execute(REQ_SQL)
+    with _one_thread(con):  # stored in ``ord`` order: see _per_request_numbers
+        con.execute(REQ_SQL)
     if con.execute("SELECT count(*) FROM req").fetchall()[0][0] != n[0]:
         raise ZumikError(
             f"the dataset at {dataset.root} numbers two requests with the same seq, which ingest never does: "
@@ -569,16 +571,31 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
         tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2)
+        block_tokens = int(workload.sizes.sum())
+        workload = _without_blocks(workload, curve)
         con.execute(_sql("per_request.sql"))
         stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
-        per_request = _with_text(con, _in_order(stages.to_arrow_table()))
+        per_request = _with_text(con, _per_request_numbers(con, stages))
         con.register("stages", per_request)
         summary = _summarise(con, options, packs, workload, model, curve)
     if tier_hits is not None:
         summary["second_tier"] = _tiers(con, workload, per_request, tier_hits, options, summary)
     if sampling is not None:
-        summary.update(_sampled_summary(sampling, int(workload.sizes.sum()), summary["total_input_tokens"]["tokens"]))
+        summary.update(_sampled_summary(sampling, block_tokens, summary["total_input_tokens"]["tokens"]))
     return Waterfall(summary=summary, per_request=per_request)
+
+
+def _without_blocks(workload: Workload, curve: Future[Any] | None) -> Workload:
+    """The workload less its time-ordered blocks (6 to 8 bytes a block) once the curve that reads them is done.
+
+    What the waterfall does after the bounded candidate needs only the requests, and what comes next, the
+    per-request table (read from DuckDB, put in order and joined to its text), is the largest thing it builds:
+    waiting for the curve here gives up the curve's overlap with that query and keeps the blocks (180 MB at 1M
+    Mooncake requests) out of the peak."""
+    if curve is not None:
+        wait([curve])
+    # new empty arrays: an empty slice would keep the whole array it views
+    return replace(workload, units=np.empty(0, workload.units.dtype), sizes=np.empty(0, workload.sizes.dtype))
 
 
 def _tiers(
@@ -645,6 +662,30 @@ def _levels_engine(options: WaterfallOptions) -> Callable[[duckdb.DuckDBPyConnec
     from zumik_cli.analysis.levels import compute_levels
 
     return compute_levels
+
+
+@contextlib.contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {threads}")
+
+
+def _per_request_numbers(con: duckdb.DuckDBPyConnection, stages: duckdb.DuckDBPyRelation) -> pa.Table:
+    """The per-request numbers in ``ord`` order, read on one DuckDB thread.
+
+    DuckDB's joins on several threads return rows in no set order, and a table put in order once it is whole is
+    held twice (300 MB a copy at 1M requests). On one thread they keep the order of the side they scan, so ``req``,
+    made on one thread, is stored in ``ord`` order (the order its window numbers), and so is this table; that is
+    DuckDB's behaviour, not its promise, and ``_in_order`` still checks it and puts the rows in order when they are
+    not. On 1M Mooncake requests, one thread made ``req`` with 90 MB less memory and read this table without the
+    copy (docs/benchmarks.md).
+    """
+    with _one_thread(con):
+        return _in_order(stages.to_arrow_table())
 
 
 def _in_order(table: pa.Table) -> pa.Table:

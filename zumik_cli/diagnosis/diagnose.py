@@ -14,6 +14,7 @@ from typing import Any
 
 from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, compute_waterfall
 from zumik_cli.core.errors import ZumikError
+from zumik_cli.core.memory import release_freed
 from zumik_cli.core.redact import redact
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.diagnosis.divergence import CAUSES, compute_divergence
@@ -82,6 +83,7 @@ def diagnose(
         summary = ingest_spark(list(paths), data, format=format)
     else:
         summary = ingest(list(paths), data, format=format, progress=progress)
+    release_freed()  # what ingest freed, before the waterfall's peak
     return replace(
         diagnose_dataset(Dataset(data), options, releases=releases, include_text=include_text), ingest=summary
     )
