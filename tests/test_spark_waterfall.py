@@ -72,17 +72,18 @@ def test_the_sample_traces_waterfall_is_identical_on_the_cluster(spark_cluster, 
 
 def _collected_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The rows of every Spark result the driver takes in, as they arrive (Arrow and row collects alike)."""
-    from pyspark.sql import DataFrame
+    from zumik_cli.dataset import spark
 
+    DataFrame = type(spark.session().range(0))  # the session's own class (classic Spark overrides the base's methods)
     rows: list[int] = []
     to_arrow, collect = DataFrame.toArrow, DataFrame.collect
 
-    def counted_arrow(frame: DataFrame) -> Any:
+    def counted_arrow(frame: Any) -> Any:
         table = to_arrow(frame)
         rows.append(table.num_rows)
         return table
 
-    def counted_collect(frame: DataFrame) -> Any:
+    def counted_collect(frame: Any) -> Any:
         found = collect(frame)
         rows.append(len(found))
         return found

@@ -411,7 +411,7 @@ def _lru_job(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], option
     uniform = _uniform_block(con)
     sample_rate = options.curve_sample_rate if options.curves and options.curve_sample_rate else None
     if sample_rate and not uniform:
-        raise _NOT_SAMPLED
+        raise _not_sampled()
     return LruJob(options.capacities, options.curves, sample_rate, options.capacity_tokens, uniform)
 
 
@@ -639,7 +639,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         sampling = figures.sampling
     elif options.curves and options.curve_sample_rate:
         if not model.uniform_block:
-            raise _NOT_SAMPLED
+            raise _not_sampled()
         sampling = _sampled_curve(workload, model.uniform_block, options.capacities, options.curve_sample_rate)
     else:
         sampling = None
@@ -698,10 +698,11 @@ def _tiers(
     }
 
 
-_NOT_SAMPLED = ZumikError(
-    "a sampled curve (--curve-sample) is for hash-id traces of one block size, under a pack without vLLM's "
-    "block pool: leave it out for this dataset, whose exact curve is computed"
-)
+def _not_sampled() -> ZumikError:
+    return ZumikError(
+        "a sampled curve (--curve-sample) is for hash-id traces of one block size, under a pack without vLLM's "
+        "block pool: leave it out for this dataset, whose exact curve is computed"
+    )
 
 
 def _sampled_curve(
