@@ -200,13 +200,17 @@ def first_use_units(unit_key: npt.NDArray[np.int64], chain: npt.NDArray[np.int64
     numbers; the SHARDS sample does (it hashes them), so both engines must give the same."""
     if not len(chain):
         return np.zeros(0, dtype=np.int32), 0
-    if unit_key.min() == unit_key.max():
-        order = np.argsort(chain, kind="stable")
-        new = np.concatenate([[True], chain[order][1:] != chain[order][:-1]])
-    else:
-        order = np.lexsort((chain, unit_key))  # stable: each run of one pair starts at its first use
-        key, link = unit_key[order], chain[order]
-        new = np.concatenate([[True], (key[1:] != key[:-1]) | (link[1:] != link[:-1])])
+    one_key = unit_key.min() == unit_key.max()
+    # stable sorts: each run of one pair starts at its first use
+    order = np.argsort(chain, kind="stable") if one_key else np.lexsort((chain, unit_key))
+    new = np.ones(len(chain), dtype=bool)
+    link = chain[order]
+    np.not_equal(link[1:], link[:-1], out=new[1:])
+    if not one_key:
+        key = unit_key[order]
+        new[1:] |= key[1:] != key[:-1]
+        del key
+    del link
     group = np.cumsum(new) - 1
     first = order[new]  # each distinct pair's first use
     part = chain[first] & (PARTS - 1)
