@@ -34,8 +34,9 @@ def _both_workloads(dataset: Dataset) -> tuple[object, object]:
     con.execute(REQ_SQL)
     coincide = bool(con.execute("SELECT count(DISTINCT fam_id) = count(DISTINCT kvc_id) FROM req").fetchall()[0][0])
     embedded = compute_levels(con, coincide, dataset.parts("request_blocks"))
+    key = "" if coincide else ", r.kvc_id::INTEGER AS unit_key"  # as the Spark engine sends them
     blocks = con.sql(f"""
-        SELECT r.ord, b.pos, CASE WHEN {coincide} THEN 0 ELSE r.kvc_id END AS unit_key, b.chain, b.tokens
+        SELECT r.ord::INTEGER AS ord, b.pos::INTEGER AS pos, b.chain, b.tokens::INTEGER AS tokens{key}
         FROM request_blocks b JOIN req r USING (rid) ORDER BY hash(b.rid, b.pos)
     """).to_arrow_table()
     requests = con.sql(f"SELECT r.ord, r.rid, {REQUEST_SCALE_SQL} AS scale, r.prefix FROM req r").to_arrow_table()

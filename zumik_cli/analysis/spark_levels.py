@@ -81,7 +81,9 @@ def read_blocks(session: Any, parts: list[str]) -> Any:
 
 # what the LRU task sends back: one row a request with its bounded-cache hits, and one row with the rest (JSON)
 LRU_RESULT_SCHEMA = "rid long, t_cap long, figures string"
-TIMELINE_COLUMNS = ("ord", "pos", "unit_key", "chain", "tokens")
+# each block as the LRU task reads it, in the narrowest types that hold it (the task holds its cache's every block);
+# unit_key only where keys differ
+TIMELINE_COLUMNS = {"ord": "int", "pos": "int", "chain": "long", "tokens": "int"}
 
 
 def compute_levels_spark(
@@ -121,14 +123,14 @@ def _levels_on(
         ).toArrow()
         figures = None
         if lru is not None and lru_requests is not None:
-            figures = _lru_figures(session, timeline, lru, lru_requests)
+            figures = _lru_figures(session, timeline, coincide, lru, lru_requests)
     finally:
         timeline.unpersist()
     _register_levels(con, levels)
     return _requests_only(req), figures
 
 
-def _lru_figures(session: Any, timeline: Any, lru: LruJob, requests: pa.Table) -> LruFigures:
+def _lru_figures(session: Any, timeline: Any, coincide: bool, lru: LruJob, requests: pa.Table) -> LruFigures:
     """The reference LRU's figures from one task that holds the whole timeline (one cache), with only its small
     results collected."""
     from pyspark.sql import functions
@@ -136,7 +138,10 @@ def _lru_figures(session: Any, timeline: Any, lru: LruJob, requests: pa.Table) -
     from zumik_cli.analysis.waterfall import LruFigures
 
     cache = functions.lit(0).alias("cache")  # one cache instance: every unit in one LRU
-    blocks = timeline.select(cache, *TIMELINE_COLUMNS).groupBy("cache")
+    columns = [functions.col(name).cast(kind) for name, kind in TIMELINE_COLUMNS.items()]
+    if not coincide:
+        columns.append(functions.col("unit_key").cast("int"))
+    blocks = timeline.select(cache, *columns).groupBy("cache")
     per_request = session.createDataFrame(requests).select(cache, "*").groupBy("cache")
     found = blocks.cogroup(per_request).applyInArrow(functools.partial(_lru_task, lru), LRU_RESULT_SCHEMA).toArrow()
     summary = found.filter(pc.is_valid(found.column("figures")))
@@ -165,24 +170,27 @@ def timeline_workload(
     blocks: pa.Table, requests: pa.Table
 ) -> tuple[Workload, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]:
     """One cache's timeline as ``levels.compute_levels`` hands it on: the blocks (any order; ``ord``, ``pos``,
-    ``unit_key``, ``chain``, ``tokens``) placed at their request's offset plus their position (no sort), the requests
-    with blocks in time order, and each one's scale and unlogged prefix (from ``requests``: ``ord``, ``rid``,
-    ``scale``, ``prefix``, one row a request)."""
+    ``chain``, ``tokens``, and ``unit_key`` where there is more than one key) placed at their request's offset plus
+    their position (no sort), the requests with blocks in time order, and each one's scale and unlogged prefix (from
+    ``requests``: ``ord``, ``rid``, ``scale``, ``prefix``, one row a request)."""
     by_ord = np.argsort(requests.column("ord").to_numpy(), kind="stable")
     rids = requests.column("rid").to_numpy()[by_ord].astype(np.int64)
     factor = requests.column("scale").to_numpy()[by_ord].astype(np.float64)
     prefix = requests.column("prefix").to_numpy()[by_ord].astype(np.int64)
-    ords = blocks.column("ord").to_numpy().astype(np.int64) - 1
+    ords = blocks.column("ord").to_numpy() - 1
     counts = np.bincount(ords, minlength=len(rids)) if len(ords) else np.zeros(len(rids), dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    place = starts[ords] + blocks.column("pos").to_numpy().astype(np.int64)
+    place = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)[ords]
+    del ords
+    place += blocks.column("pos").to_numpy()
 
     def placed(name: str, dtype: type) -> npt.NDArray[Any]:
         values: npt.NDArray[Any] = np.empty(len(place), dtype=dtype)
         values[place] = blocks.column(name).to_numpy()
         return values
 
-    units, n_units = first_use_units(placed("unit_key", np.int64), placed("chain", np.int64))
+    keys = placed("unit_key", np.int64) if "unit_key" in blocks.column_names else None
+    units, n_units = first_use_units(placed("chain", np.int64), keys)
+    del keys
     has_blocks = counts > 0
     workload = Workload(
         offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
@@ -194,20 +202,23 @@ def timeline_workload(
     return workload, (factor[has_blocks], prefix[has_blocks])
 
 
-def first_use_units(unit_key: npt.NDArray[np.int64], chain: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int32], int]:
-    """Each distinct (KV key, chain) of a time-ordered timeline numbered as the levels pass numbers it: by first use
-    within its part (``chain mod PARTS``), as ``number * PARTS + part``. The exact figures do not depend on the
-    numbers; the SHARDS sample does (it hashes them), so both engines must give the same."""
+def first_use_units(
+    chain: npt.NDArray[np.int64], unit_key: npt.NDArray[np.int64] | None = None
+) -> tuple[npt.NDArray[np.int32], int]:
+    """Each distinct (KV key, chain) of a time-ordered timeline (one key: ``unit_key`` None) numbered as the levels
+    pass numbers it: by first use within its part (``chain mod PARTS``), as ``number * PARTS + part``. The exact
+    figures do not depend on the numbers; the SHARDS sample does (it hashes them), so both engines must give the
+    same."""
     if not len(chain):
         return np.zeros(0, dtype=np.int32), 0
-    one_key = unit_key.min() == unit_key.max()
+    keys = None if unit_key is None or unit_key.min() == unit_key.max() else unit_key
     # stable sorts: each run of one pair starts at its first use
-    order = np.argsort(chain, kind="stable") if one_key else np.lexsort((chain, unit_key))
+    order = np.argsort(chain, kind="stable") if keys is None else np.lexsort((chain, keys))
     new = np.ones(len(chain), dtype=bool)
     link = chain[order]
     np.not_equal(link[1:], link[:-1], out=new[1:])
-    if not one_key:
-        key = unit_key[order]
+    if keys is not None:
+        key = keys[order]
         new[1:] |= key[1:] != key[:-1]
         del key
     del link
