@@ -108,6 +108,22 @@ def test_the_driver_takes_in_no_block_rows_for_the_curve_and_the_bounded_cache(s
     assert sum(rows) <= 2 * requests + 1, rows
 
 
+def test_vllms_block_pool_on_the_cluster_takes_in_only_the_levels_and_gives_the_embedded_figures(
+    spark_cluster, sample, monkeypatch
+):
+    options = WaterfallOptions(rules="vllm", capacity_tokens=16_384)
+    requests = sample.connect().execute("SELECT count(*) FROM requests").fetchall()[0][0]
+    embedded = compute_waterfall(sample, options).summary
+
+    rows = _collected_rows(monkeypatch)
+    on_spark = compute_waterfall(sample, dataclasses.replace(options, engine="spark")).summary
+
+    assert embedded["capacity_curve"] and embedded["candidate"]["tokens"] > 0
+    _assert_identical(embedded, on_spark)
+    # the pool reads the requests in time order and their token prompts from the dataset, never the blocks
+    assert sum(rows) <= requests, rows
+
+
 def test_a_sampled_curve_on_the_cluster_is_the_embedded_one(spark_cluster, tmp_path):
     write_trace(tmp_path / "mooncake.jsonl", 3_000, seed=5)
     ingest([tmp_path / "mooncake.jsonl"], tmp_path / "data")

@@ -154,14 +154,13 @@ def _lru_task(lru: LruJob, blocks: pa.Table, requests: pa.Table) -> pa.Table:
     workload, scales = timeline_workload(blocks, requests)
     figures = lru.run(workload, scales)
     hits = figures.hits
-    n = 0 if hits is None else hits.num_rows
-    rid = pa.array([], pa.int64()) if hits is None else hits.column("rid").combine_chunks()
-    t_cap = pa.array([], pa.int64()) if hits is None else hits.column("t_cap").combine_chunks()
+    if hits is None:
+        hits = pa.table({"rid": pa.array([], pa.int64()), "t_cap": pa.array([], pa.int64())})
+    last = {"rid": pa.nulls(1, pa.int64()), "t_cap": pa.nulls(1, pa.int64())}
     return pa.table(
         {
-            "rid": pa.concat_arrays([rid.cast(pa.int64()), pa.nulls(1, pa.int64())]),
-            "t_cap": pa.concat_arrays([t_cap.cast(pa.int64()), pa.nulls(1, pa.int64())]),
-            "figures": pa.array([None] * n + [figures.to_json()], pa.string()),
+            **{name: pa.concat_arrays([hits.column(name).combine_chunks(), last[name]]) for name in ("rid", "t_cap")},
+            "figures": pa.concat_arrays([pa.nulls(hits.num_rows, pa.string()), pa.array([figures.to_json()])]),
         }
     )
 
