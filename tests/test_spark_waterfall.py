@@ -111,7 +111,7 @@ def test_the_driver_takes_in_no_block_rows_for_the_curve_and_the_bounded_cache(s
 def test_vllms_block_pool_on_the_cluster_takes_in_only_the_levels_and_gives_the_embedded_figures(
     spark_cluster, sample, monkeypatch
 ):
-    options = WaterfallOptions(rules="vllm", capacity_tokens=16_384)
+    options = WaterfallOptions(rules="vllm", capacity_tokens=65_536)
     requests = sample.connect().execute("SELECT count(*) FROM requests").fetchall()[0][0]
     embedded = compute_waterfall(sample, options).summary
 
