@@ -37,7 +37,8 @@ CURVE = "1M,3M,10M,30M,100M"
 
 
 class Sampler(threading.Thread):
-    """Peak resident memory of every process whose command line names a Spark role, by role."""
+    """Peak resident memory of every process whose command line names a Spark role and this interpreter's prefix (the
+    JVMs' class path and the Python workers both run from it), by role."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -64,6 +65,8 @@ class Sampler(threading.Thread):
                     fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
                     cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
                 except (OSError, IndexError, ValueError):
+                    continue
+                if sys.prefix not in command:  # another checkout's Spark on the same machine
                     continue
                 for role, mark in ROLES.items():
                     if mark in command:

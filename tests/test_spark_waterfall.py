@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from zumik_cli.cli import app
 from zumik_cli.dataset.store import Dataset
 from zumik_cli.ingest.pipeline import ingest
 from zumik_cli.synth.traffic import SynthConfig, write_jsonl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from mooncake import write_trace  # noqa: E402
 
 SAMPLE_TRACES = Path(__file__).resolve().parents[1] / "sample_traces"
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -63,6 +67,71 @@ def test_the_sample_traces_waterfall_is_identical_on_the_cluster(spark_cluster, 
 
     assert embedded["eligible"]["tokens"] > 0 and embedded["candidate"]["tokens"] > 0
     assert bool(embedded["capacity_curve"]) == (options != "no-curve")
+    _assert_identical(embedded, on_spark)
+
+
+def _collected_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of every Spark result the driver takes in, as they arrive (Arrow and row collects alike)."""
+    from zumik_cli.dataset import spark
+
+    DataFrame = type(spark.session().range(0))  # the session's own class (classic Spark overrides the base's methods)
+    rows: list[int] = []
+    to_arrow, collect = DataFrame.toArrow, DataFrame.collect
+
+    def counted_arrow(frame: Any) -> Any:
+        table = to_arrow(frame)
+        rows.append(table.num_rows)
+        return table
+
+    def counted_collect(frame: Any) -> Any:
+        found = collect(frame)
+        rows.append(len(found))
+        return found
+
+    monkeypatch.setattr(DataFrame, "toArrow", counted_arrow)
+    monkeypatch.setattr(DataFrame, "collect", counted_collect)
+    return rows
+
+
+def test_the_driver_takes_in_no_block_rows_for_the_curve_and_the_bounded_cache(spark_cluster, sample, monkeypatch):
+    options = WaterfallOptions(rules="ideal", capacity_tokens=16_384, engine="spark")
+    blocks = sample.connect().execute("SELECT count(*) FROM request_blocks").fetchall()[0][0]
+    requests = sample.connect().execute("SELECT count(*) FROM requests").fetchall()[0][0]
+    assert blocks > 3 * requests  # a block row each would show
+
+    rows = _collected_rows(monkeypatch)
+    summary = compute_waterfall(sample, options).summary
+
+    evicted = next(cause for cause in summary["causes"] if cause["cause"] == "evicted")
+    assert summary["capacity_curve"] and evicted["tokens"] > 0
+    # the levels (one row a request), the bounded cache's hits (one a request) and one row of curve points
+    assert sum(rows) <= 2 * requests + 1, rows
+
+
+def test_vllms_block_pool_on_the_cluster_takes_in_only_the_levels_and_gives_the_embedded_figures(
+    spark_cluster, sample, monkeypatch
+):
+    options = WaterfallOptions(rules="vllm", capacity_tokens=65_536)
+    requests = sample.connect().execute("SELECT count(*) FROM requests").fetchall()[0][0]
+    embedded = compute_waterfall(sample, options).summary
+
+    rows = _collected_rows(monkeypatch)
+    on_spark = compute_waterfall(sample, dataclasses.replace(options, engine="spark")).summary
+
+    assert embedded["capacity_curve"] and embedded["candidate"]["tokens"] > 0
+    _assert_identical(embedded, on_spark)
+    # the pool reads the requests in time order and their token prompts from the dataset, never the blocks
+    assert sum(rows) <= requests, rows
+
+
+def test_a_sampled_curve_on_the_cluster_is_the_embedded_one(spark_cluster, tmp_path):
+    write_trace(tmp_path / "mooncake.jsonl", 3_000, seed=5)
+    ingest([tmp_path / "mooncake.jsonl"], tmp_path / "data")
+    options = WaterfallOptions(rules="ideal", curve_sample_rate=0.05, capacity_tokens=1_000_000)
+
+    embedded, on_spark = _both(Dataset(tmp_path / "data"), options)
+
+    assert embedded["capacity_curve_sampling"]["sampled_accesses"] < embedded["capacity_curve_sampling"]["accesses"]
     _assert_identical(embedded, on_spark)
 
 

@@ -9,9 +9,10 @@ few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel wit
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -284,6 +285,7 @@ def _capacity_hits(
     capacity_tokens: int | None,
     model: CacheModel,
     second_tier_tokens: int | None = None,
+    figures: LruFigures | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
     """``cap_hits``: per request, the leading tokens a bounded cache of ``capacity_tokens`` still holds; with a second
     tier, what each tier served is returned.
@@ -291,28 +293,25 @@ def _capacity_hits(
     Under a pack whose eviction is vLLM's, that is the engine's block pool (``block_pool.predict``, the model replay
     predicts with: ``exact``), and a request it served as fully as an unbounded pool would have is left uncut (so
     that proxy-scaled counts round as the unbounded candidate's do); otherwise the reference LRU over the dataset's
-    own blocks, whose last shared block may still be followed by shared tokens the block count cannot see."""
+    own blocks, whose last shared block may still be followed by shared tokens the block count cannot see; those
+    hits come in ``figures`` when a Spark task computed them where the blocks are."""
     if capacity_tokens is None:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE cap_hits AS "
             "SELECT NULL::BIGINT AS rid, 0::BIGINT AS t_cap, false AS exact WHERE false"
         )
         return None
-    offsets, units, sizes, rids = workload.offsets, workload.units, workload.sizes, workload.rids
+    rids = workload.rids
     tiers = None
     uncut = None
-    if model.pools is not None:
+    if figures is not None and figures.hits is not None:
+        rids, hits = figures.hits.column("rid").to_numpy(), figures.hits.column("t_cap").to_numpy()
+    elif model.pools is not None:
         tiers = _block_pool_hits(model.pools, len(rids), model.pool_block, capacity_tokens, second_tier_tokens)
         hits = tiers[0] + tiers[1]
         uncut = hits >= _block_pool_hits(model.pools, len(rids), model.pool_block, None)[0]
-    elif model.uniform_block:
-        from zumik_cli.analysis import capacity
-
-        hits = capacity.simulate_lru(offsets, units, sizes, capacity_tokens // model.uniform_block)
     else:
-        from zumik_cli.analysis import capacity
-
-        hits = capacity.request_hits(offsets, _sized_units(workload), sizes, capacity_tokens)
+        hits = _lru_hits(workload, capacity_tokens, model.uniform_block)
     table = pa.table(
         {
             "rid": pa.array(rids, pa.int64()),
@@ -323,6 +322,98 @@ def _capacity_hits(
     con.register("cap_in", table)
     con.execute("CREATE OR REPLACE TEMP TABLE cap_hits AS SELECT * FROM cap_in")
     return tiers if second_tier_tokens else None
+
+
+def _lru_hits(workload: Workload, capacity_tokens: int, uniform_block: int | None) -> npt.NDArray[np.int64]:
+    """Per workload request, its leading tokens a reference LRU of ``capacity_tokens`` still holds."""
+    from zumik_cli.analysis import capacity
+
+    if uniform_block:
+        return capacity.simulate_lru(workload.offsets, workload.units, workload.sizes, capacity_tokens // uniform_block)
+    return capacity.request_hits(workload.offsets, _sized_units(workload), workload.sizes, capacity_tokens)
+
+
+def _lru_curve(
+    workload: Workload, capacities: tuple[int | None, ...], uniform_block: int | None, scales: Scales | None
+) -> list[tuple[int | None, int]]:
+    """The reference LRU's hits at each capacity: whole blocks of one size (hash-id traces), else each access counted
+    in its request's provider tokens (``scales``), the cache holding counted tokens."""
+    from zumik_cli.analysis import capacity
+
+    offsets, units, sizes = workload.offsets, workload.units, workload.sizes
+    if uniform_block:
+        return capacity.capacity_curve(offsets, units, sizes, list(capacities), uniform_block, n_units=workload.n_units)
+    hit_tokens = workload.sizes if scales is None else _provider_sizes(workload, scales)
+    return capacity.token_capacity_curve(
+        offsets, _sized_units(workload), sizes, list(capacities), hit_tokens=hit_tokens
+    )
+
+
+@dataclass(frozen=True)
+class LruFigures:
+    """The reference LRU's figures of one run, computed where its timeline is: the exact curve's hits (None when it
+    was not asked for, or sampled), each request's hits in the bounded cache (``rid``, ``t_cap``), the sampled curve,
+    and the timeline's tokens (what the sampled curve's ratios are shares of)."""
+
+    curve: list[tuple[int | None, int]] | None
+    hits: pa.Table | None
+    sampling: shards.SampledCurve | None
+    block_tokens: int
+
+    def to_json(self) -> str:
+        """Everything but the per-request hits (which travel as rows) as one short JSON text."""
+        sampling = None if self.sampling is None else asdict(self.sampling)
+        return json.dumps({"curve": self.curve, "sampling": sampling, "block_tokens": self.block_tokens})
+
+    @classmethod
+    def from_json(cls, text: str, hits: pa.Table | None) -> LruFigures:
+        found = json.loads(text)
+        sampling = None
+        if found["sampling"] is not None:
+            from zumik_cli.analysis import shards
+
+            points = [(cap, ratio) for cap, ratio in found["sampling"].pop("points")]
+            sampling = shards.SampledCurve(points=points, **found["sampling"])
+        curve = None if found["curve"] is None else [(cap, hit) for cap, hit in found["curve"]]
+        return cls(curve, hits, sampling, int(found["block_tokens"]))
+
+
+@dataclass(frozen=True)
+class LruJob:
+    """What one run asks of the reference LRU (one cache over every (KV key, chain) unit), decided before the levels
+    pass: a plain value, so that the Spark engine runs it in the task that holds the timeline, through the same
+    helpers as the embedded engine."""
+
+    capacities: tuple[int | None, ...]
+    curve: bool
+    sample_rate: float | None  # with ``curve``: the curve from a SHARDS sample
+    capacity_tokens: int | None
+    uniform_block: int | None
+
+    def run(self, workload: Workload, scales: Scales) -> LruFigures:
+        sampled = self.curve and self.sample_rate is not None
+        curve = (
+            _lru_curve(workload, self.capacities, self.uniform_block, scales) if self.curve and not sampled else None
+        )
+        hits = None
+        if self.capacity_tokens is not None:
+            t_cap = _lru_hits(workload, self.capacity_tokens, self.uniform_block)
+            hits = pa.table({"rid": pa.array(workload.rids, pa.int64()), "t_cap": pa.array(t_cap, pa.int64())})
+        sampling = None
+        if sampled and self.uniform_block:
+            sampling = _sampled_curve(workload, self.uniform_block, self.capacities, float(self.sample_rate or 1.0))
+        return LruFigures(curve, hits, sampling, int(workload.sizes.sum()))
+
+
+def _lru_job(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], options: WaterfallOptions) -> LruJob | None:
+    """The run's reference-LRU job, or None when no bounded figure is asked for or vLLM's block pool is the model."""
+    if not (options.curves or options.capacity_tokens is not None) or _block_pool_pack(con, packs) is not None:
+        return None
+    uniform = _uniform_block(con)
+    sample_rate = options.curve_sample_rate if options.curves and options.curve_sample_rate else None
+    if sample_rate and not uniform:
+        raise _not_sampled()
+    return LruJob(options.capacities, options.curves, sample_rate, options.capacity_tokens, uniform)
 
 
 @dataclass(frozen=True)
@@ -427,9 +518,6 @@ def _start_curve(
     A hit counts in the request's own provider tokens (its counted sizes times the scale that the stages apply), so
     that the curve and the stages measure the same tokens and no point can pass eligible; the cache holds counted
     tokens, as a bounded candidate does."""
-    from zumik_cli.analysis import capacity
-
-    offsets, units, sizes = workload.offsets, workload.units, workload.sizes
     if model.pools is not None:  # the engine's own model, as the bounded candidate under the same pack
         scales = _request_scales(con, workload)
         return pool.submit(
@@ -441,24 +529,8 @@ def _start_curve(
             scales,
             second_tier_tokens,
         )
-    if model.uniform_block:
-        return pool.submit(
-            capacity.capacity_curve,
-            offsets,
-            units,
-            sizes,
-            list(capacities),
-            model.uniform_block,
-            n_units=workload.n_units,
-        )
-    return pool.submit(
-        capacity.token_capacity_curve,
-        offsets,
-        _sized_units(workload),
-        sizes,
-        list(capacities),
-        hit_tokens=_provider_sizes(con, workload),
-    )
+    hit_scales = None if model.uniform_block else _request_scales(con, workload)
+    return pool.submit(_lru_curve, workload, capacities, model.uniform_block, hit_scales)
 
 
 # A request's scale from counted to reported tokens, as the stages apply it (per_request.sql): 1 where the count is
@@ -489,9 +561,9 @@ def provider_tokens(counted: npt.NDArray[np.integer], scales: Scales) -> npt.NDA
     return (np.minimum(counted, prefix) + np.floor(rest * factor + 0.5)).astype(np.int64)
 
 
-def _provider_sizes(con: duckdb.DuckDBPyConnection, workload: Workload) -> npt.NDArray[np.integer]:
+def _provider_sizes(workload: Workload, scales: Scales) -> npt.NDArray[np.integer]:
     """Each access's tokens scaled to its request's reported total where a proxy tokenizer counted them."""
-    factor, prefix = _request_scales(con, workload)
+    factor, prefix = scales
     if np.all(factor == 1.0):
         return workload.sizes
     # cumulative within each request, rounded as the stages round (half away from zero), then differenced: a run of
@@ -550,7 +622,8 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
             "ingest the traces again into a new dataset"
         )
     con.execute(_sql("units.sql"))
-    workload = _levels_engine(options)(con, _levels_coincide(con), dataset.parts("request_blocks"))
+    lru = _lru_job(con, packs, options) if options.engine == "spark" else None
+    workload, figures = _levels_engine(options, lru)(con, _levels_coincide(con), dataset.parts("request_blocks"))
     kinds = con.execute("SELECT bool_or(NOT hashid), bool_or(gran_kind = 'breakpoints') FROM req").fetchall()[0]
     model = _cache_model(con, workload, packs, options.capacity_tokens is not None or options.curves)
     tier2 = options.second_tier_tokens
@@ -564,14 +637,28 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
                 else ", with --capacity-tokens for the first tier"
             )
         )
-    sampling = _sampled_curve(workload, model, options) if options.curves and options.curve_sample_rate else None
+    if figures is not None:  # the reference LRU ran in the Spark task that holds the timeline
+        sampling = figures.sampling
+    elif options.curves and options.curve_sample_rate:
+        if not model.uniform_block:
+            raise _not_sampled()
+        sampling = _sampled_curve(workload, model.uniform_block, options.capacities, options.curve_sample_rate)
+    else:
+        sampling = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-curve") as pool:
         exact = options.curves and sampling is None
-        curve = _start_curve(con, workload, options.capacities, pool, model, tier2) if exact else None
+        curve: Future[list[Any]] | None
+        if not exact:
+            curve = None
+        elif figures is not None and figures.curve is not None:
+            curve = Future()
+            curve.set_result(figures.curve)
+        else:
+            curve = _start_curve(con, workload, options.capacities, pool, model, tier2)
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
-        tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2)
-        block_tokens = int(workload.sizes.sum())
+        tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2, figures)
+        block_tokens = int(workload.sizes.sum()) if figures is None else figures.block_tokens
         workload = _without_blocks(workload, curve)
         con.execute(_sql("per_request.sql"))
         stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
@@ -627,19 +714,20 @@ def _tiers(
     }
 
 
-def _sampled_curve(workload: Workload, model: CacheModel, options: WaterfallOptions) -> shards.SampledCurve:
+def _not_sampled() -> ZumikError:
+    return ZumikError(
+        "a sampled curve (--curve-sample) is for hash-id traces of one block size, under a pack without vLLM's "
+        "block pool: leave it out for this dataset, whose exact curve is computed"
+    )
+
+
+def _sampled_curve(
+    workload: Workload, uniform_block: int, capacities: tuple[int | None, ...], rate: float
+) -> shards.SampledCurve:
     """The curve from a spatial sample of the blocks, for hash-id traces of one block size (the large ones)."""
-    if not model.uniform_block:
-        raise ZumikError(
-            "a sampled curve (--curve-sample) is for hash-id traces of one block size, under a pack without vLLM's "
-            "block pool: leave it out for this dataset, whose exact curve is computed"
-        )
     from zumik_cli.analysis import shards
 
-    rate = float(options.curve_sample_rate or 1.0)
-    return shards.sampled_curve(
-        workload.offsets, workload.units, workload.sizes, list(options.capacities), rate, model.uniform_block
-    )
+    return shards.sampled_curve(workload.offsets, workload.units, workload.sizes, list(capacities), rate, uniform_block)
 
 
 def _sampled_summary(sampling: shards.SampledCurve, block_tokens: int, total: int) -> dict[str, Any]:
@@ -652,16 +740,30 @@ def _sampled_summary(sampling: shards.SampledCurve, block_tokens: int, total: in
     return {"capacity_curve": points, "capacity_curve_sampling": info}
 
 
-def _levels_engine(options: WaterfallOptions) -> Callable[[duckdb.DuckDBPyConnection, bool, list[str]], Workload]:
-    """Where the levels pass runs; every step after it is the same for both engines."""
+LevelsPass = Callable[[duckdb.DuckDBPyConnection, bool, list[str]], tuple["Workload", LruFigures | None]]
+
+
+def _levels_engine(options: WaterfallOptions, lru: LruJob | None) -> LevelsPass:
+    """Where the levels pass runs; every step after it is the same for both engines. On Spark the blocks stay on the
+    executors: the reference LRU's figures (``lru``) come back computed there, and the driver's workload holds only
+    the requests."""
     if options.engine == "spark":
         from zumik_cli.analysis.spark_levels import compute_levels_spark
 
-        needed = options.curves or options.capacity_tokens is not None
-        return lambda con, coincide, parts: compute_levels_spark(con, coincide, parts, needed)
+        return lambda con, coincide, parts: compute_levels_spark(
+            con, coincide, parts, lru, _lru_requests(con) if lru is not None else None
+        )
     from zumik_cli.analysis.levels import compute_levels
 
-    return compute_levels
+    return lambda con, coincide, parts: (compute_levels(con, coincide, parts), None)
+
+
+def _lru_requests(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every request's order, rid and scale to provider tokens (with its unlogged prefix): what a Spark task needs,
+    beside the blocks, to compute the reference LRU's figures as the embedded engine does."""
+    return con.sql(
+        f"SELECT r.ord, r.rid, {REQUEST_SCALE_SQL} AS scale, r.prefix FROM req r ORDER BY r.ord"
+    ).to_arrow_table()
 
 
 @contextlib.contextmanager

@@ -56,7 +56,8 @@ def session(conf: dict[str, str] | None = None) -> Any:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        # the driver gathers what is one process's job (the LRU curve's timeline): room for it, in the driver JVM
+        # the driver holds one row a request (the request table it sends as a local relation, the levels and the
+        # bounded cache's hits it takes back), never a block: room for those, in the driver JVM
         .config("spark.driver.memory", os.environ.get("ZUMIK_SPARK_DRIVER_MEMORY", "4g"))
         .config("spark.driver.maxResultSize", "0")
     )
