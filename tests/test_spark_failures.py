@@ -39,6 +39,27 @@ def _replace_the_killed_worker(cluster) -> None:
         time.sleep(0.5)
 
 
+def _kill_a_worker_mid_job(cluster, done: threading.Event) -> tuple[threading.Thread, threading.Event]:
+    """Kill the last worker as soon as a stage of the running job is active (not after a fixed delay, which a fast
+    job outruns); the event returned says that it was killed while the job still ran."""
+    from pyspark import SparkContext
+
+    victim, killed_mid_job = cluster.workers[-1], threading.Event()
+
+    def kill() -> None:
+        while not done.is_set():
+            context = SparkContext._active_spark_context
+            if context is not None and context.statusTracker().getActiveStageIds():
+                victim.kill()
+                killed_mid_job.set()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread, killed_mid_job
+
+
 def test_a_worker_killed_during_a_spark_waterfall_leaves_the_figures_unchanged(spark_cluster, tmp_path):
     ingest([SAMPLE_TRACES], tmp_path / "data")
     dataset = Dataset(tmp_path / "data")
@@ -46,15 +67,18 @@ def test_a_worker_killed_during_a_spark_waterfall_leaves_the_figures_unchanged(s
     embedded = compute_waterfall(dataset, options).summary
     assert spark_cluster.alive_workers() == 2
 
-    killer = _kill_a_worker_soon(spark_cluster, KILL_AFTER_S)
+    done = threading.Event()
+    killer, killed_mid_job = _kill_a_worker_mid_job(spark_cluster, done)
     try:
         on_spark = compute_waterfall(dataset, dataclasses.replace(options, engine="spark")).summary
     finally:
+        done.set()
         killer.join()
-        lost = spark_cluster.workers[-1].poll() is not None
+        if killed_mid_job.is_set():
+            spark_cluster.workers[-1].wait(timeout=30)
         _replace_the_killed_worker(spark_cluster)
 
-    assert lost  # the worker was gone before the job could end on it
+    assert killed_mid_job.is_set()  # the worker was killed while a stage of the job ran
     assert on_spark == embedded
 
 
