@@ -1,13 +1,22 @@
 """A dataset and its inputs on object storage, against a real S3 endpoint (moto's server) on localhost.
 
 One server serves the whole session; each test has a bucket of its own. Credentials and the endpoint come from
-the standard AWS environment variables, as they would for a user.
+the standard AWS environment variables, as they would for a user. The server runs as a process of its own, as a
+real endpoint would: moto's server is a Flask application, and Flask's proxies loaded into the test process break
+libraries that inspect every loaded module (vLLM's CPU platform does, in the replay tests).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,25 +31,45 @@ from zumik_cli.dataset import object_store
 from zumik_cli.dataset.store import Dataset, publish_staged, read_manifest
 from zumik_cli.ingest.pipeline import ingest
 
-moto_server = pytest.importorskip("moto.server", reason="moto is in the dev extra: pip install -e '.[dev]'")
+if importlib.util.find_spec("moto") is None:
+    pytest.skip("moto is in the dev extra: pip install -e '.[dev]'", allow_module_level=True)
 boto3 = pytest.importorskip("boto3")
 
 SAMPLES = Path(__file__).parents[1] / "sample_traces"
 TRACES = sorted(SAMPLES.glob("*.jsonl"))
 
 
-@pytest.fixture(scope="session")
-def endpoint() -> Iterator[str]:
-    """One S3-compatible HTTP endpoint on a free local port for the session."""
+@contextlib.contextmanager
+def moto_server(**env: str) -> Iterator[str]:
+    """moto's S3 server in a process of its own on a free local port (``env``: moto's settings), while the block
+    runs."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's server did not start ({' '.join(command)})") from None
+                time.sleep(0.2)
+        yield url
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def endpoint() -> Iterator[str]:
+    """One S3-compatible HTTP endpoint on a free local port for the session."""
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture
@@ -196,16 +225,21 @@ def test_an_empty_input_prefix_is_one_error_line(bucket: str) -> None:
     assert result.stderr.startswith(f"Error: s3://{bucket}/nothing holds no objects")
 
 
+def test_the_s3_endpoint_leaves_no_flask_in_the_test_process(bucket: str) -> None:
+    assert objects(bucket) == {}
+    assert "flask" not in sys.modules  # its proxies break vLLM's start in the same process
+
+
 def test_refused_credentials_are_one_error_line_naming_the_variables_to_set(
     bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest([TRACES[0]], f"s3://{bucket}/ds")
-    from moto import settings
-
-    # from here on the server checks every request's key against its IAM users, as S3 does; this one has none
-    monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
-    result = cli("waterfall", "--data", f"s3://{bucket}/ds")
+    # a server of its own that checks every request's key against its IAM users, as S3 does, once it has created
+    # the bucket; it has no users, so the key below is refused
+    with moto_server(INITIAL_NO_AUTH_ACTION_COUNT="1") as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
+        result = cli("waterfall", "--data", f"s3://{bucket}/ds")
     assert result.exit_code == 7
     assert "the object store refused the credentials" in result.stderr
     assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in result.stderr
