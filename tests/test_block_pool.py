@@ -194,3 +194,29 @@ def test_a_cache_larger_than_the_traffic_loses_nothing_to_capacity_even_on_proxy
 
     assert candidates(tmp_path / "data", 100_000_000, None) == candidates(tmp_path / "data", None, None)
     assert next(c["tokens"] for c in summary["causes"] if c["cause"] == "evicted") == 0
+
+
+def test_the_unbounded_block_pool_runs_once_for_the_bounded_candidate_and_the_curve(
+    sessions: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from zumik_cli.analysis import waterfall
+
+    pools, unbounded_runs = [], []
+    block_pools = waterfall._block_pools
+
+    def counted_pools(*args):
+        pools.extend(block_pools(*args))
+        return pools
+
+    def counted_hits(spaced, block_size, blocks, tier2):
+        unbounded_runs.extend([1] if blocks is None else [])
+        return own_tier_hits(spaced, block_size, blocks, tier2)
+
+    monkeypatch.setattr(waterfall, "_block_pools", counted_pools)
+    monkeypatch.setattr(waterfall, "own_tier_hits", counted_hits)
+    summary = compute_waterfall(Dataset(sessions), WaterfallOptions(rules="vllm", capacity_tokens=CAPACITY)).summary
+
+    assert [p["capacity_tokens"] for p in summary["capacity_curve"]].count(None) == 1
+    assert summary["candidate"]["tokens"] < summary["eligible"]["tokens"]
+    # each target's pool once: the bounded candidate's uncut check and the curve's unbounded point share the run
+    assert len(unbounded_runs) == len(pools) > 0

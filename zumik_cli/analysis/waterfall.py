@@ -9,6 +9,7 @@ few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel wit
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -307,9 +308,9 @@ def _capacity_hits(
     if figures is not None and figures.hits is not None:
         rids, hits = figures.hits.column("rid").to_numpy(), figures.hits.column("t_cap").to_numpy()
     elif model.pools is not None:
-        tiers = _block_pool_hits(model.pools, len(rids), model.pool_block, capacity_tokens, second_tier_tokens)
+        tiers = model.pool_hits(capacity_tokens, second_tier_tokens)
         hits = tiers[0] + tiers[1]
-        uncut = hits >= _block_pool_hits(model.pools, len(rids), model.pool_block, None)[0]
+        uncut = hits >= model.pool_hits(None)[0]
     else:
         hits = _lru_hits(workload, capacity_tokens, model.uniform_block)
     table = pa.table(
@@ -425,6 +426,20 @@ class CacheModel:
     pools: BlockPools | None
     pool_block: int
     uniform_block: int | None
+    n_requests: int = 0  # the workload's requests, which the pools' positions index
+
+    def pool_hits(
+        self, capacity_tokens: int | None, second_tier_tokens: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``_block_pool_hits`` of this model's pools; the unbounded pool, which both the bounded candidate and the
+        curve read, is run once (it evicts nothing, so a second tier behind it serves nothing)."""
+        if capacity_tokens is None:
+            return self._unbounded_pool_hits
+        return _block_pool_hits(self.pools or [], self.n_requests, self.pool_block, capacity_tokens, second_tier_tokens)
+
+    @functools.cached_property
+    def _unbounded_pool_hits(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        return _block_pool_hits(self.pools or [], self.n_requests, self.pool_block, None)
 
 
 def _cache_model(
@@ -435,7 +450,7 @@ def _cache_model(
     if pack is None or not needed:
         return CacheModel(None, 0, _uniform_block(con) if pack is None else None)
     size = pack.granularity.block_size
-    return CacheModel(_block_pools(con, workload, size), size, None)
+    return CacheModel(_block_pools(con, workload, size), size, None, len(workload.rids))
 
 
 def _block_pool_pack(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack]) -> RulesPack | None:
@@ -481,21 +496,20 @@ def _block_pool_hits(
 
 
 def _block_pool_curve(
-    pools: BlockPools,
-    n: int,
-    block_size: int,
+    model: CacheModel,
     capacities: list[int | None],
     scales: Scales,
     second_tier_tokens: int | None = None,
 ) -> list[CurveHits]:
     """The curve under the block pool, in provider tokens (with a second tier, also what it served); a capacity too
     small for the longest prompt (which an engine refuses) has no point."""
-    longest = max((len(p) for _, spaced in pools for p in spaced), default=0)
+    block_size = model.pool_block
+    longest = max((len(p) for _, spaced in model.pools or [] for p in spaced), default=0)
     points: list[CurveHits] = []
     for cap in capacities:
         if cap is not None and cap // block_size < -(-longest // block_size):
             continue
-        first, second = _block_pool_hits(pools, n, block_size, cap, second_tier_tokens)
+        first, second = model.pool_hits(cap, second_tier_tokens)
         both = int(provider_tokens(first + second, scales).sum())
         tier2 = both - int(provider_tokens(first, scales).sum()) if second_tier_tokens else None
         points.append((cap, both, tier2))
@@ -522,9 +536,7 @@ def _start_curve(
         scales = _request_scales(con, workload)
         return pool.submit(
             _block_pool_curve,
-            model.pools,
-            len(workload.rids),
-            model.pool_block,
+            model,
             list(capacities),
             scales,
             second_tier_tokens,
