@@ -38,9 +38,9 @@ first capacity it hits at inside the pass, and keep nothing per access.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -80,18 +80,18 @@ COMPILED_MIN = 1 << 17
 def _lru_pass_kernel(
     offsets: IntArray,
     dense_ids: npt.NDArray[np.integer],
-    n_units: int,
     reverse: bool,
     horizon: int,
     tree: npt.NDArray[np.integer],
     unit_at: npt.NDArray[np.int32],
     last: npt.NDArray[np.int32],
+    counters: IntArray,
     unit_sizes: IntArray | None = None,
     depths: IntArray | None = None,
     weights: npt.NDArray[np.integer] | None = None,
     bounds: IntArray | None = None,
     hist: IntArray | None = None,
-) -> None:
+) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.int32]]:
     # A Fenwick tree over touch positions holds each unit's size (1 when unit_sizes is None) at its last touch,
     # so a unit's depth is the total size held less the sum before that touch. When the tree is full, the units
     # deeper than `horizon` leave it and the rest are renumbered (see the module docstring); the caller sizes
@@ -100,10 +100,14 @@ def _lru_pass_kernel(
     # seen; horizon + 1 if deeper) goes to `depths`, or its weight to `hist`: at the first of the ascending `bounds`
     # it is within, then one bucket past them and one for first accesses. numba prunes the branches of the arguments
     # left None. Only indexing and arithmetic, so that the interpreter runs it over lists as fast as it can.
-    span = len(tree) - 1
+    # Resumable: ``counters`` holds (size held, next position, tree span, most span) between calls, each call takes
+    # whole requests (``offsets`` index this call's ``dense_ids``), and the tree and ``unit_at``, grown where the
+    # horizon needs more room, are returned for the next call.
+    total = counters[0]
+    now = counters[1]
+    span = counters[2]
+    most = counters[3]
     deep = horizon + 1
-    total = 0
-    now = 0
     for r in range(len(offsets) - 1):
         start = offsets[r]
         end = offsets[r + 1]
@@ -139,7 +143,7 @@ def _lru_pass_kernel(
                 if now > span // 2:
                     # the horizon keeps more units than the caller guessed: twice the room, so as to renumber
                     # no more than once per as many touches as the tree holds
-                    span = min(2 * span, len(dense_ids))
+                    span = min(2 * span, most)
                     tree, unit_at = _grown(tree, unit_at, now, span)
             j = end - 1 - step if reverse else start + step
             unit = dense_ids[j]
@@ -158,6 +162,10 @@ def _lru_pass_kernel(
             unit_at[now] = unit
             last[unit] = now
             now += 1
+    counters[0] = total
+    counters[1] = now
+    counters[2] = span
+    return tree, unit_at
 
 
 @kernel
@@ -228,6 +236,69 @@ def _drop_and_renumber(
     return held, kept
 
 
+class LruPass:
+    """The stack-depth pass (``_lru_pass_kernel``) between calls: fed whole requests in time order, a batch at a time,
+    it holds per unit only its last touch and a tree of the units within the horizon, never anything per access, so
+    that a timeline far larger than memory runs through it from files. Compiled when the whole timeline
+    (``accesses``) has ``COMPILED_MIN`` accesses or more, else interpreted over lists; ``hist`` (with ``bounds``)
+    gathers every batch's weights."""
+
+    def __init__(
+        self,
+        n_units: int,
+        reverse: bool,
+        horizon: int,
+        span: int,
+        accesses: int,
+        unit_sizes: IntArray | None = None,
+        bounds: IntArray | None = None,
+    ) -> None:
+        self.reverse, self.horizon, self.unit_sizes, self.bounds = reverse, horizon, unit_sizes, bounds
+        self.compiled = accesses >= COMPILED_MIN
+        self.hist = None if bounds is None else np.zeros(bounds.shape[0] + 2, dtype=np.int64)
+        tree_type = np.int32 if unit_sizes is None else np.int64
+        # the tree grows up to one position an access (and touch positions are int32)
+        most = min(accesses, _MAX_ACCESSES - 1)
+        self.counters: IntArray | list[int]
+        self._plain: list[Any] | None = None
+        if self.compiled:
+            self.tree: Any = np.zeros(span + 1, dtype=tree_type)
+            self.unit_at: Any = np.empty(span, dtype=np.int32)
+            self.last: Any = np.full(n_units, _NEVER_SEEN, dtype=np.int32)
+            self.counters = np.array([0, 0, span, most], dtype=np.int64)
+        else:
+            self.tree, self.unit_at, self.last = [0] * (span + 1), [0] * span, [_NEVER_SEEN] * n_units
+            self.counters = [0, 0, span, most]
+            self._plain = [None if a is None else a.tolist() for a in (unit_sizes, bounds, self.hist)]
+
+    def feed(
+        self,
+        offsets: IntArray,
+        dense_ids: npt.NDArray[np.integer],
+        depths: IntArray | None = None,
+        weights: npt.NDArray[np.integer] | None = None,
+    ) -> None:
+        """The next requests: ``offsets`` (from 0) into their ``dense_ids``; ``depths`` filled in place, ``weights``
+        added to ``hist``."""
+        if self._plain is None:
+            self.tree, self.unit_at = compiled(_lru_pass_kernel)(
+                offsets, dense_ids, self.reverse, self.horizon, self.tree, self.unit_at, self.last, self.counters,
+                self.unit_sizes, depths, weights, self.bounds, self.hist,
+            )  # fmt: skip
+            return
+        sizes, bounds, hist = self._plain
+        plain_depths = None if depths is None else [0] * len(dense_ids)
+        plain_weights = None if weights is None else weights.tolist()
+        self.tree, self.unit_at = _lru_pass_kernel(
+            offsets.tolist(), dense_ids.tolist(), self.reverse, self.horizon, self.tree, self.unit_at, self.last,
+            self.counters, sizes, plain_depths, plain_weights, bounds, hist,
+        )  # fmt: skip
+        if depths is not None and plain_depths is not None:
+            depths[:] = plain_depths
+        if self.hist is not None:
+            self.hist[:] = hist
+
+
 def lru_pass(
     offsets: IntArray,
     dense_ids: npt.NDArray[np.integer],
@@ -241,26 +312,12 @@ def lru_pass(
     bounds: IntArray | None = None,
     hist: IntArray | None = None,
 ) -> None:
-    """``_lru_pass_kernel`` with a tree of ``span`` positions: compiled on large inputs, interpreted on lists below
-    ``COMPILED_MIN`` accesses (``depths`` and ``hist`` filled in place either way)."""
-    tree_type = np.int32 if unit_sizes is None else np.int64
-    if len(dense_ids) >= COMPILED_MIN:
-        tree = np.zeros(span + 1, dtype=tree_type)
-        unit_at = np.empty(span, dtype=np.int32)
-        last = np.full(n_units, _NEVER_SEEN, dtype=np.int32)
-        compiled(_lru_pass_kernel)(
-            offsets, dense_ids, n_units, reverse, horizon, tree, unit_at, last, unit_sizes, depths, weights, bounds,
-            hist,
-        )  # fmt: skip
-        return
-    plain = [None if a is None else a.tolist() for a in (unit_sizes, depths, weights, bounds, hist)]
-    _lru_pass_kernel(
-        offsets.tolist(), dense_ids.tolist(), n_units, reverse, horizon, [0] * (span + 1), [0] * span,
-        [_NEVER_SEEN] * n_units, *plain,
-    )  # fmt: skip
-    for given, filled in ((depths, plain[1]), (hist, plain[4])):
-        if given is not None and filled is not None:
-            given[:] = filled
+    """``_lru_pass_kernel`` in one call with a tree of ``span`` positions: compiled on large inputs, interpreted on
+    lists below ``COMPILED_MIN`` accesses (``depths`` and ``hist`` filled in place either way)."""
+    run = LruPass(n_units, reverse, horizon, span, len(dense_ids), unit_sizes, bounds)
+    run.feed(offsets, dense_ids, depths, weights)
+    if hist is not None and run.hist is not None:
+        hist += run.hist
 
 
 def _dense_ids(ids: IntArray) -> tuple[npt.NDArray[np.integer], int]:
@@ -323,16 +380,11 @@ class _Workload:
         bounds: IntArray | None = None,
         hist: IntArray | None = None,
     ) -> None:
-        # Room for the units within the horizon (for tokens a guess from the mean size, which the kernel
-        # doubles if short) and as many touches again between renumberings: three or four times as much
-        # room was no faster on 1M Mooncake requests.
-        horizon = min(horizon, _EXACT)
-        sizes = self.unit_sizes
-        typical = 1 if sizes is None or not sizes.size else max(1, int(sizes.mean()))
-        span = min(self.dense.shape[0], 2 * min(self.n_units, horizon // typical) + 1)
+        span = _span(self.dense.shape[0], self.n_units, min(horizon, _EXACT), self.unit_sizes)
         lru_pass(
-            self.offsets, self.dense, self.n_units, self.reverse, horizon, span, sizes, depths, weights, bounds, hist
-        )
+            self.offsets, self.dense, self.n_units, self.reverse, min(horizon, _EXACT), span, self.unit_sizes, depths,
+            weights, bounds, hist,
+        )  # fmt: skip
 
     def depths(self, horizon: int = _EXACT) -> IntArray:
         """Per access, its depth if within the horizon, ``horizon + 1`` if deeper, ``FIRST_ACCESS`` if new."""
@@ -342,12 +394,88 @@ class _Workload:
 
     def hits(self, limits: Sequence[int | None], weights: npt.NDArray[np.integer]) -> list[int]:
         """For each limit (the largest depth that hits; None: any depth), the weight of the accesses that hit."""
-        bounds = np.unique(np.array([limit for limit in limits if limit is not None], dtype=np.int64))
+        bounds = _bounds(limits)
         hist = np.zeros(bounds.shape[0] + 2, dtype=np.int64)
         self.run(int(bounds[-1]) if bounds.size else 0, weights=weights, bounds=bounds, hist=hist)
-        hits_within = np.cumsum(hist)
-        places = [bounds.shape[0] if limit is None else int(np.searchsorted(bounds, limit)) for limit in limits]
-        return [int(hits_within[place]) for place in places]
+        return _hits_within(limits, bounds, hist)
+
+
+def _span(accesses: int, n_units: int, horizon: int, sizes: IntArray | None) -> int:
+    # Room for the units within the horizon (for tokens a guess from the mean size, which the kernel doubles if
+    # short) and as many touches again between renumberings: three or four times as much room was no faster on 1M
+    # Mooncake requests.
+    typical = 1 if sizes is None or not sizes.size else max(1, int(sizes.mean()))
+    return min(accesses, 2 * min(n_units, horizon // typical) + 1)
+
+
+def _bounds(limits: Sequence[int | None]) -> IntArray:
+    return np.unique(np.array([limit for limit in limits if limit is not None], dtype=np.int64))
+
+
+def _hits_within(limits: Sequence[int | None], bounds: IntArray, hist: IntArray) -> list[int]:
+    hits_within = np.cumsum(hist)
+    places = [bounds.shape[0] if limit is None else int(np.searchsorted(bounds, limit)) for limit in limits]
+    return [int(hits_within[place]) for place in places]
+
+
+Batch = tuple[IntArray, npt.NDArray[np.integer], npt.NDArray[np.integer]]
+"""Whole requests of a timeline: offsets from 0 into their units (numbered 0..n_units-1) and each unit's tokens."""
+
+
+def _checked_batch(batch: Batch, n_units: int) -> Batch:
+    offsets, ids, tokens = batch
+    offsets = _as_int64(offsets)
+    ids = _given_dense(ids, n_units)
+    _check_workload(offsets, ids, np.asarray(tokens))
+    return offsets, ids, tokens
+
+
+def streamed_capacity_curve(
+    batches: Iterable[Batch],
+    accesses: int,
+    n_units: int,
+    capacities_tokens: Sequence[int | None],
+    unit_size_tokens: int,
+) -> list[tuple[int | None, int]]:
+    """``capacity_curve`` (request order, units numbered by the caller) of a timeline of ``accesses`` unit accesses
+    given in batches of whole requests: the same figures, with nothing held per access but a batch's."""
+    if unit_size_tokens <= 0:
+        raise ValueError(f"unit_size_tokens must be positive, got {unit_size_tokens}")
+    _check_capacities(capacities_tokens)
+    limits = [None if capacity is None else capacity // unit_size_tokens for capacity in capacities_tokens]
+    bounds = _bounds(limits)
+    horizon = min(int(bounds[-1]) if bounds.size else 0, _EXACT)
+    run = LruPass(n_units, False, horizon, _span(accesses, n_units, horizon, None), accesses, bounds=bounds)
+    for batch in batches:
+        offsets, ids, tokens = _checked_batch(batch, n_units)
+        if tokens.dtype.kind != "i":
+            tokens = _as_int64(tokens)
+        run.feed(offsets, ids, weights=np.ascontiguousarray(tokens))
+    assert run.hist is not None
+    return list(zip(capacities_tokens, _hits_within(limits, bounds, run.hist), strict=True))
+
+
+def streamed_request_hits(
+    batches: Iterable[Batch], accesses: int, n_units: int, n_requests: int, capacity_units: int
+) -> IntArray:
+    """Per request, its hit tokens in an LRU cache of ``capacity_units`` units (request order): what ``simulate_lru``
+    replays, read off the stack depths of a timeline given in batches of whole requests."""
+    _check_capacities([capacity_units])
+    horizon = min(capacity_units, _EXACT)
+    run = LruPass(n_units, False, horizon, _span(accesses, n_units, horizon, None), accesses)
+    hits = np.zeros(n_requests, dtype=np.int64)
+    at = 0
+    for batch in batches:
+        offsets, ids, tokens = _checked_batch(batch, n_units)
+        depths = np.empty(ids.shape[0], dtype=np.int64)
+        run.feed(offsets, ids, depths=depths)
+        hit_so_far = np.concatenate(([0], np.cumsum(np.where(depths <= capacity_units, tokens, 0), dtype=np.int64)))
+        n = offsets.shape[0] - 1
+        hits[at : at + n] = hit_so_far[offsets[1:]] - hit_so_far[offsets[:-1]]
+        at += n
+    if at != n_requests:
+        raise ValueError(f"the batches hold {at} requests, not {n_requests}")
+    return hits
 
 
 def _prepare(

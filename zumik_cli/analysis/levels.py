@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from zumik_cli.analysis.timeline import Timeline
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.core.kernels import compiled, kernel
 
@@ -65,6 +66,9 @@ PARTS = 2  # the levels pass runs this many parts by chain at once, one a core (
 # of the chains, so that the hash tables and unit state held at once (about 30 bytes a distinct chain) stay
 # those of a sweep's share, whatever the trace's size (1M Mooncake requests are about 30M blocks: one sweep)
 SWEEP_BLOCKS = 1 << 25
+# Past this many blocks the time-ordered units and sizes the pass leaves (6 bytes a block) go to files as the pass makes
+# them (``timeline``), and the capacity analysis reads them back a batch at a time: about 540,000 Mooncake requests
+SPILL_BLOCKS = 1 << 24
 PREFETCH_AHEAD = 16  # blocks: how far ahead the pass asks for a chain's hash slot
 # Below this many blocks the pass runs interpreted, over lists: 0.06 s for 31,000 blocks (1,000 Mooncake requests),
 # where importing numba and loading the compiled pass from its cache take 0.35 s, and compiling it on a fresh install
@@ -77,15 +81,45 @@ COMPILED_MIN = 1 << 17
 class Workload:
     """Every request with blocks, in time order, as CSR arrays: the input of ``capacity``.
 
-    ``units`` numbers each distinct (KV key, chain) pair with an int32 id below ``n_units`` (a few ids may go
-    unused); ``sizes`` are each block's tokens, int16 where they fit; ``rids[i]`` is request i's rid.
+    ``offsets`` index the time-ordered blocks of ``timeline``: their ``units``, which number each distinct (KV key,
+    chain) pair with an int32 id below ``n_units`` (a few ids may go unused), and their ``sizes``, each block's
+    tokens, int16 where they fit; ``rids[i]`` is request i's rid. Past ``SPILL_BLOCKS`` blocks the timeline is on
+    files: ``batches`` reads it a range of whole requests at a time, where ``units`` and ``sizes`` read it whole.
     """
 
     offsets: IntArray
-    units: npt.NDArray[np.integer]
-    sizes: npt.NDArray[np.integer]
+    timeline: Timeline
     rids: IntArray
     n_units: int
+
+    @property
+    def units(self) -> npt.NDArray[np.int32]:
+        return self.timeline.units
+
+    @property
+    def sizes(self) -> npt.NDArray[np.integer]:
+        return self.timeline.sizes
+
+    @property
+    def block_tokens(self) -> int:
+        """Every block's tokens added up."""
+        return self.timeline.tokens
+
+    def batches(
+        self, blocks: int = BATCH_ROWS
+    ) -> Iterator[tuple[IntArray, npt.NDArray[np.int32], npt.NDArray[np.integer]]]:
+        """The requests in time order, whole, about ``blocks`` blocks at a time (a longer request alone): each batch's
+        offsets from 0, and its blocks' units and sizes."""
+        n = len(self.offsets) - 1
+        first = 0
+        while first < n:
+            start = int(self.offsets[first])
+            last = max(first + 1, int(np.searchsorted(self.offsets, start + blocks, side="right")) - 1)
+            last = min(last, n)
+            stop = int(self.offsets[last])
+            units, sizes = self.timeline.read(start, stop)
+            yield self.offsets[first : last + 1] - start, units, sizes
+            first = last
 
 
 def _prefetch_intrinsic() -> Any:
@@ -598,41 +632,54 @@ def _stored_batches(parts: list[str]) -> Iterator[pa.Table]:
                 yield stored.read_row_group(group, columns=list(STORED_COLUMNS), use_threads=True)
 
 
-def _ordered_pass(
-    parts: list[str], run: _Pass, total: int
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.integer]] | None:
+def _ordered_pass(parts: list[str], run: _Pass, total: int) -> Timeline | None:
     # The blocks as stored, batch by batch, once a sweep; the parts of the sweep on one batch on their threads
     # while Arrow reads the next (all release the GIL). None as soon as a block is not the next one in time order,
-    # or is missing (found by the first sweep: the others read the same blocks).
-    units = np.empty(total, dtype=np.int32)
+    # or is missing (found by the first sweep: the others read the same blocks). Past ``SPILL_BLOCKS`` the units
+    # and sizes go to files: a batch's units are written once the parts are done with them, and read back for the
+    # next sweep to complete with its own chains.
+    spilled = Timeline.spilled(total) if total > SPILL_BLOCKS else None
+    units = np.empty(0 if spilled else total, dtype=np.int32)
     # int16 while every block's tokens fit (a hash-id block is a few hundred): half the memory of int32
-    sizes: npt.NDArray[np.integer] = np.empty(total, dtype=np.int16)
+    sizes: npt.NDArray[np.integer] = np.empty(0 if spilled else total, dtype=np.int16)
     arrow_pool = pa.default_memory_pool()
     with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
         while True:
             at = 0
             pending: list[Future[bool]] = []
+            filled: tuple[int, npt.NDArray[np.int32]] | None = None  # the batch the parts fill, when spilled
             for batch in _stored_batches(parts):
                 n = batch.num_rows
                 if at + n > total or not all(f.result() for f in pending):
                     return None
+                if spilled and filled:
+                    spilled.write_units(*filled)
                 # Arrow's pool keeps the batches read and freed on its threads for reuse, and reuses little of it:
                 # without this, about 150 MB more at 30M blocks
                 arrow_pool.release_unused()
-                if run.sweep == 0:
-                    tokens = batch.column("tokens").to_numpy()
-                    if n and int(tokens.max()) > np.iinfo(sizes.dtype).max:
-                        sizes = sizes.astype(np.int32)  # a block's tokens fit int32 (``_joined_columns`` casts them)
-                    sizes[at : at + n] = tokens
+                tokens = batch.column("tokens").to_numpy()
+                if spilled:
+                    if run.sweep == 0:
+                        spilled.write_sizes(at, tokens)
+                    share = np.empty(n, np.int32) if run.sweep == 0 else spilled.read_units(at, at + n)
+                    filled = (at, share)
+                else:
+                    if run.sweep == 0:
+                        if n and int(tokens.max()) > np.iinfo(sizes.dtype).max:
+                            sizes = sizes.astype(np.int32)  # a block's tokens fit int32 (``_joined_columns`` casts)
+                        sizes[at : at + n] = tokens
+                    share = units[at : at + n]
                 rids, pos, chain, end_token = (
                     batch.column(name).to_numpy() for name in ("rid", "pos", "chain", "end_token")
                 )
-                pending = run.start(pool, rids, pos, chain, end_token, units[at : at + n])
+                pending = run.start(pool, rids, pos, chain, end_token, share)
                 at += n
             if not all(f.result() for f in pending) or at != total or not run.complete():
                 return None
+            if spilled and filled:
+                spilled.write_units(*filled)
             if not run.next_sweep():
-                return units, sizes
+                return spilled or Timeline(units, sizes)
 
 
 @kernel
@@ -682,9 +729,7 @@ def _joined_columns(con: duckdb.DuckDBPyConnection) -> dict[str, IntArray]:
     return columns
 
 
-def _placed_pass(
-    con: duckdb.DuckDBPyConnection, req: pa.Table, coincide: bool
-) -> tuple[_Pass, npt.NDArray[np.int32], npt.NDArray[np.integer]]:
+def _placed_pass(con: duckdb.DuckDBPyConnection, req: pa.Table, coincide: bool) -> tuple[_Pass, Timeline]:
     # Any order: every block joined to its request's order, placed at offsets[ord - 1] + pos, then one pass.
     columns = _joined_columns(con)
     ords, pos = columns.pop("ord"), columns.pop("pos")
@@ -706,7 +751,7 @@ def _placed_pass(
     with ThreadPoolExecutor(max_workers=PARTS, thread_name_prefix="zumik-levels") as pool:
         for done in run.start(pool, placed_pos, placed_pos, chain, end_token, units, False):
             done.result()
-    return run, units, columns.pop("tokens")[order].astype(np.int32, copy=False)
+    return run, Timeline(units, columns.pop("tokens")[order].astype(np.int32, copy=False))
 
 
 def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[str]) -> Workload:
@@ -721,13 +766,10 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
     total = int(n_blocks.sum())
     run = _Pass(req, n_blocks, coincide, total)
     del req, n_blocks  # the pass keeps the columns it reads
-    sizes: npt.NDArray[np.integer]
-    ordered = _ordered_pass(parts, run, total)
-    if ordered is None:
+    timeline = _ordered_pass(parts, run, total)
+    if timeline is None:
         del run
-        run, units, sizes = _placed_pass(con, con.sql(REQ_COLUMNS_SQL).to_arrow_table(), coincide)
-    else:
-        units, sizes = ordered
+        run, timeline = _placed_pass(con, con.sql(REQ_COLUMNS_SQL).to_arrow_table(), coincide)
     counts, n_units, out = run.requests.n_blocks, run.n_units, run.out
     has_blocks = counts > 0
     rids = run.requests.req_rid[has_blocks]
@@ -747,8 +789,7 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
     con.unregister("levels_in")
     return Workload(
         offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
-        units=units,
-        sizes=sizes,
+        timeline=timeline,
         rids=rids,
         n_units=n_units,
     )

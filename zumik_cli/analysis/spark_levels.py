@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zumik_cli.analysis.levels import LEVEL_COLUMNS, PARTS, REQ_COLUMNS_SQL, Workload
+from zumik_cli.analysis.timeline import Timeline
 from zumik_cli.dataset import spark
 
 if TYPE_CHECKING:
@@ -193,8 +194,7 @@ def timeline_workload(
     has_blocks = counts > 0
     workload = Workload(
         offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
-        units=units,
-        sizes=placed("tokens", np.int32),
+        timeline=Timeline(units, placed("tokens", np.int32)),
         rids=rids[has_blocks],
         n_units=n_units,
     )
@@ -239,8 +239,7 @@ def _requests_only(req: pa.Table) -> Workload:
     rids = np.asarray(req.column("rid").to_numpy(), dtype=np.int64)[req.column("n_blocks").to_numpy() > 0]
     return Workload(
         offsets=np.zeros(len(rids) + 1, dtype=np.int64),
-        units=np.zeros(0, dtype=np.int32),
-        sizes=np.zeros(0, dtype=np.int32),
+        timeline=Timeline(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32)),
         rids=rids,
         n_units=0,
     )

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_tier_hits, token_prompts
 from zumik_cli.analysis.kv_memory import kv_shape, memory
+from zumik_cli.analysis.timeline import Timeline
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.schema import SESSION_LABEL
 from zumik_cli.dataset.spark import ENGINES
@@ -330,7 +331,13 @@ def _lru_hits(workload: Workload, capacity_tokens: int, uniform_block: int | Non
     from zumik_cli.analysis import capacity
 
     if uniform_block:
-        return capacity.simulate_lru(workload.offsets, workload.units, workload.sizes, capacity_tokens // uniform_block)
+        return capacity.streamed_request_hits(
+            workload.batches(),
+            workload.timeline.n,
+            workload.n_units,
+            len(workload.rids),
+            capacity_tokens // uniform_block,
+        )
     return capacity.request_hits(workload.offsets, _sized_units(workload), workload.sizes, capacity_tokens)
 
 
@@ -341,12 +348,14 @@ def _lru_curve(
     in its request's provider tokens (``scales``), the cache holding counted tokens."""
     from zumik_cli.analysis import capacity
 
-    offsets, units, sizes = workload.offsets, workload.units, workload.sizes
     if uniform_block:
-        return capacity.capacity_curve(offsets, units, sizes, list(capacities), uniform_block, n_units=workload.n_units)
-    hit_tokens = workload.sizes if scales is None else _provider_sizes(workload, scales)
+        return capacity.streamed_capacity_curve(
+            workload.batches(), workload.timeline.n, workload.n_units, list(capacities), uniform_block
+        )
+    sizes = workload.sizes
+    hit_tokens = sizes if scales is None else _provider_sizes(workload, scales)
     return capacity.token_capacity_curve(
-        offsets, _sized_units(workload), sizes, list(capacities), hit_tokens=hit_tokens
+        workload.offsets, _sized_units(workload), sizes, list(capacities), hit_tokens=hit_tokens
     )
 
 
@@ -403,7 +412,7 @@ class LruJob:
         sampling = None
         if sampled and self.uniform_block:
             sampling = _sampled_curve(workload, self.uniform_block, self.capacities, float(self.sample_rate or 1.0))
-        return LruFigures(curve, hits, sampling, int(workload.sizes.sum()))
+        return LruFigures(curve, hits, sampling, workload.block_tokens)
 
 
 def _lru_job(con: duckdb.DuckDBPyConnection, packs: dict[str, RulesPack], options: WaterfallOptions) -> LruJob | None:
@@ -670,7 +679,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         _partials(con, has_content=bool(kinds[0]))
         con.execute(BREAKPOINT_SQL if kinds[1] else EMPTY_BREAKPOINTS_SQL)
         tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2, figures)
-        block_tokens = int(workload.sizes.sum()) if figures is None else figures.block_tokens
+        block_tokens = workload.block_tokens if figures is None else figures.block_tokens
         workload = _without_blocks(workload, curve)
         con.execute(_sql("per_request.sql"))
         stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
@@ -685,7 +694,8 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
 
 
 def _without_blocks(workload: Workload, curve: Future[Any] | None) -> Workload:
-    """The workload less its time-ordered blocks (6 to 8 bytes a block) once the curve that reads them is done.
+    """The workload less its time-ordered blocks (6 to 8 bytes a block, or their files) once the curve that reads
+    them is done.
 
     What the waterfall does after the bounded candidate needs only the requests, and what comes next, the
     per-request table (read from DuckDB, put in order and joined to its text), is the largest thing it builds:
@@ -694,7 +704,7 @@ def _without_blocks(workload: Workload, curve: Future[Any] | None) -> Workload:
     if curve is not None:
         wait([curve])
     # new empty arrays: an empty slice would keep the whole array it views
-    return replace(workload, units=np.empty(0, workload.units.dtype), sizes=np.empty(0, workload.sizes.dtype))
+    return replace(workload, timeline=Timeline(np.empty(0, np.int32), np.empty(0, workload.timeline.sizes_dtype)))
 
 
 def _tiers(
