@@ -17,6 +17,8 @@ from zumik_cli.analysis.capacity import (
     request_hits,
     simulate_lru,
     simulate_lru_tokens,
+    streamed_capacity_curve,
+    streamed_request_hits,
     token_capacity_curve,
 )
 
@@ -291,6 +293,64 @@ def test_a_curve_for_one_capacity_drops_the_deeper_units_and_still_equals_direct
         # The tree no larger than the horizon needs: a renumbering at nearly every touch.
         depths = np.array(kernel_depths(offsets, ids, order, k + 1, horizon=k))
         assert int(tokens[depths <= k].sum()) == expected
+
+
+def in_pieces(offsets, ids, tokens, cuts):
+    """The workload as batches of whole requests, cut before the given request indices."""
+    n = len(offsets) - 1
+    bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        start, stop = int(offsets[a]), int(offsets[b])
+        yield np.asarray(offsets[a : b + 1] - start, dtype=np.int64), ids[start:stop], tokens[start:stop]
+
+
+@settings(deadline=None)
+@given(workloads, orders, st.lists(st.integers(0, 20), max_size=5), st.integers(0, 12), st.booleans())
+def test_the_pass_fed_whole_requests_in_pieces_keeps_its_state_and_equals_one_call(work, order, cuts, horizon, python):
+    offsets, ids, tokens = work
+    _, dense = np.unique(ids, return_inverse=True)
+    dense = dense.ravel()
+    n_units = int(dense.max(initial=-1)) + 1
+    bounds = np.arange(horizon + 1, dtype=np.int64)
+    threshold = capacity_module.COMPILED_MIN
+    capacity_module.COMPILED_MIN = 2**62 if python else 0
+    try:
+        whole_depths = np.empty(len(ids), dtype=np.int64)
+        whole_hist = np.zeros(len(bounds) + 2, dtype=np.int64)
+        # a tree of one position: renumbered and grown across the cuts
+        capacity_module.lru_pass(
+            offsets.astype(np.int64), dense, n_units, order == "vllm", horizon, 1, None, whole_depths, tokens, bounds,
+            whole_hist,
+        )  # fmt: skip
+        run = capacity_module.LruPass(n_units, order == "vllm", horizon, 1, len(ids), bounds=bounds)
+        depths = []
+        for piece_offsets, piece_ids, piece_tokens in in_pieces(offsets, dense, tokens, cuts):
+            piece = np.empty(len(piece_ids), dtype=np.int64)
+            run.feed(piece_offsets, piece_ids, depths=piece, weights=piece_tokens)
+            depths.extend(piece.tolist())
+    finally:
+        capacity_module.COMPILED_MIN = threshold
+
+    assert run.compiled is not python
+    assert depths == whole_depths.tolist()
+    assert run.hist is not None and run.hist.tolist() == whole_hist.tolist()
+
+
+@settings(deadline=None)
+@given(workloads, st.lists(st.integers(0, 20), max_size=5))
+def test_the_streamed_curve_and_bounded_hits_equal_the_whole_curve_and_direct_simulation(work, cuts):
+    offsets, ids, tokens = work
+    _, dense = np.unique(ids, return_inverse=True)
+    dense = dense.ravel().astype(np.int32)
+    n_units = int(dense.max(initial=-1)) + 1
+    capacities = [*every_capacity(ids), None]
+
+    streamed = streamed_capacity_curve(in_pieces(offsets, dense, tokens, cuts), len(ids), n_units, capacities, 1)
+
+    assert streamed == capacity_curve(offsets, dense, tokens, capacities, 1, n_units=n_units)
+    for k in every_capacity(ids):
+        hits = streamed_request_hits(in_pieces(offsets, dense, tokens, cuts), len(ids), n_units, len(offsets) - 1, k)
+        assert hits.tolist() == simulate_lru(offsets, ids, tokens, k).tolist()
 
 
 def test_a_depth_past_the_horizon_reads_as_one_past_it():

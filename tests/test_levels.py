@@ -1,6 +1,8 @@
 """The levels pass, compiled and interpreted: one id per chain, batches, parts and table growth change nothing, order
 is checked."""
 
+import gc
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
@@ -171,6 +173,51 @@ def test_a_trace_past_one_sweep_reads_its_blocks_once_a_sweep_to_the_same_levels
     # the same pairs, numbered apart: each unit of one pass is one unit of the other
     assert len(set(zip(one.units.tolist(), swept.units.tolist(), strict=True))) == len(set(one.units.tolist()))
     assert len(set(swept.units.tolist())) == len(set(one.units.tolist())) and swept.units.max() < swept.n_units
+
+
+@pytest.mark.parametrize("sweep_blocks", [2**25, 1_000])
+def test_a_trace_past_the_spill_threshold_keeps_its_blocks_on_files_and_gives_the_same_levels_and_blocks(
+    tmp_path, monkeypatch, sweep_blocks
+) -> None:
+    counts = np.random.default_rng(8).integers(0, 9, 1_500)
+    req = _requests(counts, 8)
+    blocks = _blocks(counts, req, 8)
+    tokens = np.random.default_rng(8).integers(1, 17, len(blocks["pos"]))
+    tokens[-3:] = 40_000  # past int16 in the last row group: the spilled sizes are widened on file
+    con, parts = _stored(tmp_path, counts, req, blocks, tokens)
+    monkeypatch.setattr(levels, "SWEEP_BLOCKS", sweep_blocks)  # one sweep, or eight
+    held = compute_levels(con, False, parts)
+    held_levels = con.execute("SELECT * FROM levels ORDER BY rid").fetchall()
+    monkeypatch.setattr(levels, "SPILL_BLOCKS", 100)
+    spilled = compute_levels(con, False, parts)
+
+    assert spilled.timeline.is_spilled and not held.timeline.is_spilled
+    assert con.execute("SELECT * FROM levels ORDER BY rid").fetchall() == held_levels
+    assert np.array_equal(spilled.units, held.units) and np.array_equal(spilled.sizes, tokens)
+    assert spilled.sizes.dtype == np.int32 and spilled.block_tokens == held.block_tokens == int(tokens.sum())
+    assert spilled.n_units == held.n_units and np.array_equal(spilled.offsets, held.offsets)
+    # batches of whole requests, read back from the files a range at a time
+    pieces = list(spilled.batches(blocks=500))
+    assert len(pieces) > 5 and all(offsets[0] == 0 for offsets, _, _ in pieces)
+    assert sum(len(offsets) - 1 for offsets, _, _ in pieces) == len(spilled.rids)
+    assert np.array_equal(np.concatenate([units for _, units, _ in pieces]), held.units)
+    assert np.array_equal(np.concatenate([sizes for _, _, sizes in pieces]), tokens)
+
+
+def test_the_spilled_blocks_files_go_with_the_workload(tmp_path, monkeypatch) -> None:
+    counts = np.random.default_rng(9).integers(1, 9, 300)
+    req = _requests(counts, 9)
+    blocks = _blocks(counts, req, 9)
+    con, parts = _stored(tmp_path, counts, req, blocks, np.full(len(blocks["pos"]), 16))
+    monkeypatch.setattr(levels, "SPILL_BLOCKS", 10)
+    workload = compute_levels(con, True, parts)
+    folder = workload.timeline._folder
+    assert folder is not None and len(os.listdir(folder)) == 2
+
+    del workload
+    gc.collect()
+
+    assert not os.path.exists(folder)
 
 
 def test_sweeps_over_shares_of_the_chains_change_no_level_and_number_each_pair_once() -> None:

@@ -13,6 +13,7 @@ A small reference implementation over plain token lists (``Reference``) cross-ch
 from __future__ import annotations
 
 import json
+import random
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from zumik_cli.analysis import capacity
+from zumik_cli.analysis import capacity, levels
 from zumik_cli.analysis.waterfall import Waterfall, WaterfallOptions, compute_waterfall
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.store import Dataset
@@ -522,6 +523,27 @@ def hashid_waterfall(tmp_path: Path, requests: Sequence[tuple[list[int], int]], 
     ingest([trace], tmp_path / "data")
     w = compute_waterfall(Dataset(tmp_path / "data"), WaterfallOptions(rules="ideal", **options))
     return [r["candidate"] for r in w.per_request.to_pylist()]
+
+
+@pytest.mark.parametrize("sweep_blocks", [2**25, 300])
+def test_blocks_spilled_to_files_give_the_same_waterfall_curve_and_bounded_hits(tmp_path, monkeypatch, sweep_blocks):
+    rng = random.Random(3)
+    requests = []
+    for _ in range(300):
+        ids = [rng.randrange(4) * 100 + j for j in range(rng.randrange(1, 5))] + rng.sample(range(1000, 1400), 3)
+        requests.append((ids, 512 * len(ids) - rng.randrange(400)))
+    trace = mooncake(tmp_path / "mooncake.jsonl", requests)
+    ingest([trace], tmp_path / "data")
+    options = WaterfallOptions(rules="ideal", capacity_tokens=4096, capacities=(1024, 4096, 65_536, None))
+    monkeypatch.setattr(levels, "SWEEP_BLOCKS", sweep_blocks)
+    held = compute_waterfall(Dataset(tmp_path / "data"), options)
+    monkeypatch.setattr(levels, "SPILL_BLOCKS", 10)
+    spilled = compute_waterfall(Dataset(tmp_path / "data"), options)
+
+    assert held.summary["capacity_curve"][0]["rate"] < held.summary["capacity_curve"][-1]["rate"]
+    assert 0 < sum(r["candidate"] for r in held.per_request.to_pylist()) < held.summary["total_input_tokens"]["tokens"]
+    assert json.dumps(spilled.summary, sort_keys=True) == json.dumps(held.summary, sort_keys=True)
+    assert spilled.per_request.equals(held.per_request)
 
 
 @pytest.mark.parametrize(

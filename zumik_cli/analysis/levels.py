@@ -396,7 +396,9 @@ class _Part:
     pair belongs to two parts, so the parts run side by side and their per-request results combine by max.
     """
 
-    def __init__(self, requests: _Requests, part: int, parts: int, chain_bits: int) -> None:
+    def __init__(
+        self, requests: _Requests, part: int, parts: int, chain_bits: int, out: npt.NDArray[np.integer] | None = None
+    ) -> None:
         self.requests, self.part, self.parts = requests, part, parts
         self.cursor = np.zeros(2, dtype=np.int64)
         self.used = np.zeros(4, dtype=np.int64)
@@ -407,8 +409,9 @@ class _Part:
         self.first_fam = np.empty(len(self.tables[FAM]) // 2 + 1, dtype=np.int64)
         self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
         self.state = np.empty((len(self.tables[CHAIN if requests.coincide else KVC]) // 2 + 1, 3))
-        # int32 while every token offset fits (``widen``): a block count always does
-        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int32)
+        # int32 while every token offset fits (``widen``): a block count always does. A part of a later sweep goes on
+        # in the results of one of the sweep before, as a request's levels are the max over every part's
+        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int32) if out is None else out
         # below COMPILED_MIN blocks in all, the interpreter runs the pass, on tables and unit state of its own
         blocks = int(requests.n_blocks.sum())
         self.interpreted = _Interpreted.sized(blocks) if blocks < COMPILED_MIN else None
@@ -540,17 +543,23 @@ class _Pass:
         # rehash at the Mooncake mix
         self.chain_bits = min(23, max(10, (expected_blocks // (2 * self.n_parts)).bit_length() + 1))
         self.sweep = 0
-        self.parts = self._sweep_parts()
-        self.folded: npt.NDArray[np.integer] | None = None  # the results of the sweeps done
         self.most_used = 0
+        # the per-request results, one array a part of a sweep, each carried on by a part of the next sweep: PARTS
+        # arrays whatever the number of sweeps (40 bytes a request each, while int32)
+        self.results: list[npt.NDArray[np.integer]] = []
+        self.parts = self._sweep_parts()
 
     def _sweep_parts(self) -> list[_Part]:
         first = self.sweep * PARTS
-        return [_Part(self.requests, part, self.n_parts, self.chain_bits) for part in range(first, first + PARTS)]
+        carried: list[npt.NDArray[np.integer] | None] = [*self.results] or [None] * PARTS
+        return [
+            _Part(self.requests, part, self.n_parts, self.chain_bits, out)
+            for part, out in zip(range(first, first + PARTS), carried, strict=True)
+        ]
 
     def next_sweep(self) -> bool:
         """Keep the results of the sweep done and let its tables go; False when it was the last one."""
-        self.folded, self.most_used = self.out, self._most_used()
+        self.results, self.most_used = [part.out for part in self.parts], self._most_used()
         self.parts = []
         self.sweep += 1
         if self.sweep == self.sweeps:
@@ -590,7 +599,7 @@ class _Pass:
     def out(self) -> npt.NDArray[np.integer]:
         """Per request (columns) the ten levels (rows), the parts' combined (into the first one's): int32, or int64
         where a token offset needs it."""
-        results = [part.out for part in self.parts] + ([] if self.folded is None else [self.folded])
+        results: list[npt.NDArray[np.integer]] = [part.out for part in self.parts] or self.results
         if any(r.dtype != results[0].dtype for r in results):
             results = [r.astype(np.int64) for r in results]
         out = results[0]
