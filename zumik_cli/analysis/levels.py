@@ -77,6 +77,13 @@ PREFETCH_AHEAD = 16  # blocks: how far ahead the pass asks for a chain's hash sl
 COMPILED_MIN = 1 << 17
 
 
+def level_row(level: int, rows: int) -> int:
+    """The row of the pass's results that holds level ``level`` (an index of ``LEVEL_COLUMNS``): of ten rows, its own;
+    of six (the three first uses coincide), the key's for the family's and the target's (n or t alike)."""
+    first = 10 - rows
+    return level - first if level >= first else level % 2
+
+
 @dataclass(frozen=True)
 class Workload:
     """Every request with blocks, in time order, as CSR arrays: the input of ``capacity``.
@@ -229,8 +236,12 @@ def _flat(table: dict[int, int]) -> dict[int, int]:
 
 @kernel
 def _flush(out: IntArray, r: int, acc: IntArray) -> None:
+    # ``out`` holds the last of the ten levels (all ten, or the six past the family and target ones, which equal the
+    # key's where the three first uses coincide: see ``level_row``)
+    first = 10 - len(out)
     for k in range(10):
-        out[k][r] = max(out[k][r], acc[k])
+        if k >= first:
+            out[k - first][r] = max(out[k - first][r], acc[k])
         acc[k] = 0
 
 
@@ -409,9 +420,11 @@ class _Part:
         self.first_fam = np.empty(len(self.tables[FAM]) // 2 + 1, dtype=np.int64)
         self.first_tgt = np.empty(len(self.tables[TGT]) // 2 + 1, dtype=np.int64)
         self.state = np.empty((len(self.tables[CHAIN if requests.coincide else KVC]) // 2 + 1, 3))
-        # int32 while every token offset fits (``widen``): a block count always does. A part of a later sweep goes on
-        # in the results of one of the sweep before, as a request's levels are the max over every part's
-        self.out = np.zeros((10, len(requests.req_rid)), dtype=np.int32) if out is None else out
+        # int32 while every token offset fits (``widen``): a block count always does; the family and target levels
+        # only where they differ from the key's (``level_row``). A part of a later sweep goes on in the results of one
+        # of the sweep before, as a request's levels are the max over every part's
+        rows = 6 if requests.coincide else 10
+        self.out = np.zeros((rows, len(requests.req_rid)), dtype=np.int32) if out is None else out
         # below COMPILED_MIN blocks in all, the interpreter runs the pass, on tables and unit state of its own
         blocks = int(requests.n_blocks.sum())
         self.interpreted = _Interpreted.sized(blocks) if blocks < COMPILED_MIN else None
@@ -597,8 +610,8 @@ class _Pass:
 
     @property
     def out(self) -> npt.NDArray[np.integer]:
-        """Per request (columns) the ten levels (rows), the parts' combined (into the first one's): int32, or int64
-        where a token offset needs it."""
+        """Per request (columns) the levels (rows: ``level_row``), the parts' combined (into the first one's): int32,
+        or int64 where a token offset needs it."""
         results: list[npt.NDArray[np.integer]] = [part.out for part in self.parts] or self.results
         if any(r.dtype != results[0].dtype for r in results):
             results = [r.astype(np.int64) for r in results]
@@ -783,7 +796,9 @@ def compute_levels(con: duckdb.DuckDBPyConnection, coincide: bool, parts: list[s
     has_blocks = counts > 0
     rids = run.requests.req_rid[has_blocks]
     del run  # its tables and unit state (hundreds of MB at 1M requests) go before DuckDB takes the levels
-    table = pa.table({"rid": rids, **{name: out[k][has_blocks] for k, name in enumerate(LEVEL_COLUMNS)}})
+    picked = [row if has_blocks.all() else row[has_blocks] for row in out]
+    table = pa.table({"rid": rids, **{name: picked[level_row(k, len(out))] for k, name in enumerate(LEVEL_COLUMNS)}})
+    del picked
     del out
     con.register("levels_in", table)
     # a table of DuckDB's own, not a view of the Arrow one: the breakpoint and sibling joins plan far better on it
