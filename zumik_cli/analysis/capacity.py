@@ -32,7 +32,9 @@ A curve needs exact depths only up to its largest finite capacity, the pass's ho
 stays deeper until it is touched again, and then its depth starts over. So the tree keeps only the units within
 the horizon, renumbered in recency order each time it fills, and stays about twice their number (small enough
 to stay in cache, however many distinct units the workload has); the curves add each access's tokens to the
-first capacity it hits at inside the pass, and keep nothing per access.
+first capacity it hits at inside the pass, and keep nothing per access. The pass is resumable (``LruPass``): fed
+whole requests a batch at a time, it holds per unit only its last touch, so ``streamed_capacity_curve`` and
+``streamed_request_hits`` run over a timeline read from files, whatever its length.
 """
 
 from __future__ import annotations
