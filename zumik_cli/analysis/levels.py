@@ -24,8 +24,8 @@ out by the pass itself (a block that is not the next one of the next request), a
 whole and placed in time order first (``offset[ord] + pos``, no sort). The time-ordered units and sizes feed the
 capacity analysis (``Workload``), so neither pass sorts the blocks; past ``SPILL_BLOCKS`` they go to files as the pass
 numbers them (``timeline``: a sweep reads a batch's units back, completes them with its own chains and writes them
-again), and the reference LRU reads them back a batch of whole requests at a time. Below ``COMPILED_MIN`` blocks the same pass
-runs interpreted (``core/kernels.py``), with dicts for its hash tables, and numba is not loaded at all.
+again), and the reference LRU reads them back a batch of whole requests at a time. Below ``COMPILED_MIN`` blocks the
+same pass runs interpreted (``core/kernels.py``), with dicts for its hash tables, and numba is not loaded at all.
 """
 
 from __future__ import annotations
