@@ -135,6 +135,50 @@ def test_a_sampled_curve_on_the_cluster_is_the_embedded_one(spark_cluster, tmp_p
     _assert_identical(embedded, on_spark)
 
 
+def _streamed_units(dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """The units the cluster numbers for the LRU task, in time order, beside the levels pass's."""
+    import numpy as np
+
+    from zumik_cli.analysis import spark_levels
+    from zumik_cli.analysis.levels import compute_levels
+    from zumik_cli.analysis.waterfall import REQ_SQL
+    from zumik_cli.rules.pack import resolve_packs
+    from zumik_cli.rules.targets import register_target_rules
+
+    seen: list[Any] = []
+    stream = spark_levels._lru_stream
+
+    def kept(*args: Any) -> Any:
+        found = stream(*args)
+        seen.append(found[0].orderBy("slot", "pos").select("unit").toArrow().column("unit").to_numpy())
+        return found
+
+    monkeypatch.setattr(spark_levels, "_lru_stream", kept)
+    compute_waterfall(dataset, WaterfallOptions(engine="spark"))
+    con = dataset.connect()
+    packs, forced = resolve_packs(None)
+    register_target_rules(con, "packs_in", packs, forced)
+    con.execute(REQ_SQL)
+    coincide = bool(con.execute("SELECT count(DISTINCT fam_id) = count(DISTINCT kvc_id) FROM req").fetchall()[0][0])
+    embedded = compute_levels(con, coincide, dataset.parts("request_blocks"))
+    return np.asarray(seen[0]), embedded.units
+
+
+@pytest.mark.parametrize("traces", ["mooncake", "sample"])
+def test_the_cluster_numbers_each_unit_as_the_levels_pass_does(spark_cluster, sample, tmp_path, traces, monkeypatch):
+    # the SHARDS sample hashes the unit numbers, so both engines must number (KV key, chain) pairs alike
+    dataset = sample
+    if traces == "mooncake":
+        write_trace(tmp_path / "mooncake.jsonl", 1_500, seed=7)
+        ingest([tmp_path / "mooncake.jsonl"], tmp_path / "data")
+        dataset = Dataset(tmp_path / "data")
+
+    on_cluster, embedded = _streamed_units(dataset, monkeypatch)
+
+    assert len(embedded) > 1_000 and len(set(embedded.tolist())) > 100
+    assert on_cluster.tolist() == embedded.tolist()
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(not REAL_TRACES, reason=f"the real traces are not here ({REAL}); CI has them beside the checkout")
 @pytest.mark.parametrize("folder", REAL_TRACES)

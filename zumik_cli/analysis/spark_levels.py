@@ -10,16 +10,20 @@ one row before). The shuffle is by (key, chain), so no partition holds more than
 it sees. Each request's levels are then a ``max`` over its blocks, grouped by rid.
 
 The capacity curve, the bounded cache's per-request hits and the SHARDS curve read one cache's whole timeline in time
-order. The reference LRU is one cache over every (KV key, chain) unit, so its timeline is one task: the blocks are
-grouped into it with every request's rid and scale (a cogroup), placed in time order there, and handed to the same
-functions the embedded engine calls (``waterfall.LruJob``). Only their small results come back: the curve's points
-and one (rid, hits) row a request. The driver never holds a block; its workload names the requests with blocks, in
-time order, and nothing else.
+order. The reference LRU is one cache over every (KV key, chain) unit, so its timeline is one task: each unit is
+numbered in SQL as the levels pass numbers it, the blocks are sorted by request and position into one partition
+(Spark's sort spills to disk), and the task writes them as they stream in into the timeline the embedded engine
+builds (on files past ``levels.SPILL_BLOCKS``), then hands it to the same functions the embedded engine calls
+(``waterfall.LruJob``), which read it a batch of requests at a time. So the task holds per block nothing but a batch;
+per request its offset, and per unit the LRU's state. Only the small results come back: the curve's points and one
+(request, hits) row a request. The driver never holds a block; its workload names the requests with blocks, in time
+order, and nothing else.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -28,8 +32,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from zumik_cli.analysis.levels import LEVEL_COLUMNS, PARTS, REQ_COLUMNS_SQL, Workload
+from zumik_cli.analysis.levels import LEVEL_COLUMNS, PARTS, REQ_COLUMNS_SQL, SPILL_BLOCKS, Workload
 from zumik_cli.analysis.timeline import Timeline
+from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset import spark
 
 if TYPE_CHECKING:
@@ -80,11 +85,28 @@ def read_blocks(session: Any, parts: list[str]) -> Any:
     return session.read.parquet(*parts).select(*BLOCK_COLUMNS)
 
 
-# what the LRU task sends back: one row a request with its bounded-cache hits, and one row with the rest (JSON)
+# what the LRU task sends back: one row a request with its bounded-cache hits (the request by slot), and one row with
+# the rest (JSON)
 LRU_RESULT_SCHEMA = "rid long, t_cap long, figures string"
-# each block as the LRU task reads it, in the narrowest types that hold it (the task holds its cache's every block);
-# unit_key only where keys differ
-TIMELINE_COLUMNS = {"ord": "int", "pos": "int", "chain": "long", "tokens": "int"}
+
+# Each block of the timeline as the LRU task reads it: its request's slot, its position, its unit and tokens. A unit is
+# each distinct (KV key, chain), numbered as the levels pass numbers it: in order of first use within its part (chain
+# modulo the parts), as ``number * parts + part``. The exact figures do not depend on the numbers; the SHARDS sample
+# does (it hashes them), so both engines must give the same.
+STREAM_SQL = """
+WITH pairs AS (
+    SELECT unit_key, chain, min(named_struct('ord', ord, 'pos', pos)) AS first
+    FROM zumik_lru_blocks GROUP BY unit_key, chain
+), units AS (
+    SELECT unit_key, chain,
+           (row_number() OVER (PARTITION BY chain & ({parts} - 1) ORDER BY first) - 1) * {parts}
+           + (chain & ({parts} - 1)) AS unit
+    FROM pairs
+)
+SELECT s.slot, b.pos, u.unit::INT AS unit, b.tokens::INT AS tokens{scaled}
+FROM zumik_lru_blocks b JOIN units u ON b.unit_key = u.unit_key AND b.chain = u.chain
+JOIN zumik_slots s ON b.ord = s.ord
+"""
 
 
 def compute_levels_spark(
@@ -124,41 +146,72 @@ def _levels_on(
         ).toArrow()
         figures = None
         if lru is not None and lru_requests is not None:
-            figures = _lru_figures(session, timeline, coincide, lru, lru_requests)
+            figures = _lru_figures(session, timeline, lru, lru_requests, req.column("n_blocks").to_numpy())
     finally:
         timeline.unpersist()
     _register_levels(con, levels)
     return _requests_only(req), figures
 
 
-def _lru_figures(session: Any, timeline: Any, coincide: bool, lru: LruJob, requests: pa.Table) -> LruFigures:
-    """The reference LRU's figures from one task that holds the whole timeline (one cache), with only its small
-    results collected."""
-    from pyspark.sql import functions
+def _lru_figures(
+    session: Any, timeline: Any, lru: LruJob, requests: pa.Table, n_blocks: npt.NDArray[np.integer]
+) -> LruFigures:
+    """The reference LRU's figures from one task that reads the whole timeline (one cache) as a stream in time order,
+    with only its small results collected.
 
+    Each (KV key, chain) is numbered in SQL as the levels pass numbers it (``STREAM_SQL``); every block is tagged with
+    its request's slot (its place among the requests with blocks, in time order), and the blocks are sorted by slot and
+    position into one partition, whose task writes them as they come into the timeline the embedded engine builds
+    (on files past ``SPILL_BLOCKS``) and runs the same job on it. Spark's sort spills to disk, so neither the sort
+    nor the task holds the blocks in memory."""
     from zumik_cli.analysis.waterfall import LruFigures
 
-    cache = functions.lit(0).alias("cache")  # one cache instance: every unit in one LRU
-    columns = [functions.col(name).cast(kind) for name, kind in TIMELINE_COLUMNS.items()]
-    if not coincide:
-        columns.append(functions.col("unit_key").cast("int"))
-    blocks = timeline.select(cache, *columns).groupBy("cache")
-    per_request = session.createDataFrame(requests).select(cache, "*").groupBy("cache")
-    found = blocks.cogroup(per_request).applyInArrow(functools.partial(_lru_task, lru), LRU_RESULT_SCHEMA).toArrow()
+    stream, rids = _lru_stream(session, timeline, lru, requests, n_blocks)
+    task = functools.partial(_lru_task, lru, len(rids), int(n_blocks.sum()), lru.uniform_block is None)
+    found = stream.repartition(1).sortWithinPartitions("slot", "pos").mapInArrow(task, LRU_RESULT_SCHEMA).toArrow()
     summary = found.filter(pc.is_valid(found.column("figures")))
     hits = found.filter(pc.is_valid(found.column("rid"))).select(["rid", "t_cap"])
+    # the task numbers requests by slot: back to their rids
+    hits = pa.table({"rid": pa.array(rids[hits.column("rid").to_numpy()]), "t_cap": hits.column("t_cap")})
     return LruFigures.from_json(summary.column("figures")[0].as_py(), hits if lru.capacity_tokens is not None else None)
 
 
-def _lru_task(lru: LruJob, blocks: pa.Table, requests: pa.Table) -> pa.Table:
-    """On an executor: the cache's timeline placed in time order, the job run on it, its results as rows."""
-    workload, scales = timeline_workload(blocks, requests)
+def _lru_stream(
+    session: Any, timeline: Any, lru: LruJob, requests: pa.Table, n_blocks: npt.NDArray[np.integer]
+) -> tuple[Any, npt.NDArray[np.int64]]:
+    """The timeline's blocks as the LRU task reads them (``STREAM_SQL``, in no order), and the rids of the requests
+    with blocks by slot."""
+    if requests.num_rows != len(n_blocks):
+        raise ZumikError("the dataset changed while the waterfall read it: run the command again")
+    with_blocks = pa.array(n_blocks > 0)
+    rids = requests.column("rid").filter(with_blocks).to_numpy().astype(np.int64)
+    slots = pa.table(
+        {
+            "ord": requests.column("ord").filter(with_blocks),
+            "slot": pa.array(np.arange(len(rids), dtype=np.int32)),
+            "scale": requests.column("scale").filter(with_blocks),
+            "prefix": requests.column("prefix").filter(with_blocks),
+        }
+    )
+    session.createDataFrame(slots).createOrReplaceTempView("zumik_slots")
+    timeline.select("ord", "pos", "chain", "tokens", "unit_key").createOrReplaceTempView("zumik_lru_blocks")
+    # content: each access counts in its request's provider tokens
+    scaled = ", s.scale, s.prefix" if lru.uniform_block is None else ""
+    return session.sql(STREAM_SQL.format(parts=PARTS, scaled=scaled)), rids
+
+
+def _lru_task(
+    lru: LruJob, n_requests: int, n_blocks: int, scaled: bool, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """On an executor: the timeline as it streams in (sorted by slot and position), the job run on it, its results as
+    one batch (requests numbered by slot)."""
+    workload, scales = stream_workload(batches, n_requests, n_blocks, scaled)
     figures = lru.run(workload, scales)
     hits = figures.hits
     if hits is None:
         hits = pa.table({"rid": pa.array([], pa.int64()), "t_cap": pa.array([], pa.int64())})
     last = {"rid": pa.nulls(1, pa.int64()), "t_cap": pa.nulls(1, pa.int64())}
-    return pa.table(
+    yield pa.RecordBatch.from_pydict(
         {
             **{name: pa.concat_arrays([hits.column(name).combine_chunks(), last[name]]) for name in ("rid", "t_cap")},
             "figures": pa.concat_arrays([pa.nulls(hits.num_rows, pa.string()), pa.array([figures.to_json()])]),
@@ -166,71 +219,61 @@ def _lru_task(lru: LruJob, blocks: pa.Table, requests: pa.Table) -> pa.Table:
     )
 
 
-def timeline_workload(
-    blocks: pa.Table, requests: pa.Table
+def stream_workload(
+    batches: Iterable[pa.RecordBatch], n_requests: int, n_blocks: int, scaled: bool = False
 ) -> tuple[Workload, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]:
-    """One cache's timeline as ``levels.compute_levels`` hands it on: the blocks (any order; ``ord``, ``pos``,
-    ``chain``, ``tokens``, and ``unit_key`` where there is more than one key) placed at their request's offset plus
-    their position (no sort), the requests with blocks in time order, and each one's scale and unlogged prefix (from
-    ``requests``: ``ord``, ``rid``, ``scale``, ``prefix``, one row a request)."""
-    by_ord = np.argsort(requests.column("ord").to_numpy(), kind="stable")
-    rids = requests.column("rid").to_numpy()[by_ord].astype(np.int64)
-    factor = requests.column("scale").to_numpy()[by_ord].astype(np.float64)
-    prefix = requests.column("prefix").to_numpy()[by_ord].astype(np.int64)
-    ords = blocks.column("ord").to_numpy() - 1
-    counts = np.bincount(ords, minlength=len(rids)) if len(ords) else np.zeros(len(rids), dtype=np.int64)
-    place = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)[ords]
-    del ords
-    place += blocks.column("pos").to_numpy()
-
-    def placed(name: str, dtype: type) -> npt.NDArray[Any]:
-        values: npt.NDArray[Any] = np.empty(len(place), dtype=dtype)
-        values[place] = blocks.column(name).to_numpy()
-        return values
-
-    keys = placed("unit_key", np.int64) if "unit_key" in blocks.column_names else None
-    units, n_units = first_use_units(placed("chain", np.int64), keys)
-    del keys
-    has_blocks = counts > 0
+    """One cache's timeline as ``levels.compute_levels`` hands it on, from its blocks sorted by ``slot`` (each
+    request's place among the ``n_requests`` with blocks) and position, with their ``unit`` and ``tokens`` (and, where
+    ``scaled``, their request's ``scale`` and ``prefix``): written as they come, held or on files as the embedded
+    pass holds them, with nothing else kept per block. Requests are numbered by slot (``rids``)."""
+    counts = np.zeros(n_requests, dtype=np.int64)
+    factor = np.ones(n_requests, dtype=np.float64)
+    prefix = np.zeros(n_requests, dtype=np.int64)
+    spilled = n_blocks > SPILL_BLOCKS
+    timeline = Timeline.spilled(n_blocks) if spilled else None
+    units = np.empty(0 if spilled else n_blocks, dtype=np.int32)
+    sizes = np.empty(0 if spilled else n_blocks, dtype=np.int32)
+    most = np.full(PARTS, -1, dtype=np.int64)  # the largest unit of each part
+    at = 0
+    for batch in batches:
+        n = batch.num_rows
+        if at + n > n_blocks:
+            raise ZumikError(f"the LRU task was sent more than the {n_blocks} blocks of the timeline: run it again")
+        slot = batch.column("slot").to_numpy()
+        unit = batch.column("unit").to_numpy().astype(np.int32)
+        tokens = batch.column("tokens").to_numpy()
+        if not n:
+            continue
+        # sorted by slot: a batch's blocks are of a run of slots
+        first = int(slot[0])
+        in_batch = np.bincount(slot - first)
+        counts[first : first + len(in_batch)] += in_batch
+        if scaled:
+            factor[slot] = batch.column("scale").to_numpy()
+            prefix[slot] = batch.column("prefix").to_numpy()
+        part = unit & (PARTS - 1)
+        for p in range(PARTS):
+            mine = unit[part == p]
+            if mine.size:
+                most[p] = max(most[p], int(mine.max()))
+        if timeline is not None:
+            timeline.write_units(at, unit)
+            timeline.write_sizes(at, tokens)
+        else:
+            units[at : at + n] = unit
+            sizes[at : at + n] = tokens
+        at += n
+    if at != n_blocks:
+        raise ZumikError(f"the LRU task was sent {at} of the {n_blocks} blocks of the timeline: run it again")
+    # of n parts, part p numbers its units p, p + n, ...: the bound the levels pass gives is n times the most used
+    n_units = PARTS * int(max(((most[most >= 0] // PARTS) + 1).max(initial=0), 0))
     workload = Workload(
-        offsets=np.concatenate([[0], np.cumsum(counts[has_blocks])]).astype(np.int64),
-        timeline=Timeline(units, placed("tokens", np.int32)),
-        rids=rids[has_blocks],
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        timeline=timeline if timeline is not None else Timeline(units, sizes),
+        rids=np.arange(n_requests, dtype=np.int64),
         n_units=n_units,
     )
-    return workload, (factor[has_blocks], prefix[has_blocks])
-
-
-def first_use_units(
-    chain: npt.NDArray[np.int64], unit_key: npt.NDArray[np.int64] | None = None
-) -> tuple[npt.NDArray[np.int32], int]:
-    """Each distinct (KV key, chain) of a time-ordered timeline (one key: ``unit_key`` None) numbered as the levels
-    pass numbers it: by first use within its part (``chain mod PARTS``), as ``number * PARTS + part``. The exact
-    figures do not depend on the numbers; the SHARDS sample does (it hashes them), so both engines must give the
-    same."""
-    if not len(chain):
-        return np.zeros(0, dtype=np.int32), 0
-    keys = None if unit_key is None or unit_key.min() == unit_key.max() else unit_key
-    # stable sorts: each run of one pair starts at its first use
-    order = np.argsort(chain, kind="stable") if keys is None else np.lexsort((chain, keys))
-    new = np.ones(len(chain), dtype=bool)
-    link = chain[order]
-    np.not_equal(link[1:], link[:-1], out=new[1:])
-    if keys is not None:
-        key = keys[order]
-        new[1:] |= key[1:] != key[:-1]
-        del key
-    del link
-    group = np.cumsum(new) - 1
-    first = order[new]  # each distinct pair's first use
-    part = chain[first] & (PARTS - 1)
-    by_part = np.lexsort((first, part))
-    in_part = np.arange(len(by_part)) - np.searchsorted(part[by_part], part[by_part], side="left")
-    number = np.empty(len(by_part), dtype=np.int64)
-    number[by_part] = in_part * PARTS + part[by_part]
-    units = np.empty(len(chain), dtype=np.int32)
-    units[order] = number[group]
-    return units, PARTS * int(np.bincount(part, minlength=PARTS).max())
+    return workload, (factor, prefix)
 
 
 def _requests_only(req: pa.Table) -> Workload:
