@@ -150,7 +150,7 @@ def _streamed_units(dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> tuple[
 
     def kept(*args: Any) -> Any:
         found = stream(*args)
-        seen.append(found[0].orderBy("slot", "pos").select("unit").toArrow().column("unit").to_numpy())
+        seen.append(found.orderBy("slot", "pos").select("unit").toArrow().column("unit").to_numpy())
         return found
 
     monkeypatch.setattr(spark_levels, "_lru_stream", kept)

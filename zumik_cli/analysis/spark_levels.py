@@ -46,7 +46,7 @@ BLOCK_COLUMNS = ("rid", "pos", "chain", "tokens", "end_token")
 # keys its units by chain alone, and so does this. NULL times and TTLs mean what they mean there: no time, no expiry.
 TIMELINE_SQL = """
 WITH joined AS (
-    SELECT r.rid, r.ord, r.ts, b.pos, b.chain, b.tokens, b.end_token, r.fam_id, r.tgt_id,
+    SELECT r.rid, r.ord, r.ts, b.pos, b.chain, b.tokens, b.end_token, r.fam_id, r.tgt_id{lru},
            CASE WHEN {coincide} THEN 0 ELSE r.kvc_id END AS unit_key,
            CASE WHEN b.end_token <= r.long_until THEN r.ttl_long ELSE r.ttl END AS ttl
     FROM zumik_blocks b JOIN zumik_req r ON b.rid = r.rid
@@ -95,7 +95,7 @@ LRU_RESULT_SCHEMA = "rid long, t_cap long, figures string"
 # does (it hashes them), so both engines must give the same.
 STREAM_SQL = """
 WITH pairs AS (
-    SELECT unit_key, chain, min(named_struct('ord', ord, 'pos', pos)) AS first
+    SELECT unit_key, chain, min(named_struct('slot', slot, 'pos', pos)) AS first
     FROM zumik_lru_blocks GROUP BY unit_key, chain
 ), units AS (
     SELECT unit_key, chain,
@@ -103,9 +103,8 @@ WITH pairs AS (
            + (chain & ({parts} - 1)) AS unit
     FROM pairs
 )
-SELECT s.slot, b.pos, u.unit::INT AS unit, b.tokens::INT AS tokens{scaled}
+SELECT b.slot, b.pos, u.unit::INT AS unit, b.tokens::INT AS tokens{scaled}
 FROM zumik_lru_blocks b JOIN units u ON b.unit_key = u.unit_key AND b.chain = u.chain
-JOIN zumik_slots s ON b.ord = s.ord
 """
 
 
@@ -132,11 +131,20 @@ def _levels_on(
     lru_requests: pa.Table | None,
 ) -> tuple[Workload, LruFigures | None]:
     req = con.sql(REQ_COLUMNS_SQL).to_arrow_table()
-    session.createDataFrame(req).createOrReplaceTempView("zumik_req")
+    n_blocks = req.column("n_blocks").to_numpy()
+    with_lru = lru is not None and lru_requests is not None
+    sent = _with_slots(req, lru_requests, n_blocks) if lru is not None and lru_requests is not None else req
+    session.createDataFrame(sent).createOrReplaceTempView("zumik_req")
+    del sent  # Spark has its copy
     read_blocks(session, parts).createOrReplaceTempView("zumik_blocks")
     fam_key, tgt_key = ("unit_key", "unit_key") if coincide else ("fam_id", "tgt_id")
     timeline = session.sql(
-        TIMELINE_SQL.format(coincide="true" if coincide else "false", fam_key=fam_key, tgt_key=tgt_key)
+        TIMELINE_SQL.format(
+            coincide="true" if coincide else "false",
+            fam_key=fam_key,
+            tgt_key=tgt_key,
+            lru=", r.slot, r.scale, r.prefix" if with_lru else "",
+        )
     )
     timeline.persist()  # read twice: by the levels and, when a bounded figure needs it, by the LRU task
     try:
@@ -146,7 +154,7 @@ def _levels_on(
         ).toArrow()
         figures = None
         if lru is not None and lru_requests is not None:
-            figures = _lru_figures(session, timeline, lru, lru_requests, req.column("n_blocks").to_numpy())
+            figures = _lru_figures(session, timeline, lru, n_blocks, lru_requests.column("rid").to_numpy())
     finally:
         timeline.unpersist()
     _register_levels(con, levels)
@@ -154,7 +162,7 @@ def _levels_on(
 
 
 def _lru_figures(
-    session: Any, timeline: Any, lru: LruJob, requests: pa.Table, n_blocks: npt.NDArray[np.integer]
+    session: Any, timeline: Any, lru: LruJob, n_blocks: npt.NDArray[np.integer], rids: npt.NDArray[np.integer]
 ) -> LruFigures:
     """The reference LRU's figures from one task that reads the whole timeline (one cache) as a stream in time order,
     with only its small results collected.
@@ -166,7 +174,8 @@ def _lru_figures(
     nor the task holds the blocks in memory."""
     from zumik_cli.analysis.waterfall import LruFigures
 
-    stream, rids = _lru_stream(session, timeline, lru, requests, n_blocks)
+    stream = _lru_stream(session, timeline, lru)
+    rids = np.asarray(rids, dtype=np.int64)[n_blocks > 0]  # by slot
     task = functools.partial(_lru_task, lru, len(rids), int(n_blocks.sum()), lru.uniform_block is None)
     found = stream.repartition(1).sortWithinPartitions("slot", "pos").mapInArrow(task, LRU_RESULT_SCHEMA).toArrow()
     summary = found.filter(pc.is_valid(found.column("figures")))
@@ -176,28 +185,28 @@ def _lru_figures(
     return LruFigures.from_json(summary.column("figures")[0].as_py(), hits if lru.capacity_tokens is not None else None)
 
 
-def _lru_stream(
-    session: Any, timeline: Any, lru: LruJob, requests: pa.Table, n_blocks: npt.NDArray[np.integer]
-) -> tuple[Any, npt.NDArray[np.int64]]:
-    """The timeline's blocks as the LRU task reads them (``STREAM_SQL``, in no order), and the rids of the requests
-    with blocks by slot."""
-    if requests.num_rows != len(n_blocks):
+def _with_slots(req: pa.Table, requests: pa.Table, n_blocks: npt.NDArray[np.integer]) -> pa.Table:
+    """The request table as the executors get it when the LRU task runs: each request with blocks has its slot (its
+    place among them, in time order), and each request its scale to provider tokens and unlogged prefix (``requests``,
+    in the same ``ord`` order)."""
+    if requests.num_rows != req.num_rows:
         raise ZumikError("the dataset changed while the waterfall read it: run the command again")
-    with_blocks = pa.array(n_blocks > 0)
-    rids = requests.column("rid").filter(with_blocks).to_numpy().astype(np.int64)
-    slots = pa.table(
-        {
-            "ord": requests.column("ord").filter(with_blocks),
-            "slot": pa.array(np.arange(len(rids), dtype=np.int32)),
-            "scale": requests.column("scale").filter(with_blocks),
-            "prefix": requests.column("prefix").filter(with_blocks),
-        }
+    has_blocks = n_blocks > 0
+    slot = pa.array(np.cumsum(has_blocks, dtype=np.int64) - 1, pa.int32(), mask=~has_blocks)
+    return (
+        req.append_column("slot", slot)
+        .append_column("scale", requests.column("scale"))
+        .append_column("prefix", requests.column("prefix"))
     )
-    session.createDataFrame(slots).createOrReplaceTempView("zumik_slots")
-    timeline.select("ord", "pos", "chain", "tokens", "unit_key").createOrReplaceTempView("zumik_lru_blocks")
+
+
+def _lru_stream(session: Any, timeline: Any, lru: LruJob) -> Any:
+    """The timeline's blocks as the LRU task reads them (``STREAM_SQL``, in no order)."""
+    columns = ["slot", "pos", "chain", "tokens", "unit_key", "scale", "prefix"]
+    timeline.select(*columns).createOrReplaceTempView("zumik_lru_blocks")
     # content: each access counts in its request's provider tokens
-    scaled = ", s.scale, s.prefix" if lru.uniform_block is None else ""
-    return session.sql(STREAM_SQL.format(parts=PARTS, scaled=scaled)), rids
+    scaled = ", b.scale, b.prefix" if lru.uniform_block is None else ""
+    return session.sql(STREAM_SQL.format(parts=PARTS, scaled=scaled))
 
 
 def _lru_task(
