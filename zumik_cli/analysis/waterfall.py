@@ -1,9 +1,9 @@
 """The reuse waterfall: total -> eligible -> candidate -> realized -> missed, with causes, money and evidence.
 
-All set-based work is DuckDB SQL over the dataset (``sql/units.sql``, ``sql/siblings.sql``,
-``sql/per_request.sql``, ``sql/stages.sql``); compiled passes find the shared prefixes (``levels``) and LRU stack
-depths (``capacity``), and Python computes token-exact overlaps inside the first differing block (numpy, on the
-few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel with every result.
+All set-based work is DuckDB SQL over the dataset (``sql/units.sql``, ``sql/per_request.sql``,
+``sql/stages.sql``); compiled passes find the shared prefixes (``levels``), the block pairs whose token overlap
+counts (``siblings``) and LRU stack depths (``capacity``), and Python computes token-exact overlaps inside the
+first differing block (numpy, on those few pairs). Definitions live in ``DEFINITIONS`` and travel with every result.
 """
 
 from __future__ import annotations
@@ -231,7 +231,9 @@ def _partials(con: duckdb.DuckDBPyConnection, has_content: bool) -> None:
     Only content blocks have tokens to compare: without them (hash-id traces) the siblings are not looked for.
     """
     if has_content:
-        pairs = con.sql(_sql("siblings.sql").replace("$max_siblings", str(MAX_SIBLINGS))).to_arrow_table()
+        from zumik_cli.analysis.siblings import sibling_pairs
+
+        pairs = sibling_pairs(con, MAX_SIBLINGS)
     else:
         pairs = pa.table({"rid": pa.array([], pa.int64())})
     if pairs.num_rows:

@@ -101,13 +101,16 @@ def convert_guarded(
 
 
 def _check_encodable(request: Request) -> None:
-    """JSON escapes such as ``\\ud800`` parse into strings that no tokenizer or Parquet file accepts."""
+    """JSON escapes such as ``\\ud800`` parse into strings that no tokenizer or Parquet file accepts.
+
+    An ASCII string holds no surrogate, and ``isascii`` answers without the copy that encoding makes: agent traffic
+    resends its whole history on every call, so most of what is checked is the same text again."""
     for artifact in (*request.artifacts, *request.output):
-        artifact.body.encode("utf-8")
-        artifact.name.encode("utf-8")
-        artifact.ref.encode("utf-8")
+        for text in (artifact.body, artifact.name, artifact.ref):
+            if not text.isascii():
+                text.encode("utf-8")
     for value in vars(request).values():
-        if isinstance(value, str):
+        if isinstance(value, str) and not value.isascii():
             value.encode("utf-8")
 
 

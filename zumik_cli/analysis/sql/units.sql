@@ -1,6 +1,6 @@
 -- Every block of every request with its request's order and time, its own TTL (that of the breakpoints that
 -- cover it, see REQ_SQL in waterfall.py) and the request's numbered family, target and key: the
--- input of siblings.sql and the breakpoint hits. A view, not a table: hash-id traces (millions of blocks) never
+-- input of analysis/siblings.py and the breakpoint hits. A view, not a table: hash-id traces (millions of blocks) never
 -- read it (their levels and capacity come from ``zumik_cli/analysis/levels.py``), and content traces join it cheaply.
 -- Inputs: temp table req and the dataset view request_blocks.
 CREATE OR REPLACE TEMP VIEW units AS
