@@ -3,7 +3,9 @@
 All set-based work is DuckDB SQL over the dataset (``sql/units.sql``, ``sql/siblings.sql``,
 ``sql/per_request.sql``, ``sql/stages.sql``); compiled passes find the shared prefixes (``levels``) and LRU stack
 depths (``capacity``), and Python computes token-exact overlaps inside the first differing block (numpy, on the
-few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel with every result.
+few block pairs SQL selects). Definitions live in ``DEFINITIONS`` and travel with every result. The per-request
+table goes from DuckDB to a Parquet file (``per_request.py``) that the summary and every consumer scan: after the
+levels pass nothing holds one row a request in memory.
 """
 
 from __future__ import annotations
