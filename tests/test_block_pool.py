@@ -98,7 +98,7 @@ CAPACITY = 2_048  # tokens: 128 blocks of 16, a little above the longest prompt,
 
 def candidates(data: Path, capacity: int | None, second: int | None) -> dict[str, int]:
     options = WaterfallOptions(rules="vllm", capacity_tokens=capacity, second_tier_tokens=second, curves=False)
-    per_request = compute_waterfall(Dataset(data), options).per_request
+    per_request = compute_waterfall(Dataset(data), options).per_request.to_table()
     return dict(zip(per_request["trace_id"].to_pylist(), per_request["candidate"].to_pylist(), strict=True))
 
 

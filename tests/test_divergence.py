@@ -612,7 +612,7 @@ def test_an_idle_gap_expires_only_what_five_minute_breakpoints_cover_and_loses_t
 
     (b,) = compute_divergence(dataset).breaks
 
-    row = next(r for r in waterfall.per_request.to_pylist() if r["trace_id"] == "mixed-3")
+    row = next(r for r in waterfall.per_request.to_table().to_pylist() if r["trace_id"] == "mixed-3")
     expired = row["same_key"] - row["warm"]
     head = (
         dataset.connect()

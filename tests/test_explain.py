@@ -177,7 +177,7 @@ def test_explain_shows_every_session_break_with_the_cause_parent_and_tokens_dive
     data, releases = sample_traces_dataset(tmp_path) if workload == "sample_traces" else synth_dataset()
     dataset, history = Dataset(data), load_history(releases)
     waterfall = compute_waterfall(dataset, WaterfallOptions(curves=False, capacities=()))
-    rows = {r["trace_id"]: r for r in waterfall.per_request.to_pylist()}
+    rows = {r["trace_id"]: r for r in waterfall.per_request.to_table().to_pylist()}
 
     breaks = compute_divergence(dataset).breaks
 

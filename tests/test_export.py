@@ -67,7 +67,9 @@ def test_export_then_reingest_gives_the_same_eligible_tokens_at_the_block_granul
     assert again["eligible"]["tokens"] == summary.eligible_tokens == reference > 0
     assert again["total_input_tokens"]["tokens"] == summary.input_tokens
     # never more than the token-exact figure, and at most one block short of it per request
-    exact = sum(compute_waterfall(Dataset(dataset), IDEAL).per_request.column("eligible_counted").to_pylist())
+    exact = sum(
+        compute_waterfall(Dataset(dataset), IDEAL).per_request.to_table().column("eligible_counted").to_pylist()
+    )
     assert exact - size * summary.requests <= reference <= exact
 
 

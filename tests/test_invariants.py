@@ -69,7 +69,7 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 def _sum(waterfall: Waterfall, column: str) -> int:
-    return int(pc.sum(waterfall.per_request[column]).as_py() or 0)
+    return int(pc.sum(waterfall.per_request.to_table([column])[column]).as_py() or 0)
 
 
 def test_the_recorded_policy_is_the_waterfall_in_total_reuse_and_rows(case: tuple[Path, History]) -> None:
@@ -181,7 +181,7 @@ def test_replays_unbounded_prediction_is_the_waterfall_candidate_under_the_vllm_
 
     pack = _vllm_pack_file(tmp_path, block_size)
     options = WaterfallOptions(rules=f"vllm-{block_size}", rules_files=(str(pack),), curves=False)
-    per_request = compute_waterfall(dataset, options).per_request
+    per_request = compute_waterfall(dataset, options).per_request.to_table()
     candidate = dict(zip(per_request["trace_id"].to_pylist(), per_request["candidate"].to_pylist(), strict=True))
     assert own == {trace: candidate[trace] for trace in own}
     assert sum(own.values()) > 0
@@ -250,7 +250,7 @@ def _bounded_candidates(tmp: Path, data: Path, capacity_blocks: int) -> dict[str
         capacity_tokens=capacity_blocks * ENGINE_BLOCK,
         curves=False,
     )
-    per_request = compute_waterfall(Dataset(data), options).per_request
+    per_request = compute_waterfall(Dataset(data), options).per_request.to_table()
     return dict(zip(per_request["trace_id"].to_pylist(), per_request["candidate"].to_pylist(), strict=True))
 
 

@@ -62,7 +62,7 @@ def test_a_small_trace_ingests_and_diagnoses_the_same_without_numba_as_compiled(
         assert small[table] == compiled[table], table
     assert by_small.summary == by_compiled.summary
     assert by_small.summary["capacity_curve"] and by_small.summary["eligible"]["tokens"]
-    assert by_small.per_request.equals(by_compiled.per_request)
+    assert by_small.per_request.to_table().equals(by_compiled.per_request.to_table())
 
 
 def test_a_trace_past_the_thresholds_diagnoses_the_same_interpreted_as_compiled(
@@ -80,7 +80,7 @@ def test_a_trace_past_the_thresholds_diagnoses_the_same_interpreted_as_compiled(
 
     assert _tables(tmp_path / "compiled") == _tables(tmp_path / "interpreted")
     assert by_compiled.summary == by_interpreted.summary
-    assert by_compiled.per_request.equals(by_interpreted.per_request)
+    assert by_compiled.per_request.to_table().equals(by_interpreted.per_request.to_table())
 
 
 def test_a_trace_stored_out_of_time_order_diagnoses_the_same_interpreted_as_compiled(
@@ -96,7 +96,7 @@ def test_a_trace_stored_out_of_time_order_diagnoses_the_same_interpreted_as_comp
     by_compiled = compute_waterfall(Dataset(tmp_path / "reversed"))
 
     assert by_interpreted.summary == by_compiled.summary
-    assert by_interpreted.per_request.equals(by_compiled.per_request)
+    assert by_interpreted.per_request.to_table().equals(by_compiled.per_request.to_table())
     assert by_interpreted.summary["eligible"]["tokens"] > 0
 
 

@@ -79,7 +79,7 @@ def sent_by_two_tenants(routes: list[tuple[str, str]], start: float = 0.0, **opt
 
 
 def per_request(data: Path, options: WaterfallOptions) -> dict[str, dict[str, Any]]:
-    rows = compute_waterfall(Dataset(data), options).per_request.to_pylist()
+    rows = compute_waterfall(Dataset(data), options).per_request.to_table().to_pylist()
     return {row["trace_id"]: row for row in rows}
 
 
@@ -115,7 +115,7 @@ def test_the_same_prompt_sent_first_by_another_tenant_is_opportunity_not_candida
     data = ingest_records(tmp_path, sent_by_two_tenants([("vllm", "llama")] * 2, alias=None))
 
     waterfall = compute_waterfall(Dataset(data), WaterfallOptions(curves=False))
-    rows = {r["trace_id"]: r for r in waterfall.per_request.to_pylist()}
+    rows = {r["trace_id"]: r for r in waterfall.per_request.to_table().to_pylist()}
 
     first_of_globex = rows["globex-shared-0"]
     assert first_of_globex["eligible"] == first_of_globex["total"] > 1000, "acme sent the very same prompt"

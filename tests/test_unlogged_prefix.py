@@ -130,7 +130,7 @@ def test_each_claude_code_session_gets_one_estimated_prefix_block_and_no_call_is
 
 def test_eligible_never_passes_total_and_the_prefix_is_eligible_from_the_second_call(tmp_path: Path) -> None:
     waterfall, dataset = waterfall_of([write_sessions(tmp_path)], tmp_path / "data", unlogged_prefix=True)
-    per_request = compute_waterfall(dataset).per_request.to_pylist()
+    per_request = compute_waterfall(dataset).per_request.to_table().to_pylist()
     prefix = {row["session"].split(" / ")[-1]: row["tokens"] for row in waterfall["unlogged_prefix"]}
 
     assert all(row["eligible"] <= row["total"] for row in per_request)

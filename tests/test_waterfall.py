@@ -125,7 +125,7 @@ def run(folder: Path, tokenizer_spec: str, records: Sequence[dict[str, Any]], **
 
 
 def rows(waterfall: Waterfall) -> dict[str, dict[str, Any]]:
-    return {r["trace_id"]: r for r in waterfall.per_request.to_pylist()}
+    return {r["trace_id"]: r for r in waterfall.per_request.to_table().to_pylist()}
 
 
 def causes(waterfall: Waterfall, stage: str = "eligible->candidate") -> dict[str, int]:
@@ -289,7 +289,7 @@ def test_every_use_refreshes_the_ttl_so_a_chain_200_seconds_apart_stays_warm(tmp
 
     w = run(tmp_path, tokenizer_spec, records)
 
-    assert [r["candidate"] for r in w.per_request.to_pylist()] == [0, 1100, 1100, 1100, 1100, 1100]
+    assert [r["candidate"] for r in w.per_request.to_table().to_pylist()] == [0, 1100, 1100, 1100, 1100, 1100]
     assert causes(w)["expired"] == 0
 
 
@@ -522,7 +522,7 @@ def hashid_waterfall(tmp_path: Path, requests: Sequence[tuple[list[int], int]], 
     trace = mooncake(tmp_path / "mooncake.jsonl", requests)
     ingest([trace], tmp_path / "data")
     w = compute_waterfall(Dataset(tmp_path / "data"), WaterfallOptions(rules="ideal", **options))
-    return [r["candidate"] for r in w.per_request.to_pylist()]
+    return [r["candidate"] for r in w.per_request.to_table().to_pylist()]
 
 
 @pytest.mark.parametrize("sweep_blocks", [2**25, 300])
@@ -569,7 +569,7 @@ def test_eviction_follows_recency_and_is_reported_as_its_own_cause(tmp_path):
 
     w = compute_waterfall(Dataset(tmp_path / "data"), WaterfallOptions(rules="ideal", capacity_tokens=1536))
 
-    assert [(r["eligible"], r["candidate"]) for r in w.per_request.to_pylist()] == [
+    assert [(r["eligible"], r["candidate"]) for r in w.per_request.to_table().to_pylist()] == [
         (0, 0),
         (512, 512),
         (0, 0),
@@ -810,7 +810,7 @@ def test_anthropic_input_tokens_are_normalised_to_the_whole_prompt(tmp_path, tok
 
     w = run(tmp_path, tokenizer_spec, records)
 
-    assert [r["total"] for r in w.per_request.to_pylist()] == [1103, 1103]
+    assert [r["total"] for r in w.per_request.to_table().to_pylist()] == [1103, 1103]
     assert w.summary["total_input_tokens"] == {"tokens": 2206, "rate": 1.0, "evidence": "measured"}
     assert w.summary["realized"]["tokens"] == 1100
     assert w.summary["missed"]["tokens"] == 0
@@ -1030,7 +1030,7 @@ def _granular(pack: str, warm: int, total: int) -> int:
 def test_random_traces_match_a_reference_over_plain_token_lists_and_keep_every_invariant(tokenizer_spec, requests, ttl):
     options = {"ttl_none": True} if ttl is None else {"ttl_seconds": ttl}
     w = _waterfall_of(requests, tokenizer_spec, **options)
-    table = w.per_request.to_pylist()
+    table = w.per_request.to_table().to_pylist()
     s = w.summary
     reference = Reference(requests).levels(ttl)
     by_id = {r.trace_id: r for r in requests}
@@ -1092,7 +1092,7 @@ def test_the_order_of_the_input_files_does_not_change_the_result(tokenizer_spec,
         backward = compute_waterfall(Dataset(root / "backward"), options)
 
     assert forward.summary == backward.summary
-    assert forward.per_request.to_pylist() == backward.per_request.to_pylist()
+    assert forward.per_request.to_table().to_pylist() == backward.per_request.to_table().to_pylist()
 
 
 def test_usage_only_logs_give_total_and_realized_but_never_an_invented_eligible(tmp_path):
@@ -1143,5 +1143,5 @@ def test_the_per_request_table_is_in_request_order_whatever_order_the_log_was_wr
     records = [record(f"r{i}", 10.0 * i, messages=[user(words(0, 40 + i))]) for i in range(300)]
     w = run(tmp_path, tokenizer_spec, list(reversed(records)))
 
-    assert w.per_request.column("ord").to_pylist() == list(range(1, 301))
-    assert w.per_request.column("trace_id").to_pylist() == [f"r{i}" for i in range(300)]
+    assert w.per_request.to_table().column("ord").to_pylist() == list(range(1, 301))
+    assert w.per_request.to_table().column("trace_id").to_pylist() == [f"r{i}" for i in range(300)]

@@ -120,7 +120,7 @@ def test_mini_swe_agent_total_and_realized_are_the_measured_usage(mini_swe):
 
 def test_mini_swe_agent_shows_requests_that_realized_more_than_candidate(mini_swe):
     s = mini_swe.summary
-    table = mini_swe.per_request.to_pylist()
+    table = mini_swe.per_request.to_table().to_pylist()
     over = [r for r in table if r["realized"] > r["candidate"]]
 
     beyond = [r for r in over if r["realized"] - r["candidate"] > r["over_tolerance"]]

@@ -50,7 +50,7 @@ class MediaShare:
 
 def media_share(dataset: Dataset, waterfall: Waterfall) -> MediaShare:
     con = dataset.connect()
-    con.register("waterfall_rows", waterfall.per_request)
+    waterfall.per_request.register(con, "waterfall_rows")
     eligible, missed, total = con.execute(SHARES_SQL, [list(MEDIA_KINDS)]).fetchone() or (0, 0, 0)
     stages = con.execute(
         "SELECT sum(coalesce(total, counted)), sum(eligible), sum(missed) FROM waterfall_rows WHERE NOT hashid"

@@ -46,7 +46,7 @@ def list_requests(
     if worst is not None and worst < 1:
         raise ZumikError(f"--worst takes how many requests to list, 1 or more, not {worst}")
     con = duckdb.connect(":memory:")
-    con.register("per_request", waterfall.per_request)
+    waterfall.per_request.register(con, "per_request")
     query = REQUESTS_SQL + (IN_TIME if worst is None else WORST)
     parameters: dict[str, Any] = {"session": session}
     if worst is not None:
@@ -77,5 +77,5 @@ FROM ({REQUESTS_SQL}) GROUP BY label
 def worst_per_session(waterfall: Waterfall) -> dict[str, str]:
     """Each session's worst request (as ``list_requests`` orders them): the trace id to explain first."""
     con = duckdb.connect(":memory:")
-    con.register("per_request", waterfall.per_request)
+    waterfall.per_request.register(con, "per_request")
     return {session: worst for session, worst in con.execute(WORST_PER_SESSION_SQL, {"session": None}).fetchall()}

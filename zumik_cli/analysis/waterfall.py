@@ -4,6 +4,8 @@ All set-based work is DuckDB SQL over the dataset (``sql/units.sql``, ``sql/per_
 ``sql/stages.sql``); compiled passes find the shared prefixes (``levels``), the block pairs whose token overlap
 counts (``siblings``) and LRU stack depths (``capacity``), and Python computes token-exact overlaps inside the
 first differing block (numpy, on those few pairs). Definitions live in ``DEFINITIONS`` and travel with every result.
+The per-request table goes from DuckDB to a Parquet file (``per_request.py``) that the summary and every consumer
+scan: after the levels pass nothing holds one row a request in memory.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pyarrow as pa
 
 from zumik_cli.analysis.block_pool import VLLM_EVICTION, namespaced_prompts, own_tier_hits, token_prompts
 from zumik_cli.analysis.kv_memory import kv_shape, memory
+from zumik_cli.analysis.per_request import PerRequest
 from zumik_cli.analysis.timeline import Timeline
 from zumik_cli.core.errors import ZumikError
 from zumik_cli.dataset.schema import SESSION_LABEL
@@ -121,10 +124,11 @@ class WaterfallOptions:
 
 @dataclass
 class Waterfall:
-    """The result: ``summary`` is the JSON object of docs/waterfall-json.md; ``per_request`` one row a request."""
+    """The result: ``summary`` is the JSON object of docs/waterfall-json.md; ``per_request`` one row a request, in a
+    file that consumers scan (``analysis/per_request.py``) rather than a table in memory."""
 
     summary: dict[str, Any]
-    per_request: pa.Table = field(repr=False)
+    per_request: PerRequest = field(repr=False)
 
 
 def weakest(levels: Iterable[str]) -> str:
@@ -140,7 +144,7 @@ def _pack_table(con: duckdb.DuckDBPyConnection, options: WaterfallOptions) -> di
 
 
 # Per request, only what the computation reads (numbers and a few short codes): the descriptive text of each
-# request (``TEXT_COLUMNS``) joins the result at the end, once, instead of travelling through every table.
+# request joins the result at the end (``sql/stages.sql``), once, instead of travelling through every table.
 REQ_SQL = """
 CREATE OR REPLACE TEMP TABLE req AS
 SELECT r.rid, r.seq, o.ord, r.timestamp AS ts, r.tokenizer_exact, r.block_granularity > 0 AS hashid, r.n_blocks,
@@ -179,20 +183,6 @@ JOIN packs_in p ON p.provider IS NOT DISTINCT FROM r.provider AND p.engine IS NO
                AND p.model IS NOT DISTINCT FROM r.model
 """
 
-# per_request's name -> the requests column it shows
-TEXT_COLUMNS = {
-    "trace_id": "trace_id",
-    "model": "model",
-    "provider": "provider",
-    "engine": "engine",
-    "tenant": "tenant",
-    "session_id": "session_id",
-    "alias": "alias",
-    "alias_release": "alias_release",
-    "family": "materialization_family",
-    "kvc": "kv_compatibility_key",
-    "miss_reason": "miss_reason",
-}
 BREAKPOINT_SQL = """
 CREATE OR REPLACE TEMP TABLE bp_hits AS
 WITH marks AS (
@@ -637,7 +627,7 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
     if not n or not n[0]:
         raise ZumikError(f"the dataset at {dataset.root} has no requests: ingest traces first with `zumik ingest`")
     packs = _pack_table(con, options)
-    with _one_thread(con):  # stored in ``ord`` order: see _per_request_numbers
+    with _one_thread(con):  # on one thread DuckDB made ``req`` with 90 MB less at 1M requests (docs/benchmarks.md)
         con.execute(REQ_SQL)
     if con.execute("SELECT count(*) FROM req").fetchall()[0][0] != n[0]:
         raise ZumikError(
@@ -683,10 +673,8 @@ def compute_waterfall(dataset: Dataset, options: WaterfallOptions | None = None)
         tier_hits = _capacity_hits(con, workload, options.capacity_tokens, model, tier2, figures)
         block_tokens = workload.block_tokens if figures is None else figures.block_tokens
         workload = _without_blocks(workload, curve)
-        con.execute(_sql("per_request.sql"))
-        stages = con.sql(_sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE)))
-        per_request = _with_text(con, _per_request_numbers(con, stages))
-        con.register("stages", per_request)
+        per_request = _per_request(con, dataset, int(n[0]))
+        per_request.register(con, "stages")
         summary = _summarise(con, options, packs, workload, model, curve)
     if tier_hits is not None:
         summary["second_tier"] = _tiers(con, workload, per_request, tier_hits, options, summary)
@@ -699,10 +687,9 @@ def _without_blocks(workload: Workload, curve: Future[Any] | None) -> Workload:
     """The workload less its time-ordered blocks (6 to 8 bytes a block, or their files) once the curve that reads
     them is done.
 
-    What the waterfall does after the bounded candidate needs only the requests, and what comes next, the
-    per-request table (read from DuckDB, put in order and joined to its text), is the largest thing it builds:
-    waiting for the curve here gives up the curve's overlap with that query and keeps the blocks (180 MB at 1M
-    Mooncake requests) out of the peak."""
+    What the waterfall does after the bounded candidate needs only the requests, and what comes next, DuckDB's
+    sort of the per-request table into its file, takes up to its memory limit: waiting for the curve here gives up
+    the curve's overlap with that query and keeps the blocks (180 MB at 1M Mooncake requests) out of the peak."""
     if curve is not None:
         wait([curve])
     # new empty arrays: an empty slice would keep the whole array it views
@@ -712,7 +699,7 @@ def _without_blocks(workload: Workload, curve: Future[Any] | None) -> Workload:
 def _tiers(
     con: duckdb.DuckDBPyConnection,
     workload: Workload,
-    per_request: pa.Table,
+    per_request: PerRequest,
     tier_hits: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
     options: WaterfallOptions,
     summary: dict[str, Any],
@@ -720,8 +707,9 @@ def _tiers(
     """The bounded candidate split by the tier that served it: each request's leading tokens up to what the pool
     itself held (in provider tokens) from the first tier, the rest from the second; all of it from the first where
     the second served nothing."""
-    order = {int(rid): i for i, rid in enumerate(per_request.column("rid").to_pylist())}
-    candidate = np.nan_to_num(per_request.column("candidate").to_numpy(zero_copy_only=False).astype(np.float64))
+    table = per_request.to_table(columns=["rid", "candidate"])
+    order = {int(rid): i for i, rid in enumerate(table.column("rid").to_pylist())}
+    candidate = np.nan_to_num(table.column("candidate").to_numpy(zero_copy_only=False).astype(np.float64))
     candidate = candidate[[order[int(rid)] for rid in workload.rids]].astype(np.int64)
     first_tier, second_tier = tier_hits
     held = provider_tokens(first_tier, _request_scales(con, workload))
@@ -800,54 +788,15 @@ def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute(f"SET threads = {threads}")
 
 
-def _per_request_numbers(con: duckdb.DuckDBPyConnection, stages: duckdb.DuckDBPyRelation) -> pa.Table:
-    """The per-request numbers in ``ord`` order, read on one DuckDB thread.
-
-    DuckDB's joins on several threads return rows in no set order, and a table put in order once it is whole is
-    held twice (300 MB a copy at 1M requests). On one thread they keep the order of the side they scan, so ``req``,
-    made on one thread, is stored in ``ord`` order (the order its window numbers), and so is this table; that is
-    DuckDB's behaviour, not its promise, and ``_in_order`` still checks it and puts the rows in order when they are
-    not. On 1M Mooncake requests, one thread made ``req`` with 90 MB less memory and read this table without the
-    copy (docs/benchmarks.md).
-    """
-    with _one_thread(con):
-        return _in_order(stages.to_arrow_table())
-
-
-def _in_order(table: pa.Table) -> pa.Table:
-    """The rows in ``ord`` order (1..n, each once): as they come, when they come so."""
-    ords = table.column("ord").to_numpy()
-    if np.array_equal(ords, np.arange(1, len(ords) + 1)):
-        return table
-    order = np.empty(len(ords), dtype=np.int64)
-    order[ords - 1] = np.arange(len(ords))
-    return table.take(order)
-
-
-def _with_text(con: duckdb.DuckDBPyConnection, numbers: pa.Table) -> pa.Table:
-    """The per-request numbers (in ``ord`` order) with each request's text from ``requests``.
-
-    The text is read in the dataset's order, which for a trace ingested in time order is already ``ord``'s;
-    else it is sorted by ``req``'s key (time, NULLs last, then seq, then rid). Either way rid and seq must
-    then match row for row.
-    """
-    names = ", ".join(f"{column} AS {name}" for name, column in TEXT_COLUMNS.items())
-    text = con.sql(f"SELECT rid, seq, timestamp, {names} FROM requests").to_arrow_table()
-    rid, seq = text.column("rid").to_numpy(), text.column("seq").to_numpy()
-    wanted = numbers.column("rid").to_numpy(), numbers.column("seq").to_numpy()
-    if not (np.array_equal(rid, wanted[0]) and np.array_equal(seq, wanted[1])):
-        ts = text.column("timestamp")
-        missing = ts.is_null().to_numpy(zero_copy_only=False)
-        order = np.lexsort((rid, seq, ts.fill_null(0.0).to_numpy(zero_copy_only=False), missing))
-        if not (np.array_equal(rid[order], wanted[0]) and np.array_equal(seq[order], wanted[1])):
-            raise ZumikError("the dataset changed while the waterfall read it: run the command again")
-        text = text.take(order)
-    columns = {"rid": numbers.column("rid"), "trace_id": text.column("trace_id")}
-    columns.update({name: numbers.column(name) for name in ("ord", "ts")})
-    columns.update({name: text.column(name) for name in TEXT_COLUMNS if name != "trace_id"})
-    # seq only matched the rows: it numbers ingest runs, which say nothing of a request
-    columns.update({name: numbers.column(name) for name in numbers.column_names if name not in (*columns, "seq")})
-    return pa.table(columns)
+def _per_request(con: duckdb.DuckDBPyConnection, dataset: Dataset, requests: int) -> PerRequest:
+    """The per-request table (``sql/stages.sql``), written by DuckDB to a Parquet file in ``ord`` order: DuckDB sorts
+    and writes in bounded memory, and nothing after it holds the whole table (300 MB a million requests as Arrow)."""
+    con.execute(_sql("per_request.sql"))
+    rows = PerRequest()
+    query = _sql("stages.sql").replace("$over_tolerance", str(OVER_REALIZED_TOLERANCE))
+    if rows.write(con, query) != requests:
+        raise ZumikError(f"the dataset at {dataset.root} changed while the waterfall read it: run the command again")
+    return rows
 
 
 def _stage(tokens: int | None, total: int, evidence: str) -> dict[str, Any]:

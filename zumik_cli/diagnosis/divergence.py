@@ -291,7 +291,7 @@ def _breaks(con: duckdb.DuckDBPyConnection, session: str | None, waterfall: Wate
     """Parents of the session's requests (or of every session's), then a classification of each suspect pair."""
     con.execute(REQUESTS_SQL.format(SESSION_KEY=SESSION_KEY), [session])
     con.execute(PARENTS_SQL)
-    con.register("dv_waterfall", waterfall.per_request.select(list(WATERFALL_COLUMNS)))
+    waterfall.per_request.register(con, "dv_waterfall", WATERFALL_COLUMNS)
     cursor = con.execute(PAIRS_SQL + SUSPECTS)
     names = [d[0] for d in cursor.description]
     suspects = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -282,9 +282,10 @@ def _sharer(found: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _row(waterfall: Waterfall, trace_id: str) -> dict[str, Any]:
-    table = waterfall.per_request
-    index = table.column("trace_id").to_pylist().index(trace_id)
-    return {name: table.column(name)[index].as_py() for name in table.column_names}
+    rows = waterfall.per_request.to_table(where={"trace_id": trace_id})
+    if not rows.num_rows:
+        raise ValueError(f"{trace_id!r} is not in the waterfall")
+    return rows.slice(0, 1).to_pylist()[0]
 
 
 def _why(cause: str, row: dict[str, Any], longest: Any, same_key: Any, pack: Any, writer: dict[str, Any]) -> str:

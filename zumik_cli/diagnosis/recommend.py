@@ -75,7 +75,7 @@ def simulated_cost(dataset: Dataset, waterfall: Waterfall, options: WaterfallOpt
     options = options or WaterfallOptions()
     packs, forced = resolve_packs(options.rules, options.rules_files)
     con = dataset.connect()
-    con.register("wf", waterfall.per_request)
+    waterfall.per_request.register(con, "wf")
     chosen = register_target_rules(con, "rc_rules", packs, forced)
     requests = total = candidate = written = unpriced = 0
     cost, reasons = Cost(), set()

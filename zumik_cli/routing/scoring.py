@@ -101,14 +101,12 @@ def _routed(
 
 def _scored(table: pa.Table, waterfall: Waterfall, targets: Mapping[str, Target], recorded: bool) -> pa.Table:
     """The decisions with each request's prompt, reuse, writes and cost taken from the waterfall's own row."""
+    shown = ["rid", "total", "candidate", "realized", "writes", "write_ttl"]
+    stages = waterfall.per_request.to_table(columns=shown)
     rows = {
         rid: (total, candidate, realized, writes, write_ttl)
         for rid, total, candidate, realized, writes, write_ttl in zip(
-            *(
-                waterfall.per_request[c].to_pylist()
-                for c in ("rid", "total", "candidate", "realized", "writes", "write_ttl")
-            ),
-            strict=True,
+            *(stages[c].to_pylist() for c in shown), strict=True
         )
     }
     prompt, reused, written, cost = [], [], [], []

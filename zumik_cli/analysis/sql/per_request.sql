@@ -1,7 +1,7 @@
 -- One row per request: every waterfall stage in the request's own token units, the rule that cut each stage,
 -- and what the provider reported. Inputs: req, levels, partial, bp_hits, cap_hits (temp tables). Numbers only:
--- the request's text (trace id, model, tenant, ...) joins the result in ``waterfall.py``. Views, not tables:
--- the one reader is stages.sql, whose result goes straight to Arrow (1M requests are a few hundred MB a copy).
+-- the request's text (trace id, model, tenant, ...) joins the result in stages.sql. Views, not tables: the one
+-- reader is stages.sql, whose result DuckDB writes straight to a Parquet file (per_request.py).
 
 -- What a target serves of a reusable prefix of x tokens: nothing under its minimum, then x rounded down to its
 -- granularity (whole blocks short of the recomputed last token, increments, or the longest prefix readable at a
