@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,12 +59,20 @@ def _sliced(hash_slice: Callable[[np.ndarray, np.ndarray], None], messages: np.n
 # cost about 20 s to compile on a fresh install (then a fraction of a second to load from numba's cache on
 # every run). Same digests either way: BLAKE2b is BLAKE2b.
 COMPILED_MIN = 1 << 16
+# Once a large array has loaded the compiled kernels, numba's start is paid and smaller arrays go compiled too:
+# a million-request trace is read in chunks of some 50,000 requests, whose request, trace and materialization ids
+# hashlib would otherwise take one message at a time (about 4 s of CPU at 1M requests).
+LOADED_MIN = 1 << 10
+
+
+def _compiled_for(n: int) -> bool:
+    return n >= COMPILED_MIN or (n >= LOADED_MIN and "zumik_cli.core.blake2b" in sys.modules)
 
 
 def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int) -> npt.NDArray[np.uint8]:
     """BLAKE2b-``size`` of ``prefix + len(str(v)) (8 bytes LE) + str(v)`` for every int64 ``v``: one row each."""
     array = np.ascontiguousarray(values, dtype=np.int64)
-    if len(array) < COMPILED_MIN:
+    if not _compiled_for(len(array)):
         texts = (str(v).encode() for v in array.tolist())
         messages = (prefix + len(t).to_bytes(8, "little") + t for t in texts)
         return _hashed(messages, len(array), size)
@@ -78,7 +87,7 @@ def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int) -> npt.NDAr
 def digest_rows(rows: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
     """BLAKE2b-``size`` of every row of a fixed-width byte matrix."""
     matrix = np.ascontiguousarray(rows, dtype=np.uint8)
-    if len(matrix) < COMPILED_MIN:
+    if not _compiled_for(len(matrix)):
         return _hashed((row.tobytes() for row in matrix), len(matrix), size)
     out = np.empty((len(matrix), size), dtype=np.uint8)
     from zumik_cli.core import blake2b
