@@ -65,14 +65,17 @@ COMPILED_MIN = 1 << 16
 LOADED_MIN = 1 << 10
 
 
-def _compiled_for(n: int) -> bool:
-    return n >= COMPILED_MIN or (n >= LOADED_MIN and "zumik_cli.core.blake2b" in sys.modules)
+def _compiled_for(n: int, large: bool) -> bool:
+    # ``large``: the caller's whole job is large (a batch of a large trace), whatever this one array's size
+    return n >= COMPILED_MIN or (n >= LOADED_MIN and (large or "zumik_cli.core.blake2b" in sys.modules))
 
 
-def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int) -> npt.NDArray[np.uint8]:
-    """BLAKE2b-``size`` of ``prefix + len(str(v)) (8 bytes LE) + str(v)`` for every int64 ``v``: one row each."""
+def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int, large: bool = False) -> npt.NDArray[np.uint8]:
+    """BLAKE2b-``size`` of ``prefix + len(str(v)) (8 bytes LE) + str(v)`` for every int64 ``v``: one row each.
+
+    ``large``: part of a job large enough to repay loading the compiled kernels, whatever this array's size."""
     array = np.ascontiguousarray(values, dtype=np.int64)
-    if not _compiled_for(len(array)):
+    if not _compiled_for(len(array), large):
         texts = (str(v).encode() for v in array.tolist())
         messages = (prefix + len(t).to_bytes(8, "little") + t for t in texts)
         return _hashed(messages, len(array), size)
@@ -84,10 +87,10 @@ def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int) -> npt.NDAr
     return out
 
 
-def digest_rows(rows: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
-    """BLAKE2b-``size`` of every row of a fixed-width byte matrix."""
+def digest_rows(rows: npt.NDArray[np.uint8], size: int, large: bool = False) -> npt.NDArray[np.uint8]:
+    """BLAKE2b-``size`` of every row of a fixed-width byte matrix (``large``: as for ``digest_decimals``)."""
     matrix = np.ascontiguousarray(rows, dtype=np.uint8)
-    if not _compiled_for(len(matrix)):
+    if not _compiled_for(len(matrix), large):
         return _hashed((row.tobytes() for row in matrix), len(matrix), size)
     out = np.empty((len(matrix), size), dtype=np.uint8)
     from zumik_cli.core import blake2b

@@ -199,7 +199,8 @@ def hash_rows(
 
     scope_part = _part(columns.scope.encode("utf-8", "surrogatepass"))
     trace_prefix = identity.TRACE_V + _part(columns.format.encode()) + scope_part
-    trace_text = digests.as_hex("trc_", digests.digest_decimals(trace_prefix, columns.lines, 12))
+    large = len(columns.hash_ids) >= COMPILED_MIN  # its request ids go compiled from the first batch on
+    trace_text = digests.as_hex("trc_", digests.digest_decimals(trace_prefix, columns.lines, 12, large))
     trace_ids = trace_text.astype(str).tolist()
     if known_traces.isdisjoint(trace_ids):  # the usual case, a trace read once: no Python loop per record
         keep = np.ones(len(trace_ids), dtype=np.bool_)
@@ -217,7 +218,7 @@ def hash_rows(
         width.to_bytes(8, "little"), dtype=np.uint8
     )
     message[:, len(identity.TRACE_V) + 8 :] = trace_text.view(np.uint8).reshape(n, width)
-    rid = digests.as_int64(digests.digest_rows(message, 8))
+    rid = digests.as_int64(digests.digest_rows(message, 8, large))
 
     offsets = columns.offsets
     counts = np.diff(offsets)
@@ -229,7 +230,7 @@ def hash_rows(
     family = f"hashid:{columns.scope}:{size}"
     last = np.where(counts > 0, chain[np.maximum(offsets[1:] - 1, 0)] if len(chain) else 0, 0)
     mat_prefix = identity.MATERIALIZATION_V + _part(family.encode("utf-8", "surrogatepass"))
-    materialization = digests.as_hex("mat_", digests.digest_decimals(mat_prefix, last, 12))
+    materialization = digests.as_hex("mat_", digests.digest_decimals(mat_prefix, last, 12, large))
     kvc, target = _target_keys(family)
 
     def same(value: str) -> pa.Array:
