@@ -98,3 +98,11 @@ def test_once_the_compiled_kernels_are_loaded_a_batch_below_the_threshold_is_has
     assert [bytes(row) for row in digests.digest_rows(rows, 8)] == expected_rows
     with pytest.raises(AssertionError, match="hashlib hashed"):
         digests.digest_decimals(b"scope", values[: digests.LOADED_MIN - 1], 12)  # a few: hashlib, still
+
+
+def test_digests_as_hex_ids_are_prefix_and_lowercase_hex_of_every_byte() -> None:
+    rows = np.vstack([np.arange(256, dtype=np.uint8).reshape(-1, 8), np.full((1, 8), 255, dtype=np.uint8)])
+    ids = digests.as_hex("trc_", rows)
+    assert ids.dtype == np.dtype("S20")
+    assert [i.decode() for i in ids] == ["trc_" + bytes(row).hex() for row in rows]
+    assert digests.as_hex("mat_", np.zeros((0, 12), dtype=np.uint8)).shape == (0,)

@@ -109,7 +109,8 @@ def as_int64(digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
     return np.ascontiguousarray(digests).view("<i8").reshape(-1).astype(np.int64, copy=False)
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# every byte's two hex digits, as the little-endian 16-bit word whose first byte is the first digit
+_HEX_PAIRS = np.array([ord(f"{b:02x}"[0]) | ord(f"{b:02x}"[1]) << 8 for b in range(256)], dtype="<u2")
 
 
 def as_hex(prefix: str, digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.bytes_]:
@@ -117,6 +118,5 @@ def as_hex(prefix: str, digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.bytes_
     n, size = digests.shape
     text = np.empty((n, len(prefix) + 2 * size), dtype=np.uint8)
     text[:, : len(prefix)] = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
-    text[:, len(prefix) :: 2] = _HEX[digests >> 4]
-    text[:, len(prefix) + 1 :: 2] = _HEX[digests & 15]
+    text[:, len(prefix) :] = _HEX_PAIRS[digests].view(np.uint8).reshape(n, 2 * size)
     return text.view(f"S{text.shape[1]}").reshape(-1)
