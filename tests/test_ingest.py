@@ -195,6 +195,22 @@ def test_hash_id_traces_with_one_name_in_two_folders_keep_their_own_requests_and
     assert one(tmp_path / "data", "SELECT count(DISTINCT chain) FROM request_blocks") == 2 * distinct_ids
 
 
+@pytest.mark.parametrize("by_record", [False, True], ids=["by columns", "record by record"])
+def test_one_hash_id_trace_read_twice_in_one_run_adds_its_records_once(tmp_path: Path, by_record: bool) -> None:
+    """The second copy (same name, same first record: the same trace, grown) adds only its new record, whether its
+    lines are read as columns or one by one (a string timestamp sends its chunk the per-record way)."""
+    records = [json.loads(line) for line in (FIXTURES / "mooncake.jsonl").read_text().splitlines()]
+    extra = dict(records[-1], timestamp=str(records[-1]["timestamp"] + 1) if by_record else records[-1]["timestamp"])
+    for folder, rows in (("a", records), ("b", [*records, extra])):
+        (tmp_path / folder).mkdir()
+        write_jsonl(tmp_path / folder / "trace.jsonl", rows)
+
+    summary = ingest([tmp_path / "a" / "trace.jsonl", tmp_path / "b" / "trace.jsonl"], tmp_path / "data")
+
+    assert (summary.requests, summary.duplicates_skipped) == (len(records) + 1, len(records))
+    assert one(tmp_path / "data", "SELECT count(DISTINCT trace_id) FROM requests") == len(records) + 1
+
+
 def test_a_hash_id_log_that_grew_adds_only_its_new_records_under_the_same_ids(tmp_path: Path) -> None:
     records = [json.loads(line) for line in (FIXTURES / "mooncake.jsonl").read_text().splitlines()]
     log = tmp_path / "trace.jsonl"
