@@ -202,7 +202,7 @@ class KnownTraces:
 
     def __init__(self, ids: set[str]) -> None:
         self.ids = ids  # the dataset's, and those of requests read one by one
-        self.lines: dict[tuple[str, str], list[np.ndarray]] = {}
+        self.lines: dict[tuple[str, str], list[tuple[int, int, np.ndarray]]] = {}  # each batch's lowest, highest, all
         self.unsettled: list[np.ndarray] = []  # hash-id batches' ids, not yet in ``ids``
 
     def __contains__(self, trace_id: str) -> bool:
@@ -219,13 +219,19 @@ class KnownTraces:
         """Which of the batch's records have ids not read before (their ids ``trace_text``); they count as read."""
         keep = np.ones(len(trace_text), dtype=np.bool_)
         scope = (columns.format, columns.scope)
-        if scope in self.lines:  # the same trace read again in this run
-            keep &= ~np.isin(columns.lines, np.concatenate(self.lines[scope]))
+        if len(columns.lines):
+            low, high = int(columns.lines.min()), int(columns.lines.max())
+            # the same trace read again in this run; a file's next chunk (lines past its last) is not compared
+            earlier = [lines for first, last, lines in self.lines.get(scope, []) if first <= high and last >= low]
+            if earlier:
+                keep &= ~np.isin(columns.lines, np.concatenate(earlier))
         if self.ids:
             trace_ids = trace_text.astype(str).tolist()
             if not self.ids.isdisjoint(trace_ids):
                 keep &= np.fromiter((t not in self.ids for t in trace_ids), dtype=np.bool_, count=len(trace_ids))
-        self.lines.setdefault(scope, []).append(columns.lines[keep])
+        kept = columns.lines[keep]
+        if len(kept):
+            self.lines.setdefault(scope, []).append((int(kept.min()), int(kept.max()), kept))
         self.unsettled.append(trace_text[keep])
         return keep
 
