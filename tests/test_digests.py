@@ -1,6 +1,7 @@
 """The vectorised BLAKE2b equals hashlib however the messages fall into lanes, blocks, slices and threads."""
 
 import hashlib
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -76,3 +77,32 @@ def test_small_arrays_hashed_by_hashlib_give_what_the_compiled_kernels_give(monk
     assert np.array_equal(compiled[0], small[0]) and np.array_equal(compiled[1], small[1])
     assert digests.digest_decimals(b"p", np.array([], dtype=np.int64), 8).shape == (0, 8)
     assert digests.digest_rows(np.zeros((0, 5), dtype=np.uint8), 12).shape == (0, 12)
+
+
+def test_once_the_compiled_kernels_are_loaded_a_batch_below_the_threshold_is_hashed_by_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large trace's chunks hold fewer requests than the threshold: their ids go compiled once numba is paid for."""
+    monkeypatch.setattr(digests, "COMPILED_MIN", 1 << 16)
+    values = np.arange(-2000, 3000)
+    rows = np.random.default_rng(7).integers(0, 256, (5000, 44), dtype=np.uint8)
+    expected_rows = [hashlib.blake2b(bytes(row), digest_size=8).digest() for row in rows]
+    expected = [_decimal_digest(b"scope", int(v), 12) for v in values]
+    assert "zumik_cli.core.blake2b" in sys.modules  # imported above, as a large array's digests import it
+
+    def hashlib_path(*args: object) -> np.ndarray:
+        raise AssertionError("hashlib hashed an array that the loaded kernels should have")
+
+    monkeypatch.setattr(digests, "_hashed", hashlib_path)
+    assert [bytes(row) for row in digests.digest_decimals(b"scope", values, 12)] == expected
+    assert [bytes(row) for row in digests.digest_rows(rows, 8)] == expected_rows
+    with pytest.raises(AssertionError, match="hashlib hashed"):
+        digests.digest_decimals(b"scope", values[: digests.LOADED_MIN - 1], 12)  # a few: hashlib, still
+
+
+def test_digests_as_hex_ids_are_prefix_and_lowercase_hex_of_every_byte() -> None:
+    rows = np.vstack([np.arange(256, dtype=np.uint8).reshape(-1, 8), np.full((1, 8), 255, dtype=np.uint8)])
+    ids = digests.as_hex("trc_", rows)
+    assert ids.dtype == np.dtype("S20")
+    assert [i.decode() for i in ids] == ["trc_" + bytes(row).hex() for row in rows]
+    assert digests.as_hex("mat_", np.zeros((0, 12), dtype=np.uint8)).shape == (0,)

@@ -13,6 +13,7 @@ from conftest import FIXTURES
 from zumik_cli.core.errors import InputError, ZumikError
 from zumik_cli.dataset.store import Dataset, read_manifest
 from zumik_cli.ingest.pipeline import IngestSummary, ingest
+from zumik_cli.readers import hashid
 
 SECRET = "sk-live-0123456789abcdefghij"
 
@@ -193,6 +194,29 @@ def test_hash_id_traces_with_one_name_in_two_folders_keep_their_own_requests_and
     # block 0 of one trace is not block 0 of the other: nothing is shared between them
     distinct_ids = len({h for line in lines for h in json.loads(line)["hash_ids"]})
     assert one(tmp_path / "data", "SELECT count(DISTINCT chain) FROM request_blocks") == 2 * distinct_ids
+
+
+@pytest.mark.parametrize("by_record", [False, True], ids=["by columns", "record by record"])
+@pytest.mark.parametrize("chunk_lines", [None, 2], ids=["one chunk a file", "chunks of two lines"])
+def test_one_hash_id_trace_read_twice_in_one_run_adds_its_records_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_record: bool, chunk_lines: int | None
+) -> None:
+    """The second copy (same name, same first record: the same trace, grown) adds only its new record, whether its
+    lines are read as columns or one by one (a string timestamp sends its chunk the per-record way), in one chunk
+    or several."""
+    records = [json.loads(line) for line in (FIXTURES / "mooncake.jsonl").read_text().splitlines()]
+    if chunk_lines:
+        longest = max(len(json.dumps(r)) for r in records)
+        monkeypatch.setattr(hashid, "COLUMN_CHUNK_BYTES", chunk_lines * longest)
+    extra = dict(records[-1], timestamp=str(records[-1]["timestamp"] + 1) if by_record else records[-1]["timestamp"])
+    for folder, rows in (("a", records), ("b", [*records, extra])):
+        (tmp_path / folder).mkdir()
+        write_jsonl(tmp_path / folder / "trace.jsonl", rows)
+
+    summary = ingest([tmp_path / "a" / "trace.jsonl", tmp_path / "b" / "trace.jsonl"], tmp_path / "data")
+
+    assert (summary.requests, summary.duplicates_skipped) == (len(records) + 1, len(records))
+    assert one(tmp_path / "data", "SELECT count(DISTINCT trace_id) FROM requests") == len(records) + 1
 
 
 def test_a_hash_id_log_that_grew_adds_only_its_new_records_under_the_same_ids(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ their timestamps as ``float.hex``, so that a negative zero or a difference in th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,31 @@ def test_whatever_bytes_a_line_holds_the_scanner_declines_it_or_reads_what_the_p
 
     if rows is not None and in_range(rows):  # the caller declines a chunk with a timestamp out of range
         assert rows == per_record(chunk)
+
+
+def test_a_file_of_many_chunks_read_ahead_on_a_thread_gives_its_lines_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are read and scanned one ahead on another thread; plain and declined ones alike come back in order."""
+    lines = [PLAIN.replace(b"27482", str(27482 + k).encode()) for k in range(40)]
+    lines[17] = lines[17].replace(b"27499", b'"27499"')  # a string: its chunk goes record by record
+    path = tmp_path / "trace.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    sample = Sample(path, "jsonl", ())
+    assert MOONCAKE.read_columns is not None
+    by_records = read_rows(MOONCAKE.read(sample))
+
+    monkeypatch.setattr(hashid, "COLUMN_CHUNK_BYTES", 3 * len(PLAIN))
+    items = list(MOONCAKE.read_columns(sample))
+    by_columns = read_rows(items)
+
+    assert sum(isinstance(item, HashColumns) for item in items) > 5
+    assert sum(isinstance(item, Request) for item in items) == 3  # the declined chunk's lines
+    assert by_columns == by_records
+    assert [row[0] for row in by_columns[0]] == list(range(1, 41))
+    reader = MOONCAKE.read_columns(sample)
+    assert isinstance(next(reader), HashColumns)
+    reader.close()  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name.startswith("zumik-read")], (
+        "a reader left early ends its thread"
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,12 +59,23 @@ def _sliced(hash_slice: Callable[[np.ndarray, np.ndarray], None], messages: np.n
 # cost about 20 s to compile on a fresh install (then a fraction of a second to load from numba's cache on
 # every run). Same digests either way: BLAKE2b is BLAKE2b.
 COMPILED_MIN = 1 << 16
+# Once a large array has loaded the compiled kernels, numba's start is paid and smaller arrays go compiled too:
+# a million-request trace is read in chunks of some 50,000 requests, whose request, trace and materialization ids
+# hashlib would otherwise take one message at a time (about 4 s of CPU at 1M requests).
+LOADED_MIN = 1 << 10
 
 
-def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int) -> npt.NDArray[np.uint8]:
-    """BLAKE2b-``size`` of ``prefix + len(str(v)) (8 bytes LE) + str(v)`` for every int64 ``v``: one row each."""
+def _compiled_for(n: int, large: bool) -> bool:
+    # ``large``: the caller's whole job is large (a batch of a large trace), whatever this one array's size
+    return n >= COMPILED_MIN or (n >= LOADED_MIN and (large or "zumik_cli.core.blake2b" in sys.modules))
+
+
+def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int, large: bool = False) -> npt.NDArray[np.uint8]:
+    """BLAKE2b-``size`` of ``prefix + len(str(v)) (8 bytes LE) + str(v)`` for every int64 ``v``: one row each.
+
+    ``large``: part of a job large enough to repay loading the compiled kernels, whatever this array's size."""
     array = np.ascontiguousarray(values, dtype=np.int64)
-    if len(array) < COMPILED_MIN:
+    if not _compiled_for(len(array), large):
         texts = (str(v).encode() for v in array.tolist())
         messages = (prefix + len(t).to_bytes(8, "little") + t for t in texts)
         return _hashed(messages, len(array), size)
@@ -75,10 +87,10 @@ def digest_decimals(prefix: bytes, values: npt.ArrayLike, size: int) -> npt.NDAr
     return out
 
 
-def digest_rows(rows: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
-    """BLAKE2b-``size`` of every row of a fixed-width byte matrix."""
+def digest_rows(rows: npt.NDArray[np.uint8], size: int, large: bool = False) -> npt.NDArray[np.uint8]:
+    """BLAKE2b-``size`` of every row of a fixed-width byte matrix (``large``: as for ``digest_decimals``)."""
     matrix = np.ascontiguousarray(rows, dtype=np.uint8)
-    if len(matrix) < COMPILED_MIN:
+    if not _compiled_for(len(matrix), large):
         return _hashed((row.tobytes() for row in matrix), len(matrix), size)
     out = np.empty((len(matrix), size), dtype=np.uint8)
     from zumik_cli.core import blake2b
@@ -97,7 +109,8 @@ def as_int64(digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
     return np.ascontiguousarray(digests).view("<i8").reshape(-1).astype(np.int64, copy=False)
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# every byte's two hex digits, as the little-endian 16-bit word whose first byte is the first digit
+_HEX_PAIRS = np.array([ord(f"{b:02x}"[0]) | ord(f"{b:02x}"[1]) << 8 for b in range(256)], dtype="<u2")
 
 
 def as_hex(prefix: str, digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.bytes_]:
@@ -105,6 +118,5 @@ def as_hex(prefix: str, digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.bytes_
     n, size = digests.shape
     text = np.empty((n, len(prefix) + 2 * size), dtype=np.uint8)
     text[:, : len(prefix)] = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
-    text[:, len(prefix) :: 2] = _HEX[digests >> 4]
-    text[:, len(prefix) + 1 :: 2] = _HEX[digests & 15]
+    text[:, len(prefix) :] = _HEX_PAIRS[digests].view(np.uint8).reshape(n, 2 * size)
     return text.view(f"S{text.shape[1]}").reshape(-1)

@@ -745,13 +745,13 @@ def _ingest_run(
     known: _Known,
     unlogged_prefix: bool,
 ) -> IngestSummary:
-    from zumik_cli.ingest.rows import ChainCache, hash_rows  # compiled kernels: numba loads with them
+    from zumik_cli.ingest.rows import ChainCache, KnownTraces, hash_rows  # compiled kernels: numba loads with them
 
     writer = _PartWriter(staging, run)
     chain_cache = ChainCache()
     materializer = _Materializer(tokenizer, known.blocks)
     materializer.unlogged_prefix = unlogged_prefix
-    known_traces, seq = known.traces, known.seq
+    known_traces, seq = KnownTraces(known.traces), known.seq
     inputs: list[dict[str, Any]] = []
     quarantine: list[dict[str, Any]] = []
     formats: Counter[str] = Counter()

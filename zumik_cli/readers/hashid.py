@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -223,47 +225,69 @@ def _arrow_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
     )
 
 
-def _read_mooncake_columns(sample: Sample) -> Iterator[HashColumns | Item]:
-    if sample.kind != "jsonl":  # a JSON array of records: read record by record
-        yield from MOONCAKE.read(sample)
-        return
-    scope = _scope(sample, "mooncake")
-    path = sample.name
+_Chunk = tuple[int, int, bytes, MooncakeArrays | None]
+
+
+def _scanned_chunks(path: Path) -> Generator[_Chunk, None, None]:
+    """Each chunk of whole lines: its first line's number, its count of lines, its bytes and its arrays (or None)."""
     first = 1
-    with open_bytes(sample.path) as handle:
+    with open_bytes(path) as handle:
         while chunk := handle.read(COLUMN_CHUNK_BYTES):
             if first == 1:
                 chunk = chunk.removeprefix(BOM)
             if not chunk.endswith(b"\n"):
                 chunk += handle.readline()
             lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-            arrays = _mooncake_arrays(chunk, lines)
-            if arrays is None:
-                parts = chunk.split(b"\n")
-                for offset, line in enumerate(parts[:lines]):
-                    raw = line + b"\n" if offset < len(parts) - 1 else line  # as reading the file line by line
-                    if raw.isspace():
-                        continue
-                    number = first + offset
-                    value = parse_json_line(path, number, raw)
-                    if isinstance(value, Quarantined):
-                        yield value
-                    else:
-                        yield from convert_guarded(lambda r, s: _mooncake(r, s, scope), value, Source(path, number))
-            else:
-                yield HashColumns(
-                    format="mooncake",
-                    path=path,
-                    scope=scope,
-                    block_size=512,
-                    lines=np.arange(first, first + lines, dtype=np.int64),
-                    timestamps=arrays.timestamps,
-                    input_length=arrays.input_length,
-                    output_length=arrays.output_length,
-                    offsets=arrays.offsets,
-                    hash_ids=arrays.hash_ids,
-                )
+            yield first, lines, chunk, _mooncake_arrays(chunk, lines)
             first += lines
+
+
+def _read_ahead(chunks: Generator[_Chunk, None, None]) -> Iterator[_Chunk]:
+    """The chunks in order, the next one read and scanned on a thread of its own while the caller identifies and
+    writes this one: the scanner releases the GIL, so on a trace of many chunks reading leaves the caller's
+    thread (about a second of CPU a million requests). One chunk is ahead at most."""
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zumik-read") as pool:
+            ahead = pool.submit(next, chunks, None)
+            while (chunk := ahead.result()) is not None:
+                ahead = pool.submit(next, chunks, None)
+                yield chunk
+    finally:
+        chunks.close()  # the pool has ended: no thread is in the generator
+
+
+def _read_mooncake_columns(sample: Sample) -> Iterator[HashColumns | Item]:
+    if sample.kind != "jsonl":  # a JSON array of records: read record by record
+        yield from MOONCAKE.read(sample)
+        return
+    scope = _scope(sample, "mooncake")
+    path = sample.name
+    for first, lines, chunk, arrays in _read_ahead(_scanned_chunks(sample.path)):
+        if arrays is None:
+            parts = chunk.split(b"\n")
+            for offset, line in enumerate(parts[:lines]):
+                raw = line + b"\n" if offset < len(parts) - 1 else line  # as reading the file line by line
+                if raw.isspace():
+                    continue
+                number = first + offset
+                value = parse_json_line(path, number, raw)
+                if isinstance(value, Quarantined):
+                    yield value
+                else:
+                    yield from convert_guarded(lambda r, s: _mooncake(r, s, scope), value, Source(path, number))
+        else:
+            yield HashColumns(
+                format="mooncake",
+                path=path,
+                scope=scope,
+                block_size=512,
+                lines=np.arange(first, first + lines, dtype=np.int64),
+                timestamps=arrays.timestamps,
+                input_length=arrays.input_length,
+                output_length=arrays.output_length,
+                offsets=arrays.offsets,
+                hash_ids=arrays.hash_ids,
+            )
 
 
 MOONCAKE = Reader(
