@@ -188,6 +188,19 @@ def test_garbage_before_the_good_records_quarantines_each_bad_line_and_keeps_the
     assert quarantined_lines[:garbage] == list(range(1, garbage + 1))
 
 
+@pytest.mark.parametrize("first", [b"\x1f\x8b", b"\x1f\x8b\x01 noise"])
+def test_a_first_line_that_starts_like_gzip_is_one_bad_line_not_a_refused_file(first: bytes, tmp_path: Path) -> None:
+    # gzip is told by its magic bytes and its compression method (deflate): two bytes alone are text
+    records = litellm_payloads(4)
+    path = tmp_path / "calls.jsonl"
+    path.write_bytes(first + b"\n" + b"".join(json.dumps(r).encode() + b"\n" for r in records))
+
+    summary = ingest([path], tmp_path / "data")
+
+    assert summary.requests == 4
+    assert [q["line"] for q in Dataset(tmp_path / "data").quarantine_entries()] == [1]
+
+
 def test_a_byte_order_mark_is_accepted_in_json_lines_and_in_a_document(tmp_path: Path) -> None:
     records = litellm_payloads(3)
     lines = tmp_path / "bom.jsonl"

@@ -212,6 +212,26 @@ def test_a_file_the_scanner_declines_is_read_by_columns_as_record_by_record(line
     assert by_columns == by_records
 
 
+@pytest.mark.parametrize("scanned", [True, False])
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80"])
+def test_a_line_that_is_not_utf8_is_quarantined_by_columns_too_even_in_a_key_no_reader_needs(
+    bad: bytes, scanned: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not scanned:  # Arrow reads the chunk instead
+        monkeypatch.setattr(hashid, "SCAN_MIN_BYTES", 1 << 40)
+    path = tmp_path / "trace.jsonl"
+    damaged = PLAIN.replace(b'"output_length"', b'"o' + bad + b'utput_length"')
+    path.write_bytes(b"\n".join([damaged, PLAIN, PLAIN.replace(b"27482", b"27483")]) + b"\n")
+    sample = Sample(path, "jsonl", ())
+    assert MOONCAKE.read_columns is not None
+
+    rows, quarantined = read_rows(MOONCAKE.read_columns(sample))
+
+    assert [line for line, _ in quarantined] == [1]
+    assert [row[0] for row in rows] == [2, 3]
+    assert (rows, quarantined) == read_rows(MOONCAKE.read(sample))
+
+
 def read_rows(items: Iterable[Any]) -> tuple[list[Row], list[tuple[int, str]]]:
     rows: list[Row] = []
     quarantined = []

@@ -29,7 +29,9 @@ from zumik_cli.core.redact import redact
 HEAD_BYTES = 1 << 16
 SNIFF_RECORDS = 5
 MAX_DOCUMENT_BYTES = 1 << 30
-GZIP_MAGIC = b"\x1f\x8b"
+# A gzip member starts with its two magic bytes and its compression method, deflate (8), the only one RFC 1952 defines:
+# a text file whose first line happens to start with the two bytes is still read as text
+GZIP_MAGIC = b"\x1f\x8b\x08"
 BOM = b"\xef\xbb\xbf"
 # What a gzip stream that was cut short or damaged raises while it is read.
 GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
@@ -67,7 +69,7 @@ class Sample:
 def open_bytes(path: Path) -> IO[bytes]:
     """The file's bytes, decompressed when they are gzip (told by its magic number, not its name)."""
     handle = path.open("rb")
-    if handle.read(2) == GZIP_MAGIC:
+    if handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC:
         handle.seek(0)
         return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
     handle.seek(0)

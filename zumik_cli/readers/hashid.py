@@ -163,8 +163,15 @@ def _mooncake_arrays(chunk: bytes, lines: int) -> MooncakeArrays | None:
     """The chunk's records as arrays, or None where any record might read otherwise record by record.
 
     The compiled scanner reads plain chunks (traces as Mooncake publishes them); Arrow reads most of the rest.
-    Whichever read it, the records must be ones the per-record reader would keep, every one of them.
+    Whichever read it, the records must be ones the per-record reader would keep, every one of them: so a chunk that
+    is not UTF-8 throughout (JSON text must be; the per-record reader quarantines such a line, even where the bad
+    bytes are in a key neither reader needs) goes the per-record way.
     """
+    if not chunk.isascii():
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     arrays = None
     if len(chunk) >= SCAN_MIN_BYTES:
         from zumik_cli.readers.mooncake_scan import scan_mooncake  # compiled: numba loads with it
