@@ -47,6 +47,9 @@ SELECT provider, engine, model, write_ttl, day, count(*) AS requests, sum(total)
                 THEN greatest(last_mark - candidate, 0) ELSE 0 END) AS written
 FROM rows LEFT JOIN marks USING (rid)
 GROUP BY ALL
+-- the groups' costs are added up in Python in the order they come: one order, so the total's last digit is the same
+-- from run to run
+ORDER BY provider, engine, model, write_ttl, day
 """
 
 
