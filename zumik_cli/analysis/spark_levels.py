@@ -132,8 +132,9 @@ def _levels_on(
 ) -> tuple[Workload, LruFigures | None]:
     req = con.sql(REQ_COLUMNS_SQL).to_arrow_table()
     n_blocks = req.column("n_blocks").to_numpy()
-    with_lru = lru is not None and lru_requests is not None
-    sent = _with_slots(req, lru_requests, n_blocks) if lru is not None and lru_requests is not None else req
+    # each request's slot for the LRU task, and on content traces its scale to provider tokens and unlogged prefix
+    carried = _carried(lru) if lru is not None and lru_requests is not None else ()
+    sent = _with_slots(req, lru_requests, n_blocks, carried) if lru_requests is not None and carried else req
     session.createDataFrame(sent).createOrReplaceTempView("zumik_req")
     del sent  # Spark has its copy
     read_blocks(session, parts).createOrReplaceTempView("zumik_blocks")
@@ -143,7 +144,7 @@ def _levels_on(
             coincide="true" if coincide else "false",
             fam_key=fam_key,
             tgt_key=tgt_key,
-            lru=", r.slot, r.scale, r.prefix" if with_lru else "",
+            lru="".join(f", r.{name}" for name in carried),
         )
     )
     timeline.persist()  # read twice: by the levels and, when a bounded figure needs it, by the LRU task
@@ -185,27 +186,32 @@ def _lru_figures(
     return LruFigures.from_json(summary.column("figures")[0].as_py(), hits if lru.capacity_tokens is not None else None)
 
 
-def _with_slots(req: pa.Table, requests: pa.Table, n_blocks: npt.NDArray[np.integer]) -> pa.Table:
-    """The request table as the executors get it when the LRU task runs: each request with blocks has its slot (its
-    place among them, in time order), and each request its scale to provider tokens and unlogged prefix (``requests``,
-    in the same ``ord`` order)."""
+def _carried(lru: LruJob) -> tuple[str, ...]:
+    """The request columns the LRU task reads beside each block: its slot (its request's place among the requests with
+    blocks, in time order), and where each access counts in its request's provider tokens (content traces, whose
+    blocks are not of one size) the request's scale and unlogged prefix."""
+    return ("slot",) if lru.uniform_block is not None else ("slot", "scale", "prefix")
+
+
+def _with_slots(
+    req: pa.Table, requests: pa.Table, n_blocks: npt.NDArray[np.integer], carried: tuple[str, ...]
+) -> pa.Table:
+    """The request table as the executors get it when the LRU task runs, with the ``carried`` columns: the slot, and
+    the scale and prefix from ``requests`` (in the same ``ord`` order)."""
     if requests.num_rows != req.num_rows:
         raise ZumikError("the dataset changed while the waterfall read it: run the command again")
     has_blocks = n_blocks > 0
-    slot = pa.array(np.cumsum(has_blocks, dtype=np.int64) - 1, pa.int32(), mask=~has_blocks)
-    return (
-        req.append_column("slot", slot)
-        .append_column("scale", requests.column("scale"))
-        .append_column("prefix", requests.column("prefix"))
-    )
+    req = req.append_column("slot", pa.array(np.cumsum(has_blocks, dtype=np.int64) - 1, pa.int32(), mask=~has_blocks))
+    for name in carried[1:]:
+        req = req.append_column(name, requests.column(name))
+    return req
 
 
 def _lru_stream(session: Any, timeline: Any, lru: LruJob) -> Any:
     """The timeline's blocks as the LRU task reads them (``STREAM_SQL``, in no order)."""
-    columns = ["slot", "pos", "chain", "tokens", "unit_key", "scale", "prefix"]
-    timeline.select(*columns).createOrReplaceTempView("zumik_lru_blocks")
-    # content: each access counts in its request's provider tokens
-    scaled = ", b.scale, b.prefix" if lru.uniform_block is None else ""
+    carried = _carried(lru)
+    timeline.select("pos", "chain", "tokens", "unit_key", *carried).createOrReplaceTempView("zumik_lru_blocks")
+    scaled = "".join(f", b.{name}" for name in carried[1:])
     return session.sql(STREAM_SQL.format(parts=PARTS, scaled=scaled))
 
 
